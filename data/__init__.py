@@ -1,0 +1,1 @@
+"""Emails in, tidy rows out: parsing, corpora, splits and the DuckDB store."""

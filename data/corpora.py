@@ -1,0 +1,203 @@
+"""Known corpus layouts, discovery in a data folder, and ingest with deduplication.
+
+Label conventions: label 1 is always the classifier's positive class ("phishing/spam"),
+but what it means differs by corpus. Nazario is phishing in the narrow sense; Enron-Spam,
+Ling-Spam and SpamAssassin label generic spam. `label_meaning` keeps that visible.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.normalise import normalisation_name
+from data.parse import ParseError, iter_csv, iter_mbox, make_email, read_eml
+from data.records import CorpusInfo, Email, IngestReport
+from data.store import Store
+
+# Corpora whose positive label means phishing in the narrow sense; any other corpus is
+# taken to label spam in general unless told otherwise (--label-meaning).
+PHISHING_CORPORA = {"nazario", "phishingcorpus", "phishing"}
+
+CSV_CONVENTION = "CSV label column: 1/spam/phishing = {meaning}, 0/ham/legitimate = legitimate"
+FILE_NAME_CONVENTION = "file name: *ham* = legitimate, *spam* / *phish* = {meaning}"
+
+
+class IngestError(ValueError):
+    """A corpus source that cannot be ingested as given; the message says why."""
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """A corpus found on disk: a CSV file, or a folder of mbox / .eml files."""
+
+    name: str
+    path: Path
+    format: str  # csv | mbox | eml
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".csv", ".mbox", ".eml"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def label_from_file_name(path: Path) -> int | None:
+    """1 for spam/phish files, 0 for ham files, None when the name says neither."""
+    name = path.name.lower()
+    if "ham" in name:
+        return 0
+    if "spam" in name or "phish" in name:
+        return 1
+    return None
+
+
+def discover_corpora(data_dir: Path, exclude: Iterable[str] = ("raw_samples",)) -> list[CorpusSource]:
+    """Every corpus in a data folder: top-level CSV files, and sub-folders of mbox or .eml files.
+
+    `exclude` names folders to skip; by default `raw_samples`, the parser-test messages
+    that duplicate SpamAssassin and must not be training data (see shared/data/SOURCES.md).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise IngestError(f"data folder {data_dir} does not exist")
+    excluded = set(exclude)
+    found: list[CorpusSource] = []
+    for path in sorted(data_dir.iterdir()):
+        if path.name in excluded or path.name.startswith("."):
+            continue
+        if path.is_file() and re.search(r"\.csv(\.gz)?$", path.name, re.I):
+            found.append(CorpusSource(_stem(path), path, "csv"))
+        elif path.is_file() and re.search(r"\.mbox(\.gz)?$", path.name, re.I):
+            found.append(CorpusSource(_stem(path), path, "mbox"))
+        elif path.is_dir():
+            if any(re.search(r"\.mbox(\.gz)?$", p.name, re.I) for p in path.iterdir()):
+                found.append(CorpusSource(path.name, path, "mbox"))
+            elif any(p.suffix.lower() == ".eml" for p in path.iterdir()):
+                found.append(CorpusSource(path.name, path, "eml"))
+    if not found:
+        raise IngestError(f"no corpora in {data_dir}: expected *.csv(.gz), *.mbox(.gz) or folders of them / of .eml files")
+    return found
+
+
+def corpus_info(source: CorpusSource, label_meaning: str | None = None) -> CorpusInfo:
+    """The corpus record: format, what label 1 means, and where labels come from."""
+    meaning = label_meaning or ("phishing" if source.name.lower() in PHISHING_CORPORA else "spam")
+    convention = (CSV_CONVENTION if source.format == "csv" else FILE_NAME_CONVENTION).format(meaning=meaning)
+    return CorpusInfo(source.name, str(source.path), source.format, meaning, convention)
+
+
+def _mbox_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if re.search(r"\.mbox(\.gz)?$", p.name, re.I))
+
+
+def read_corpus(source: CorpusSource, lowercase: bool, max_body_chars: int,
+                progress: bool = True) -> Iterator[Email | tuple[str, str]]:
+    """Yield Emails, or (source_ref, error) pairs for inputs that could not be parsed."""
+    def labelled(path: Path) -> int:
+        label = label_from_file_name(path)
+        if label is None:
+            raise IngestError(f"cannot tell the label of {path.name}: name mbox/.eml files *ham* or *spam*")
+        return label
+
+    bar = tqdm(desc=f"parse {source.name}", unit=" mails", disable=not progress)
+    try:
+        if source.format == "csv":
+            for ref, fields, label, truncated in iter_csv(source.path, max_body_chars):
+                bar.update()
+                if isinstance(fields, ParseError):
+                    yield ref, str(fields)
+                else:
+                    yield make_email(fields, source.name, label, ref, lowercase, truncated)
+        elif source.format == "mbox":
+            for box in _mbox_files(source.path):
+                label = labelled(box)
+                for ref, fields, truncated in iter_mbox(box, max_body_chars):
+                    bar.update()
+                    if isinstance(fields, ParseError):
+                        yield ref, str(fields)
+                    else:
+                        yield make_email(fields, source.name, label, ref, lowercase, truncated)
+        elif source.format == "eml":
+            files = [source.path] if source.path.is_file() else sorted(source.path.glob("*.eml"))
+            for path in files:
+                bar.update()
+                try:
+                    fields, truncated = read_eml(path, max_body_chars)
+                    yield make_email(fields, source.name, labelled(path), path.name, lowercase, truncated)
+                except ParseError as exc:
+                    yield path.name, str(exc)
+        else:
+            raise IngestError(f"unknown corpus format {source.format!r}")
+    finally:
+        bar.close()
+
+
+def deduplicate(emails: Iterable[Email]) -> tuple[list[Email], int, int]:
+    """Drop exact duplicates within a corpus; drop both sides of label conflicts.
+
+    Returns (kept, duplicates dropped, emails dropped for conflicting labels).
+    """
+    first: dict[str, Email] = {}
+    conflicting: set[str] = set()
+    duplicates = 0
+    for mail in emails:
+        seen = first.get(mail.id)
+        if seen is None:
+            first[mail.id] = mail
+            continue
+        duplicates += 1
+        if seen.label != mail.label:
+            conflicting.add(mail.id)
+    kept = [m for i, m in first.items() if i not in conflicting]
+    return kept, duplicates, len(conflicting)
+
+
+def ingest_emails(store: Store, info: CorpusInfo, items: Iterable[Email | tuple[str, str]],
+                  lowercase: bool) -> IngestReport:
+    """Dedupe within the corpus and against every corpus already stored, then write."""
+    if store.has_corpus(info.name):
+        raise IngestError(f"corpus {info.name!r} is already in the store; nothing was changed")
+    parsed: list[Email] = []
+    errors: list[str] = []
+    for item in items:
+        if isinstance(item, Email):
+            parsed.append(item)
+        else:
+            errors.append(f"{item[0]}: {item[1]}")
+    unique, duplicates_within, conflicts = deduplicate(parsed)
+    elsewhere = store.existing_email_corpora([m.id for m in unique])
+    kept = [m for m in unique if m.id not in elsewhere]
+    report = IngestReport(
+        corpus=info.name,
+        parsed=len(parsed),
+        parse_errors=len(errors),
+        duplicates_within=duplicates_within,
+        label_conflicts=conflicts,
+        duplicates_across=len(unique) - len(kept),
+        kept=len(kept),
+        normalisation=normalisation_name(lowercase),
+        errors=tuple(errors),
+    )
+    if not kept:
+        raise IngestError(f"corpus {info.name!r}: no email left to store "
+                          f"({report.parsed} parsed, {report.parse_errors} errors, all others duplicates)")
+    store.add_corpus(info, report, kept)
+    return report
+
+
+def ingest_source(store: Store, source: CorpusSource, lowercase: bool = False,
+                  max_body_chars: int = 100_000, label_meaning: str | None = None,
+                  progress: bool = True) -> IngestReport:
+    """Parse, dedupe and store one corpus source."""
+    info = corpus_info(source, label_meaning)
+    items = read_corpus(source, lowercase, max_body_chars, progress)
+    return ingest_emails(store, info, items, lowercase)

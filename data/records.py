@@ -1,0 +1,100 @@
+"""The records that cross module boundaries. One definition each, all frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LEGITIMATE = 0
+POSITIVE = 1  # the classifier's positive class: "phishing/spam"
+
+
+@dataclass(frozen=True)
+class Email:
+    """One normalised email. `id` is the content hash of what the model reads."""
+
+    id: str
+    corpus: str
+    subject: str
+    body: str
+    label: int  # 1 = phishing/spam, 0 = legitimate
+    sender: str = ""
+    receiver: str = ""
+    date: str = ""
+    urls: tuple[str, ...] = ()
+    source_ref: str = ""  # file name, CSV row or mbox key: where to find the original
+    normalisation: str = ""
+    truncated: bool = False  # body was cut at the configured size cap
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """How a corpus was read and what its labels mean."""
+
+    name: str
+    source: str
+    format: str  # csv | mbox | eml | synthetic
+    label_meaning: str  # "phishing" or "spam": what label 1 means in this corpus
+    label_convention: str  # human-readable: where the label came from
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """Counts from one corpus ingest; duplicates are dropped, never silently."""
+
+    corpus: str
+    parsed: int
+    parse_errors: int
+    duplicates_within: int
+    label_conflicts: int
+    duplicates_across: int
+    kept: int
+    normalisation: str
+    errors: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA fine-tuning hyperparameters; defaults train in minutes on 2 CPU cores."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None  # None: the model family's default
+    epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 8
+    max_tokens: int = 128
+    seed: int = 13
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """Metadata saved next to every adapter's safetensors."""
+
+    id: str
+    model: str
+    base_weights_sha256: str
+    architecture: str
+    training_set: str
+    path: str
+    hyperparameters: dict
+    seed: int
+    train_loss: tuple[float, ...]
+    n_train: int
+    seconds: float
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One classifier verdict: score is logit(phishing) - logit(legitimate)."""
+
+    run_id: str
+    adapter_id: str
+    model: str
+    email_id: str
+    corpus: str
+    score: float
+    predicted: int
+    true_label: int

@@ -1,0 +1,65 @@
+"""One settings object, read from environment variables (and overridden by CLI flags)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how the pipeline behaves. Env vars are PHISHLENS_<FIELD>."""
+
+    home: Path  # working directory: store, converted models, adapters
+    store_path: Path
+    data_dir: Path | None  # real corpora to use instead of the synthetic demo
+    model: str  # registry name, HF hub id or local folder
+    device: str  # auto | cpu | cuda
+    max_tokens: int  # token budget per email when scoring
+    lowercase: bool  # lower-case all text at ingest (recorded as part of the normalisation)
+    max_body_chars: int  # bodies are cut here (flagged as truncated), so a 50 MB mail stays cheap
+    seed: int
+    host: str
+    port: int
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    def with_overrides(self, **changes) -> "Settings":
+        """A copy with the given fields replaced; None values are ignored."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from PHISHLENS_* environment variables, then keyword overrides."""
+    home = Path(os.environ.get("PHISHLENS_HOME", PROJECT_ROOT / ".phishlens")).resolve()
+    data_dir = os.environ.get("PHISHLENS_DATA")
+    settings = Settings(
+        home=home,
+        store_path=Path(os.environ.get("PHISHLENS_STORE", home / "store.duckdb")).resolve(),
+        data_dir=Path(data_dir).resolve() if data_dir else None,
+        model=os.environ.get("PHISHLENS_MODEL", "smollm2-135m"),
+        device=os.environ.get("PHISHLENS_DEVICE", "auto"),
+        max_tokens=int(os.environ.get("PHISHLENS_MAX_TOKENS", "256")),
+        lowercase=_env_bool("PHISHLENS_LOWERCASE", False),
+        max_body_chars=int(os.environ.get("PHISHLENS_MAX_BODY_CHARS", "100000")),
+        seed=int(os.environ.get("PHISHLENS_SEED", "13")),
+        host=os.environ.get("PHISHLENS_HOST", "127.0.0.1"),
+        port=int(os.environ.get("PHISHLENS_PORT", "8501")),
+    )
+    return settings.with_overrides(**overrides)

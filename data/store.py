@@ -1,0 +1,398 @@
+"""The DuckDB results store: schema, forward migrations, typed reads and writes.
+
+All SQL of the project lives here. Writers open the file read-write for the length of
+one job step; pages open it read-only. Metrics (F1, precision, recall, accuracy) are
+computed by SQL over the predictions table, never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from data.records import AdapterInfo, CorpusInfo, Email, IngestReport, Prediction
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked; the message says what to do."""
+
+
+# Each entry migrates from version i to i+1. Append, never edit: stores in the field
+# were built by the old entries.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE corpora (
+        name VARCHAR PRIMARY KEY,
+        source VARCHAR NOT NULL,
+        format VARCHAR NOT NULL,
+        label_meaning VARCHAR NOT NULL,
+        label_convention VARCHAR NOT NULL,
+        synthetic BOOLEAN NOT NULL,
+        normalisation VARCHAR NOT NULL,
+        parsed INTEGER, parse_errors INTEGER, duplicates_within INTEGER,
+        label_conflicts INTEGER, duplicates_across INTEGER, kept INTEGER,
+        ingested_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE emails (
+        id VARCHAR PRIMARY KEY,
+        corpus VARCHAR NOT NULL,
+        sender VARCHAR, receiver VARCHAR, date VARCHAR,
+        subject VARCHAR NOT NULL,
+        body VARCHAR NOT NULL,
+        urls VARCHAR[] NOT NULL,
+        label TINYINT NOT NULL,
+        source_ref VARCHAR,
+        normalisation VARCHAR NOT NULL,
+        truncated BOOLEAN NOT NULL
+    );
+    CREATE TABLE ingest_errors (corpus VARCHAR, source_ref VARCHAR, error VARCHAR);
+    CREATE TABLE splits (
+        email_id VARCHAR PRIMARY KEY,
+        corpus VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        seed INTEGER NOT NULL
+    );
+    CREATE TABLE training_sets (
+        name VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        corpora VARCHAR[] NOT NULL,
+        size INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE training_set_emails (
+        training_set VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        PRIMARY KEY (training_set, email_id)
+    );
+    CREATE TABLE adapters (
+        id VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        base_weights_sha256 VARCHAR NOT NULL,
+        architecture VARCHAR NOT NULL,
+        training_set VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        hyperparameters JSON,
+        seed INTEGER,
+        train_loss DOUBLE[],
+        n_train INTEGER,
+        seconds DOUBLE,
+        created_at VARCHAR
+    );
+    CREATE TABLE runs (
+        id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        params JSON,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        error VARCHAR
+    );
+    CREATE TABLE predictions (
+        run_id VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        score DOUBLE NOT NULL,
+        predicted TINYINT NOT NULL,
+        true_label TINYINT NOT NULL,
+        PRIMARY KEY (adapter_id, email_id)
+    );
+    """,
+]
+
+# Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample
+# holds one class only: there they would measure nothing but recall.
+METRICS_SQL = """
+WITH counts AS (
+    SELECT adapter_id, any_value(model) AS model, corpus,
+           count(*) AS n,
+           count(*) FILTER (true_label = 1 AND predicted = 1) AS tp,
+           count(*) FILTER (true_label = 0 AND predicted = 1) AS fp,
+           count(*) FILTER (true_label = 1 AND predicted = 0) AS fn,
+           count(*) FILTER (true_label = 0 AND predicted = 0) AS tn
+    FROM predictions
+    GROUP BY adapter_id, corpus
+)
+SELECT c.*,
+       (tp + fn) AS n_positive,
+       (tn + fp) AS n_negative,
+       (tp + fn) > 0 AND (tn + fp) > 0 AS both_classes,
+       CASE WHEN tp + fn > 0 THEN tp / (tp + fn) END AS recall,
+       CASE WHEN (tp + fn) > 0 AND (tn + fp) > 0 AND tp + fp > 0 THEN tp / (tp + fp)
+            WHEN (tp + fn) > 0 AND (tn + fp) > 0 THEN 0.0 END AS precision,
+       CASE WHEN (tp + fn) > 0 AND (tn + fp) > 0 THEN 2.0 * tp / (2 * tp + fp + fn) END AS f1,
+       (tp + tn) / n AS accuracy,
+       coalesce(a.training_set, 'zero-shot') AS training_set,
+       coalesce(ts.kind, 'zero-shot') AS paradigm,
+       coalesce(list_contains(ts.corpora, c.corpus), false) AS in_domain
+FROM counts c
+LEFT JOIN adapters a ON a.id = c.adapter_id
+LEFT JOIN training_sets ts ON ts.name = a.training_set
+ORDER BY c.model, paradigm, c.adapter_id, c.corpus
+"""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """A DuckDB results file. Use `Store.open(path)` (read-write) or `read_only=True`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # ------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, path: Path, read_only: bool = False) -> "Store":
+        """Open (and, read-write, create or migrate) a store; clear errors for bad files."""
+        path = Path(path)
+        if read_only and not path.exists():
+            raise StoreError(f"No results store at {path}. Build one with `python cli.py demo` "
+                             f"or `python cli.py ingest/train/evaluate`.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreError(f"The store {path} is busy: another PhishLens process is writing to it. "
+                                 f"Wait for that job to finish, then retry.") from exc
+            raise StoreError(f"{path} is not a readable DuckDB store ({text.splitlines()[0]}). "
+                             f"Move it aside and rebuild; it was not modified.") from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"{path} is not a readable DuckDB store ({exc}). "
+                             f"Move it aside and rebuild; it was not modified.") from exc
+        store = cls(con, path, read_only)
+        store._check_and_migrate()
+        return store
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+    def _check_and_migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}, newer than this PhishLens "
+                             f"({SCHEMA_VERSION}). Upgrade PhishLens; the file was not modified.")
+        if version == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            raise StoreError(f"{self.path} has schema version {version}; run any PhishLens command "
+                             f"(e.g. `python cli.py status`) to migrate it to {SCHEMA_VERSION}.")
+        with self.transaction():
+            self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                self.con.execute(MIGRATIONS[target - 1])
+                self.con.execute("INSERT INTO schema_version VALUES (?, ?)", [target, _now()])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing writes: a failure (or a kill) leaves no partial rows."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        return self.con.execute(sql, params or []).df()
+
+    # ------------------------------------------------------------ corpora and emails
+    def corpus_names(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT name FROM corpora ORDER BY name").fetchall()]
+
+    def has_corpus(self, name: str) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM corpora WHERE name = ?", [name]).fetchone()[0])
+
+    def existing_email_corpora(self, ids: list[str]) -> dict[str, str]:
+        """For the given ids already stored, the corpus that holds each."""
+        if not ids:
+            return {}
+        frame = pd.DataFrame({"id": ids})
+        rows = self.con.execute(
+            "SELECT e.id, e.corpus FROM emails e JOIN frame f ON f.id = e.id"
+        ).fetchall()
+        return dict(rows)
+
+    def add_corpus(self, info: CorpusInfo, report: IngestReport, emails: list[Email]) -> None:
+        """Write a corpus, its emails and its ingest errors in one transaction."""
+        frame = pd.DataFrame(
+            [{**asdict(e), "urls": list(e.urls)} for e in emails],
+            columns=["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls",
+                     "label", "source_ref", "normalisation", "truncated"],
+        )
+        errors = pd.DataFrame(
+            [{"corpus": info.name, "source_ref": e.split(": ", 1)[0], "error": e.split(": ", 1)[-1]}
+             for e in report.errors],
+            columns=["corpus", "source_ref", "error"],
+        )
+        with self.transaction():
+            self.con.execute(
+                "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [info.name, info.source, info.format, info.label_meaning, info.label_convention,
+                 info.synthetic, report.normalisation, report.parsed, report.parse_errors,
+                 report.duplicates_within, report.label_conflicts, report.duplicates_across,
+                 report.kept, _now()],
+            )
+            self.con.execute(
+                "INSERT INTO emails SELECT id, corpus, sender, receiver, date, subject, body, "
+                "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM frame"
+            )
+            if len(errors):
+                self.con.execute("INSERT INTO ingest_errors SELECT * FROM errors")
+
+    def emails_by_ids(self, ids: Iterable[str]) -> list[Email]:
+        frame = pd.DataFrame({"id": list(ids)})
+        rows = self.con.execute(
+            "SELECT e.* FROM emails e JOIN frame f ON f.id = e.id ORDER BY e.id"
+        ).df()
+        return [_email_from_row(r) for r in rows.to_dict("records")]
+
+    def emails_of_corpus(self, corpus: str) -> pd.DataFrame:
+        return self.query("SELECT id, label FROM emails WHERE corpus = ? ORDER BY id", [corpus])
+
+    # ------------------------------------------------------------ splits and training sets
+    def add_splits(self, corpus: str, assignments: dict[str, str], seed: int) -> None:
+        frame = pd.DataFrame({"email_id": list(assignments), "split": list(assignments.values())})
+        with self.transaction():
+            self.con.execute("DELETE FROM splits WHERE corpus = ?", [corpus])
+            self.con.execute("INSERT INTO splits SELECT email_id, ?, split, ? FROM frame", [corpus, seed])
+
+    def split_ids(self, corpus: str, split: str) -> pd.DataFrame:
+        """Ids and labels of one corpus split, in a stable order."""
+        return self.query(
+            "SELECT e.id, e.label FROM splits s JOIN emails e ON e.id = s.email_id "
+            "WHERE s.corpus = ? AND s.split = ? ORDER BY e.id", [corpus, split]
+        )
+
+    def add_training_set(self, name: str, kind: str, corpora: list[str], ids: list[str], seed: int) -> None:
+        frame = pd.DataFrame({"email_id": ids})
+        with self.transaction():
+            self.con.execute("DELETE FROM training_set_emails WHERE training_set = ?", [name])
+            self.con.execute("DELETE FROM training_sets WHERE name = ?", [name])
+            self.con.execute("INSERT INTO training_sets VALUES (?,?,?,?,?,?)",
+                             [name, kind, corpora, len(ids), seed, _now()])
+            self.con.execute("INSERT INTO training_set_emails SELECT ?, email_id FROM frame", [name])
+
+    def training_set(self, name: str) -> dict | None:
+        rows = self.query("SELECT * FROM training_sets WHERE name = ?", [name])
+        return rows.to_dict("records")[0] if len(rows) else None
+
+    def training_set_emails(self, name: str) -> list[Email]:
+        rows = self.query(
+            "SELECT e.* FROM training_set_emails t JOIN emails e ON e.id = t.email_id "
+            "WHERE t.training_set = ? ORDER BY e.id", [name]
+        )
+        return [_email_from_row(r) for r in rows.to_dict("records")]
+
+    def leaked_test_emails(self) -> int:
+        """Test emails whose content hash is in any training set (must be 0)."""
+        return self.con.execute(
+            "SELECT count(DISTINCT s.email_id) FROM splits s "
+            "JOIN training_set_emails t ON t.email_id = s.email_id WHERE s.split = 'test'"
+        ).fetchone()[0]
+
+    # ------------------------------------------------------------ adapters
+    def add_adapter(self, info: AdapterInfo) -> None:
+        with self.transaction():
+            self.con.execute("DELETE FROM adapters WHERE id = ?", [info.id])
+            self.con.execute(
+                "INSERT INTO adapters VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [info.id, info.model, info.base_weights_sha256, info.architecture, info.training_set,
+                 info.path, json.dumps(info.hyperparameters), info.seed, list(info.train_loss),
+                 info.n_train, info.seconds, info.created_at],
+            )
+
+    def adapters(self, model: str | None = None) -> pd.DataFrame:
+        sql = "SELECT * FROM adapters" + (" WHERE model = ?" if model else "") + " ORDER BY id"
+        return self.query(sql, [model] if model else [])
+
+    # ------------------------------------------------------------ runs
+    def start_run(self, kind: str, params: dict) -> str:
+        run_id = f"{kind}-{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.con.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,NULL)",
+                         [run_id, kind, "running", json.dumps(params, default=str), _now()])
+        return run_id
+
+    def finish_run(self, run_id: str, error: str | None = None) -> None:
+        self.con.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                         ["failed" if error else "done", _now(), error, run_id])
+
+    @contextmanager
+    def run(self, kind: str, params: dict) -> Iterator[str]:
+        """A run row that ends 'done', or 'failed' with the error, whatever happens inside."""
+        run_id = self.start_run(kind, params)
+        try:
+            yield run_id
+        except BaseException as exc:
+            self.finish_run(run_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.finish_run(run_id)
+
+    # ------------------------------------------------------------ predictions and metrics
+    def predicted_email_ids(self, adapter_id: str) -> set[str]:
+        rows = self.con.execute("SELECT email_id FROM predictions WHERE adapter_id = ?", [adapter_id]).fetchall()
+        return {r[0] for r in rows}
+
+    def add_predictions(self, predictions: list[Prediction]) -> int:
+        """Insert predictions; rows already stored for (adapter, email) are kept, not duplicated."""
+        if not predictions:
+            return 0
+        frame = pd.DataFrame([asdict(p) for p in predictions])
+        with self.transaction():
+            before = self.con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+            self.con.execute(
+                "INSERT INTO predictions SELECT run_id, adapter_id, model, email_id, corpus, score, "
+                "predicted::TINYINT, true_label::TINYINT FROM frame ON CONFLICT DO NOTHING"
+            )
+            after = self.con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        return after - before
+
+    def metrics(self) -> pd.DataFrame:
+        """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags."""
+        return self.query(METRICS_SQL)
+
+    def is_empty(self) -> bool:
+        """True until the store holds at least one prediction (the Overview's input)."""
+        return not self.con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+
+
+def _email_from_row(row: dict) -> Email:
+    return Email(
+        id=row["id"], corpus=row["corpus"], subject=row["subject"], body=row["body"],
+        label=int(row["label"]), sender=row["sender"] or "", receiver=row["receiver"] or "",
+        date=row["date"] or "", urls=tuple(row["urls"] if row["urls"] is not None else ()),
+        source_ref=row["source_ref"] or "", normalisation=row["normalisation"],
+        truncated=bool(row["truncated"]),
+    )

@@ -1,0 +1,1 @@
+"""Evaluation matrix, attribution, head analysis and the jobs that write them to the store."""

@@ -1,0 +1,85 @@
+"""Score adapters (and the zero-shot base model) on corpora' test splits → predictions.
+
+Metrics are not computed here: F1, precision, recall and accuracy come from SQL over
+the predictions table (data.store.METRICS_SQL). Evaluation is resumable: emails an
+adapter has already scored are skipped, and each (adapter, corpus) is written in one
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from data.records import Prediction
+from data.splits import test_sample
+from data.store import Store
+from models.loading import LoadedModel, load_base, load_with_adapter
+from models.scoring import score_emails
+
+
+@dataclass(frozen=True)
+class EvaluationTarget:
+    """What to evaluate: an adapter folder, or None for the zero-shot base model."""
+
+    model: str
+    adapter_dir: Path | None = None
+
+
+def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str, email_ids: Sequence[str],
+                    max_tokens: int, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+    """Score the given emails with one loaded model; threshold at logit difference 0."""
+    emails = store.emails_by_ids(email_ids)
+    scores = score_emails(loaded, emails, max_tokens, batch_size, on_batch)
+    return [
+        Prediction(run_id=run_id, adapter_id=loaded.adapter_id, model=loaded.spec.name, email_id=m.id,
+                   corpus=corpus, score=float(s), predicted=int(s > 0), true_label=m.label)
+        for m, s in zip(emails, scores)
+    ]
+
+
+def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
+             sample_size: int | None, max_tokens: int, seed: int = 13, device: str = "auto",
+             batch_size: int = 8, progress: bool = True) -> str:
+    """Evaluate every target on every corpus' (sampled) test split; returns the run id."""
+    samples = {c: test_sample(store, c, sample_size, seed) for c in corpora}
+    params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets],
+              "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed}
+    with store.run("evaluate", params) as run_id:
+        for target in targets:
+            loaded = (load_with_adapter(target.adapter_dir, models_dir, device) if target.adapter_dir
+                      else load_base(target.model, models_dir, device))
+            done = store.predicted_email_ids(loaded.adapter_id)
+            todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
+            total = sum(len(v) for v in todo.values())
+            with tqdm(total=total, desc=f"evaluate {loaded.adapter_id}", unit=" mails", disable=not progress) as bar:
+                for corpus, ids in todo.items():
+                    if ids:
+                        rows = predictions_for(loaded, store, run_id, corpus, ids, max_tokens, batch_size, bar.update)
+                        store.add_predictions(rows)
+            del loaded
+    return run_id
+
+
+def f1_matrix(store: Store) -> pd.DataFrame:
+    """Per (adapter, corpus): n, confusion counts, precision, recall, F1, accuracy, in-domain flag."""
+    return store.metrics()
+
+
+def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean in-domain F1 minus mean out-of-domain F1 per adapter (cells with an F1 only)."""
+    scored = metrics.dropna(subset=["f1"])
+    scored = scored[scored["paradigm"] != "zero-shot"]
+    if scored.empty:
+        return pd.DataFrame(columns=["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"])
+    grouped = scored.groupby(["adapter_id", "model", "training_set", "in_domain"])["f1"].mean().unstack("in_domain")
+    grouped = grouped.rename(columns={True: "in_domain_f1", False: "out_of_domain_f1"}).reset_index()
+    for column in ("in_domain_f1", "out_of_domain_f1"):
+        if column not in grouped:
+            grouped[column] = float("nan")
+    grouped["gap"] = grouped["in_domain_f1"] - grouped["out_of_domain_f1"]
+    return grouped[["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"]]

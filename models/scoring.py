@@ -1,0 +1,104 @@
+"""Batched classifier scores: the label-word logit difference at the last prompt position.
+
+Emails are rendered into the model's prompt template, truncated to a token budget (the
+email text is cut, never the instruction or the question), sorted by length into
+buckets, left-padded, and only the last position's vocabulary logits are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.records import Email
+from models.registry import ModelSpec
+
+
+def render_email(mail: Email) -> str:
+    """The email text the model reads (same for every corpus: missing fields stay empty)."""
+    return f"From: {mail.sender}\nSubject: {mail.subject}\n\n{mail.body}"
+
+
+def label_token_ids(tokenizer, spec: ModelSpec) -> tuple[int, int]:
+    """Token ids of the (negative, positive) label words: the first token of each."""
+    ids = [tokenizer(word, add_special_tokens=False).input_ids for word in spec.label_words]
+    if not all(ids) or ids[0][0] == ids[1][0]:
+        raise ValueError(f"label words {spec.label_words} do not start with distinct tokens for this tokenizer")
+    return ids[0][0], ids[1][0]
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """Token ids of one prompt and how much of the email was cut."""
+
+    input_ids: list[int]
+    email_tokens: int
+    truncated_tokens: int
+
+
+class PromptBuilder:
+    """Turns emails into token ids under a fixed template and token budget."""
+
+    def __init__(self, tokenizer, spec: ModelSpec, max_tokens: int):
+        head, tail = spec.prompt_template.split("{email}")
+        self.tokenizer = tokenizer
+        bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None else []
+        self.head = bos + tokenizer(head, add_special_tokens=False).input_ids
+        self.tail = tokenizer(tail, add_special_tokens=False).input_ids
+        self.budget = max_tokens - len(self.head) - len(self.tail)
+        if self.budget < 16:
+            raise ValueError(f"token budget {max_tokens} leaves {self.budget} tokens for the email; raise it")
+
+    def build(self, mail: Email) -> PromptTokens:
+        ids = self.tokenizer(render_email(mail), add_special_tokens=False).input_ids
+        kept = ids[: self.budget]
+        return PromptTokens(self.head + kept + self.tail, len(ids), len(ids) - len(kept))
+
+
+def pad_left(sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Left-padded input_ids, attention_mask and matching position_ids for one batch."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    # Positions count real tokens only, so a padded email scores as it would alone.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
+            "position_ids": positions.to(device)}
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first: fail fast on memory)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def last_position_logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Vocabulary logits at the last position only (logits_to_keep=1): (batch, vocab)."""
+    return model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :]
+
+
+def score_emails(loaded, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
+                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """logit(positive label) - logit(negative label) per email, in input order.
+
+    `loaded` is a models.loading.LoadedModel; on_batch(n) is called after each batch.
+    """
+    builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+    negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
+    prompts = [builder.build(mail).input_ids for mail in emails]
+    scores = np.zeros(len(prompts), dtype=np.float64)
+    pad_id = loaded.tokenizer.pad_token_id
+    with torch.inference_mode():
+        for indices in length_buckets([len(p) for p in prompts], batch_size):
+            batch = pad_left([prompts[i] for i in indices], pad_id, loaded.device)
+            logits = last_position_logits(loaded.model, batch).float()
+            scores[indices] = (logits[:, positive] - logits[:, negative]).cpu().numpy()
+            if on_batch:
+                on_batch(len(indices))
+    return scores
