@@ -86,6 +86,23 @@ def discover_corpora(data_dir: Path, exclude: Iterable[str] = ("raw_samples",)) 
     return found
 
 
+def source_for_path(path: Path) -> CorpusSource:
+    """A corpus source for one file or folder given on the command line, named after it."""
+    path = Path(path).resolve()
+    if not path.exists():
+        raise IngestError(f"{path} does not exist")
+    if path.is_file():
+        for pattern, fmt in ((r"\.csv(\.gz)?$", "csv"), (r"\.mbox(\.gz)?$", "mbox"), (r"\.eml$", "eml")):
+            if re.search(pattern, path.name, re.I):
+                return CorpusSource(_stem(path), path, fmt)
+        raise IngestError(f"{path.name}: expected a .csv, .csv.gz, .mbox, .mbox.gz or .eml file")
+    found = discover_corpora(path.parent, exclude=())
+    for source in found:
+        if source.path == path:
+            return source
+    raise IngestError(f"{path} holds no .mbox or .eml files")
+
+
 def corpus_info(source: CorpusSource, label_meaning: str | None = None) -> CorpusInfo:
     """The corpus record: format, what label 1 means, and where labels come from."""
     meaning = label_meaning or ("phishing" if source.name.lower() in PHISHING_CORPORA else "spam")

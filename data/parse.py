@@ -115,17 +115,30 @@ def decode_bytes(payload: bytes, declared: str | None) -> str:
 
 # ---------------------------------------------------------------- RFC822 / MIME
 
-def _header(msg: email.message.Message, name: str) -> str:
-    """A header as text; malformed encoded-words fall back to a lenient decode."""
+def _declared_charsets(msg: email.message.Message) -> list[str]:
     try:
-        value = msg.get(name)
-        return "" if value is None else str(value)
+        return [c for c in msg.get_charsets() if c]
     except Exception:
-        raw = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
+        return []
+
+
+def _header(msg: email.message.Message, name: str) -> str:
+    """A header as text. Raw 8-bit headers (no encoded-words, common in old spam) are
+    decoded with the message's declared charset; malformed ones leniently."""
+    raw = next((v for k, v in msg.raw_items() if k.lower() == name), None)
+    if raw is None:
+        return ""
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):  # undecoded 8-bit bytes, kept as surrogates
+        data = raw.encode("ascii", "surrogateescape")
+        charsets = _declared_charsets(msg)
+        return decode_bytes(data, charsets[0] if charsets else None)
+    try:
+        return str(msg.get(name))
+    except Exception:
         try:
-            return str(email.header.make_header(email.header.decode_header(str(raw))))
+            return str(email.header.make_header(email.header.decode_header(raw)))
         except Exception:
-            return str(raw)
+            return raw
 
 
 def _part_text(part: email.message.Message) -> str:

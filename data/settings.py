@@ -22,6 +22,7 @@ class Settings:
 
     home: Path  # working directory: store, converted models, adapters
     store_path: Path
+    models_dir: Path  # converted base models (shared by every store: conversion runs once)
     data_dir: Path | None  # real corpora to use instead of the synthetic demo
     model: str  # registry name, HF hub id or local folder
     device: str  # auto | cpu | cuda
@@ -31,10 +32,6 @@ class Settings:
     seed: int
     host: str
     port: int
-
-    @property
-    def models_dir(self) -> Path:
-        return self.home / "models"
 
     @property
     def adapters_dir(self) -> Path:
@@ -52,6 +49,7 @@ def load_settings(**overrides) -> Settings:
     settings = Settings(
         home=home,
         store_path=Path(os.environ.get("PHISHLENS_STORE", home / "store.duckdb")).resolve(),
+        models_dir=Path(os.environ.get("PHISHLENS_MODELS", home / "models")).resolve(),
         data_dir=Path(data_dir).resolve() if data_dir else None,
         model=os.environ.get("PHISHLENS_MODEL", "smollm2-135m"),
         device=os.environ.get("PHISHLENS_DEVICE", "auto"),

@@ -1,0 +1,26 @@
+"""PhishLens dashboard entry point: `python cli.py serve` (or `bash tasks.sh run`).
+
+st.navigation lists every page; this file runs before each of them and draws the
+shared sidebar (which store, model and device are in use).
+"""
+
+import streamlit as st
+
+from data.settings import load_settings
+
+st.set_page_config(page_title="PhishLens", page_icon="🔎", layout="wide")
+
+settings = load_settings()
+st.session_state.setdefault("settings", settings)
+
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
+    st.Page("pages/corpora.py", title="Corpora", icon="📬", url_path="corpora"),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    st.caption("PhishLens")
+    st.markdown(f"**Store** `{settings.store_path}`  \n**Model** `{settings.model}`  \n**Device** `{settings.device}`")
+
+page.run()

@@ -1,0 +1,282 @@
+"""PhishLens command line: `python cli.py --help`.
+
+Every command reads its defaults from PHISHLENS_* environment variables (data/settings.py);
+the global options below override them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from data.records import LoraSettings
+from data.settings import PROJECT_ROOT, Settings, load_settings
+
+app = typer.Typer(help="PhishLens: why do fine-tuned LLM phishing detectors fail to generalize?",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+trainset_app = typer.Typer(help="Build named training sets (specialist: one corpus; generalist: a mix).",
+                           no_args_is_help=True)
+app.add_typer(trainset_app, name="trainset")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    store: Annotated[Optional[Path], typer.Option(help="DuckDB results file [env PHISHLENS_STORE]")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="Working folder for models and adapters [env PHISHLENS_HOME]")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model: registry name, HF hub id or local folder [env PHISHLENS_MODEL]")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda [env PHISHLENS_DEVICE]")] = None,
+):
+    """Global options; see each command's --help."""
+    settings = load_settings(model=model, device=device)
+    if home:
+        # A new home moves the store and adapters; converted models stay shared unless PHISHLENS_MODELS says otherwise.
+        settings = settings.with_overrides(home=home.resolve(), store_path=(home / "store.duckdb").resolve())
+    if store:
+        settings = settings.with_overrides(store_path=store.resolve())
+    ctx.obj = settings
+
+
+@app.command("prepare-model")
+def prepare_model_command(ctx: typer.Context):
+    """Convert the base model to a local safetensors folder once (the offline default ships as GGUF)."""
+    from models.loading import ModelError, prepare_model
+    from models.registry import resolve_model
+
+    settings = _settings(ctx)
+    try:
+        path = prepare_model(resolve_model(settings.model), settings.models_dir)
+    except ModelError as exc:
+        _fail(str(exc))
+    typer.echo(f"model {settings.model} ready at {path}")
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="CSV / mbox files or folders of .eml / mbox files")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Ingest every corpus found in this folder [env PHISHLENS_DATA]")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Ingest the generated synthetic demo corpora")] = False,
+    lowercase: Annotated[Optional[bool], typer.Option(help="Lower-case all text (recorded as the normalisation) [env PHISHLENS_LOWERCASE]")] = None,
+    label_meaning: Annotated[Optional[str], typer.Option(help="What label 1 means for PATHS: 'phishing' or 'spam' (default: phishing for Nazario, spam otherwise)")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Share of each corpus held out for testing")] = 0.2,
+):
+    """Parse, normalise, deduplicate and split corpora into the store."""
+    from data.corpora import IngestError, ingest_source, source_for_path
+    from data.parse import ParseError
+    from data.splits import split_corpus
+    from data.store import Store, StoreError
+    from diagnostics.jobs import ingest_folder, ingest_synthetic
+
+    settings = _settings(ctx).with_overrides(lowercase=lowercase)
+    data = data or settings.data_dir
+    if not paths and not data and not synthetic:
+        _fail("give corpus PATHS, --data DIR or --synthetic")
+    try:
+        with Store.open(settings.store_path) as store:
+            reports = []
+            if synthetic:
+                reports += ingest_synthetic(store, settings, test_fraction=test_fraction)
+            if data:
+                reports += ingest_folder(store, settings, data, test_fraction=test_fraction)
+            for path in paths or []:
+                source = source_for_path(path)
+                reports.append(ingest_source(store, source, settings.lowercase, settings.max_body_chars, label_meaning))
+                split_corpus(store, source.name, test_fraction, settings.seed)
+    except (IngestError, ParseError, StoreError, ValueError) as exc:
+        _fail(str(exc))
+    if not reports:
+        typer.echo("nothing new to ingest: every corpus found is already in the store")
+    for r in reports:
+        typer.echo(f"{r.corpus}: parsed {r.parsed}, errors {r.parse_errors}, duplicates within {r.duplicates_within}, "
+                   f"label conflicts dropped {r.label_conflicts}, duplicates of other corpora {r.duplicates_across}, "
+                   f"kept {r.kept} ({r.normalisation})")
+
+
+@trainset_app.command("specialist")
+def trainset_specialist(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Argument(help="Corpus whose training split to use")],
+    size: Annotated[Optional[int], typer.Option(help="Stratified sample of this many emails (default: all)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
+):
+    """A specialist set: one corpus' training split, named specialist-CORPUS."""
+    from data.splits import SplitError, build_specialist
+    from data.store import Store
+
+    settings = _settings(ctx)
+    try:
+        with Store.open(settings.store_path) as store:
+            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed)
+            typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
+    except SplitError as exc:
+        _fail(str(exc))
+
+
+@trainset_app.command("generalist")
+def trainset_generalist(
+    ctx: typer.Context,
+    size: Annotated[int, typer.Option(help="Total emails, half per label")],
+    corpora: Annotated[Optional[list[str]], typer.Option("--corpus", help="Corpora to mix (repeat; default: all)")] = None,
+    name: Annotated[str, typer.Option(help="Name of the set")] = "generalist",
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
+):
+    """A generalist set: a label-balanced mix of several corpora' training splits."""
+    from data.splits import SplitError, build_generalist
+    from data.store import Store
+
+    settings = _settings(ctx)
+    try:
+        with Store.open(settings.store_path) as store:
+            build_generalist(store, corpora or store.corpus_names(), size,
+                             seed if seed is not None else settings.seed, name)
+            typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
+    except SplitError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    training_set: Annotated[str, typer.Argument(help="Name of a stored training set, e.g. specialist-EnronSpam")],
+    r: Annotated[int, typer.Option(help="LoRA rank")] = LoraSettings.r,
+    alpha: Annotated[int, typer.Option(help="LoRA alpha")] = LoraSettings.alpha,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout")] = LoraSettings.dropout,
+    target_modules: Annotated[Optional[list[str]], typer.Option("--target-module", help="Module names to adapt (repeat; default: the family's)")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set")] = LoraSettings.epochs,
+    lr: Annotated[float, typer.Option(help="Peak learning rate")] = LoraSettings.lr,
+    batch_size: Annotated[int, typer.Option(help="Emails per step")] = LoraSettings.batch_size,
+    max_tokens: Annotated[int, typer.Option(help="Token budget per training prompt")] = LoraSettings.max_tokens,
+    seed: Annotated[int, typer.Option(help="Training seed")] = LoraSettings.seed,
+):
+    """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
+    from data.store import Store
+    from diagnostics.jobs import train_training_set
+    from models.loading import ModelError
+
+    settings = _settings(ctx)
+    lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
+                        epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed)
+    try:
+        with Store.open(settings.store_path) as store:
+            folder = train_training_set(store, settings, training_set, lora)
+    except (ModelError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"adapter saved at {folder}")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    adapters: Annotated[Optional[list[Path]], typer.Option("--adapter", help="Adapter folder (repeat; default: every adapter of --model in the store)")] = None,
+    zero_shot: Annotated[bool, typer.Option(help="Also evaluate the base model without adapter")] = True,
+    corpora: Annotated[Optional[list[str]], typer.Option("--corpus", help="Corpus to test on (repeat; default: all)")] = None,
+    sample_size: Annotated[Optional[int], typer.Option(help="Seeded stratified sample per test split (default: all)")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+    batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 8,
+):
+    """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
+    from data.store import Store
+    from diagnostics.evaluate import EvaluationTarget
+    from diagnostics.evaluate import evaluate as run_evaluation
+    from models.loading import ModelError
+
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    try:
+        with Store.open(settings.store_path) as store:
+            folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
+            targets = ([EvaluationTarget(settings.model)] if zero_shot else []) + \
+                      [EvaluationTarget(settings.model, f) for f in folders]
+            if not targets:
+                _fail("nothing to evaluate: train an adapter or keep --zero-shot")
+            run_id = run_evaluation(store, targets, corpora or store.corpus_names(), settings.models_dir,
+                                    sample_size, settings.max_tokens, settings.seed, settings.device, batch_size)
+            typer.echo(f"run {run_id}")
+            typer.echo(store.metrics()[["adapter_id", "corpus", "n", "f1", "recall", "accuracy", "in_domain"]]
+                       .to_string(index=False))
+    except ModelError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(help="Use the real corpora in this folder instead of the synthetic demo [env PHISHLENS_DATA]")] = None,
+    train_size: Annotated[Optional[int], typer.Option(help="Emails per training set")] = None,
+    eval_size: Annotated[Optional[int], typer.Option(help="Test emails per corpus")] = None,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when the store already has results")] = False,
+):
+    """Build results end to end: ingest, a specialist and a generalist adapter, evaluation on every corpus."""
+    from dataclasses import replace
+
+    from data.store import Store
+    from diagnostics.jobs import DEMO_PLAN, ProtocolPlan, build_demo
+
+    settings = _settings(ctx)
+    data = data or settings.data_dir
+    if if_empty and settings.store_path.exists():
+        with Store.open(settings.store_path) as store:
+            if not store.is_empty():
+                typer.echo(f"results found in {settings.store_path}; nothing to build")
+                return
+    plan = ProtocolPlan() if data else DEMO_PLAN
+    plan = replace(plan, **{k: v for k, v in {"train_size": train_size, "eval_size": eval_size}.items() if v})
+    typer.echo(f"building {'results from ' + str(data) if data else 'the synthetic demo'} into {settings.store_path}")
+    build_demo(settings, data, plan)
+    typer.echo("done")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[Optional[int], typer.Option(help="Port [env PHISHLENS_PORT]")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind; localhost by default [env PHISHLENS_HOST]")] = None,
+):
+    """Launch the dashboard (bound to localhost unless --host says otherwise)."""
+    settings = _settings(ctx).with_overrides(port=port, host=host)
+    env = {**os.environ, "PHISHLENS_STORE": str(settings.store_path), "PHISHLENS_HOME": str(settings.home)}
+    url = f"http://{settings.host}:{settings.port}"
+    typer.secho(f"PhishLens dashboard: {url}", fg="green", bold=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+               "--server.address", settings.host, "--server.port", str(settings.port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+@app.command()
+def status(ctx: typer.Context):
+    """What the store holds: corpora, training sets, adapters, runs."""
+    from data.store import Store, StoreError
+
+    settings = _settings(ctx)
+    try:
+        with Store.open(settings.store_path) as store:
+            typer.echo(f"store {settings.store_path} (schema {store.schema_version()})")
+            for title, sql in [
+                ("corpora", "SELECT name, label_meaning, synthetic, parsed, duplicates_within, duplicates_across, kept FROM corpora ORDER BY name"),
+                ("training sets", "SELECT name, kind, size FROM training_sets ORDER BY name"),
+                ("adapters", "SELECT id, n_train, round(seconds) AS seconds FROM adapters ORDER BY id"),
+                ("runs", "SELECT id, status, error FROM runs ORDER BY started_at DESC LIMIT 10"),
+            ]:
+                frame = store.query(sql)
+                typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    app()

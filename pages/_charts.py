@@ -1,0 +1,79 @@
+"""Pure plotly figure builders: DataFrames in, figures out. No Streamlit here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+
+def corpus_label(name: str, label_meaning: str, synthetic: bool) -> str:
+    """Column label: the corpus, what its positive label means, and whether it is synthetic."""
+    return f"{name}<br>({label_meaning}{', synthetic' if synthetic else ''})"
+
+
+def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
+    """Training set × test corpus. Colour = F1; one-class corpora show recall (R) uncoloured.
+
+    In-domain cells are outlined and marked ◆.
+    """
+    rows = list(dict.fromkeys(sorted(metrics["training_set"], key=lambda t: (t != "zero-shot", t))))
+    cols = list(corpora["name"])
+    info = corpora.set_index("name")
+    z = np.full((len(rows), len(cols)), np.nan)
+    text = [["" for _ in cols] for _ in rows]
+    hover = [["no predictions" for _ in cols] for _ in rows]
+    shapes = []
+    for rec in metrics.to_dict("records"):
+        if rec["corpus"] not in cols:
+            continue
+        i, j = rows.index(rec["training_set"]), cols.index(rec["corpus"])
+        mark = " ◆" if rec["in_domain"] else ""
+        if rec["f1"] is not None and not pd.isna(rec["f1"]):
+            z[i, j] = rec["f1"]
+            text[i][j] = f"{rec['f1']:.2f}{mark}"
+        else:
+            text[i][j] = f"R {rec['recall']:.2f}{mark}" if not pd.isna(rec["recall"]) else "n/a"
+        hover[i][j] = (f"{rec['training_set']} → {rec['corpus']}<br>n={rec['n']}  F1={_fmt(rec['f1'])}  "
+                       f"P={_fmt(rec['precision'])}  R={_fmt(rec['recall'])}  acc={_fmt(rec['accuracy'])}"
+                       f"<br>{'in-domain' if rec['in_domain'] else 'out-of-domain'}")
+        if rec["in_domain"]:
+            shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                               line=dict(color="black", width=3)))
+    labels = [corpus_label(c, info.loc[c, "label_meaning"], bool(info.loc[c, "synthetic"])) for c in cols]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(len(cols))), y=list(range(len(rows))), text=text, texttemplate="%{text}",
+        hovertext=hover, hoverinfo="text", zmin=0, zmax=1, colorscale="RdYlGn", colorbar=dict(title="F1"),
+    ))
+    fig.update_layout(
+        shapes=shapes, height=120 + 70 * len(rows), margin=dict(l=10, r=10, t=30, b=10),
+        xaxis=dict(tickvals=list(range(len(cols))), ticktext=labels, side="top", title="test corpus"),
+        yaxis=dict(tickvals=list(range(len(rows))), ticktext=rows, autorange="reversed", title="training set"),
+        plot_bgcolor="#eeeeee",
+    )
+    return fig
+
+
+def gap_bars(gap: pd.DataFrame) -> go.Figure:
+    """In-domain vs out-of-domain mean F1 per adapter, side by side."""
+    fig = go.Figure()
+    for column, name, color in (("in_domain_f1", "in-domain", "#2a9d8f"), ("out_of_domain_f1", "out-of-domain", "#e76f51")):
+        fig.add_bar(x=gap["training_set"], y=gap[column], name=name, marker_color=color,
+                    text=[_fmt(v) for v in gap[column]], textposition="outside")
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], title="mean F1"), height=360,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig
+
+
+def loss_curves(adapters: pd.DataFrame) -> go.Figure:
+    """Training loss per step for each adapter."""
+    fig = go.Figure()
+    for rec in adapters.to_dict("records"):
+        losses = list(rec["train_loss"] if rec["train_loss"] is not None else [])
+        fig.add_scatter(y=losses, x=list(range(1, len(losses) + 1)), mode="lines", name=rec["training_set"])
+    fig.update_layout(xaxis_title="step", yaxis_title="loss", height=300, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def _fmt(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.2f}"

@@ -1,0 +1,43 @@
+"""Corpora: what was ingested, how it was normalised, deduplicated and split."""
+
+import streamlit as st
+
+from data.store import StoreError
+from pages._cache import read_results
+
+settings = st.session_state["settings"]
+st.title("Corpora")
+
+try:
+    results = read_results(settings.store_path, "corpora")
+except StoreError as exc:
+    st.warning(str(exc))
+    st.stop()
+
+corpora = results["corpora"]
+if corpora.empty:
+    st.info("No corpus ingested yet: `python cli.py ingest --data ../shared/data` or `python cli.py ingest --synthetic`.")
+    st.stop()
+
+if corpora["synthetic"].any():
+    st.warning("Corpora marked *synthetic* were generated from templates for the offline demo.")
+st.caption("Label 1 is the classifier's positive class (phishing/spam); *label meaning* says what it means in "
+           "each corpus. Duplicates (same normalised subject and body) are dropped within a corpus and against "
+           "corpora ingested earlier.")
+st.dataframe(
+    corpora[["name", "format", "label_meaning", "label_convention", "synthetic", "normalisation", "parsed",
+             "parse_errors", "duplicates_within", "label_conflicts", "duplicates_across", "kept", "source"]],
+    hide_index=True, key="corpora_table",
+)
+
+st.subheader("Splits")
+splits = results["splits"].pivot_table(index=["corpus", "split"], columns="label", values="n", fill_value=0)
+splits.columns = ["legitimate" if c == 0 else "phishing/spam" for c in splits.columns]
+st.dataframe(splits.reset_index(), hide_index=True, key="corpora_splits")
+
+st.subheader("Training sets")
+st.dataframe(results["training_sets"], hide_index=True, key="corpora_training_sets")
+
+if len(results["errors"]):
+    st.subheader("Inputs that could not be parsed")
+    st.dataframe(results["errors"], hide_index=True, key="corpora_errors")

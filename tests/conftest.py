@@ -1,0 +1,63 @@
+"""Shared fixtures: real corpora, the real default model, a tiny model, temp stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data.settings import PROJECT_ROOT, Settings, load_settings
+from data.store import Store
+
+SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real corpora (never copied into the project)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real corpora not found at {SHARED_DATA} (../shared/data next to the project)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def raw_samples(shared_data) -> list[Path]:
+    files = sorted((shared_data / "raw_samples").glob("*.eml"))
+    assert files, "raw_samples holds no .eml files"
+    return files
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings with a temp store and adapters folder; converted models stay in the shared cache."""
+    return load_settings(home=tmp_path, store_path=tmp_path / "store.duckdb")
+
+
+@pytest.fixture
+def store(settings) -> Store:
+    with Store.open(settings.store_path) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The offline default model, converted once into the shared model cache."""
+    from models.loading import prepare_model
+    from models.registry import REGISTRY
+
+    return prepare_model(REGISTRY["smollm2-135m"], load_settings().models_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(default_model_dir, tmp_path_factory) -> Path:
+    """A random-weight 2-layer Llama with the default model's real tokenizer."""
+    from models.tiny import build_tiny_model
+
+    return build_tiny_model("llama", default_model_dir, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_emails():
+    from data.synthetic import generate_synthetic_corpora
+
+    return generate_synthetic_corpora(per_corpus=60, seed=3)
