@@ -61,3 +61,32 @@ def synthetic_emails():
     from data.synthetic import generate_synthetic_corpora
 
     return generate_synthetic_corpora(per_corpus=60, seed=3)
+
+
+@pytest.fixture(scope="session")
+def real_store(shared_data, tmp_path_factory):
+    """Every corpus of ../shared/data ingested and split once (about a minute)."""
+    from diagnostics.jobs import ingest_folder
+
+    home = tmp_path_factory.mktemp("real")
+    real_settings = load_settings(home=home, store_path=home / "store.duckdb")
+    with Store.open(real_settings.store_path) as opened:
+        ingest_folder(opened, real_settings, shared_data, progress=False)
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
+    """A store built by the real protocol (synthetic corpora, tiny model): ingest,
+    specialist + generalist adapters, evaluation of them and the zero-shot base."""
+    from data.records import LoraSettings
+    from diagnostics.jobs import ProtocolPlan, ingest_synthetic, run_protocol
+
+    home = tmp_path_factory.mktemp("evaluated")
+    built = load_settings(home=home, store_path=home / "store.duckdb", model=str(tiny_model_dir), device="cpu")
+    plan = ProtocolPlan(specialists=("synthetic-corporate",), train_size=32, eval_size=20,
+                        lora=LoraSettings(r=4, alpha=8, lr=5e-3, max_tokens=96, batch_size=8))
+    with Store.open(built.store_path) as opened:
+        ingest_synthetic(opened, built, per_corpus=60)
+        run_protocol(opened, built, plan, progress=False)
+    return built

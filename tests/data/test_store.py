@@ -1,0 +1,62 @@
+import duckdb
+import pytest
+
+from data.store import SCHEMA_VERSION, Store, StoreError
+
+
+def test_new_store_has_current_schema(settings):
+    with Store.open(settings.store_path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.is_empty()
+    with Store.open(settings.store_path, read_only=True) as store:  # reopen: no migration needed
+        assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_read_only_open_of_missing_store_says_how_to_build(tmp_path):
+    with pytest.raises(StoreError, match="cli.py demo"):
+        Store.open(tmp_path / "none.duckdb", read_only=True)
+
+
+def test_newer_schema_is_refused_and_file_untouched(tmp_path):
+    path = tmp_path / "future.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
+    con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION + 1])
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer than this PhishLens"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_corrupt_file_is_a_clear_error_and_untouched(tmp_path):
+    path = tmp_path / "corrupt.duckdb"
+    path.write_bytes(b"this is not a duckdb file" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a readable DuckDB store"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_version_zero_store_is_migrated_forward(tmp_path):
+    path = tmp_path / "old.duckdb"
+    duckdb.connect(str(path)).close()  # an empty database: schema version 0
+    with Store.open(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.corpus_names() == []
+
+
+def test_failed_transaction_leaves_no_rows(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.con.execute("INSERT INTO runs VALUES ('r', 'x', 'running', NULL, now(), NULL, NULL)")
+            raise RuntimeError("boom")
+    assert store.query("SELECT count(*) AS n FROM runs")["n"][0] == 0
+
+
+def test_failed_run_is_recorded_with_its_error(store):
+    with pytest.raises(ValueError):
+        with store.run("train", {"x": 1}):
+            raise ValueError("bad input")
+    row = store.query("SELECT status, error FROM runs").iloc[0]
+    assert row["status"] == "failed" and "bad input" in row["error"]

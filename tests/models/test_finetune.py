@@ -1,0 +1,82 @@
+import json
+
+import pytest
+from safetensors import safe_open
+
+from data.records import LoraSettings
+from models.finetune import finetune_adapter
+from models.loading import ModelError, load_base, load_with_adapter, read_adapter_info
+from models.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir, synthetic_emails, tmp_path_factory):
+    from data.settings import load_settings
+
+    models_dir = load_settings().models_dir
+    base = load_base(str(tiny_model_dir), models_dir, "cpu")
+    emails = synthetic_emails[0][1][:48]
+    lora = LoraSettings(r=4, alpha=8, epochs=2, lr=5e-3, batch_size=8, max_tokens=96, seed=1)
+    return finetune_adapter(base, emails, "tiny-set", lora, tmp_path_factory.mktemp("adapters"), progress=False)
+
+
+def test_adapter_saved_as_safetensors_with_metadata(tiny_adapter, tiny_model_dir):
+    from pathlib import Path
+
+    folder = Path(tiny_adapter.path)
+    assert (folder / "adapter_model.safetensors").exists()
+    assert not list(folder.glob("*.bin"))
+    with safe_open(folder / "adapter_model.safetensors", "pt") as handle:
+        assert any("lora_A" in k for k in handle.keys())
+    info = read_adapter_info(folder)
+    assert info.model == str(tiny_model_dir) and info.training_set == "tiny-set"
+    assert info.n_train == 48 and len(info.train_loss) == 12  # 2 epochs × 6 steps
+    assert info.hyperparameters["r"] == 4 and info.seed == 1
+    assert len(info.base_weights_sha256) == 64
+
+
+def test_training_reduces_loss(tiny_adapter):
+    losses = tiny_adapter.train_loss
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4
+
+
+def test_adapter_changes_scores_and_reloads(tiny_adapter, tiny_model_dir, synthetic_emails):
+    from data.settings import load_settings
+    from models.scoring import score_emails
+
+    models_dir = load_settings().models_dir
+    emails = synthetic_emails[0][1][:6]
+    base_scores = score_emails(load_base(str(tiny_model_dir), models_dir, "cpu"), emails, 96)
+    tuned = load_with_adapter(tiny_adapter.path, models_dir, "cpu")
+    assert tuned.adapter_id == tiny_adapter.id
+    tuned_scores = score_emails(tuned, emails, 96)
+    assert abs(tuned_scores - base_scores).max() > 1e-3
+
+
+def test_adapter_on_a_different_base_is_refused(tiny_adapter, tiny_model_dir, default_model_dir, tmp_path):
+    from data.settings import load_settings
+
+    other = build_tiny_model("llama", default_model_dir, tmp_path / "other-llama", seed=99)
+    with pytest.raises(ModelError, match="was trained on"):
+        load_with_adapter(tiny_adapter.path, load_settings().models_dir, "cpu", model=str(other))
+
+
+def test_corrupt_adapter_metadata_is_a_clear_error(tiny_adapter, tmp_path):
+    import shutil
+
+    copy = tmp_path / "broken"
+    shutil.copytree(tiny_adapter.path, copy)
+    (copy / "phishlens_adapter.json").write_text("{not json")
+    with pytest.raises(ModelError, match="corrupt"):
+        read_adapter_info(copy)
+    with pytest.raises(ModelError, match="not a PhishLens adapter"):
+        read_adapter_info(tmp_path)
+
+
+def test_one_class_training_set_is_refused(tiny_model_dir, synthetic_emails, tmp_path):
+    from data.settings import load_settings
+
+    base = load_base(str(tiny_model_dir), load_settings().models_dir, "cpu")
+    phishing_only = [m for m in synthetic_emails[0][1] if m.label == 1][:8]
+    with pytest.raises(ValueError, match="one class only"):
+        finetune_adapter(base, phishing_only, "x", LoraSettings(), tmp_path, progress=False)

@@ -1,0 +1,59 @@
+"""AppTest: the Overview page renders a store built in the test and shows SQL's numbers."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from data.store import Store
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def _app(monkeypatch, settings) -> AppTest:
+    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
+    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def test_overview_shows_f1_from_predictions(monkeypatch, evaluated_settings):
+    at = _app(monkeypatch, evaluated_settings).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "f1" in d.value.columns and "tp" in d.value.columns)
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        expected = store.query(
+            "SELECT coalesce(ts.name, 'zero-shot') AS training_set, p.corpus, "
+            "2.0 * count(*) FILTER (p.true_label = 1 AND p.predicted = 1) / "
+            "(2 * count(*) FILTER (p.true_label = 1 AND p.predicted = 1) "
+            " + count(*) FILTER (p.true_label <> p.predicted)) AS f1 "
+            "FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
+            "LEFT JOIN training_sets ts ON ts.name = a.training_set GROUP BY ALL")
+    shown = table.set_index(["training_set", "corpus"])["f1"]
+    assert len(shown) == len(expected) == 9
+    for row in expected.itertuples():
+        assert shown.loc[(row.training_set, row.corpus)] == pytest.approx(row.f1)
+    assert any("Synthetic data" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) >= 2
+
+
+def test_overview_with_empty_store_says_how_to_build(monkeypatch, settings):
+    Store.open(settings.store_path).close()
+    at = _app(monkeypatch, settings).run()
+    assert not at.exception
+    assert any("cli.py demo" in i.value for i in at.info)
+
+
+def test_overview_with_corrupt_store_explains(monkeypatch, settings):
+    settings.store_path.write_bytes(b"garbage" * 1000)
+    at = _app(monkeypatch, settings).run()
+    assert not at.exception
+    assert any("not a readable DuckDB store" in w.value for w in at.warning)
+
+
+def test_corpora_page_renders(monkeypatch, evaluated_settings):
+    at = _app(monkeypatch, evaluated_settings).run()
+    at.switch_page("pages/corpora.py").run()
+    assert not at.exception
+    corpora = at.dataframe[0].value
+    assert set(corpora["name"]) == {"synthetic-corporate", "synthetic-listdump", "synthetic-webmail"}
+    assert corpora["synthetic"].all()
