@@ -1,0 +1,42 @@
+"""The typer CLI: help a newcomer understands, clear errors, nothing changed on bad input."""
+
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("ingest", "train", "evaluate", "demo", "serve", "status", "trainset", "prepare-model"):
+        assert command in result.output
+
+
+def test_ingest_without_input_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["--home", str(tmp_path), "ingest"])
+    assert result.exit_code == 1
+    assert "give corpus PATHS" in result.output
+
+
+def test_ingest_bad_path_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["--home", str(tmp_path), "ingest", str(tmp_path / "nope.csv")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+def test_ingest_and_status_on_a_real_corpus(tmp_path, shared_data):
+    result = runner.invoke(app, ["--home", str(tmp_path), "ingest", str(shared_data / "Nazario.csv.gz")])
+    assert result.exit_code == 0, result.output
+    assert "Nazario: parsed 1563" in result.output
+    result = runner.invoke(app, ["--home", str(tmp_path), "trainset", "specialist", "Nazario"])
+    assert result.exit_code == 1 and "one class only" in result.output
+    result = runner.invoke(app, ["--home", str(tmp_path), "status"])
+    assert result.exit_code == 0 and "Nazario" in result.output
+
+
+def test_train_unknown_training_set_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["--home", str(tmp_path), "train", "no-such-set"])
+    assert result.exit_code == 1
+    assert "no-such-set" in result.output and "not in the store" in result.output
