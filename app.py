@@ -8,14 +8,14 @@ import streamlit as st
 
 from data.settings import load_settings
 
-st.set_page_config(page_title="PhishLens", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="PhishLens", page_icon=":material/search:", layout="wide")
 
 settings = load_settings()
 st.session_state.setdefault("settings", settings)
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
-    st.Page("pages/corpora.py", title="Corpora", icon="📬", url_path="corpora"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/grid_on:", url_path="overview", default=True),
+    st.Page("pages/corpora.py", title="Corpora", icon=":material/inbox:", url_path="corpora"),
 ]
 page = st.navigation(pages)
 

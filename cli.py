@@ -240,6 +240,16 @@ def demo(
     typer.echo("done")
 
 
+# Streamlit runs a folder named pages/ as a legacy multipage app (each file its own
+# entry point, app.py skipped) until the first run of app.py reaches st.navigation, so a
+# deep link opened first on a fresh server would bypass app.py. Declaring up front that
+# the app does not use the pages/ directory makes app.py the entry point for every URL.
+STREAMLIT_LAUNCHER = (
+    "import streamlit.runtime.pages_manager as pm; pm.PagesManager.uses_pages_directory = False; "
+    "from streamlit.web import cli; cli.main()"
+)
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
@@ -251,9 +261,11 @@ def serve(
     env = {**os.environ, "PHISHLENS_STORE": str(settings.store_path), "PHISHLENS_HOME": str(settings.home)}
     url = f"http://{settings.host}:{settings.port}"
     typer.secho(f"PhishLens dashboard: {url}", fg="green", bold=True)
-    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"),
+    command = [sys.executable, "-c", STREAMLIT_LAUNCHER, "run", str(PROJECT_ROOT / "app.py"),
                "--server.address", settings.host, "--server.port", str(settings.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+               "--client.toolbarMode", "minimal"]
     raise typer.Exit(subprocess.call(command, env=env))
 
 

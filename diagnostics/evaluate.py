@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
 from data.records import Prediction
@@ -63,23 +62,3 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
                         store.add_predictions(rows)
             del loaded
     return run_id
-
-
-def f1_matrix(store: Store) -> pd.DataFrame:
-    """Per (adapter, corpus): n, confusion counts, precision, recall, F1, accuracy, in-domain flag."""
-    return store.metrics()
-
-
-def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean in-domain F1 minus mean out-of-domain F1 per adapter (cells with an F1 only)."""
-    scored = metrics.dropna(subset=["f1"])
-    scored = scored[scored["paradigm"] != "zero-shot"]
-    if scored.empty:
-        return pd.DataFrame(columns=["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"])
-    grouped = scored.groupby(["adapter_id", "model", "training_set", "in_domain"])["f1"].mean().unstack("in_domain")
-    grouped = grouped.rename(columns={True: "in_domain_f1", False: "out_of_domain_f1"}).reset_index()
-    for column in ("in_domain_f1", "out_of_domain_f1"):
-        if column not in grouped:
-            grouped[column] = float("nan")
-    grouped["gap"] = grouped["in_domain_f1"] - grouped["out_of_domain_f1"]
-    return grouped[["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"]]

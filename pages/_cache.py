@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data.store import Store
-from diagnostics.evaluate import generalization_gap
+from diagnostics.matrix import generalization_gap
 
 
 def _stamp(path: Path) -> float:

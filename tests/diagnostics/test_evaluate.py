@@ -5,7 +5,6 @@ import pytest
 
 from data.records import Prediction
 from data.store import Store
-from diagnostics.evaluate import generalization_gap
 
 
 def _f1(frame: pd.DataFrame) -> float:
@@ -62,18 +61,6 @@ def test_predictions_are_not_duplicated(store):
     assert store.add_predictions(rows) == 1
     assert store.add_predictions([Prediction("r2", "a", "m", "e1", "c", 0.7, 1, 1)]) == 0
     assert store.query("SELECT count(*) AS n FROM predictions")["n"][0] == 1
-
-
-def test_generalization_gap_is_in_minus_out():
-    metrics = pd.DataFrame([
-        dict(adapter_id="s", model="m", training_set="spec", paradigm="specialist", in_domain=True, f1=0.9),
-        dict(adapter_id="s", model="m", training_set="spec", paradigm="specialist", in_domain=False, f1=0.5),
-        dict(adapter_id="s", model="m", training_set="spec", paradigm="specialist", in_domain=False, f1=0.7),
-        dict(adapter_id="z", model="m", training_set="zero-shot", paradigm="zero-shot", in_domain=False, f1=0.6),
-    ])
-    gap = generalization_gap(metrics)
-    assert len(gap) == 1
-    assert gap.iloc[0]["gap"] == pytest.approx(0.3)
 
 
 def test_evaluation_resumes_without_rescoring(evaluated_settings):
