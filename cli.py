@@ -237,7 +237,7 @@ def demo(
     plan = replace(plan, **{k: v for k, v in {"train_size": train_size, "eval_size": eval_size}.items() if v})
     typer.echo(f"building {'results from ' + str(data) if data else 'the synthetic demo'} into {settings.store_path}")
     build_demo(settings, data, plan)
-    typer.echo("done")
+    ctx.invoke(status, ctx)
 
 
 # Streamlit runs a folder named pages/ as a legacy multipage app (each file its own
@@ -272,7 +272,7 @@ def serve(
 @app.command()
 def status(ctx: typer.Context):
     """What the store holds: corpora, training sets, adapters, runs."""
-    from data.store import Store, StoreError
+    from data.store import METRICS_SQL, Store, StoreError
 
     settings = _settings(ctx)
     try:
@@ -283,6 +283,9 @@ def status(ctx: typer.Context):
                 ("training sets", "SELECT name, kind, size FROM training_sets ORDER BY name"),
                 ("adapters", "SELECT id, n_train, round(seconds) AS seconds FROM adapters ORDER BY id"),
                 ("runs", "SELECT id, status, error FROM runs ORDER BY started_at DESC LIMIT 10"),
+                ("F1 matrix (recall where a test sample has one class)",
+                 "SELECT training_set, corpus, n, round(f1, 3) AS f1, round(recall, 3) AS recall, in_domain "
+                 f"FROM ({METRICS_SQL})"),
             ]:
                 frame = store.query(sql)
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))

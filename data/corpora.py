@@ -116,46 +116,44 @@ def _mbox_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if re.search(r"\.mbox(\.gz)?$", p.name, re.I))
 
 
+def _label_of_file(path: Path) -> int:
+    label = label_from_file_name(path)
+    if label is None:
+        raise IngestError(f"cannot tell the label of {path.name}: name mbox/.eml files *ham* or *spam*")
+    return label
+
+
+def _raw_items(source: CorpusSource, max_body_chars: int):
+    """(source_ref, fields or ParseError, label, truncated) for each input of a source."""
+    if source.format == "csv":
+        yield from iter_csv(source.path, max_body_chars)
+    elif source.format == "mbox":
+        for box in _mbox_files(source.path):
+            label = _label_of_file(box)
+            for ref, fields, truncated in iter_mbox(box, max_body_chars):
+                yield ref, fields, label, truncated
+    elif source.format == "eml":
+        for path in [source.path] if source.path.is_file() else sorted(source.path.glob("*.eml")):
+            label = _label_of_file(path)
+            try:
+                fields, truncated = read_eml(path, max_body_chars)
+                yield path.name, fields, label, truncated
+            except ParseError as exc:
+                yield path.name, exc, label, False
+    else:
+        raise IngestError(f"unknown corpus format {source.format!r}")
+
+
 def read_corpus(source: CorpusSource, lowercase: bool, max_body_chars: int,
                 progress: bool = True) -> Iterator[Email | tuple[str, str]]:
     """Yield Emails, or (source_ref, error) pairs for inputs that could not be parsed."""
-    def labelled(path: Path) -> int:
-        label = label_from_file_name(path)
-        if label is None:
-            raise IngestError(f"cannot tell the label of {path.name}: name mbox/.eml files *ham* or *spam*")
-        return label
-
-    bar = tqdm(desc=f"parse {source.name}", unit=" mails", disable=not progress)
-    try:
-        if source.format == "csv":
-            for ref, fields, label, truncated in iter_csv(source.path, max_body_chars):
-                bar.update()
-                if isinstance(fields, ParseError):
-                    yield ref, str(fields)
-                else:
-                    yield make_email(fields, source.name, label, ref, lowercase, truncated)
-        elif source.format == "mbox":
-            for box in _mbox_files(source.path):
-                label = labelled(box)
-                for ref, fields, truncated in iter_mbox(box, max_body_chars):
-                    bar.update()
-                    if isinstance(fields, ParseError):
-                        yield ref, str(fields)
-                    else:
-                        yield make_email(fields, source.name, label, ref, lowercase, truncated)
-        elif source.format == "eml":
-            files = [source.path] if source.path.is_file() else sorted(source.path.glob("*.eml"))
-            for path in files:
-                bar.update()
-                try:
-                    fields, truncated = read_eml(path, max_body_chars)
-                    yield make_email(fields, source.name, labelled(path), path.name, lowercase, truncated)
-                except ParseError as exc:
-                    yield path.name, str(exc)
-        else:
-            raise IngestError(f"unknown corpus format {source.format!r}")
-    finally:
-        bar.close()
+    with tqdm(desc=f"parse {source.name}", unit=" mails", disable=not progress) as bar:
+        for ref, fields, label, truncated in _raw_items(source, max_body_chars):
+            bar.update()
+            if isinstance(fields, ParseError):
+                yield ref, str(fields)
+            else:
+                yield make_email(fields, source.name, label, ref, lowercase, truncated)
 
 
 def deduplicate(emails: Iterable[Email]) -> tuple[list[Email], int, int]:
@@ -184,12 +182,12 @@ def ingest_emails(store: Store, info: CorpusInfo, items: Iterable[Email | tuple[
     if store.has_corpus(info.name):
         raise IngestError(f"corpus {info.name!r} is already in the store; nothing was changed")
     parsed: list[Email] = []
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     for item in items:
         if isinstance(item, Email):
             parsed.append(item)
         else:
-            errors.append(f"{item[0]}: {item[1]}")
+            errors.append(item)
     unique, duplicates_within, conflicts = deduplicate(parsed)
     elsewhere = store.existing_email_corpora([m.id for m in unique])
     kept = [m for m in unique if m.id not in elsewhere]

@@ -50,7 +50,7 @@ class IngestReport:
     duplicates_across: int
     kept: int
     normalisation: str
-    errors: tuple[str, ...] = field(default=(), repr=False)
+    errors: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (source_ref, message)
 
 
 @dataclass(frozen=True)

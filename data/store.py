@@ -252,11 +252,8 @@ class Store:
             columns=["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls",
                      "label", "source_ref", "normalisation", "truncated"],
         )
-        errors = pd.DataFrame(
-            [{"corpus": info.name, "source_ref": e.split(": ", 1)[0], "error": e.split(": ", 1)[-1]}
-             for e in report.errors],
-            columns=["corpus", "source_ref", "error"],
-        )
+        errors = pd.DataFrame([(info.name, ref, message) for ref, message in report.errors],
+                              columns=["corpus", "source_ref", "error"])
         with self.transaction():
             self.con.execute(
                 "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from data.store import Store
+from data.store import Store, StoreError
 from diagnostics.matrix import generalization_gap
 
 
@@ -49,3 +49,12 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
 def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
     """Frames for one page from the store (raises data.store.StoreError for a missing or busy store)."""
     return _read(str(path), _stamp(path), what)
+
+
+def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
+    """The page's frames, or a warning saying why the store cannot be read (and stop the page)."""
+    try:
+        return read_results(path, what)
+    except StoreError as exc:
+        st.warning(str(exc))
+        st.stop()

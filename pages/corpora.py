@@ -2,17 +2,12 @@
 
 import streamlit as st
 
-from data.store import StoreError
-from pages._cache import read_results
+from pages._cache import results_or_stop
 
 settings = st.session_state["settings"]
 st.title("Corpora")
 
-try:
-    results = read_results(settings.store_path, "corpora")
-except StoreError as exc:
-    st.warning(str(exc))
-    st.stop()
+results = results_or_stop(settings.store_path, "corpora")
 
 corpora = results["corpora"]
 if corpora.empty:

@@ -2,18 +2,13 @@
 
 import streamlit as st
 
-from data.store import StoreError
 from pages import _charts
-from pages._cache import read_results
+from pages._cache import results_or_stop
 
 settings = st.session_state["settings"]
 st.title("Overview: does the detector generalize?")
 
-try:
-    results = read_results(settings.store_path, "overview")
-except StoreError as exc:
-    st.warning(str(exc))
-    st.stop()
+results = results_or_stop(settings.store_path, "overview")
 
 metrics = results["metrics"]
 if metrics.empty:
