@@ -62,7 +62,7 @@ class LoraSettings:
     dropout: float = 0.05
     target_modules: tuple[str, ...] | None = None  # None: the model family's default
     epochs: int = 1
-    lr: float = 1e-3
+    lr: float = 3e-3
     batch_size: int = 8
     max_tokens: int = 128
     seed: int = 13

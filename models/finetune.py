@@ -8,6 +8,7 @@ hyperparameters, seed, loss curve) next to it; a failed run leaves nothing behin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -27,8 +28,10 @@ from models.scoring import PromptBuilder, label_token_ids, last_position_logits,
 
 
 def adapter_id(model: str, training_set: str, lora: LoraSettings) -> str:
-    """A stable id: it names the adapter's folder and its rows in the store."""
-    return f"{model}--{training_set}--r{lora.r}-s{lora.seed}"
+    """A stable id naming the adapter's folder and store rows; any hyperparameter change
+    changes it (short hash), so a different configuration is never mistaken for a trained one."""
+    digest = hashlib.sha256(json.dumps(asdict(lora), sort_keys=True).encode()).hexdigest()[:6]
+    return f"{model}--{training_set}--r{lora.r}-s{lora.seed}-{digest}"
 
 
 def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: str,

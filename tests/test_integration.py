@@ -16,7 +16,7 @@ from data.settings import load_settings
 from diagnostics.jobs import ProtocolPlan, run_protocol
 
 PLAN = ProtocolPlan(specialists=("EnronSpam",), train_size=256, eval_size=48,
-                    lora=LoraSettings(max_tokens=128, epochs=1, lr=1e-3, batch_size=8))
+                    lora=LoraSettings(max_tokens=128, epochs=1, batch_size=8))
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
