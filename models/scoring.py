@@ -45,7 +45,9 @@ class PromptBuilder:
     def __init__(self, tokenizer, spec: ModelSpec, max_tokens: int):
         head, tail = spec.prompt_template.split("{email}")
         self.tokenizer = tokenizer
-        bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None else []
+        # Keep the BOS token where the tokenizer adds one (Gemma and Llama 3 expect it).
+        probe = tokenizer("x").input_ids
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else []
         self.head = bos + tokenizer(head, add_special_tokens=False).input_ids
         self.tail = tokenizer(tail, add_special_tokens=False).input_ids
         self.budget = max_tokens - len(self.head) - len(self.tail)
