@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,6 +34,21 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+@contextmanager
+def _clear_errors():
+    """Turn the errors PhishLens raises for bad input into one red line and exit code 1."""
+    from data.corpora import IngestError
+    from data.parse import ParseError
+    from data.splits import SplitError
+    from data.store import StoreError
+    from models.loading import ModelError
+
+    try:
+        yield
+    except (IngestError, ParseError, SplitError, StoreError, ModelError, ValueError) as exc:
+        _fail(str(exc))
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -54,14 +70,12 @@ def main(
 @app.command("prepare-model")
 def prepare_model_command(ctx: typer.Context):
     """Convert the base model to a local safetensors folder once (the offline default ships as GGUF)."""
-    from models.loading import ModelError, prepare_model
+    from models.loading import prepare_model
     from models.registry import resolve_model
 
     settings = _settings(ctx)
-    try:
+    with _clear_errors():
         path = prepare_model(resolve_model(settings.model), settings.models_dir)
-    except ModelError as exc:
-        _fail(str(exc))
     typer.echo(f"model {settings.model} ready at {path}")
 
 
@@ -76,17 +90,16 @@ def ingest(
     test_fraction: Annotated[float, typer.Option(help="Share of each corpus held out for testing")] = 0.2,
 ):
     """Parse, normalise, deduplicate and split corpora into the store."""
-    from data.corpora import IngestError, ingest_source, source_for_path
-    from data.parse import ParseError
+    from data.corpora import ingest_source, source_for_path
     from data.splits import split_corpus
-    from data.store import Store, StoreError
+    from data.store import Store
     from diagnostics.jobs import ingest_folder, ingest_synthetic
 
     settings = _settings(ctx).with_overrides(lowercase=lowercase)
     data = data or settings.data_dir
     if not paths and not data and not synthetic:
         _fail("give corpus PATHS, --data DIR or --synthetic")
-    try:
+    with _clear_errors():
         with Store.open(settings.store_path) as store:
             reports = []
             if synthetic:
@@ -97,8 +110,6 @@ def ingest(
                 source = source_for_path(path)
                 reports.append(ingest_source(store, source, settings.lowercase, settings.max_body_chars, label_meaning))
                 split_corpus(store, source.name, test_fraction, settings.seed)
-    except (IngestError, ParseError, StoreError, ValueError) as exc:
-        _fail(str(exc))
     if not reports:
         typer.echo("nothing new to ingest: every corpus found is already in the store")
     for r in reports:
@@ -115,16 +126,14 @@ def trainset_specialist(
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
 ):
     """A specialist set: one corpus' training split, named specialist-CORPUS."""
-    from data.splits import SplitError, build_specialist
+    from data.splits import build_specialist
     from data.store import Store
 
     settings = _settings(ctx)
-    try:
+    with _clear_errors():
         with Store.open(settings.store_path) as store:
             name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed)
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
-    except SplitError as exc:
-        _fail(str(exc))
 
 
 @trainset_app.command("generalist")
@@ -136,17 +145,15 @@ def trainset_generalist(
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
 ):
     """A generalist set: a label-balanced mix of several corpora' training splits."""
-    from data.splits import SplitError, build_generalist
+    from data.splits import build_generalist
     from data.store import Store
 
     settings = _settings(ctx)
-    try:
+    with _clear_errors():
         with Store.open(settings.store_path) as store:
             build_generalist(store, corpora or store.corpus_names(), size,
                              seed if seed is not None else settings.seed, name)
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
-    except SplitError as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -166,16 +173,13 @@ def train(
     """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
     from data.store import Store
     from diagnostics.jobs import train_training_set
-    from models.loading import ModelError
 
     settings = _settings(ctx)
     lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
                         epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed)
-    try:
+    with _clear_errors():
         with Store.open(settings.store_path) as store:
             folder = train_training_set(store, settings, training_set, lora)
-    except (ModelError, ValueError) as exc:
-        _fail(str(exc))
     typer.echo(f"adapter saved at {folder}")
 
 
@@ -193,10 +197,9 @@ def evaluate(
     from data.store import Store
     from diagnostics.evaluate import EvaluationTarget
     from diagnostics.evaluate import evaluate as run_evaluation
-    from models.loading import ModelError
 
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
-    try:
+    with _clear_errors():
         with Store.open(settings.store_path) as store:
             folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
             targets = ([EvaluationTarget(settings.model)] if zero_shot else []) + \
@@ -208,8 +211,6 @@ def evaluate(
             typer.echo(f"run {run_id}")
             typer.echo(store.metrics()[["adapter_id", "corpus", "n", "f1", "recall", "accuracy", "in_domain"]]
                        .to_string(index=False))
-    except ModelError as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -272,10 +273,10 @@ def serve(
 @app.command()
 def status(ctx: typer.Context):
     """What the store holds: corpora, training sets, adapters, runs."""
-    from data.store import METRICS_SQL, Store, StoreError
+    from data.store import METRICS_SQL, Store
 
     settings = _settings(ctx)
-    try:
+    with _clear_errors():
         with Store.open(settings.store_path) as store:
             typer.echo(f"store {settings.store_path} (schema {store.schema_version()})")
             for title, sql in [
@@ -289,8 +290,6 @@ def status(ctx: typer.Context):
             ]:
                 frame = store.query(sql)
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
-    except StoreError as exc:
-        _fail(str(exc))
 
 
 if __name__ == "__main__":

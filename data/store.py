@@ -191,9 +191,9 @@ class Store:
         self.close()
 
     def schema_version(self) -> int:
-        exists = self.con.execute(
+        exists = self.scalar(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        ).fetchone()[0]
+        )
         if not exists:
             return 0
         return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
@@ -225,6 +225,22 @@ class Store:
             raise
         self.con.execute("COMMIT")
 
+    @contextmanager
+    def _frames(self, **frames: pd.DataFrame) -> Iterator[None]:
+        """Make DataFrames visible to SQL under the given names for the block's length."""
+        for name, frame in frames.items():
+            self.con.register(name, frame)
+        try:
+            yield
+        finally:
+            for name in frames:
+                self.con.unregister(name)
+
+    def scalar(self, sql: str, params: list | None = None):
+        """The single value a query returns. Fetches the whole result: DuckDB refuses other
+        work on a connection (registering a frame, say) while a result is left unfinished."""
+        return self.con.execute(sql, params or []).fetchall()[0][0]
+
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()
 
@@ -233,28 +249,26 @@ class Store:
         return [r[0] for r in self.con.execute("SELECT name FROM corpora ORDER BY name").fetchall()]
 
     def has_corpus(self, name: str) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM corpora WHERE name = ?", [name]).fetchone()[0])
+        return bool(self.scalar("SELECT count(*) FROM corpora WHERE name = ?", [name]))
 
     def existing_email_corpora(self, ids: list[str]) -> dict[str, str]:
         """For the given ids already stored, the corpus that holds each."""
         if not ids:
             return {}
-        frame = pd.DataFrame({"id": ids})
-        rows = self.con.execute(
-            "SELECT e.id, e.corpus FROM emails e JOIN frame f ON f.id = e.id"
-        ).fetchall()
+        with self._frames(wanted=pd.DataFrame({"id": ids})):
+            rows = self.con.execute("SELECT e.id, e.corpus FROM emails e JOIN wanted w ON w.id = e.id").fetchall()
         return dict(rows)
 
     def add_corpus(self, info: CorpusInfo, report: IngestReport, emails: list[Email]) -> None:
         """Write a corpus, its emails and its ingest errors in one transaction."""
-        frame = pd.DataFrame(
+        rows = pd.DataFrame(
             [{**asdict(e), "urls": list(e.urls)} for e in emails],
             columns=["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls",
                      "label", "source_ref", "normalisation", "truncated"],
         )
         errors = pd.DataFrame([(info.name, ref, message) for ref, message in report.errors],
                               columns=["corpus", "source_ref", "error"])
-        with self.transaction():
+        with self._frames(new_emails=rows, new_errors=errors), self.transaction():
             self.con.execute(
                 "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [info.name, info.source, info.format, info.label_meaning, info.label_convention,
@@ -264,16 +278,14 @@ class Store:
             )
             self.con.execute(
                 "INSERT INTO emails SELECT id, corpus, sender, receiver, date, subject, body, "
-                "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM frame"
+                "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM new_emails"
             )
             if len(errors):
-                self.con.execute("INSERT INTO ingest_errors SELECT * FROM errors")
+                self.con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
 
     def emails_by_ids(self, ids: Iterable[str]) -> list[Email]:
-        frame = pd.DataFrame({"id": list(ids)})
-        rows = self.con.execute(
-            "SELECT e.* FROM emails e JOIN frame f ON f.id = e.id ORDER BY e.id"
-        ).df()
+        with self._frames(wanted=pd.DataFrame({"id": list(ids)})):
+            rows = self.con.execute("SELECT e.* FROM emails e JOIN wanted w ON w.id = e.id ORDER BY e.id").df()
         return [_email_from_row(r) for r in rows.to_dict("records")]
 
     def emails_of_corpus(self, corpus: str) -> pd.DataFrame:
@@ -282,9 +294,9 @@ class Store:
     # ------------------------------------------------------------ splits and training sets
     def add_splits(self, corpus: str, assignments: dict[str, str], seed: int) -> None:
         frame = pd.DataFrame({"email_id": list(assignments), "split": list(assignments.values())})
-        with self.transaction():
+        with self._frames(new_splits=frame), self.transaction():
             self.con.execute("DELETE FROM splits WHERE corpus = ?", [corpus])
-            self.con.execute("INSERT INTO splits SELECT email_id, ?, split, ? FROM frame", [corpus, seed])
+            self.con.execute("INSERT INTO splits SELECT email_id, ?, split, ? FROM new_splits", [corpus, seed])
 
     def split_ids(self, corpus: str, split: str) -> pd.DataFrame:
         """Ids and labels of one corpus split, in a stable order."""
@@ -294,13 +306,12 @@ class Store:
         )
 
     def add_training_set(self, name: str, kind: str, corpora: list[str], ids: list[str], seed: int) -> None:
-        frame = pd.DataFrame({"email_id": ids})
-        with self.transaction():
+        with self._frames(members=pd.DataFrame({"email_id": ids})), self.transaction():
             self.con.execute("DELETE FROM training_set_emails WHERE training_set = ?", [name])
             self.con.execute("DELETE FROM training_sets WHERE name = ?", [name])
             self.con.execute("INSERT INTO training_sets VALUES (?,?,?,?,?,?)",
                              [name, kind, corpora, len(ids), seed, _now()])
-            self.con.execute("INSERT INTO training_set_emails SELECT ?, email_id FROM frame", [name])
+            self.con.execute("INSERT INTO training_set_emails SELECT ?, email_id FROM members", [name])
 
     def training_set(self, name: str) -> dict | None:
         rows = self.query("SELECT * FROM training_sets WHERE name = ?", [name])
@@ -315,10 +326,10 @@ class Store:
 
     def leaked_test_emails(self) -> int:
         """Test emails whose content hash is in any training set (must be 0)."""
-        return self.con.execute(
+        return self.scalar(
             "SELECT count(DISTINCT s.email_id) FROM splits s "
             "JOIN training_set_emails t ON t.email_id = s.email_id WHERE s.split = 'test'"
-        ).fetchone()[0]
+        )
 
     # ------------------------------------------------------------ adapters
     def add_adapter(self, info: AdapterInfo) -> None:
@@ -366,14 +377,13 @@ class Store:
         """Insert predictions; rows already stored for (adapter, email) are kept, not duplicated."""
         if not predictions:
             return 0
-        frame = pd.DataFrame([asdict(p) for p in predictions])
-        with self.transaction():
-            before = self.con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        with self._frames(new_predictions=pd.DataFrame([asdict(p) for p in predictions])), self.transaction():
+            before = self.scalar("SELECT count(*) FROM predictions")
             self.con.execute(
                 "INSERT INTO predictions SELECT run_id, adapter_id, model, email_id, corpus, score, "
-                "predicted::TINYINT, true_label::TINYINT FROM frame ON CONFLICT DO NOTHING"
+                "predicted::TINYINT, true_label::TINYINT FROM new_predictions ON CONFLICT DO NOTHING"
             )
-            after = self.con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+            after = self.scalar("SELECT count(*) FROM predictions")
         return after - before
 
     def metrics(self) -> pd.DataFrame:
@@ -382,7 +392,7 @@ class Store:
 
     def is_empty(self) -> bool:
         """True until the store holds at least one prediction (the Overview's input)."""
-        return not self.con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        return not self.scalar("SELECT count(*) FROM predictions")
 
 
 def _email_from_row(row: dict) -> Email:

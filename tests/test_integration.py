@@ -21,11 +21,10 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 def _pooled_f1(store, adapter_id: str, corpora: list[str]) -> float:
-    return store.con.execute(
+    return store.scalar(
         "SELECT 2.0 * count(*) FILTER (true_label = 1 AND predicted = 1) / "
         "nullif(2 * count(*) FILTER (true_label = 1 AND predicted = 1) + count(*) FILTER (true_label <> predicted), 0) "
-        "FROM predictions WHERE adapter_id = ? AND list_contains(?, corpus)", [adapter_id, corpora]
-    ).fetchone()[0]
+        "FROM predictions WHERE adapter_id = ? AND list_contains(?, corpus)", [adapter_id, corpora])
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 import pytest
 
 from data.corpora import IngestError, deduplicate, discover_corpora, ingest_emails, source_for_path
-from data.store import Store
 
 
 def test_discovery_finds_every_corpus_and_skips_parser_samples(shared_data):
