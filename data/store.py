@@ -196,7 +196,7 @@ class Store:
         )
         if not exists:
             return 0
-        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        return self.scalar("SELECT coalesce(max(version), 0) FROM schema_version")
 
     def _check_and_migrate(self) -> None:
         version = self.schema_version()
