@@ -1,0 +1,91 @@
+"""Property-based fuzzing of the parsers: structure-aware mutations of real messages.
+
+Every input must yield a parse or a ParseError; nothing else may escape.
+"""
+
+import csv
+import gzip
+import io
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from data.parse import ParseError, iter_csv, parse_message_bytes
+from tests.conftest import SHARED_DATA
+
+if not (SHARED_DATA / "raw_samples").is_dir():
+    pytest.skip(f"real messages to mutate not found at {SHARED_DATA}/raw_samples", allow_module_level=True)
+SAMPLES = [p.read_bytes() for p in sorted((SHARED_DATA / "raw_samples").glob("*.eml"))]
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _parse_or_clear_error(raw: bytes) -> None:
+    try:
+        fields, _ = parse_message_bytes(raw, max_body_chars=50_000)
+    except ParseError as exc:
+        assert str(exc)
+        return
+    assert isinstance(fields.body, str) and isinstance(fields.subject, str)
+    assert len(fields.body) <= 50_000
+
+
+MUTATIONS = st.sampled_from([
+    "truncate", "drop_boundary", "null_bytes", "bad_charset", "huge_header", "bad_base64", "bad_qp", "nest",
+    "splice",
+])
+
+
+def _mutate(raw: bytes, how: str, position: float, blob: bytes) -> bytes:
+    cut = int(len(raw) * position)
+    if how == "truncate":
+        return raw[:cut]
+    if how == "drop_boundary":
+        return raw.replace(b"boundary=", b"boundery=", 1)
+    if how == "null_bytes":
+        return raw[:cut] + b"\x00" * 64 + raw[cut:]
+    if how == "bad_charset":
+        return raw.replace(b"charset=", b"charset=x-lying-" + blob[:8].hex().encode() + b"-", 1)
+    if how == "huge_header":
+        return b"X-Huge: " + b"a" * 200_000 + b"\r\n" + raw
+    if how == "bad_base64":
+        return (b"Subject: b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + blob)
+    if how == "bad_qp":
+        return (b"Subject: q\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n=" + blob + b"=\r\n=Z")
+    if how == "nest":
+        depth = 1 + int(position * 100)
+        head = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(depth))
+        return b"Subject: deep\r\n" + head + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    return raw[:cut] + blob + raw[cut:]  # splice random bytes
+
+
+@FUZZ
+@given(index=st.integers(0, len(SAMPLES) - 1), how=MUTATIONS, position=st.floats(0, 1), blob=st.binary(max_size=512))
+def test_mutated_real_messages_parse_or_fail_clearly(index, how, position, blob):
+    _parse_or_clear_error(_mutate(SAMPLES[index], how, position, blob))
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_arbitrary_bytes_parse_or_fail_clearly(raw):
+    _parse_or_clear_error(raw)
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(st.text(max_size=40), min_size=1, max_size=6), max_size=8), cut=st.integers(0, 2000))
+def test_broken_csv_rows_are_reported_not_raised(tmp_path_factory, rows, cut):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["subject", "body", "label"])
+    writer.writerows(rows)
+    text = buffer.getvalue()
+    text = text[: len(text) - cut % (len(text) + 1)] + '"unterminated'
+    path = tmp_path_factory.mktemp("csv") / "fuzz.csv.gz"
+    with gzip.open(path, "wt", newline="") as handle:
+        handle.write(text)
+    try:
+        for _ref, fields, label, _ in iter_csv(path):
+            assert isinstance(fields, ParseError) or label in (0, 1)
+    except ParseError as exc:  # a broken header is a whole-file error, with its reason
+        assert "CSV" in str(exc)
