@@ -8,6 +8,8 @@ computed by SQL over the predictions table, never stored.
 from __future__ import annotations
 
 import json
+import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -149,40 +151,35 @@ def _now() -> datetime:
 
 
 class Store:
-    """A DuckDB results file. Use `Store.open(path)` (read-write) or `read_only=True`."""
+    """A DuckDB results file. Use `Store.open(path)` (read-write) or `read_only=True`.
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
-        self.con = con
+    DuckDB lets one process write a file, or several read it, never both at once. So a
+    Store holds a connection only for the length of one operation (or one `connection()`
+    / `transaction()` block), and waits for a busy file instead of failing: a job and the
+    dashboard can use the same store at the same time.
+    """
+
+    def __init__(self, path: Path, read_only: bool, busy_timeout: float):
         self.path = path
         self.read_only = read_only
+        self.busy_timeout = busy_timeout
+        self._pinned: duckdb.DuckDBPyConnection | None = None
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, path: Path, read_only: bool = False) -> "Store":
+    def open(cls, path: Path, read_only: bool = False, busy_timeout: float = 60.0) -> "Store":
         """Open (and, read-write, create or migrate) a store; clear errors for bad files."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"No results store at {path}. Build one with `python cli.py demo` "
                              f"or `python cli.py ingest/train/evaluate`.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            text = str(exc)
-            if "lock" in text.lower():
-                raise StoreError(f"The store {path} is busy: another PhishLens process is writing to it. "
-                                 f"Wait for that job to finish, then retry.") from exc
-            raise StoreError(f"{path} is not a readable DuckDB store ({text.splitlines()[0]}). "
-                             f"Move it aside and rebuild; it was not modified.") from exc
-        except duckdb.Error as exc:
-            raise StoreError(f"{path} is not a readable DuckDB store ({exc}). "
-                             f"Move it aside and rebuild; it was not modified.") from exc
-        store = cls(con, path, read_only)
+        store = cls(path, read_only, busy_timeout)
         store._check_and_migrate()
         return store
 
     def close(self) -> None:
-        self.con.close()
+        """Nothing stays open between operations; kept so `with Store.open(...)` reads naturally."""
 
     def __enter__(self) -> "Store":
         return self
@@ -190,13 +187,57 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.01
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=self.read_only)
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "lock" not in text.lower():
+                    raise StoreError(f"{self.path} is not a readable DuckDB store ({text.splitlines()[0]}). "
+                                     f"Move it aside and rebuild; it was not modified.") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"The store {self.path} stayed busy for {self.busy_timeout:.0f} s: another "
+                                     f"process holds it. Retry when its job step has finished.") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+            except duckdb.Error as exc:
+                raise StoreError(f"{self.path} is not a readable DuckDB store ({exc}). "
+                                 f"Move it aside and rebuild; it was not modified.") from exc
+
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One connection for the block (reused by the operations inside it), closed after."""
+        if self._pinned is not None:
+            yield self._pinned
+            return
+        con = self._connect()
+        self._pinned = con
+        try:
+            yield con
+        finally:
+            self._pinned = None
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing writes: a failure (or a kill) leaves no partial rows."""
+        with self.connection() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
     def schema_version(self) -> int:
-        exists = self.scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        )
-        if not exists:
-            return 0
-        return self.scalar("SELECT coalesce(max(version), 0) FROM schema_version")
+        with self.connection():
+            exists = self.scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'")
+            return self.scalar("SELECT coalesce(max(version), 0) FROM schema_version") if exists else 0
 
     def _check_and_migrate(self) -> None:
         version = self.schema_version()
@@ -208,45 +249,46 @@ class Store:
         if self.read_only:
             raise StoreError(f"{self.path} has schema version {version}; run any PhishLens command "
                              f"(e.g. `python cli.py status`) to migrate it to {SCHEMA_VERSION}.")
-        with self.transaction():
-            self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
+        if version > 0:  # a store with results: keep a copy of it as it was
+            shutil.copy2(self.path, self.path.with_name(f"{self.path.name}.v{version}.bak"))
+        with self.transaction() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                self.con.execute(MIGRATIONS[target - 1])
-                self.con.execute("INSERT INTO schema_version VALUES (?, ?)", [target, _now()])
+                con.execute(MIGRATIONS[target - 1])
+                con.execute("INSERT INTO schema_version VALUES (?, ?)", [target, _now()])
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """All-or-nothing writes: a failure (or a kill) leaves no partial rows."""
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
-
-    @contextmanager
-    def _frames(self, **frames: pd.DataFrame) -> Iterator[None]:
-        """Make DataFrames visible to SQL under the given names for the block's length."""
+    def _frames(self, con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:
+        """Make DataFrames visible to SQL on `con` under the given names for the block's length."""
         for name, frame in frames.items():
-            self.con.register(name, frame)
+            con.register(name, frame)
         try:
             yield
         finally:
             for name in frames:
-                self.con.unregister(name)
+                con.unregister(name)
 
     def scalar(self, sql: str, params: list | None = None):
         """The single value a query returns. Fetches the whole result: DuckDB refuses other
         work on a connection (registering a frame, say) while a result is left unfinished."""
-        return self.con.execute(sql, params or []).fetchall()[0][0]
+        with self.connection() as con:
+            return con.execute(sql, params or []).fetchall()[0][0]
+
+    def rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self.connection() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def execute(self, sql: str, params: list | None = None) -> None:
+        with self.connection() as con:
+            con.execute(sql, params or []).fetchall()
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
-        return self.con.execute(sql, params or []).df()
+        with self.connection() as con:
+            return con.execute(sql, params or []).df()
 
     # ------------------------------------------------------------ corpora and emails
     def corpus_names(self) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT name FROM corpora ORDER BY name").fetchall()]
+        return [r[0] for r in self.rows("SELECT name FROM corpora ORDER BY name")]
 
     def has_corpus(self, name: str) -> bool:
         return bool(self.scalar("SELECT count(*) FROM corpora WHERE name = ?", [name]))
@@ -255,8 +297,8 @@ class Store:
         """For the given ids already stored, the corpus that holds each."""
         if not ids:
             return {}
-        with self._frames(wanted=pd.DataFrame({"id": ids})):
-            rows = self.con.execute("SELECT e.id, e.corpus FROM emails e JOIN wanted w ON w.id = e.id").fetchall()
+        with self.connection() as con, self._frames(con, wanted=pd.DataFrame({"id": ids})):
+            rows = con.execute("SELECT e.id, e.corpus FROM emails e JOIN wanted w ON w.id = e.id").fetchall()
         return dict(rows)
 
     def add_corpus(self, info: CorpusInfo, report: IngestReport, emails: list[Email]) -> None:
@@ -268,24 +310,24 @@ class Store:
         )
         errors = pd.DataFrame([(info.name, ref, message) for ref, message in report.errors],
                               columns=["corpus", "source_ref", "error"])
-        with self._frames(new_emails=rows, new_errors=errors), self.transaction():
-            self.con.execute(
+        with self.transaction() as con, self._frames(con, new_emails=rows, new_errors=errors):
+            con.execute(
                 "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [info.name, info.source, info.format, info.label_meaning, info.label_convention,
                  info.synthetic, report.normalisation, report.parsed, report.parse_errors,
                  report.duplicates_within, report.label_conflicts, report.duplicates_across,
                  report.kept, _now()],
             )
-            self.con.execute(
+            con.execute(
                 "INSERT INTO emails SELECT id, corpus, sender, receiver, date, subject, body, "
                 "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM new_emails"
             )
             if len(errors):
-                self.con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
+                con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
 
     def emails_by_ids(self, ids: Iterable[str]) -> list[Email]:
-        with self._frames(wanted=pd.DataFrame({"id": list(ids)})):
-            rows = self.con.execute("SELECT e.* FROM emails e JOIN wanted w ON w.id = e.id ORDER BY e.id").df()
+        with self.connection() as con, self._frames(con, wanted=pd.DataFrame({"id": list(ids)})):
+            rows = con.execute("SELECT e.* FROM emails e JOIN wanted w ON w.id = e.id ORDER BY e.id").df()
         return [_email_from_row(r) for r in rows.to_dict("records")]
 
     def emails_of_corpus(self, corpus: str) -> pd.DataFrame:
@@ -294,9 +336,9 @@ class Store:
     # ------------------------------------------------------------ splits and training sets
     def add_splits(self, corpus: str, assignments: dict[str, str], seed: int) -> None:
         frame = pd.DataFrame({"email_id": list(assignments), "split": list(assignments.values())})
-        with self._frames(new_splits=frame), self.transaction():
-            self.con.execute("DELETE FROM splits WHERE corpus = ?", [corpus])
-            self.con.execute("INSERT INTO splits SELECT email_id, ?, split, ? FROM new_splits", [corpus, seed])
+        with self.transaction() as con, self._frames(con, new_splits=frame):
+            con.execute("DELETE FROM splits WHERE corpus = ?", [corpus])
+            con.execute("INSERT INTO splits SELECT email_id, ?, split, ? FROM new_splits", [corpus, seed])
 
     def split_ids(self, corpus: str, split: str) -> pd.DataFrame:
         """Ids and labels of one corpus split, in a stable order."""
@@ -306,12 +348,12 @@ class Store:
         )
 
     def add_training_set(self, name: str, kind: str, corpora: list[str], ids: list[str], seed: int) -> None:
-        with self._frames(members=pd.DataFrame({"email_id": ids})), self.transaction():
-            self.con.execute("DELETE FROM training_set_emails WHERE training_set = ?", [name])
-            self.con.execute("DELETE FROM training_sets WHERE name = ?", [name])
-            self.con.execute("INSERT INTO training_sets VALUES (?,?,?,?,?,?)",
+        with self.transaction() as con, self._frames(con, members=pd.DataFrame({"email_id": ids})):
+            con.execute("DELETE FROM training_set_emails WHERE training_set = ?", [name])
+            con.execute("DELETE FROM training_sets WHERE name = ?", [name])
+            con.execute("INSERT INTO training_sets VALUES (?,?,?,?,?,?)",
                              [name, kind, corpora, len(ids), seed, _now()])
-            self.con.execute("INSERT INTO training_set_emails SELECT ?, email_id FROM members", [name])
+            con.execute("INSERT INTO training_set_emails SELECT ?, email_id FROM members", [name])
 
     def training_set(self, name: str) -> dict | None:
         rows = self.query("SELECT * FROM training_sets WHERE name = ?", [name])
@@ -333,9 +375,9 @@ class Store:
 
     # ------------------------------------------------------------ adapters
     def add_adapter(self, info: AdapterInfo) -> None:
-        with self.transaction():
-            self.con.execute("DELETE FROM adapters WHERE id = ?", [info.id])
-            self.con.execute(
+        with self.transaction() as con:
+            con.execute("DELETE FROM adapters WHERE id = ?", [info.id])
+            con.execute(
                 "INSERT INTO adapters VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [info.id, info.model, info.base_weights_sha256, info.architecture, info.training_set,
                  info.path, json.dumps(info.hyperparameters), info.seed, list(info.train_loss),
@@ -349,12 +391,12 @@ class Store:
     # ------------------------------------------------------------ runs
     def start_run(self, kind: str, params: dict) -> str:
         run_id = f"{kind}-{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.con.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,NULL)",
+        self.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,NULL)",
                          [run_id, kind, "running", json.dumps(params, default=str), _now()])
         return run_id
 
     def finish_run(self, run_id: str, error: str | None = None) -> None:
-        self.con.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+        self.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                          ["failed" if error else "done", _now(), error, run_id])
 
     @contextmanager
@@ -370,16 +412,16 @@ class Store:
 
     # ------------------------------------------------------------ predictions and metrics
     def predicted_email_ids(self, adapter_id: str) -> set[str]:
-        rows = self.con.execute("SELECT email_id FROM predictions WHERE adapter_id = ?", [adapter_id]).fetchall()
+        rows = self.rows("SELECT email_id FROM predictions WHERE adapter_id = ?", [adapter_id])
         return {r[0] for r in rows}
 
     def add_predictions(self, predictions: list[Prediction]) -> int:
         """Insert predictions; rows already stored for (adapter, email) are kept, not duplicated."""
         if not predictions:
             return 0
-        with self._frames(new_predictions=pd.DataFrame([asdict(p) for p in predictions])), self.transaction():
+        with self.transaction() as con, self._frames(con, new_predictions=pd.DataFrame([asdict(p) for p in predictions])):
             before = self.scalar("SELECT count(*) FROM predictions")
-            self.con.execute(
+            con.execute(
                 "INSERT INTO predictions SELECT run_id, adapter_id, model, email_id, corpus, score, "
                 "predicted::TINYINT, true_label::TINYINT FROM new_predictions ON CONFLICT DO NOTHING"
             )

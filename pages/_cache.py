@@ -18,7 +18,8 @@ def _stamp(path: Path) -> float:
 
 @st.cache_data(show_spinner=False)
 def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
-    with Store.open(Path(path), read_only=True) as store:
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    with store.connection():  # one connection for all of the page's reads
         if what == "overview":
             metrics = store.metrics()
             return {

@@ -48,8 +48,8 @@ def test_version_zero_store_is_migrated_forward(tmp_path):
 
 def test_failed_transaction_leaves_no_rows(store):
     with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.con.execute("INSERT INTO runs VALUES ('r', 'x', 'running', NULL, now(), NULL, NULL)")
+        with store.transaction() as con:
+            con.execute("INSERT INTO runs VALUES ('r', 'x', 'running', NULL, now(), NULL, NULL)")
             raise RuntimeError("boom")
     assert store.query("SELECT count(*) AS n FROM runs")["n"][0] == 0
 
@@ -60,3 +60,23 @@ def test_failed_run_is_recorded_with_its_error(store):
             raise ValueError("bad input")
     row = store.query("SELECT status, error FROM runs").iloc[0]
     assert row["status"] == "failed" and "bad input" in row["error"]
+
+
+def test_migration_backs_up_the_store_first(tmp_path, monkeypatch):
+    import data.store as store_module
+
+    path = tmp_path / "store.duckdb"
+    with Store.open(path) as store:
+        store.execute("INSERT INTO runs VALUES ('r1', 'x', 'done', NULL, now(), NULL, NULL)")
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, "CREATE TABLE extra (a INTEGER)"])
+    with Store.open(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION + 1
+        assert store.scalar("SELECT count(*) FROM runs") == 1
+    backup = tmp_path / f"store.duckdb.v{SCHEMA_VERSION}.bak"
+    assert backup.exists()
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION)
+    with pytest.raises(StoreError, match="newer"):
+        Store.open(path)  # the migrated file is refused by the old code ...
+    with Store.open(backup, read_only=True) as old:  # ... while the backup still opens
+        assert old.schema_version() == SCHEMA_VERSION

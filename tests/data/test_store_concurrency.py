@@ -1,0 +1,92 @@
+"""A running job and the dashboard share the store; a killed job loses and duplicates nothing.
+
+The job is the real CLI (`cli.py evaluate`) in a subprocess with the tiny model; the
+dashboard side is this process reading the store the way pages/_cache.py does.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data.store import Store, StoreError
+from diagnostics.jobs import ingest_synthetic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def synthetic_store(settings):
+    with Store.open(settings.store_path) as store:
+        ingest_synthetic(store, settings, per_corpus=240)
+        expected = store.scalar("SELECT count(*) FROM splits WHERE split = 'test'")
+    return settings, expected
+
+
+def _start_evaluation(settings, model_dir: Path) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "cli.py"), "--home", str(settings.home), "--model", str(model_dir),
+               "--device", "cpu", "evaluate", "--batch-size", "1", "--max-tokens", "96"]
+    env = {**os.environ, "PHISHLENS_MODELS": str(settings.models_dir)}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _predictions(path: Path) -> int:
+    return Store.open(path, read_only=True, busy_timeout=30).scalar("SELECT count(*) FROM predictions")
+
+
+def test_dashboard_reads_while_a_job_writes(synthetic_store, tiny_model_dir):
+    settings, expected = synthetic_store
+    job = _start_evaluation(settings, tiny_model_dir)
+    reads, errors, seen = 0, [], set()
+    while job.poll() is None:
+        try:
+            store = Store.open(settings.store_path, read_only=True, busy_timeout=15)
+            with store.connection():
+                store.metrics()
+                seen.add(store.scalar("SELECT count(*) FROM predictions"))
+            reads += 1
+        except StoreError as exc:
+            errors.append(str(exc))
+        time.sleep(0.05)
+    output = job.stdout.read().decode()
+    assert job.returncode == 0, output
+    assert not errors, errors[:3]
+    assert reads > 10
+    assert _predictions(settings.store_path) == expected
+    assert len(seen) >= 2  # the page saw results arrive while the job ran
+
+
+def test_killed_evaluation_resumes_without_loss_or_duplicates(synthetic_store, tiny_model_dir):
+    settings, expected = synthetic_store
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(3):
+        job = _start_evaluation(settings, tiny_model_dir)
+        # Kill at a random moment once the job has started writing, or when it ends.
+        delay = rng.uniform(0.0, 1.5)
+        while job.poll() is None and _predictions(settings.store_path) == 0:
+            time.sleep(0.05)
+        time.sleep(delay)
+        if job.poll() is None:
+            job.send_signal(signal.SIGKILL)
+            kills += 1
+        job.wait()
+        count = _predictions(settings.store_path)
+        assert count <= expected
+        # whole (adapter, corpus) batches only: never a partial corpus
+        per_corpus = Store.open(settings.store_path, read_only=True).query(
+            "SELECT p.corpus, count(*) AS n, any_value(t.n) AS test_n FROM predictions p JOIN "
+            "(SELECT corpus, count(*) AS n FROM splits WHERE split = 'test' GROUP BY corpus) t USING (corpus) "
+            "GROUP BY p.corpus")
+        assert (per_corpus["n"] == per_corpus["test_n"]).all(), per_corpus
+    final = _start_evaluation(settings, tiny_model_dir)
+    assert final.wait() == 0, final.stdout.read().decode()
+    store = Store.open(settings.store_path, read_only=True)
+    assert store.scalar("SELECT count(*) FROM predictions") == expected
+    assert store.scalar("SELECT count(*) - count(DISTINCT (adapter_id, email_id)) FROM predictions") == 0
+    assert kills >= 1
