@@ -292,5 +292,18 @@ def status(ctx: typer.Context):
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
 
 
+@app.command()
+def doctor(ctx: typer.Context):
+    """Check the environment (versions, device, model cache, store integrity) and say what to fix."""
+    from diagnostics.doctor import FAIL, OK, run_checks
+
+    checks = run_checks(_settings(ctx))
+    colours = {OK: "green", FAIL: "red"}
+    for check in checks:
+        typer.secho(f"{check.status:>4}  {check.name:<22} {check.detail}", fg=colours.get(check.status, "yellow"))
+    if any(c.status == FAIL for c in checks):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,135 @@
+"""Environment checks behind `cli.py doctor`: each says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.settings import PROJECT_ROOT, Settings
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+
+def _pinned_versions() -> dict[str, str]:
+    pins = {}
+    for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def check_python() -> Check:
+    ok = sys.version_info[:2] == (3, 11)
+    return Check("python", OK if ok else WARN,
+                 f"{sys.version.split()[0]}" + ("" if ok else "; PhishLens is tested on 3.11"))
+
+
+def check_packages() -> list[Check]:
+    checks = []
+    for name, wanted in _pinned_versions().items():
+        try:
+            found = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            checks.append(Check(f"package {name}", FAIL, f"missing; run `bash tasks.sh install`"))
+            continue
+        same = found.split("+")[0] == wanted
+        checks.append(Check(f"package {name}", OK if same else WARN,
+                            found if same else f"{found} installed, {wanted} pinned; run `bash tasks.sh install`"))
+    return checks
+
+
+def check_device(settings: Settings) -> Check:
+    import torch
+
+    if torch.cuda.is_available():
+        return Check("device", OK, f"CUDA {torch.cuda.get_device_name(0)} (bf16); setting: {settings.device}")
+    if settings.device.startswith("cuda"):
+        return Check("device", FAIL, "PHISHLENS_DEVICE asks for cuda but no GPU is visible; use auto or cpu")
+    return Check("device", OK, f"CPU, {torch.get_num_threads()} threads, fp32 (bf16 matmul is far slower on CPU)")
+
+
+def check_model(settings: Settings) -> Check:
+    from models.loading import HASH_FILE, prepare_model
+    from models.registry import resolve_model
+
+    spec = resolve_model(settings.model)
+    if spec.source.startswith("pypi-gguf:"):
+        module = spec.source.removeprefix("pypi-gguf:").split("/")[0]
+        if importlib.util.find_spec(module) is None:
+            return Check("model", FAIL, f"{module} not installed; run `bash tasks.sh install`")
+        folder = settings.models_dir / spec.name
+        if not (folder / HASH_FILE).exists():
+            return Check("model", WARN, f"{spec.name} not converted yet; run `python cli.py prepare-model`")
+        return Check("model", OK, f"{spec.name} at {folder}")
+    path = Path(prepare_model(spec, settings.models_dir))
+    if path.is_dir():
+        has_weights = any(path.glob("*.safetensors"))
+        return Check("model", OK if has_weights else FAIL,
+                     f"{path}" if has_weights else f"{path} has no .safetensors weights (only safetensors are loaded)")
+    return Check("model", WARN, f"{spec.source} is a hub id: it needs network access or a local copy")
+
+
+def check_store(settings: Settings) -> list[Check]:
+    from data.store import Store, StoreError
+
+    path = settings.store_path
+    if not path.exists():
+        return [Check("store", WARN, f"no store at {path}; `python cli.py demo` builds one")]
+    try:
+        store = Store.open(path, read_only=True, busy_timeout=10)
+        with store.connection():
+            version = store.schema_version()
+            orphans = store.scalar("SELECT count(*) FROM predictions p ANTI JOIN emails e ON e.id = p.email_id")
+            unsplit = store.scalar("SELECT count(*) FROM emails e ANTI JOIN splits s ON s.email_id = e.id")
+            stuck = store.scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+            adapters = store.rows("SELECT id, path FROM adapters")
+    except StoreError as exc:
+        return [Check("store", FAIL, str(exc))]
+    checks = [Check("store", OK, f"{path}, schema {version}")]
+    if orphans or unsplit:
+        checks.append(Check("store integrity", FAIL, f"{orphans} predictions of unknown emails, {unsplit} emails "
+                                                   f"without a split; rebuild the store"))
+    else:
+        checks.append(Check("store integrity", OK, "every prediction has its email, every email its split"))
+    if stuck:
+        checks.append(Check("runs", WARN, f"{stuck} runs still marked running: killed jobs (their writes were "
+                                          f"rolled back); rerun the command to resume"))
+    missing = [a for a, p in adapters if not Path(p).exists()]
+    if missing:
+        checks.append(Check("adapters", FAIL, f"{len(missing)} adapter folders missing, e.g. {missing[0]}; retrain"))
+    return checks
+
+
+def check_disk(settings: Settings) -> Check:
+    folder = settings.home if settings.home.exists() else settings.home.parent
+    free = shutil.disk_usage(folder).free / 2**30
+    return Check("disk", OK if free > 2 else WARN, f"{free:.1f} GiB free under {folder}"
+                 + ("" if free > 2 else "; a converted model takes ~0.5 GiB, each adapter a few MB"))
+
+
+def check_data(settings: Settings) -> Check | None:
+    if settings.data_dir is None:
+        return None
+    exists = settings.data_dir.is_dir()
+    return Check("data", OK if exists else FAIL,
+                 str(settings.data_dir) if exists else f"PHISHLENS_DATA={settings.data_dir} does not exist")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a newcomer would fix them."""
+    checks = [check_python(), *check_packages(), check_device(settings), check_model(settings),
+              *check_store(settings), check_disk(settings), check_data(settings)]
+    return [c for c in checks if c is not None]

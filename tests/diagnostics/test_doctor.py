@@ -1,0 +1,44 @@
+import shutil
+
+from typer.testing import CliRunner
+
+from cli import app
+from data.settings import load_settings
+from data.store import Store
+from diagnostics.doctor import FAIL, OK, run_checks
+
+
+def _by_name(checks):
+    return {c.name: c for c in checks}
+
+
+def test_healthy_store_passes(evaluated_settings):
+    checks = _by_name(run_checks(evaluated_settings))
+    assert checks["store"].status == OK and checks["store integrity"].status == OK
+    assert checks["package torch"].status == OK
+    assert "adapters" not in checks
+
+
+def test_corrupt_store_fails_with_reason(settings):
+    settings.store_path.write_bytes(b"not a database" * 100)
+    checks = _by_name(run_checks(settings))
+    assert checks["store"].status == FAIL and "not a readable DuckDB store" in checks["store"].detail
+
+
+def test_missing_adapter_folder_and_stuck_run_are_reported(evaluated_settings, tmp_path):
+    home = tmp_path / "copy"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = load_settings(home=home, store_path=home / "store.duckdb", model=evaluated_settings.model)
+    with Store.open(settings.store_path) as store:
+        store.execute("UPDATE adapters SET path = path || '-gone'")
+        store.start_run("evaluate", {})
+    checks = _by_name(run_checks(settings))
+    assert checks["adapters"].status == FAIL and "retrain" in checks["adapters"].detail
+    assert "running" in checks["runs"].detail
+
+
+def test_doctor_command_exit_code(settings):
+    settings.store_path.write_bytes(b"junk" * 100)
+    result = CliRunner().invoke(app, ["--home", str(settings.home), "doctor"])
+    assert result.exit_code == 1
+    assert "fail" in result.output and "store" in result.output
