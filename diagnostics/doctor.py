@@ -43,7 +43,7 @@ def check_packages() -> list[Check]:
         try:
             found = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check(f"package {name}", FAIL, f"missing; run `bash tasks.sh install`"))
+            checks.append(Check(f"package {name}", FAIL, "missing; run `bash tasks.sh install`"))
             continue
         same = found.split("+")[0] == wanted
         checks.append(Check(f"package {name}", OK if same else WARN,
