@@ -15,7 +15,9 @@ st.session_state.setdefault("settings", settings)
 
 pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/grid_on:", url_path="overview", default=True),
-    st.Page("pages/corpora.py", title="Corpora", icon=":material/inbox:", url_path="corpora"),
+    st.Page("pages/inbox.py", title="Inbox", icon=":material/inbox:", url_path="inbox"),
+    st.Page("pages/analyze.py", title="Analyze an email", icon=":material/content_paste_search:", url_path="analyze"),
+    st.Page("pages/corpora.py", title="Corpora", icon=":material/database:", url_path="corpora"),
 ]
 page = st.navigation(pages)
 

@@ -216,3 +216,28 @@ def ingest_source(store: Store, source: CorpusSource, lowercase: bool = False,
     info = corpus_info(source, label_meaning)
     items = read_corpus(source, lowercase, max_body_chars, progress)
     return ingest_emails(store, info, items, lowercase)
+
+
+USER_CORPUS = "user"
+
+
+def save_user_email(store_path: Path, mail: Email, label: int) -> bool:
+    """Keep a pasted or uploaded email in the 'user' corpus (test split: never trained on).
+
+    Returns False when an email with the same content hash is already stored.
+    """
+    from dataclasses import replace
+
+    store = Store.open(store_path)
+    with store.transaction() as con:
+        if store.scalar("SELECT count(*) FROM emails WHERE id = ?", [mail.id]):
+            return False
+        if not store.has_corpus(USER_CORPUS):
+            con.execute(
+                "INSERT INTO corpora VALUES (?, 'pasted or uploaded in the dashboard', 'user', 'phishing', "
+                "'set by the analyst who saved it', false, ?, 0, 0, 0, 0, 0, 0, now())",
+                [USER_CORPUS, mail.normalisation])
+        store.insert_emails(con, [replace(mail, corpus=USER_CORPUS, label=int(label))])
+        con.execute("INSERT INTO splits VALUES (?, ?, 'test', 0)", [mail.id, USER_CORPUS])
+        con.execute("UPDATE corpora SET kept = kept + 1, parsed = parsed + 1 WHERE name = ?", [USER_CORPUS])
+    return True

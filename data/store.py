@@ -303,14 +303,9 @@ class Store:
 
     def add_corpus(self, info: CorpusInfo, report: IngestReport, emails: list[Email]) -> None:
         """Write a corpus, its emails and its ingest errors in one transaction."""
-        rows = pd.DataFrame(
-            [{**asdict(e), "urls": list(e.urls)} for e in emails],
-            columns=["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls",
-                     "label", "source_ref", "normalisation", "truncated"],
-        )
         errors = pd.DataFrame([(info.name, ref, message) for ref, message in report.errors],
                               columns=["corpus", "source_ref", "error"])
-        with self.transaction() as con, self._frames(con, new_emails=rows, new_errors=errors):
+        with self.transaction() as con, self._frames(con, new_errors=errors):
             con.execute(
                 "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [info.name, info.source, info.format, info.label_meaning, info.label_convention,
@@ -318,12 +313,21 @@ class Store:
                  report.duplicates_within, report.label_conflicts, report.duplicates_across,
                  report.kept, _now()],
             )
-            con.execute(
-                "INSERT INTO emails SELECT id, corpus, sender, receiver, date, subject, body, "
-                "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM new_emails"
-            )
+            self.insert_emails(con, emails)
             if len(errors):
                 con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
+
+    def insert_emails(self, con: duckdb.DuckDBPyConnection, emails: list[Email]) -> None:
+        """Insert emails on `con` (inside the caller's transaction)."""
+        rows = pd.DataFrame(
+            [{**asdict(e), "urls": list(e.urls)} for e in emails],
+            columns=["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls",
+                     "label", "source_ref", "normalisation", "truncated"],
+        )
+        with self._frames(con, new_emails=rows):
+            con.execute(
+                "INSERT INTO emails SELECT id, corpus, sender, receiver, date, subject, body, "
+                "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM new_emails")
 
     def emails_by_ids(self, ids: Iterable[str]) -> list[Email]:
         with self.connection() as con, self._frames(con, wanted=pd.DataFrame({"id": list(ids)})):
@@ -431,6 +435,66 @@ class Store:
     def metrics(self) -> pd.DataFrame:
         """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags."""
         return self.query(METRICS_SQL)
+
+    # ------------------------------------------------------------ inbox
+    def inbox(self, adapter_id: str | None = None, corpora: list[str] | None = None, label: int | None = None,
+              outcome: str = "all", min_confidence: float = 0.0, text: str | None = None,
+              limit: int = 50, offset: int = 0) -> tuple[pd.DataFrame, int]:
+        """One page of emails matching the filters, and how many match in all.
+
+        With an adapter: only emails it scored, its score and verdict, sorted by how wrong
+        it was (the logit difference against the true label). outcome: all, wrong, fp, fn,
+        correct. min_confidence filters on |score|. text: case-insensitive match on
+        sender, subject or body.
+        """
+        where, params = ["1 = 1"], []
+        if corpora:
+            where.append("e.corpus IN (SELECT unnest(?))")
+            params.append(list(corpora))
+        if label is not None:
+            where.append("e.label = ?")
+            params.append(int(label))
+        if text:
+            where.append("(e.subject ILIKE ? ESCAPE '\\' OR e.body ILIKE ? ESCAPE '\\' OR e.sender ILIKE ? ESCAPE '\\')")
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [pattern] * 3
+        if adapter_id:
+            source = "emails e JOIN predictions p ON p.email_id = e.id AND p.adapter_id = ?"
+            params.insert(0, adapter_id)
+            conditions = {"all": "1 = 1", "wrong": "p.predicted <> e.label", "correct": "p.predicted = e.label",
+                          "fp": "p.predicted = 1 AND e.label = 0", "fn": "p.predicted = 0 AND e.label = 1"}
+            if outcome not in conditions:
+                raise ValueError(f"outcome must be one of {sorted(conditions)}")
+            where += [conditions[outcome], "abs(p.score) >= ?"]
+            params.append(float(min_confidence))
+            columns = "p.score, p.predicted, CASE WHEN e.label = 1 THEN -p.score ELSE p.score END AS wrongness"
+            order = "wrongness DESC, e.id"
+        else:
+            if outcome != "all":
+                raise ValueError("pick an adapter to filter by false positives / negatives")
+            source = "emails e"
+            columns = "NULL::DOUBLE AS score, NULL::TINYINT AS predicted, NULL::DOUBLE AS wrongness"
+            order = "e.corpus, e.id"
+        body = f"FROM {source} WHERE {' AND '.join(where)}"
+        with self.connection() as con:
+            total = con.execute(f"SELECT count(*) {body}", params).fetchall()[0][0]
+            page = con.execute(
+                f"SELECT e.id, e.corpus, e.sender, e.subject, e.date, e.label, {columns}, "
+                f"(SELECT count(*) FROM predictions q WHERE q.email_id = e.id AND q.predicted <> e.label) AS adapters_wrong, "
+                f"(SELECT count(*) FROM predictions q WHERE q.email_id = e.id) AS adapters_scored "
+                f"{body} ORDER BY {order} LIMIT ? OFFSET ?", [*params, int(limit), int(offset)]).df()
+        return page, total
+
+    def email(self, email_id: str) -> Email | None:
+        found = self.emails_by_ids([email_id])
+        return found[0] if found else None
+
+    def verdicts(self, email_id: str) -> pd.DataFrame:
+        """Every stored prediction for one email, with the adapter's training set."""
+        return self.query(
+            "SELECT p.adapter_id, p.model, coalesce(a.training_set, 'zero-shot') AS training_set, p.score, "
+            "p.predicted, p.true_label, p.run_id FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
+            "WHERE p.email_id = ? ORDER BY p.model, training_set", [email_id])
 
     def is_empty(self) -> bool:
         """True until the store holds at least one prediction (the Overview's input)."""

@@ -30,7 +30,8 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
                     "SELECT id, kind, status, started_at, finished_at, "
                     "date_diff('second', started_at, finished_at) AS seconds, error "
                     "FROM runs ORDER BY started_at DESC"),
-                "adapters": store.query("SELECT id, training_set, n_train, seconds, train_loss FROM adapters ORDER BY id"),
+                "adapters": store.query("SELECT id, model, training_set, path, n_train, seconds, train_loss "
+                                        "FROM adapters ORDER BY id"),
             }
         if what == "corpora":
             return {
@@ -45,6 +46,39 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
                 "errors": store.query("SELECT corpus, count(*) AS n, any_value(error) AS example FROM ingest_errors GROUP BY corpus"),
             }
     raise ValueError(what)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _inbox(path: str, stamp: float, filters: tuple, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    return store.inbox(**dict(filters), limit=limit, offset=offset)
+
+
+def inbox_page(path: Path, filters: dict, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
+    """One page of the inbox (cached until the store changes)."""
+    return _inbox(str(path), _stamp(path), tuple(sorted(filters.items())), limit, offset)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _email(path: str, stamp: float, email_id: str):
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    with store.connection():
+        return store.email(email_id), store.verdicts(email_id)
+
+
+def email_with_verdicts(path: Path, email_id: str):
+    """(Email or None, its verdicts) from the store."""
+    return _email(str(path), _stamp(path), email_id)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+def classifier(model: str, adapter_path: str | None, models_dir: str, device: str):
+    """A loaded model (with its adapter), kept across reruns. Keyed on everything that changes it."""
+    from models.loading import load_base, load_with_adapter
+
+    if adapter_path:
+        return load_with_adapter(Path(adapter_path), Path(models_dir), device)
+    return load_base(model, Path(models_dir), device)
 
 
 def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:

@@ -1,0 +1,43 @@
+"""Draws one email safely: text only, never its HTML, links defanged and never clickable.
+
+Everything from an email goes through st.text / st.code / st.dataframe, which escape it;
+nothing from an email is ever passed to st.markdown, st.html or an unsafe_allow_html.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from data.defang import defang, url_domain
+from data.records import Email
+
+
+def label_name(label: int, meaning: str = "phishing/spam") -> str:
+    return meaning if label == 1 else "legitimate"
+
+
+def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "email",
+               label_known: bool = True) -> None:
+    """Headers, visible text, defanged URLs with their domains, and every adapter's verdict."""
+    header = pd.DataFrame({
+        "field": ["From", "To", "Date", "Subject", "Corpus", "True label", "Id"],
+        "value": [mail.sender, mail.receiver, mail.date, mail.subject, mail.corpus,
+                  label_name(mail.label) if label_known else "unknown", mail.id],
+    })
+    st.dataframe(header, hide_index=True, key=f"{key}_headers")
+    if mail.truncated:
+        st.caption("The body was longer than the size cap and was cut at ingest (PHISHLENS_MAX_BODY_CHARS).")
+    st.caption("Visible text (HTML parts reduced to text; nothing from the email is rendered or fetched)")
+    st.code(mail.body or "(empty body)", language=None, wrap_lines=True)
+    if mail.urls:
+        st.caption("Links, defanged: not clickable, never fetched")
+        st.dataframe(pd.DataFrame({"url": [defang(u) for u in mail.urls],
+                                   "domain": [defang(url_domain(u)) for u in mail.urls]}),
+                     hide_index=True, key=f"{key}_urls")
+    if verdicts is not None and len(verdicts):
+        st.caption("Verdicts (score = logit(phishing) − logit(legitimate); > 0 means phishing/spam)")
+        shown = verdicts.assign(verdict=verdicts["predicted"].map({1: "phishing/spam", 0: "legitimate"}),
+                                correct=verdicts["predicted"] == verdicts["true_label"])
+        columns = ["training_set", "model", "verdict", "score"] + (["correct"] if label_known else []) + ["adapter_id"]
+        st.dataframe(shown[columns], hide_index=True, key=f"{key}_verdicts")

@@ -1,0 +1,67 @@
+"""Inbox: browse emails with every adapter's verdict, misclassified (most wrong) first."""
+
+import streamlit as st
+
+from pages._cache import email_with_verdicts, inbox_page, results_or_stop
+from pages._email_view import show_email
+
+PAGE_SIZE = 50
+OUTCOMES = {"wrong": "misclassified", "fp": "false positives", "fn": "false negatives",
+            "correct": "correct", "all": "all scored"}
+
+settings = st.session_state["settings"]
+st.title("Inbox")
+results = results_or_stop(settings.store_path, "overview")
+corpora = list(results["corpora"]["name"])
+if not corpora:
+    st.info("No corpus ingested yet: `python cli.py demo` builds the synthetic demo.")
+    st.stop()
+if results["corpora"]["synthetic"].any():
+    st.warning("Corpora marked *synthetic* were generated from templates for the offline demo.")
+
+adapters = sorted(results["metrics"]["adapter_id"].unique(), key=lambda a: (a.startswith("zero-shot"), a))
+top = st.columns([3, 3, 2])
+adapter = top[0].selectbox("Adapter", ["(none: browse all emails)", *adapters], index=1 if adapters else 0,
+                           key="inbox_adapter")
+adapter = None if adapter.startswith("(none") else adapter
+chosen = top[1].multiselect("Corpora", corpora, key="inbox_corpora")
+label = top[2].selectbox("True label", ["any", "phishing/spam", "legitimate"], key="inbox_label")
+row = st.columns([2, 2, 3])
+outcome = row[0].selectbox("Show", list(OUTCOMES), format_func=OUTCOMES.get, disabled=adapter is None,
+                           key="inbox_outcome") if adapter else "all"
+confidence = row[1].slider("Min |score|", 0.0, 10.0, 0.0, 0.5, disabled=adapter is None, key="inbox_confidence")
+text = row[2].text_input("Search sender, subject, body", key="inbox_text")
+
+filters = {"adapter_id": adapter, "corpora": tuple(chosen) or None,
+           "label": {"any": None, "phishing/spam": 1, "legitimate": 0}[label],
+           "outcome": outcome, "min_confidence": confidence, "text": text.strip() or None}
+_, total = inbox_page(settings.store_path, filters, 1, 0)
+pages = max(1, -(-total // PAGE_SIZE))
+page_number = st.number_input(f"Page (of {pages}; {total} emails)", 1, pages, 1, key="inbox_page")
+page, _ = inbox_page(settings.store_path, filters, PAGE_SIZE, (page_number - 1) * PAGE_SIZE)
+
+if page.empty:
+    st.info("No email matches these filters.")
+    st.stop()
+table = page.assign(
+    label=page["label"].map({1: "phishing/spam", 0: "legitimate"}),
+    verdict=page["predicted"].map({1: "phishing/spam", 0: "legitimate"}),
+    wrong_of=page["adapters_wrong"].astype(str) + "/" + page["adapters_scored"].astype(str),
+)[["corpus", "sender", "subject", "date", "label", "verdict", "score", "wrongness", "wrong_of", "id"]]
+selection = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None})
+st.download_button("Download this page (CSV)", table.to_csv(index=False), "phishlens-inbox.csv", "text/csv",
+                   key="inbox_download")
+
+rows = selection.selection.rows if selection else []
+email_id = page.iloc[rows[0]]["id"] if rows else st.query_params.get("email")
+if email_id:
+    st.query_params["email"] = email_id
+    mail, verdicts = email_with_verdicts(settings.store_path, email_id)
+    if mail is None:
+        st.warning("That email is not in the store.")
+    else:
+        st.subheader("Email")
+        show_email(mail, verdicts, key="inbox_email")
+else:
+    st.caption("Select a row to open the email.")

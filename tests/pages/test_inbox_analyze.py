@@ -1,0 +1,87 @@
+"""AppTest: Inbox filters and email view; Analyze scores pasted mail and saves it."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from data.store import Store
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+HOSTILE = """From: "Bank" <alert@bank.test>
+Subject: <script>alert('subject')</script> verify now
+Content-Type: text/html; charset=utf-8
+
+<html><body><script>alert('x')</script><img src="http://tracker.test/p.gif" onerror="alert(1)">
+<p style="background:url(http://evil.test/bg.png)">Verify **now** at
+<a href="javascript:alert(2)">here</a> or <a href="http://phish.test/login">login</a></p></body></html>
+"""
+
+
+def _frame_with(at, column: str):
+    """The first dataframe on the page that has `column` (AppTest keeps no keys for plain tables)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _app(monkeypatch, settings, page: str) -> AppTest:
+    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
+    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
+    monkeypatch.setenv("PHISHLENS_MODEL", settings.model)
+    monkeypatch.setenv("PHISHLENS_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    return at.switch_page(page).run()
+
+
+def test_inbox_lists_misclassified_first_and_opens_an_email(monkeypatch, evaluated_settings):
+    at = _app(monkeypatch, evaluated_settings, "pages/inbox.py")
+    assert not at.exception
+    adapter = at.selectbox(key="inbox_adapter").value
+    table = at.dataframe[0].value
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        wrong = store.scalar("SELECT count(*) FROM predictions WHERE adapter_id = ? AND predicted <> true_label",
+                             [adapter])
+    if wrong == 0:
+        assert any("No email matches" in i.value for i in at.info)
+        return
+    assert len(table) == min(wrong, 50)
+    assert (table["wrongness"] > 0).all() and table["wrongness"].is_monotonic_decreasing
+    at.query_params["email"] = table.iloc[0]["id"]
+    at.run()
+    assert not at.exception
+    assert table.iloc[0]["subject"] in _frame_with(at, "field")["value"].tolist()
+
+
+def test_inbox_text_search_and_fn_filter(monkeypatch, evaluated_settings):
+    at = _app(monkeypatch, evaluated_settings, "pages/inbox.py")
+    at.selectbox(key="inbox_outcome").set_value("all").run()
+    at.text_input(key="inbox_text").set_value("invoice").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) > 0 and table["subject"].str.lower().str.contains("invoice").all()
+    at.selectbox(key="inbox_outcome").set_value("fn").run()
+    fn = at.dataframe[0].value if len(at.dataframe) else None
+    if fn is not None and len(fn):
+        assert (fn["label"] == "phishing/spam").all() and (fn["verdict"] == "legitimate").all()
+
+
+def test_analyze_scores_hostile_paste_as_text_and_saves_it(monkeypatch, evaluated_settings, tmp_path):
+    import shutil
+
+    home = tmp_path / "copy"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    at = _app(monkeypatch, settings, "pages/analyze.py")
+    at.text_area(key="analyze_text").set_value(HOSTILE).run()
+    assert not at.exception
+    verdicts = _frame_with(at, "verdict")
+    assert len(verdicts) == 3  # zero-shot + two adapters
+    body = at.code[0].value
+    assert "Verify **now**" in body and "alert" not in body  # visible text only, script dropped
+    markdown = " ".join(m.value for m in at.markdown)
+    assert "<script>" not in markdown and "tracker.test" not in markdown
+    urls = _frame_with(at, "url")["url"].tolist()
+    assert "hxxp://phish[.]test/login" in urls and "hxxp://tracker[.]test/p.gif" in urls
+    at.button(key="analyze_save").click().run()
+    assert any("Saved" in s.value for s in at.success)
+    with Store.open(settings.store_path, read_only=True) as store:
+        assert store.scalar("SELECT count(*) FROM emails WHERE corpus = 'user'") == 1
+        assert store.scalar("SELECT split FROM splits s JOIN emails e ON e.id = s.email_id WHERE e.corpus = 'user'") == "test"
