@@ -6,9 +6,10 @@ shared sidebar (which store, model and device are in use).
 
 import streamlit as st
 
-from data.settings import load_settings
+from data.settings import PROJECT_ROOT, load_settings
 
-st.set_page_config(page_title="PhishLens", page_icon=":material/search:", layout="wide")
+# A local favicon: a ":material/...:" page icon makes the browser fetch it from Google's font CDN.
+st.set_page_config(page_title="PhishLens", page_icon=str(PROJECT_ROOT / "assets" / "phishlens.png"), layout="wide")
 
 settings = load_settings()
 st.session_state.setdefault("settings", settings)

@@ -19,10 +19,12 @@ if not corpora:
 if results["corpora"]["synthetic"].any():
     st.warning("Corpora marked *synthetic* were generated from templates for the offline demo.")
 
-adapters = sorted(results["metrics"]["adapter_id"].unique(), key=lambda a: (a.startswith("zero-shot"), a))
+metrics = results["metrics"]
+names = dict(zip(metrics["adapter_id"], metrics["training_set"] + " · " + metrics["model"].str.split("/").str[-1]))
+adapters = sorted(names, key=lambda a: (a.startswith("zero-shot"), a))
 top = st.columns([3, 3, 2])
 adapter = top[0].selectbox("Adapter", ["(none: browse all emails)", *adapters], index=1 if adapters else 0,
-                           key="inbox_adapter")
+                           format_func=lambda a: names.get(a, a), key="inbox_adapter")
 adapter = None if adapter.startswith("(none") else adapter
 chosen = top[1].multiselect("Corpora", corpora, key="inbox_corpora")
 label = top[2].selectbox("True label", ["any", "phishing/spam", "legitimate"], key="inbox_label")

@@ -11,6 +11,18 @@ from data.store import Store
 
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
 
+# A phishing mail that tries everything a page must never do: run script, fetch remote
+# content, offer live links.
+HOSTILE_EMAIL = """From: "Bank" <alert@bank.test>
+Subject: <script>alert('subject')</script> verify now
+Content-Type: text/html; charset=utf-8
+
+<html><body><script>alert('x')</script><img src="http://tracker.test/p.gif" onerror="alert(1)">
+<p style="background:url(http://evil.test/bg.png)">Verify **now** at
+<a href="javascript:alert(2)">here</a> or <a href="http://phish.test/login">login</a></p></body></html>
+"""
+
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

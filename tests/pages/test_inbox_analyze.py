@@ -5,16 +5,9 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from data.store import Store
+from tests.conftest import HOSTILE_EMAIL as HOSTILE
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-HOSTILE = """From: "Bank" <alert@bank.test>
-Subject: <script>alert('subject')</script> verify now
-Content-Type: text/html; charset=utf-8
-
-<html><body><script>alert('x')</script><img src="http://tracker.test/p.gif" onerror="alert(1)">
-<p style="background:url(http://evil.test/bg.png)">Verify **now** at
-<a href="javascript:alert(2)">here</a> or <a href="http://phish.test/login">login</a></p></body></html>
-"""
 
 
 def _frame_with(at, column: str):
