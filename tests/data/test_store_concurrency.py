@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def synthetic_store(settings):
     with Store.open(settings.store_path) as store:
-        ingest_synthetic(store, settings, per_corpus=240)
+        ingest_synthetic(store, settings, per_corpus=400)
         expected = store.scalar("SELECT count(*) FROM splits WHERE split = 'test'")
     return settings, expected
 
@@ -65,10 +65,10 @@ def test_killed_evaluation_resumes_without_loss_or_duplicates(synthetic_store, t
     settings, expected = synthetic_store
     rng = random.Random(7)
     kills = 0
-    for _ in range(3):
+    # The first kill lands right after the first batch is committed (the job is surely still
+    # running then); later ones at random moments, or not at all if the job ends first.
+    for delay in (0.0, rng.uniform(0.0, 1.0), rng.uniform(0.0, 1.0)):
         job = _start_evaluation(settings, tiny_model_dir)
-        # Kill at a random moment once the job has started writing, or when it ends.
-        delay = rng.uniform(0.0, 1.5)
         while job.poll() is None and _predictions(settings.store_path) == 0:
             time.sleep(0.05)
         time.sleep(delay)
