@@ -19,6 +19,7 @@ pages = [
     st.Page("pages/inbox.py", title="Inbox", icon=":material/inbox:", url_path="inbox"),
     st.Page("pages/analyze.py", title="Analyze an email", icon=":material/content_paste_search:", url_path="analyze"),
     st.Page("pages/corpora.py", title="Corpora", icon=":material/database:", url_path="corpora"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:", url_path="runs"),
 ]
 page = st.navigation(pages)
 

@@ -78,3 +78,26 @@ def test_analyze_scores_hostile_paste_as_text_and_saves_it(monkeypatch, evaluate
     with Store.open(settings.store_path, read_only=True) as store:
         assert store.scalar("SELECT count(*) FROM emails WHERE corpus = 'user'") == 1
         assert store.scalar("SELECT split FROM splits s JOIN emails e ON e.id = s.email_id WHERE e.corpus = 'user'") == "test"
+
+
+def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_settings, tmp_path):
+    import shutil
+    import time
+
+    home = tmp_path / "runs"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    at = _app(monkeypatch, settings, "pages/runs.py")
+    assert not at.exception
+    history = _frame_with(at, "kind")
+    assert {"train", "evaluate"} <= set(history["kind"])
+    at.selectbox(key="runs_kind").set_value("evaluate")
+    at.number_input(key="runs_sample").set_value(5)
+    at.button[0].click().run()
+    assert any("Started" in s.value for s in at.success)
+    from diagnostics.launcher import list_jobs
+
+    deadline = time.time() + 120
+    while list_jobs(settings)[0].status == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert list_jobs(settings)[0].status == "done", list_jobs(settings)[0].last_line

@@ -1,0 +1,68 @@
+"""Runs: start jobs in the background, watch their progress, and see every run's history."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from diagnostics.launcher import list_jobs, start_job
+from pages._cache import results_or_stop
+
+settings = st.session_state["settings"]
+st.title("Runs")
+st.caption("Jobs run as `cli.py` processes of their own: they keep running when this tab closes.")
+
+store_exists = settings.store_path.exists()
+results = results_or_stop(settings.store_path, "corpora") if store_exists else None
+training_sets = sorted(results["training_sets"]["name"].unique()) if results is not None else []
+
+with st.form("runs_start"):
+    kind = st.selectbox("Job", ["evaluate", "train", "ingest a folder", "ingest the synthetic demo", "demo"],
+                        key="runs_kind")
+    data_dir = st.text_input("Folder of corpora (ingest a folder, demo)", value=str(settings.data_dir or ""),
+                             key="runs_data")
+    training_set = st.selectbox("Training set (train)", training_sets or ["(none yet)"], key="runs_training_set")
+    sample = st.number_input("Test emails per corpus (evaluate; 0 = all)", 0, 100_000, 100, key="runs_sample")
+    submitted = st.form_submit_button("Start")
+
+if submitted:
+    arguments = {
+        "evaluate": ["evaluate", *(["--sample-size", str(sample)] if sample else [])],
+        "train": ["train", training_set],
+        "ingest a folder": ["ingest", "--data", data_dir],
+        "ingest the synthetic demo": ["ingest", "--synthetic"],
+        "demo": ["demo", *(["--data", data_dir] if data_dir else [])],
+    }[kind]
+    if kind == "ingest a folder" and not data_dir.strip():
+        st.error("Give the folder of corpora to ingest.")
+    elif kind == "train" and not training_sets:
+        st.error("No training set yet: build one with `python cli.py trainset ...` or run the demo.")
+    else:
+        job = start_job(settings, arguments)
+        st.success(f"Started `{job.command}` (job {job.id}).")
+
+
+@st.fragment(run_every=2)
+def show_jobs() -> None:
+    jobs = list_jobs(settings)
+    if not jobs:
+        st.caption("No job started from the dashboard yet.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "job": j.id, "command": j.command, "status": j.status, "exit code": j.returncode,
+        "seconds": round(time.time() - j.started) if j.status == "running" else None,
+        "progress": j.last_line,
+    } for j in jobs]), hide_index=True, key="runs_jobs")
+
+
+st.subheader("Jobs started here")
+show_jobs()
+
+st.subheader("Run history")
+if results is None:
+    st.caption("No store yet.")
+else:
+    runs = results_or_stop(settings.store_path, "overview")["runs"]
+    st.dataframe(runs, hide_index=True, key="runs_history")
+    st.download_button("Download run history (CSV)", runs.to_csv(index=False), "phishlens-runs.csv", "text/csv",
+                       key="runs_download")
