@@ -7,6 +7,7 @@ shared sidebar (which store, model and device are in use).
 import streamlit as st
 
 from data.settings import PROJECT_ROOT, load_settings
+from pages._cache import device_in_use
 
 # A local favicon: a ":material/...:" page icon makes the browser fetch it from Google's font CDN.
 st.set_page_config(page_title="PhishLens", page_icon=str(PROJECT_ROOT / "assets" / "phishlens.png"), layout="wide")
@@ -25,6 +26,6 @@ page = st.navigation(pages)
 
 with st.sidebar:
     st.caption("PhishLens")
-    st.markdown(f"**Store** `{settings.store_path}`  \n**Model** `{settings.model}`  \n**Device** `{settings.device}`")
+    st.text(f"Store: {settings.store_path}\nModel: {settings.model}\nDevice: {device_in_use(settings.device)}")
 
 page.run()

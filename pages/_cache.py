@@ -81,6 +81,16 @@ def classifier(model: str, adapter_path: str | None, models_dir: str, device: st
     return load_base(model, Path(models_dir), device)
 
 
+@st.cache_resource(show_spinner=False)
+def device_in_use(requested: str) -> str:
+    """What 'auto' resolves to here (imports torch once per server process)."""
+    import torch
+
+    if requested == "auto":
+        return f"cuda ({torch.cuda.get_device_name(0)}, bf16)" if torch.cuda.is_available() else "cpu (fp32)"
+    return requested
+
+
 def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
     """Frames for one page from the store (raises data.store.StoreError for a missing or busy store)."""
     return _read(str(path), _stamp(path), what)

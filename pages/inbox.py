@@ -22,17 +22,28 @@ if results["corpora"]["synthetic"].any():
 metrics = results["metrics"]
 names = dict(zip(metrics["adapter_id"], metrics["training_set"] + " · " + metrics["model"].str.split("/").str[-1]))
 adapters = sorted(names, key=lambda a: (a.startswith("zero-shot"), a))
+NONE = "(none: browse all emails)"
+LABELS = ["any", "phishing/spam", "legitimate"]
+
+# A link carries the view: ?adapter=…&corpus=…&show=…&label=…&q=…&email=… (read on first render).
+shared = st.query_params
+options = [NONE, *adapters]
+wanted = shared.get("adapter")
 top = st.columns([3, 3, 2])
-adapter = top[0].selectbox("Adapter", ["(none: browse all emails)", *adapters], index=1 if adapters else 0,
+adapter = top[0].selectbox("Adapter", options, index=options.index(wanted) if wanted in options else int(bool(adapters)),
                            format_func=lambda a: names.get(a, a), key="inbox_adapter")
-adapter = None if adapter.startswith("(none") else adapter
-chosen = top[1].multiselect("Corpora", corpora, key="inbox_corpora")
-label = top[2].selectbox("True label", ["any", "phishing/spam", "legitimate"], key="inbox_label")
+adapter = None if adapter == NONE else adapter
+chosen = top[1].multiselect("Corpora", corpora, default=[c for c in shared.get_all("corpus") if c in corpora],
+                            key="inbox_corpora")
+label = top[2].selectbox("True label", LABELS, index=LABELS.index(shared.get("label", "any"))
+                         if shared.get("label") in LABELS else 0, key="inbox_label")
 row = st.columns([2, 2, 3])
-outcome = row[0].selectbox("Show", list(OUTCOMES), format_func=OUTCOMES.get, disabled=adapter is None,
+outcome = row[0].selectbox("Show", list(OUTCOMES), format_func=OUTCOMES.get,
+                           index=list(OUTCOMES).index(shared.get("show")) if shared.get("show") in OUTCOMES else 0,
                            key="inbox_outcome") if adapter else "all"
 confidence = row[1].slider("Min |score|", 0.0, 10.0, 0.0, 0.5, disabled=adapter is None, key="inbox_confidence")
-text = row[2].text_input("Search sender, subject, body", key="inbox_text")
+text = row[2].text_input("Search sender, subject, body", value=shared.get("q", ""), key="inbox_text")
+st.query_params.update({"adapter": adapter or NONE, "corpus": chosen, "label": label, "show": outcome, "q": text})
 
 filters = {"adapter_id": adapter, "corpora": tuple(chosen) or None,
            "label": {"any": None, "phishing/spam": 1, "legitimate": 0}[label],

@@ -22,7 +22,10 @@ if corpora["synthetic"].any():
                "their figures say nothing about real phishing.")
 
 models = sorted(metrics["model"].unique())
-model = st.selectbox("Base model", models, key="overview_model") if len(models) > 1 else models[0]
+wanted = st.query_params.get("model")
+model = st.selectbox("Base model", models, index=models.index(wanted) if wanted in models else 0,
+                     key="overview_model") if len(models) > 1 else models[0]
+st.query_params["model"] = model  # a link to this page reopens the same model's matrix
 shown = metrics[metrics["model"] == model]
 
 st.subheader(f"F1 matrix — {model}")

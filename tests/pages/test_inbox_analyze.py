@@ -101,3 +101,23 @@ def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_setting
     while list_jobs(settings)[0].status == "running" and time.time() < deadline:
         time.sleep(0.5)
     assert list_jobs(settings)[0].status == "done", list_jobs(settings)[0].last_line
+
+
+def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings):
+    at = _app(monkeypatch, evaluated_settings, "pages/inbox.py")
+    at.selectbox(key="inbox_outcome").set_value("all").run()
+    at.multiselect(key="inbox_corpora").set_value(["synthetic-webmail"]).run()
+    at.text_input(key="inbox_text").set_value("lunch").run()
+    shared = {k: v if isinstance(v, list) else [v] for k, v in dict(at.query_params).items()}
+    assert shared["show"] == ["all"] and shared["corpus"] == ["synthetic-webmail"] and shared["q"] == ["lunch"]
+    # A fresh session opened with that URL shows the same view.
+    monkeypatch.setenv("PHISHLENS_STORE", str(evaluated_settings.store_path))
+    fresh = AppTest.from_file(APP, default_timeout=120)
+    for name, values in shared.items():
+        fresh.query_params[name] = values
+    fresh.run()
+    fresh.switch_page("pages/inbox.py").run()
+    assert fresh.multiselect(key="inbox_corpora").value == ["synthetic-webmail"]
+    assert fresh.text_input(key="inbox_text").value == "lunch"
+    table = fresh.dataframe[0].value
+    assert len(table) > 0 and (table["corpus"] == "synthetic-webmail").all()
