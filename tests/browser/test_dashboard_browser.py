@@ -20,7 +20,8 @@ from tests.conftest import HOSTILE_EMAIL as HOSTILE
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PAGES = {"overview": "F1 matrix", "inbox": "Inbox", "analyze": "Analyze an email", "corpora": "Corpora"}
+# url path → the main element's text; the default page (Overview) lives at the root.
+PAGES = {"": "F1 matrix", "inbox": "Inbox", "analyze": "Analyze an email", "corpora": "Corpora", "runs": "Run history"}
 
 pytestmark = [
     pytest.mark.browser,
@@ -99,8 +100,9 @@ def test_every_page_renders_without_exception(served, browser, path, heading):
     page.get_by_text(heading).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"page-{path}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"page-{path or 'overview'}.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Page not found").count() == 0
     page.close()
 
 
