@@ -108,7 +108,7 @@ def ingest(
                 reports += ingest_folder(store, settings, data, test_fraction=test_fraction)
             for path in paths or []:
                 source = source_for_path(path)
-                reports.append(ingest_source(store, source, settings.lowercase, settings.max_body_chars, label_meaning))
+                reports.append(ingest_source(store, source, settings.lowercase, settings.parse_limits, label_meaning))
                 split_corpus(store, source.name, test_fraction, settings.seed)
     if not reports:
         typer.echo("nothing new to ingest: every corpus found is already in the store")

@@ -35,7 +35,7 @@ def sample_emails(data_dir: Path, n: int, seed: int):
     pool = []
     for source in discover_corpora(data_dir):
         emails = []
-        for item in read_corpus(source, lowercase=False, max_body_chars=100_000, progress=False):
+        for item in read_corpus(source, lowercase=False, progress=False):
             if not isinstance(item, tuple):
                 emails.append(item)
             if len(emails) >= 400:

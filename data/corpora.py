@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.normalise import normalisation_name
-from data.parse import ParseError, iter_csv, iter_mbox, make_email, read_eml
+from data.parse import DEFAULT_LIMITS, ParseError, ParseLimits, iter_csv, iter_mbox, make_email, read_eml
 from data.records import CorpusInfo, Email, IngestReport
 from data.store import Store
 
@@ -123,20 +123,20 @@ def _label_of_file(path: Path) -> int:
     return label
 
 
-def _raw_items(source: CorpusSource, max_body_chars: int):
+def _raw_items(source: CorpusSource, limits: ParseLimits):
     """(source_ref, fields or ParseError, label, truncated) for each input of a source."""
     if source.format == "csv":
-        yield from iter_csv(source.path, max_body_chars)
+        yield from iter_csv(source.path, limits)
     elif source.format == "mbox":
         for box in _mbox_files(source.path):
             label = _label_of_file(box)
-            for ref, fields, truncated in iter_mbox(box, max_body_chars):
+            for ref, fields, truncated in iter_mbox(box, limits):
                 yield ref, fields, label, truncated
     elif source.format == "eml":
         for path in [source.path] if source.path.is_file() else sorted(source.path.glob("*.eml")):
             label = _label_of_file(path)
             try:
-                fields, truncated = read_eml(path, max_body_chars)
+                fields, truncated = read_eml(path, limits)
                 yield path.name, fields, label, truncated
             except ParseError as exc:
                 yield path.name, exc, label, False
@@ -144,11 +144,11 @@ def _raw_items(source: CorpusSource, max_body_chars: int):
         raise IngestError(f"unknown corpus format {source.format!r}")
 
 
-def read_corpus(source: CorpusSource, lowercase: bool, max_body_chars: int,
+def read_corpus(source: CorpusSource, lowercase: bool, limits: ParseLimits = DEFAULT_LIMITS,
                 progress: bool = True) -> Iterator[Email | tuple[str, str]]:
     """Yield Emails, or (source_ref, error) pairs for inputs that could not be parsed."""
     with tqdm(desc=f"parse {source.name}", unit=" mails", disable=not progress) as bar:
-        for ref, fields, label, truncated in _raw_items(source, max_body_chars):
+        for ref, fields, label, truncated in _raw_items(source, limits):
             bar.update()
             if isinstance(fields, ParseError):
                 yield ref, str(fields)
@@ -210,11 +210,11 @@ def ingest_emails(store: Store, info: CorpusInfo, items: Iterable[Email | tuple[
 
 
 def ingest_source(store: Store, source: CorpusSource, lowercase: bool = False,
-                  max_body_chars: int = 100_000, label_meaning: str | None = None,
+                  limits: ParseLimits = DEFAULT_LIMITS, label_meaning: str | None = None,
                   progress: bool = True) -> IngestReport:
     """Parse, dedupe and store one corpus source."""
     info = corpus_info(source, label_meaning)
-    items = read_corpus(source, lowercase, max_body_chars, progress)
+    items = read_corpus(source, lowercase, limits, progress)
     return ingest_emails(store, info, items, lowercase)
 
 

@@ -31,6 +31,17 @@ class ParseError(ValueError):
 
 
 @dataclass(frozen=True)
+class ParseLimits:
+    """Size caps that keep a hostile message cheap; whatever they cut is flagged `truncated`."""
+
+    max_body_chars: int = 100_000  # visible text kept per email
+    max_message_bytes: int = 25 * 2**20  # raw bytes read per message (headers, all parts)
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+
+@dataclass(frozen=True)
 class RawFields:
     """What a parser extracts before normalisation and labelling."""
 
@@ -153,15 +164,18 @@ def _part_text(part: email.message.Message) -> str:
     return decode_bytes(payload, declared)
 
 
-def parse_message_bytes(raw: bytes, max_body_chars: int = 100_000) -> tuple[RawFields, bool]:
-    """Parse one RFC822 message; returns its fields and whether the body was truncated."""
+def parse_message_bytes(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
+    """Parse one RFC822 message; returns its fields and whether a size cap cut it."""
     if not raw or not raw.strip():
         raise ParseError("empty message: no headers and no body")
+    cut = len(raw) > limits.max_message_bytes
+    raw = raw[: limits.max_message_bytes]
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as exc:  # the parser is lenient; this is a last resort
         raise ParseError(f"not an RFC822 message: {type(exc).__name__}: {exc}") from exc
-    return _fields_from_message(msg, max_body_chars)
+    fields, truncated = _fields_from_message(msg, limits.max_body_chars)
+    return fields, truncated or cut
 
 
 def _fields_from_message(msg: email.message.Message, max_body_chars: int) -> tuple[RawFields, bool]:
@@ -230,13 +244,13 @@ def _open_maybe_gzip(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def read_eml(path: Path, max_body_chars: int = 100_000) -> tuple[RawFields, bool]:
-    """Parse one .eml / raw RFC822 file (gzip allowed)."""
+def read_eml(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
+    """Parse one .eml / raw RFC822 file (gzip allowed); reads no more than the size cap."""
     with _open_maybe_gzip(path) as handle:
-        return parse_message_bytes(handle.read(), max_body_chars)
+        return parse_message_bytes(handle.read(limits.max_message_bytes + 1), limits)
 
 
-def iter_mbox(path: Path, max_body_chars: int = 100_000) -> Iterator[tuple[str, RawFields | ParseError, bool]]:
+def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, RawFields | ParseError, bool]]:
     """Yield (key, fields or error, truncated) for every message of an mbox file (gzip allowed).
 
     mailbox.mbox needs a real file; gzipped mboxes are streamed to a temporary file first.
@@ -258,7 +272,7 @@ def iter_mbox(path: Path, max_body_chars: int = 100_000) -> Iterator[tuple[str, 
                 ref = f"{path.name}#{key}"
                 try:
                     raw = box.get_bytes(key)
-                    fields, truncated = parse_message_bytes(raw, max_body_chars)
+                    fields, truncated = parse_message_bytes(raw, limits)
                     yield ref, fields, truncated
                 except ParseError as exc:
                     yield ref, exc, False
@@ -314,7 +328,7 @@ def detect_csv_columns(header: list[str]) -> dict[str, str]:
     return found
 
 
-def iter_csv(path: Path, max_body_chars: int = 100_000) -> Iterator[tuple[str, RawFields | ParseError, int | None, bool]]:
+def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, RawFields | ParseError, int | None, bool]]:
     """Yield (row ref, fields or error, label or None, truncated) for each CSV row (gzip allowed).
 
     A `urls` column that holds only 0/1 is a "has a URL" flag (as in Nazario), not a
@@ -345,8 +359,8 @@ def iter_csv(path: Path, max_body_chars: int = 100_000) -> Iterator[tuple[str, R
                 yield ref, exc, None, False
                 continue
             body = row.get(columns["body"]) or ""
-            truncated = len(body) > max_body_chars
-            body = body[:max_body_chars]
+            truncated = len(body) > limits.max_body_chars
+            body = body[: limits.max_body_chars]
             url_cell = (row.get(columns["urls"]) or "") if "urls" in columns else ""
             listed = [] if url_cell.strip() in {"", "0", "1"} else extract_urls(url_cell)
             fields = RawFields(
@@ -360,11 +374,11 @@ def iter_csv(path: Path, max_body_chars: int = 100_000) -> Iterator[tuple[str, R
             yield ref, fields, label, truncated
 
 
-def parse_pasted_text(text: str, max_body_chars: int = 100_000) -> tuple[RawFields, bool]:
+def parse_pasted_text(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
     """A pasted email: a full RFC822 message when it starts with headers, else a plain body."""
     if not text.strip():
         raise ParseError("empty email: paste a message or its text")
     if re.match(r"(?is)^(from |[a-z-]+: )", text.lstrip()):
-        return parse_message_bytes(text.encode("utf-8", "surrogatepass"), max_body_chars)
-    body = text[:max_body_chars]
-    return RawFields("", "", "", "", body, _unique(extract_urls(body))), len(text) > max_body_chars
+        return parse_message_bytes(text.encode("utf-8", "surrogatepass"), limits)
+    body = text[: limits.max_body_chars]
+    return RawFields("", "", "", "", body, _unique(extract_urls(body))), len(text) > limits.max_body_chars

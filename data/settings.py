@@ -29,6 +29,7 @@ class Settings:
     max_tokens: int  # token budget per email when scoring
     lowercase: bool  # lower-case all text at ingest (recorded as part of the normalisation)
     max_body_chars: int  # bodies are cut here (flagged as truncated), so a 50 MB mail stays cheap
+    max_message_bytes: int  # raw bytes read per message before parsing
     seed: int
     host: str
     port: int
@@ -36,6 +37,13 @@ class Settings:
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def parse_limits(self):
+        """The parsers' size caps (data.parse.ParseLimits)."""
+        from data.parse import ParseLimits
+
+        return ParseLimits(self.max_body_chars, self.max_message_bytes)
 
     def with_overrides(self, **changes) -> "Settings":
         """A copy with the given fields replaced; None values are ignored."""
@@ -56,6 +64,7 @@ def load_settings(**overrides) -> Settings:
         max_tokens=int(os.environ.get("PHISHLENS_MAX_TOKENS", "256")),
         lowercase=_env_bool("PHISHLENS_LOWERCASE", False),
         max_body_chars=int(os.environ.get("PHISHLENS_MAX_BODY_CHARS", "100000")),
+        max_message_bytes=int(os.environ.get("PHISHLENS_MAX_MESSAGE_BYTES", str(25 * 2**20))),
         seed=int(os.environ.get("PHISHLENS_SEED", "13")),
         host=os.environ.get("PHISHLENS_HOST", "127.0.0.1"),
         port=int(os.environ.get("PHISHLENS_PORT", "8501")),

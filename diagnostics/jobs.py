@@ -44,7 +44,7 @@ def ingest_folder(store: Store, settings: Settings, data_dir: Path, progress: bo
     for source in discover_corpora(data_dir):
         if store.has_corpus(source.name):
             continue
-        report = ingest_source(store, source, settings.lowercase, settings.max_body_chars, progress=progress)
+        report = ingest_source(store, source, settings.lowercase, settings.parse_limits, progress=progress)
         split_corpus(store, source.name, test_fraction, settings.seed)
         reports.append(report)
     return reports

@@ -25,9 +25,9 @@ if not (uploaded or pasted.strip()):
     st.stop()
 try:
     if uploaded is not None:
-        fields, truncated = parse_message_bytes(uploaded.getvalue(), settings.max_body_chars)
+        fields, truncated = parse_message_bytes(uploaded.getvalue(), settings.parse_limits)
     else:
-        fields, truncated = parse_pasted_text(pasted, settings.max_body_chars)
+        fields, truncated = parse_pasted_text(pasted, settings.parse_limits)
 except ParseError as exc:
     st.error(f"Could not read this email: {exc}")
     st.stop()

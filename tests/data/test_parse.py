@@ -8,6 +8,7 @@ import pytest
 
 from data.parse import (
     ParseError,
+    ParseLimits,
     decode_bytes,
     detect_csv_columns,
     html_to_text,
@@ -138,7 +139,7 @@ def test_invalid_base64_and_qp_do_not_crash():
 
 def test_20mb_message_is_truncated_and_flagged():
     raw = b"Subject: big\r\nContent-Type: text/plain\r\n\r\n" + b"spam " * (4 * 1024 * 1024)
-    fields, truncated = parse_message_bytes(raw, max_body_chars=100_000)
+    fields, truncated = parse_message_bytes(raw, ParseLimits(max_body_chars=100_000))
     assert truncated
     assert len(fields.body) == 100_000
 
@@ -207,3 +208,17 @@ def test_pasted_text_plain_and_rfc822():
     assert fields.subject == "Hello" and fields.body.strip() == "Body here"
     with pytest.raises(ParseError):
         parse_pasted_text("  ")
+
+
+def test_raw_message_size_cap_cuts_and_flags(tmp_path):
+    raw = b"Subject: huge\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 5_000_000
+    limits = ParseLimits(max_body_chars=10_000_000, max_message_bytes=1_000_000)
+    fields, truncated = parse_message_bytes(raw, limits)
+    assert truncated and fields.subject == "huge"
+    assert len(fields.body) < 1_000_000
+    path = tmp_path / "huge.eml"
+    path.write_bytes(raw)
+    fields, truncated = read_eml(path, limits)
+    assert truncated and len(fields.body) < 1_000_000
+    fields, truncated = read_eml(path, ParseLimits(max_body_chars=10_000_000, max_message_bytes=10_000_000))
+    assert not truncated and len(fields.body) == 5_000_000

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.parse import ParseError, iter_csv, parse_message_bytes
+from data.parse import ParseError, ParseLimits, iter_csv, parse_message_bytes
 from tests.conftest import SHARED_DATA
 
 if not (SHARED_DATA / "raw_samples").is_dir():
@@ -22,7 +22,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 def _parse_or_clear_error(raw: bytes) -> None:
     try:
-        fields, _ = parse_message_bytes(raw, max_body_chars=50_000)
+        fields, _ = parse_message_bytes(raw, ParseLimits(max_body_chars=50_000))
     except ParseError as exc:
         assert str(exc)
         return

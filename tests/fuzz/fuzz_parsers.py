@@ -19,7 +19,9 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
-    from data.parse import ParseError, iter_csv, parse_message_bytes, parse_pasted_text
+    from data.parse import ParseError, ParseLimits, iter_csv, parse_message_bytes, parse_pasted_text
+
+LIMITS = ParseLimits(max_body_chars=50_000, max_message_bytes=2 * 2**20)
 
 SEEDS = Path(__file__).resolve().parents[3] / "shared" / "data" / "raw_samples"
 CSV_PATH = Path(tempfile.mkdtemp()) / "fuzz.csv.gz"
@@ -31,12 +33,12 @@ def fuzz_one(data: bytes) -> None:
     mode, payload = data[0] % 3, data[1:]
     try:
         if mode == 0:
-            parse_message_bytes(payload, max_body_chars=50_000)
+            parse_message_bytes(payload, LIMITS)
         elif mode == 1:
-            parse_pasted_text(payload.decode("utf-8", "replace"), max_body_chars=50_000)
+            parse_pasted_text(payload.decode("utf-8", "replace"), LIMITS)
         else:
             CSV_PATH.write_bytes(gzip.compress(b"subject,body,label,urls\n" + payload, compresslevel=1))
-            for _ in iter_csv(CSV_PATH, max_body_chars=50_000):
+            for _ in iter_csv(CSV_PATH, LIMITS):
                 pass
     except ParseError:
         pass
