@@ -98,3 +98,4 @@ class Prediction:
     score: float
     predicted: int
     true_label: int
+    truncated_tokens: int = 0  # email tokens the scoring budget cut off

@@ -22,7 +22,7 @@ import pandas as pd
 
 from data.records import AdapterInfo, CorpusInfo, Email, IngestReport, Prediction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -111,6 +111,11 @@ MIGRATIONS: list[str] = [
         true_label TINYINT NOT NULL,
         PRIMARY KEY (adapter_id, email_id)
     );
+    """,
+    # v2: how many of the email's tokens the scoring budget cut, so truncation is shown, not
+    # silent. NULL for predictions made before: unknown, not zero.
+    """
+    ALTER TABLE predictions ADD COLUMN truncated_tokens INTEGER;
     """,
 ]
 
@@ -426,8 +431,9 @@ class Store:
         with self.transaction() as con, self._frames(con, new_predictions=pd.DataFrame([asdict(p) for p in predictions])):
             before = self.scalar("SELECT count(*) FROM predictions")
             con.execute(
-                "INSERT INTO predictions SELECT run_id, adapter_id, model, email_id, corpus, score, "
-                "predicted::TINYINT, true_label::TINYINT FROM new_predictions ON CONFLICT DO NOTHING"
+                "INSERT INTO predictions BY NAME SELECT run_id, adapter_id, model, email_id, corpus, score, "
+                "predicted::TINYINT AS predicted, true_label::TINYINT AS true_label, truncated_tokens "
+                "FROM new_predictions ON CONFLICT DO NOTHING"
             )
             after = self.scalar("SELECT count(*) FROM predictions")
         return after - before
@@ -467,13 +473,15 @@ class Store:
                 raise ValueError(f"outcome must be one of {sorted(conditions)}")
             where += [conditions[outcome], "abs(p.score) >= ?"]
             params.append(float(min_confidence))
-            columns = "p.score, p.predicted, CASE WHEN e.label = 1 THEN -p.score ELSE p.score END AS wrongness"
+            columns = ("p.score, p.predicted, CASE WHEN e.label = 1 THEN -p.score ELSE p.score END AS wrongness, "
+                       "p.truncated_tokens")
             order = "wrongness DESC, e.id"
         else:
             if outcome != "all":
                 raise ValueError("pick an adapter to filter by false positives / negatives")
             source = "emails e"
-            columns = "NULL::DOUBLE AS score, NULL::TINYINT AS predicted, NULL::DOUBLE AS wrongness"
+            columns = ("NULL::DOUBLE AS score, NULL::TINYINT AS predicted, NULL::DOUBLE AS wrongness, "
+                       "NULL::INTEGER AS truncated_tokens")
             order = "e.corpus, e.id"
         body = f"FROM {source} WHERE {' AND '.join(where)}"
         with self.connection() as con:
@@ -493,7 +501,7 @@ class Store:
         """Every stored prediction for one email, with the adapter's training set."""
         return self.query(
             "SELECT p.adapter_id, p.model, coalesce(a.training_set, 'zero-shot') AS training_set, p.score, "
-            "p.predicted, p.true_label, p.run_id FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
+            "p.predicted, p.true_label, p.truncated_tokens, p.run_id FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
             "WHERE p.email_id = ? ORDER BY p.model, training_set", [email_id])
 
     def is_empty(self) -> bool:

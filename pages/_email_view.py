@@ -39,5 +39,11 @@ def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "em
         st.caption("Verdicts (score = logit(phishing) − logit(legitimate); > 0 means phishing/spam)")
         shown = verdicts.assign(verdict=verdicts["predicted"].map({1: "phishing/spam", 0: "legitimate"}),
                                 correct=verdicts["predicted"] == verdicts["true_label"])
-        columns = ["training_set", "model", "verdict", "score"] + (["correct"] if label_known else []) + ["adapter_id"]
-        st.dataframe(shown[columns], hide_index=True, key=f"{key}_verdicts")
+        columns = ["training_set", "model", "verdict", "score"] + (["correct"] if label_known else []) + \
+            ["truncated_tokens", "adapter_id"]
+        st.dataframe(shown[columns], hide_index=True, key=f"{key}_verdicts",
+                     column_config={"truncated_tokens": "tokens cut"})
+        cut = verdicts["truncated_tokens"].max()  # NaN: made before truncation was recorded
+        if cut == cut and cut > 0:
+            st.warning(f"The models read a truncated email: the last {cut} tokens were beyond the scoring "
+                       f"token budget (PHISHLENS_MAX_TOKENS / --max-tokens) and were not seen.")

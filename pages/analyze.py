@@ -36,7 +36,7 @@ mail = make_email(fields, USER_CORPUS, label=1, source_ref=uploaded.name if uplo
 
 rows = []
 with st.spinner("Scoring…"):
-    from models.scoring import score_emails
+    from models.scoring import PromptBuilder, score_emails
 
     for name in picked:
         if name.startswith("zero-shot"):
@@ -45,8 +45,9 @@ with st.spinner("Scoring…"):
             record = adapters[adapters["training_set"] == name].iloc[0]
             loaded = classifier(record["model"], record["path"], str(settings.models_dir), settings.device)
         score = float(score_emails(loaded, [mail], settings.max_tokens)[0])
+        cut = PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens).build(mail).truncated_tokens
         rows.append({"training_set": name, "model": loaded.spec.name, "adapter_id": loaded.adapter_id,
-                     "score": score, "predicted": int(score > 0), "true_label": -1})
+                     "score": score, "predicted": int(score > 0), "true_label": -1, "truncated_tokens": cut})
 
 show_email(mail, pd.DataFrame(rows), key="analyze_email", label_known=False)
 

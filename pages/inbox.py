@@ -60,9 +60,11 @@ table = page.assign(
     label=page["label"].map({1: "phishing/spam", 0: "legitimate"}),
     verdict=page["predicted"].map({1: "phishing/spam", 0: "legitimate"}),
     wrong_of=page["adapters_wrong"].astype(str) + "/" + page["adapters_scored"].astype(str),
-)[["corpus", "label", "verdict", "score", "wrongness", "wrong_of", "subject", "sender", "date", "id"]]
+)[["corpus", "label", "verdict", "score", "wrongness", "wrong_of", "truncated_tokens", "subject", "sender", "date",
+   "id"]]
 selection = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
-                         key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None})
+                         key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None,
+                                                           "truncated_tokens": "tokens cut"})
 st.download_button("Download this page (CSV)", table.to_csv(index=False), "phishlens-inbox.csv", "text/csv",
                    key="inbox_download")
 

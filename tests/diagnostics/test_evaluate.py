@@ -72,3 +72,17 @@ def test_evaluation_resumes_without_rescoring(evaluated_settings):
                  evaluated_settings.models_dir, 20, 96, evaluated_settings.seed, "cpu", progress=False)
         after = store.query("SELECT count(*) AS n FROM predictions")["n"][0]
     assert after == before
+
+
+def test_token_budget_truncation_is_recorded(evaluated_settings):
+    from models.loading import load_base
+    from models.scoring import PromptBuilder
+
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        rows = store.query("SELECT email_id, truncated_tokens FROM predictions WHERE adapter_id LIKE 'zero-shot:%'")
+        emails = {m.id: m for m in store.emails_by_ids(rows["email_id"])}
+    assert rows["truncated_tokens"].max() > 0  # synthetic mails run past the 96-token budget
+    loaded = load_base(evaluated_settings.model, evaluated_settings.models_dir, "cpu")
+    builder = PromptBuilder(loaded.tokenizer, loaded.spec, 96)
+    for row in rows.head(10).itertuples():
+        assert row.truncated_tokens == builder.build(emails[row.email_id]).truncated_tokens

@@ -121,3 +121,12 @@ def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings)
     assert fresh.text_input(key="inbox_text").value == "lunch"
     table = fresh.dataframe[0].value
     assert len(table) > 0 and (table["corpus"] == "synthetic-webmail").all()
+
+
+def test_analyze_warns_when_the_token_budget_cuts_the_email(monkeypatch, evaluated_settings):
+    monkeypatch.setenv("PHISHLENS_MAX_TOKENS", "64")
+    at = _app(monkeypatch, evaluated_settings, "pages/analyze.py")
+    at.text_area(key="analyze_text").set_value("Please verify your account now. " * 200).run()
+    assert not at.exception
+    assert (_frame_with(at, "verdict")["truncated_tokens"] > 0).all()
+    assert any("truncated email" in w.value for w in at.warning)
