@@ -40,3 +40,15 @@ def test_train_unknown_training_set_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["--home", str(tmp_path), "train", "no-such-set"])
     assert result.exit_code == 1
     assert "no-such-set" in result.output and "not in the store" in result.output
+
+
+def test_serve_binds_to_localhost_unless_told_otherwise(monkeypatch, tmp_path):
+    import subprocess
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda command, env: calls.append(command) or 0)
+    monkeypatch.delenv("PHISHLENS_HOST", raising=False)
+    runner.invoke(app, ["--home", str(tmp_path), "serve"])
+    runner.invoke(app, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0"])
+    addresses = [c[c.index("--server.address") + 1] for c in calls]
+    assert addresses == ["127.0.0.1", "0.0.0.0"]

@@ -90,3 +90,25 @@ def test_killed_evaluation_resumes_without_loss_or_duplicates(synthetic_store, t
     assert store.scalar("SELECT count(*) FROM predictions") == expected
     assert store.scalar("SELECT count(*) - count(DISTINCT (adapter_id, email_id)) FROM predictions") == 0
     assert kills >= 1
+
+
+WRITER = """
+import sys
+from data.records import Prediction
+from data.store import Store
+store = Store.open(sys.argv[1])
+for i in range(40):
+    store.add_predictions([Prediction('r', sys.argv[2], 'm', f'{sys.argv[2]}-{i}-{j}', 'c', 0.1, 1, 1) for j in range(25)])
+    store.start_run('evaluate', {'writer': sys.argv[2], 'step': i})
+"""
+
+
+def test_concurrent_writers_are_serialized_without_errors(settings):
+    Store.open(settings.store_path).close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(settings.store_path), name], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for name in ("a", "b", "c")]
+    outputs = [w.communicate(timeout=300)[0].decode() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0, 0], outputs
+    store = Store.open(settings.store_path, read_only=True)
+    assert store.scalar("SELECT count(*) FROM predictions") == 3 * 40 * 25
+    assert store.scalar("SELECT count(*) FROM runs") == 3 * 40

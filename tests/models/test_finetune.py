@@ -79,3 +79,29 @@ def test_one_class_training_set_is_refused(tiny_model_dir, synthetic_emails, tmp
     phishing_only = [m for m in synthetic_emails[0][1] if m.label == 1][:8]
     with pytest.raises(ValueError, match="one class only"):
         finetune_adapter(base, phishing_only, "x", LoraSettings(), tmp_path, progress=False)
+
+
+def test_corrupt_adapter_weights_are_a_clear_error(tiny_adapter, tmp_path):
+    import shutil
+
+    from data.settings import load_settings
+
+    copy = tmp_path / "corrupt-weights"
+    shutil.copytree(tiny_adapter.path, copy)
+    (copy / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ModelError, match="cannot load adapter"):
+        load_with_adapter(copy, load_settings().models_dir, "cpu")
+    (copy / "adapter_model.safetensors").unlink()
+    (copy / "adapter_model.bin").write_bytes(b"pickle payloads are never loaded")
+    with pytest.raises(ModelError, match="safetensors only"):
+        load_with_adapter(copy, load_settings().models_dir, "cpu")
+
+
+def test_no_code_path_trusts_remote_code():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [p for folder in ("data", "models", "diagnostics", "pages") for p in (root / folder).glob("*.py")]
+    offending = [p.name for p in sources + [root / "cli.py", root / "app.py"]
+                 if "trust_remote_code=True" in p.read_text()]
+    assert offending == []
