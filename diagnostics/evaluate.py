@@ -18,7 +18,7 @@ from data.records import Prediction
 from data.splits import test_sample
 from data.store import Store
 from models.loading import LoadedModel, load_base, load_with_adapter
-from models.scoring import PromptBuilder, score_emails
+from models.scoring import PromptBuilder, score_prompts
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,14 @@ def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str,
                     max_tokens: int, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
     """Score the given emails with one loaded model; threshold at logit difference 0."""
     emails = store.emails_by_ids(email_ids)
-    scores = score_emails(loaded, emails, max_tokens, batch_size, on_batch)
     builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+    prompts = [builder.build(m) for m in emails]
+    scores = score_prompts(loaded, [p.input_ids for p in prompts], batch_size, on_batch)
     return [
         Prediction(run_id=run_id, adapter_id=loaded.adapter_id, model=loaded.spec.name, email_id=m.id,
                    corpus=corpus, score=float(s), predicted=int(s > 0), true_label=m.label,
-                   truncated_tokens=builder.build(m).truncated_tokens)
-        for m, s in zip(emails, scores)
+                   truncated_tokens=p.truncated_tokens)
+        for m, p, s in zip(emails, prompts, scores)
     ]
 
 

@@ -85,15 +85,13 @@ def last_position_logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :]
 
 
-def score_emails(loaded, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
-                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """logit(positive label) - logit(negative label) per email, in input order.
+def score_prompts(loaded, prompts: Sequence[list[int]], batch_size: int = 8,
+                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """logit(positive label) - logit(negative label) for each prompt's token ids, in input order.
 
     `loaded` is a models.loading.LoadedModel; on_batch(n) is called after each batch.
     """
-    builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
     negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
-    prompts = [builder.build(mail).input_ids for mail in emails]
     scores = np.zeros(len(prompts), dtype=np.float64)
     pad_id = loaded.tokenizer.pad_token_id
     with torch.inference_mode():
@@ -104,3 +102,10 @@ def score_emails(loaded, emails: Sequence[Email], max_tokens: int, batch_size: i
             if on_batch:
                 on_batch(len(indices))
     return scores
+
+
+def score_emails(loaded, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
+                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Scores of emails rendered into the model's prompt under a token budget (see score_prompts)."""
+    builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+    return score_prompts(loaded, [builder.build(mail).input_ids for mail in emails], batch_size, on_batch)

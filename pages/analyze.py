@@ -36,7 +36,7 @@ mail = make_email(fields, USER_CORPUS, label=1, source_ref=uploaded.name if uplo
 
 rows = []
 with st.spinner("Scoring…"):
-    from models.scoring import PromptBuilder, score_emails
+    from models.scoring import PromptBuilder, score_prompts
 
     for name in picked:
         if name.startswith("zero-shot"):
@@ -44,10 +44,11 @@ with st.spinner("Scoring…"):
         else:
             record = adapters[adapters["training_set"] == name].iloc[0]
             loaded = classifier(record["model"], record["path"], str(settings.models_dir), settings.device)
-        score = float(score_emails(loaded, [mail], settings.max_tokens)[0])
-        cut = PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens).build(mail).truncated_tokens
+        prompt = PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens).build(mail)
+        score = float(score_prompts(loaded, [prompt.input_ids])[0])
         rows.append({"training_set": name, "model": loaded.spec.name, "adapter_id": loaded.adapter_id,
-                     "score": score, "predicted": int(score > 0), "true_label": -1, "truncated_tokens": cut})
+                     "score": score, "predicted": int(score > 0), "true_label": -1,
+                     "truncated_tokens": prompt.truncated_tokens})
 
 show_email(mail, pd.DataFrame(rows), key="analyze_email", label_known=False)
 
