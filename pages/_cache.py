@@ -13,7 +13,9 @@ from diagnostics.matrix import generalization_gap
 
 
 def _stamp(path: Path) -> float:
-    return path.stat().st_mtime if path.exists() else 0.0
+    """Changes whenever a job commits: DuckDB writes commits to the .wal file first."""
+    files = [path, path.with_name(path.name + ".wal")]
+    return max((f.stat().st_mtime_ns for f in files if f.exists()), default=0) / 1e9
 
 
 @st.cache_data(show_spinner=False)

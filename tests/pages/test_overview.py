@@ -57,3 +57,18 @@ def test_corpora_page_renders(monkeypatch, evaluated_settings):
     corpora = at.dataframe[0].value
     assert set(corpora["name"]) == {"synthetic-corporate", "synthetic-listdump", "synthetic-webmail"}
     assert corpora["synthetic"].all()
+
+
+def test_overview_shows_new_results_without_restart(monkeypatch, evaluated_settings, tmp_path):
+    import shutil
+
+    home = tmp_path / "fresh"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    at = _app(monkeypatch, settings).run()
+    before = len(next(d.value for d in at.dataframe if "tp" in d.value.columns))
+    with Store.open(settings.store_path) as store:  # a job writes while the page is open
+        store.execute("DELETE FROM predictions WHERE adapter_id LIKE 'zero-shot:%'")
+    at.run()
+    after = len(next(d.value for d in at.dataframe if "tp" in d.value.columns))
+    assert (before, after) == (9, 6)
