@@ -273,22 +273,22 @@ def serve(
 @app.command()
 def status(ctx: typer.Context):
     """What the store holds: corpora, training sets, adapters, runs."""
-    from data.store import METRICS_SQL, Store
+    from data.store import Store
 
     settings = _settings(ctx)
     with _clear_errors():
-        with Store.open(settings.store_path) as store:
+        with Store.open(settings.store_path) as store, store.connection():
             typer.echo(f"store {settings.store_path} (schema {store.schema_version()})")
-            for title, sql in [
-                ("corpora", "SELECT name, label_meaning, synthetic, parsed, duplicates_within, duplicates_across, kept FROM corpora ORDER BY name"),
-                ("training sets", "SELECT name, kind, size FROM training_sets ORDER BY name"),
-                ("adapters", "SELECT id, n_train, round(seconds) AS seconds FROM adapters ORDER BY id"),
-                ("runs", "SELECT id, status, error FROM runs ORDER BY started_at DESC LIMIT 10"),
+            metrics = store.metrics().round({"f1": 3, "recall": 3})
+            for title, frame in [
+                ("corpora", store.corpora()[["name", "label_meaning", "synthetic", "parsed", "duplicates_within",
+                                             "duplicates_across", "kept"]]),
+                ("training sets", store.training_sets()[["name", "kind", "size"]]),
+                ("adapters", store.adapters()[["id", "n_train", "seconds"]].round({"seconds": 0})),
+                ("runs", store.runs()[["id", "status", "error"]].head(10)),
                 ("F1 matrix (recall where a test sample has one class)",
-                 "SELECT training_set, corpus, n, round(f1, 3) AS f1, round(recall, 3) AS recall, in_domain "
-                 f"FROM ({METRICS_SQL})"),
+                 metrics[["training_set", "corpus", "n", "f1", "recall", "in_domain"]]),
             ]:
-                frame = store.query(sql)
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
 
 

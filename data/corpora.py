@@ -228,16 +228,4 @@ def save_user_email(store_path: Path, mail: Email, label: int) -> bool:
     """
     from dataclasses import replace
 
-    store = Store.open(store_path)
-    with store.transaction() as con:
-        if store.scalar("SELECT count(*) FROM emails WHERE id = ?", [mail.id]):
-            return False
-        if not store.has_corpus(USER_CORPUS):
-            con.execute(
-                "INSERT INTO corpora VALUES (?, 'pasted or uploaded in the dashboard', 'user', 'phishing', "
-                "'set by the analyst who saved it', false, ?, 0, 0, 0, 0, 0, 0, now())",
-                [USER_CORPUS, mail.normalisation])
-        store.insert_emails(con, [replace(mail, corpus=USER_CORPUS, label=int(label))])
-        con.execute("INSERT INTO splits VALUES (?, ?, 'test', 0)", [mail.id, USER_CORPUS])
-        con.execute("UPDATE corpora SET kept = kept + 1, parsed = parsed + 1 WHERE name = ?", [USER_CORPUS])
-    return True
+    return Store.open(store_path).add_user_email(replace(mail, corpus=USER_CORPUS, label=int(label)), USER_CORPUS)

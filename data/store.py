@@ -339,6 +339,33 @@ class Store:
             rows = con.execute("SELECT e.* FROM emails e JOIN wanted w ON w.id = e.id ORDER BY e.id").df()
         return [_email_from_row(r) for r in rows.to_dict("records")]
 
+    def corpora(self) -> pd.DataFrame:
+        """Every corpus with its label meaning, normalisation and ingest counts."""
+        return self.query("SELECT * FROM corpora ORDER BY name")
+
+    def two_class_corpora(self) -> list[str]:
+        """Corpora holding both labels (the ones a specialist can be trained on)."""
+        return [r[0] for r in self.rows(
+            "SELECT corpus FROM emails GROUP BY corpus HAVING count(DISTINCT label) = 2 ORDER BY corpus")]
+
+    def ingest_error_summary(self) -> pd.DataFrame:
+        return self.query("SELECT corpus, count(*) AS n, any_value(error) AS example FROM ingest_errors GROUP BY corpus")
+
+    def add_user_email(self, mail: Email, corpus: str) -> bool:
+        """Keep one analyst-supplied email in `corpus`, test split only; False if its hash is stored."""
+        with self.transaction() as con:
+            if self.scalar("SELECT count(*) FROM emails WHERE id = ?", [mail.id]):
+                return False
+            if not self.has_corpus(corpus):
+                con.execute(
+                    "INSERT INTO corpora VALUES (?, 'pasted or uploaded in the dashboard', 'user', 'phishing', "
+                    "'set by the analyst who saved it', false, ?, 0, 0, 0, 0, 0, 0, now())",
+                    [corpus, mail.normalisation])
+            self.insert_emails(con, [mail])
+            con.execute("INSERT INTO splits VALUES (?, ?, 'test', 0)", [mail.id, corpus])
+            con.execute("UPDATE corpora SET kept = kept + 1, parsed = parsed + 1 WHERE name = ?", [corpus])
+        return True
+
     def emails_of_corpus(self, corpus: str) -> pd.DataFrame:
         return self.query("SELECT id, label FROM emails WHERE corpus = ? ORDER BY id", [corpus])
 
@@ -367,6 +394,20 @@ class Store:
     def training_set(self, name: str) -> dict | None:
         rows = self.query("SELECT * FROM training_sets WHERE name = ?", [name])
         return rows.to_dict("records")[0] if len(rows) else None
+
+    def training_sets(self) -> pd.DataFrame:
+        return self.query("SELECT * FROM training_sets ORDER BY name")
+
+    def split_counts(self) -> pd.DataFrame:
+        """Emails per (corpus, split, label)."""
+        return self.query("SELECT s.corpus, s.split, e.label, count(*) AS n FROM splits s "
+                          "JOIN emails e ON e.id = s.email_id GROUP BY ALL ORDER BY ALL")
+
+    def training_set_composition(self) -> pd.DataFrame:
+        """Emails per (training set, corpus, label)."""
+        return self.query("SELECT t.name, t.kind, t.size, t.seed, e.corpus, e.label, count(*) AS n "
+                          "FROM training_sets t JOIN training_set_emails m ON m.training_set = t.name "
+                          "JOIN emails e ON e.id = m.email_id GROUP BY ALL ORDER BY ALL")
 
     def training_set_emails(self, name: str) -> list[Email]:
         rows = self.query(
@@ -407,6 +448,23 @@ class Store:
     def finish_run(self, run_id: str, error: str | None = None) -> None:
         self.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                          ["failed" if error else "done", _now(), error, run_id])
+
+    def runs(self) -> pd.DataFrame:
+        """Every run, newest first, with its duration in seconds."""
+        return self.query("SELECT id, kind, status, started_at, finished_at, "
+                          "date_diff('second', started_at, finished_at) AS seconds, error "
+                          "FROM runs ORDER BY started_at DESC")
+
+    def integrity_problems(self) -> dict[str, int]:
+        """Counts that must be 0 in a healthy store, and runs a killed job left 'running'."""
+        with self.connection():
+            return {
+                "orphan_predictions": self.scalar(
+                    "SELECT count(*) FROM predictions p ANTI JOIN emails e ON e.id = p.email_id"),
+                "emails_without_split": self.scalar(
+                    "SELECT count(*) FROM emails e ANTI JOIN splits s ON s.email_id = e.id"),
+                "runs_left_running": self.scalar("SELECT count(*) FROM runs WHERE status = 'running'"),
+            }
 
     @contextmanager
     def run(self, kind: str, params: dict) -> Iterator[str]:

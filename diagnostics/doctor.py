@@ -92,10 +92,10 @@ def check_store(settings: Settings) -> list[Check]:
         store = Store.open(path, read_only=True, busy_timeout=10)
         with store.connection():
             version = store.schema_version()
-            orphans = store.scalar("SELECT count(*) FROM predictions p ANTI JOIN emails e ON e.id = p.email_id")
-            unsplit = store.scalar("SELECT count(*) FROM emails e ANTI JOIN splits s ON s.email_id = e.id")
-            stuck = store.scalar("SELECT count(*) FROM runs WHERE status = 'running'")
-            adapters = store.rows("SELECT id, path FROM adapters")
+            problems = store.integrity_problems()
+            adapters = store.adapters()[["id", "path"]].itertuples(index=False)
+        orphans, unsplit = problems["orphan_predictions"], problems["emails_without_split"]
+        stuck = problems["runs_left_running"]
     except StoreError as exc:
         return [Check("store", FAIL, str(exc))]
     checks = [Check("store", OK, f"{path}, schema {version}")]

@@ -62,14 +62,9 @@ def ingest_synthetic(store: Store, settings: Settings, per_corpus: int = 240,
     return reports
 
 
-def two_class_corpora(store: Store) -> list[str]:
-    frame = store.query("SELECT corpus FROM emails GROUP BY corpus HAVING count(DISTINCT label) = 2 ORDER BY corpus")
-    return list(frame["corpus"])
-
-
 def build_training_sets(store: Store, plan: ProtocolPlan, seed: int) -> list[str]:
     """One specialist per chosen corpus and one generalist over all corpora, same size."""
-    specialists = list(plan.specialists or two_class_corpora(store))
+    specialists = list(plan.specialists or store.two_class_corpora())
     names = []
     for corpus in specialists:
         name = specialist_name(corpus)

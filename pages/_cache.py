@@ -27,25 +27,17 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
             return {
                 "metrics": metrics,
                 "gap": generalization_gap(metrics),
-                "corpora": store.query("SELECT name, label_meaning, synthetic FROM corpora ORDER BY name"),
-                "runs": store.query(
-                    "SELECT id, kind, status, started_at, finished_at, "
-                    "date_diff('second', started_at, finished_at) AS seconds, error "
-                    "FROM runs ORDER BY started_at DESC"),
-                "adapters": store.query("SELECT id, model, training_set, path, n_train, seconds, train_loss "
-                                        "FROM adapters ORDER BY id"),
+                "corpora": store.corpora()[["name", "label_meaning", "synthetic"]],
+                "runs": store.runs(),
+                "adapters": store.adapters()[["id", "model", "training_set", "path", "n_train", "seconds",
+                                              "train_loss"]],
             }
         if what == "corpora":
             return {
-                "corpora": store.query("SELECT * FROM corpora ORDER BY name"),
-                "splits": store.query(
-                    "SELECT s.corpus, s.split, e.label, count(*) AS n FROM splits s JOIN emails e ON e.id = s.email_id "
-                    "GROUP BY ALL ORDER BY ALL"),
-                "training_sets": store.query(
-                    "SELECT t.name, t.kind, t.size, t.seed, e.corpus, e.label, count(*) AS n "
-                    "FROM training_sets t JOIN training_set_emails m ON m.training_set = t.name "
-                    "JOIN emails e ON e.id = m.email_id GROUP BY ALL ORDER BY ALL"),
-                "errors": store.query("SELECT corpus, count(*) AS n, any_value(error) AS example FROM ingest_errors GROUP BY corpus"),
+                "corpora": store.corpora(),
+                "splits": store.split_counts(),
+                "training_sets": store.training_set_composition(),
+                "errors": store.ingest_error_summary(),
             }
     raise ValueError(what)
 
