@@ -214,6 +214,51 @@ def evaluate(
 
 
 @app.command()
+def explain(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Option(help="Corpus whose test split is sampled")],
+    training_set: Annotated[Optional[str], typer.Option(help="Explain this training set's adapter (default: the zero-shot base model)")] = None,
+    sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
+    method: Annotated[str, typer.Option(help="shap (Owen values over fields → sentences → words) or gradxinput (fast, not additive)")] = "shap",
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+):
+    """Explain a sample of a corpus' test split with one adapter: the Drivers page's input (resumable)."""
+    from tqdm import tqdm
+
+    from data.store import Store
+    from diagnostics.drivers import METHODS, explain_sample
+    from models.loading import load_base, load_with_adapter
+
+    if method not in METHODS:
+        _fail(f"--method must be one of {', '.join(METHODS)}")
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    with _clear_errors():
+        with Store.open(settings.store_path) as store:
+            if not store.has_corpus(corpus):
+                _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
+            if training_set:
+                found = store.adapters(settings.model)
+                found = found[found["training_set"] == training_set]
+                if found.empty:
+                    _fail(f"no adapter of {settings.model} trained on {training_set!r}; see `status`")
+                loaded = load_with_adapter(Path(found.iloc[0]["path"]), settings.models_dir, settings.device)
+            else:
+                loaded = load_base(settings.model, settings.models_dir, settings.device)
+            params = {"corpus": corpus, "adapter": loaded.adapter_id, "sample": sample_size, "method": method,
+                      "max_tokens": settings.max_tokens}
+            with store.run("explain", params), tqdm(total=sample_size, desc=f"explain {corpus}", unit="email") as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                fresh = explain_sample(store, loaded, corpus, sample_size, method, settings.max_tokens,
+                                       settings.seed, progress)
+            typer.echo(f"explained {fresh} emails of {corpus} with {loaded.adapter_id} ({method}); "
+                       f"{bar.n - fresh} were cached")
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Use the real corpora in this folder instead of the synthetic demo [env PHISHLENS_DATA]")] = None,

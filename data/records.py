@@ -99,3 +99,45 @@ class Prediction:
     predicted: int
     true_label: int
     truncated_tokens: int = 0  # email tokens the scoring budget cut off
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """Deletion/insertion curves: the score after removing (adding) the top-attributed units.
+
+    Scores are signed towards the full email's verdict (positive = supports it), so a
+    faithful explanation makes the deletion curve fall fast (small area) and the
+    insertion curve rise fast (large area). `random_deletion` is the same curve in a
+    random unit order: the reference an explanation must beat.
+    """
+
+    fractions: tuple[float, ...]
+    deletion: tuple[float, ...]
+    insertion: tuple[float, ...]
+    random_deletion: tuple[float, ...]
+    deletion_area: float
+    insertion_area: float
+    random_deletion_area: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Attributions of one (adapter, email) score to character spans of the email's text.
+
+    For SHAP methods the values are additive: base_value + sum(values) == score.
+    """
+
+    adapter_id: str
+    email_id: str
+    method: str  # shap | gradxinput | shap-text (shap's default text masker, a baseline)
+    level: str  # field | sentence | word | token: what one span is
+    params: str  # canonical JSON of the method's parameters: part of the cache key
+    text: str  # the email exactly as the model read it; spans index into it
+    spans: tuple[tuple[int, int], ...]
+    fields: tuple[str, ...]  # per span: sender | subject | body | url
+    values: tuple[float, ...]
+    base_value: float  # the score with every span removed
+    score: float  # logit(phishing) - logit(legitimate) of the full email
+    evaluations: int  # model forward passes (one per scored prompt)
+    seconds: float
+    faithfulness: Faithfulness | None = None

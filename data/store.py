@@ -20,9 +20,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from data.records import AdapterInfo, CorpusInfo, Email, IngestReport, Prediction
+from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(RuntimeError):
@@ -116,6 +116,36 @@ MIGRATIONS: list[str] = [
     # silent. NULL for predictions made before: unknown, not zero.
     """
     ALTER TABLE predictions ADD COLUMN truncated_tokens INTEGER;
+    """,
+    # v3: cached explanations (the whole record as JSON, key columns for lookups) and
+    # their word-level values as features, for corpus-level aggregation in SQL.
+    """
+    CREATE TABLE explanations (
+        adapter_id VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        level VARCHAR NOT NULL,
+        score DOUBLE NOT NULL,
+        base_value DOUBLE NOT NULL,
+        evaluations INTEGER NOT NULL,
+        seconds DOUBLE NOT NULL,
+        deletion_area DOUBLE,
+        insertion_area DOUBLE,
+        random_deletion_area DOUBLE,
+        payload JSON NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (adapter_id, email_id, method, params)
+    );
+    CREATE TABLE attribution_features (
+        adapter_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        value DOUBLE NOT NULL
+    );
     """,
 ]
 
@@ -562,9 +592,99 @@ class Store:
             "p.predicted, p.true_label, p.truncated_tokens, p.run_id FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
             "WHERE p.email_id = ? ORDER BY p.model, training_set", [email_id])
 
+    # ------------------------------------------------------------ explanations
+    def add_explanation(self, explanation: Explanation, corpus: str,
+                        features: list[tuple[str, float]] | None = None) -> None:
+        """Cache an explanation (replacing one with the same key) and its features, if given."""
+        e, f = explanation, explanation.faithfulness
+        key = [e.adapter_id, e.email_id, e.method, e.params]
+        with self.transaction() as con:
+            con.execute("DELETE FROM explanations WHERE adapter_id = ? AND email_id = ? AND method = ? AND params = ?", key)
+            con.execute("INSERT INTO explanations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [*key, e.level, e.score, e.base_value, e.evaluations, e.seconds,
+                         f.deletion_area if f else None, f.insertion_area if f else None,
+                         f.random_deletion_area if f else None, json.dumps(asdict(e)), _now()])
+            if features is not None:
+                con.execute("DELETE FROM attribution_features WHERE adapter_id = ? AND email_id = ? AND method = ? "
+                            "AND params = ?", key)
+                rows = pd.DataFrame({"adapter_id": e.adapter_id, "method": e.method, "params": e.params,
+                                     "email_id": e.email_id, "corpus": corpus,
+                                     "feature": [name for name, _ in features],
+                                     "value": [value for _, value in features]})
+                if len(rows):
+                    with self._frames(con, new_features=rows):
+                        con.execute("INSERT INTO attribution_features BY NAME SELECT * FROM new_features")
+
+    def explanation(self, adapter_id: str, email_id: str, method: str, params: str) -> Explanation | None:
+        found = self.rows("SELECT payload FROM explanations WHERE adapter_id = ? AND email_id = ? AND method = ? "
+                          "AND params = ?", [adapter_id, email_id, method, params])
+        return _explanation_from_json(found[0][0]) if found else None
+
+    def explained_email_ids(self, adapter_id: str, method: str, params: str) -> set[str]:
+        rows = self.rows("SELECT DISTINCT email_id FROM attribution_features WHERE adapter_id = ? AND method = ? "
+                         "AND params = ?", [adapter_id, method, params])
+        return {r[0] for r in rows}
+
+    def explanation_sweeps(self) -> pd.DataFrame:
+        """Which (adapter, method, params, corpus) have corpus-level features, and for how many emails."""
+        return self.query(
+            "SELECT f.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, f.method, f.params, "
+            "f.corpus, count(DISTINCT f.email_id) AS emails FROM attribution_features f "
+            "LEFT JOIN adapters a ON a.id = f.adapter_id GROUP BY ALL ORDER BY training_set, f.corpus")
+
+    def drivers(self, adapter_id: str, method: str, params: str, corpora: list[str] | None = None) -> pd.DataFrame:
+        """Per feature over the explained emails: in how many it occurs, its mean and total value.
+
+        A feature's value in one email is the sum over its occurrences there.
+        """
+        where, args = "adapter_id = ? AND method = ? AND params = ?", [adapter_id, method, params]
+        if corpora:
+            where += " AND corpus IN (SELECT unnest(?))"
+            args.append(list(corpora))
+        return self.query(
+            f"WITH per_email AS (SELECT feature, email_id, sum(value) AS value FROM attribution_features "
+            f"WHERE {where} GROUP BY feature, email_id), "
+            f"n AS (SELECT count(DISTINCT email_id) AS n FROM attribution_features WHERE {where}) "
+            f"SELECT feature, count(*) AS emails, sum(value) / any_value(n.n) AS mean_value, sum(value) AS total, "
+            f"avg(value) AS mean_when_present FROM per_email, n GROUP BY feature ORDER BY abs(sum(value)) DESC",
+            args + args)
+
+    def feature_document_frequency(self, features: list[str], sample_per_corpus: int = 2000,
+                                   seed: int = 0) -> pd.DataFrame:
+        """Share of each corpus' emails (any label; a seeded sample) whose text contains each feature.
+
+        Words are split on whitespace and stripped of leading/trailing non-alphanumerics,
+        as diagnostics.drivers.feature_of does.
+        """
+        if not features:
+            return pd.DataFrame(columns=["corpus", "feature", "share"])
+        return self.query(
+            "WITH sample AS (SELECT id, corpus, lower(coalesce(sender, '') || ' ' || subject || ' ' || body) AS text "
+            "  FROM emails QUALIFY row_number() OVER (PARTITION BY corpus ORDER BY hash(id || ?)) <= ?), "
+            "sizes AS (SELECT corpus, count(*) AS n FROM sample GROUP BY corpus), "
+            "words AS (SELECT DISTINCT corpus, id, regexp_replace(w, '^[^a-z0-9]+|[^a-z0-9]+$', '', 'g') AS feature "
+            "  FROM (SELECT corpus, id, unnest(string_split_regex(text, '\\s+')) AS w FROM sample)) "
+            "SELECT s.corpus, f.feature, coalesce(count(w.id), 0) / any_value(s.n) AS share "
+            "FROM sizes s CROSS JOIN (SELECT unnest(?) AS feature) f "
+            "LEFT JOIN words w ON w.corpus = s.corpus AND w.feature = f.feature "
+            "GROUP BY s.corpus, f.feature ORDER BY f.feature, s.corpus",
+            [str(seed), int(sample_per_corpus), list(features)])
+
     def is_empty(self) -> bool:
         """True until the store holds at least one prediction (the Overview's input)."""
         return not self.scalar("SELECT count(*) FROM predictions")
+
+
+def _explanation_from_json(payload: str) -> Explanation:
+    raw = json.loads(payload)
+    curves = raw.pop("faithfulness")
+    for name in ("spans",):
+        raw[name] = tuple(tuple(span) for span in raw[name])
+    for name in ("fields", "values"):
+        raw[name] = tuple(raw[name])
+    if curves:
+        curves = Faithfulness(**{k: tuple(v) if isinstance(v, list) else v for k, v in curves.items()})
+    return Explanation(**raw, faithfulness=curves)
 
 
 def _email_from_row(row: dict) -> Email:

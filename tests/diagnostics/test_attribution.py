@@ -1,0 +1,183 @@
+"""Attributions: the email's layout, the cached-prefix scorer, SHAP additivity, faithfulness,
+the LoRA delta and the explanation cache, on real corpora and real (tiny or default) models."""
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from data.corpora import discover_corpora, read_corpus
+from data.records import Email
+from diagnostics.attribution import (CoalitionScorer, adapter_disabled, explain_gradient, explain_progressively,
+                                     explain_shap, faithfulness, field_totals, layout_email, linkage, lora_delta,
+                                     with_faithfulness_curves)
+from models.loading import load_base, load_with_adapter
+from models.scoring import PromptBuilder, score_prompts
+
+# Owen values telescope exactly; what remains is float64 summation of fp32 scores.
+ADDITIVITY_TOLERANCE = 1e-6
+
+
+@pytest.fixture(scope="module")
+def real_emails(shared_data, settings_module):
+    """Three emails from each real corpus (each format and label convention)."""
+    found = []
+    for source in discover_corpora(shared_data):
+        found += list(itertools.islice(read_corpus(source, settings_module.parse_limits), 3))
+    return found
+
+
+@pytest.fixture(scope="module")
+def settings_module(tmp_path_factory):
+    from data.settings import load_settings
+
+    home = tmp_path_factory.mktemp("attribution")
+    return load_settings(home=home, store_path=home / "store.duckdb")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, settings_module):
+    return load_base(str(tiny_model_dir), settings_module.models_dir, "cpu")
+
+
+def _builder(loaded, max_tokens=256):
+    return PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+
+
+def test_layout_spans_lie_inside_the_text_in_order_and_never_overlap(tiny, real_emails):
+    from data.parse import make_email, parse_message_bytes
+    from tests.conftest import HOSTILE_EMAIL
+
+    fields, truncated = parse_message_bytes(HOSTILE_EMAIL.encode())
+    hostile = make_email(fields, "user", label=1, source_ref="hostile", truncated=truncated)
+    for mail in [*real_emails, hostile]:
+        layout = layout_email(_builder(tiny), mail)
+        assert layout.words, mail.source_ref
+        previous_end = 0
+        for word in layout.words:
+            assert 0 <= previous_end <= word.start < word.end <= len(layout.text)
+            assert re.fullmatch(r"\S+", layout.text[word.start:word.end])
+            previous_end = word.end
+        # every email token belongs to at most one word; word tokens are in range
+        owned = [t for w in layout.words for t in w.tokens]
+        assert len(owned) == len(set(owned)) and max(owned) < len(layout.email_ids)
+        # the tree holds every word exactly once, in reading order
+        units, _ = layout.units("word")
+        assert [u[0] for u in units] == list(range(len(layout.words)))
+
+
+def test_layout_marks_fields_and_urls_and_keeps_the_budget(tiny):
+    mail = Email(id="x", corpus="t", sender="alice@example.com", subject="Your account",
+                 body="Please verify now. Visit http://evil.example.com/login today!\nThanks, Bob", label=1)
+    layout = layout_email(_builder(tiny), mail)
+    by_text = {layout.text[w.start:w.end]: w.field for w in layout.words}
+    assert by_text["alice@example.com"] == "sender" and by_text["account"] == "subject"
+    assert by_text["http://evil.example.com/login"] == "url" and by_text["verify"] == "body"
+    sentences, _ = layout.units("sentence")
+    assert len(sentences) == 2 + 3  # sender, subject, and the body's three sentences
+    short = layout_email(_builder(tiny, max_tokens=64), Email(id="y", corpus="t", subject="s",
+                                                               body="word " * 400, label=0))
+    assert len(short.email_ids) == _builder(tiny, 64).budget
+    assert all(max(w.tokens) < len(short.email_ids) for w in short.words)
+
+
+def test_linkage_is_a_valid_binary_tree_over_all_units():
+    tree = [[[0, 1, 2]], [[3]], [[4, 5], [6, 7, 8, 9]]]
+    matrix = linkage(tree, 10)
+    assert matrix.shape == (9, 4) and matrix[-1, 3] == 10
+    for row, (left, right, height, size) in enumerate(matrix):
+        assert left < 10 + row and right < 10 + row and height > 0
+
+
+def test_cached_prefix_scores_equal_plain_scores(tiny, real_emails):
+    layout = layout_email(_builder(tiny), max(real_emails, key=lambda m: len(m.body)))
+    scorer = CoalitionScorer(tiny, layout, batch_size=4)
+    rng = np.random.default_rng(0)
+    keeps = rng.random((9, len(layout.email_ids))) > 0.4
+    keeps[0, :] = True
+    keeps[1, len(layout.email_ids) // 2:] = False
+    plain = score_prompts(tiny, [scorer.prompt(k) for k in keeps], batch_size=1)
+    np.testing.assert_allclose(scorer.scores(keeps), plain, atol=1e-4)
+    assert scorer.score == pytest.approx(plain[0], abs=1e-4)
+
+
+@pytest.mark.parametrize("level", ["field", "sentence", "word"])
+def test_shap_values_are_additive(tiny, real_emails, level):
+    for mail in real_emails[::3]:
+        scorer = CoalitionScorer(tiny, layout_email(_builder(tiny), mail))
+        explanation = explain_shap(scorer, mail.id, tiny.adapter_id, 256, level, max_evals=40)
+        assert explanation.base_value + sum(explanation.values) == pytest.approx(
+            explanation.score, abs=ADDITIVITY_TOLERANCE)
+        assert len(explanation.values) == len(explanation.spans) == len(explanation.fields)
+
+
+def test_progressive_levels_refine_the_same_email_and_reuse_evaluations(tiny, real_emails):
+    mail = real_emails[0]
+    levels = list(explain_progressively(tiny, mail, 256))
+    assert [e.level for e in levels] == ["field", "sentence", "word"]
+    assert [len(e.values) for e in levels] == sorted(len(e.values) for e in levels)
+    assert len({e.score for e in levels}) == 1
+    final = levels[-1]
+    assert final.faithfulness is not None and levels[0].faithfulness is None
+    totals = dict(field_totals(final))
+    assert sum(totals.values()) == pytest.approx(sum(final.values))
+
+
+def test_default_model_is_additive_and_gradient_reaches_every_word(default_model_dir, settings_module, real_emails):
+    loaded = load_base("smollm2-135m", settings_module.models_dir, "cpu")
+    mail = real_emails[-1]
+    layout = layout_email(_builder(loaded, 128), mail)
+    scorer = CoalitionScorer(loaded, layout)
+    explanation = explain_shap(scorer, mail.id, loaded.adapter_id, 128, "sentence", max_evals=24)
+    assert explanation.base_value + sum(explanation.values) == pytest.approx(explanation.score, abs=ADDITIVITY_TOLERANCE)
+    gradient = explain_gradient(loaded, layout, mail.id, 128)
+    assert gradient.score == pytest.approx(scorer.score, abs=1e-3)
+    assert len(gradient.values) == len(layout.words) and np.count_nonzero(gradient.values) == len(layout.words)
+
+
+def test_faithfulness_curves_start_and_end_at_the_full_and_empty_email(tiny, real_emails):
+    mail = real_emails[4]
+    scorer = CoalitionScorer(tiny, layout_email(_builder(tiny), mail))
+    explanation = with_faithfulness_curves(scorer, explain_shap(scorer, mail.id, tiny.adapter_id, 256, "word"))
+    curves = explanation.faithfulness
+    sign = 1 if explanation.score >= 0 else -1
+    assert curves.deletion[0] == pytest.approx(sign * explanation.score, abs=1e-6)
+    assert curves.deletion[-1] == pytest.approx(sign * explanation.base_value, abs=1e-6)
+    assert curves.insertion[0] == pytest.approx(sign * explanation.base_value, abs=1e-6)
+    assert curves.insertion[-1] == pytest.approx(sign * explanation.score, abs=1e-6)
+    # ranking by SHAP value removes the verdict's support faster than a random order
+    ranked = faithfulness(scorer, explanation.values, None)
+    assert ranked.deletion_area <= ranked.random_deletion_area + 1e-9
+
+
+def test_lora_delta_is_adapter_minus_base_and_the_base_view_is_the_base_model(evaluated_settings):
+    from data.store import Store
+
+    settings = evaluated_settings
+    with Store.open(settings.store_path, read_only=True) as store:
+        adapter = store.adapters().iloc[0]
+        mail = store.emails_by_ids(store.split_ids("synthetic-corporate", "test")["email_id"][:1])[0]
+    loaded = load_with_adapter(adapter["path"], settings.models_dir, "cpu")
+    adapted = explain_shap(CoalitionScorer(loaded, layout_email(_builder(loaded, 96), mail)), mail.id,
+                           loaded.adapter_id, 96, "sentence")
+    with adapter_disabled(loaded) as base_view:
+        base = explain_shap(CoalitionScorer(base_view, layout_email(_builder(base_view, 96), mail)), mail.id,
+                            base_view.adapter_id, 96, "sentence")
+        assert base_view.adapter_id.startswith("zero-shot")
+    plain_base = load_base(settings.model, settings.models_dir, "cpu")
+    plain = explain_shap(CoalitionScorer(plain_base, layout_email(_builder(plain_base, 96), mail)), mail.id,
+                         plain_base.adapter_id, 96, "sentence")
+    np.testing.assert_allclose(base.values, plain.values, atol=1e-4)
+    delta = lora_delta(adapted, base)
+    np.testing.assert_allclose(delta.values, np.subtract(adapted.values, base.values))
+    assert adapted.score != pytest.approx(base.score, abs=1e-4)  # the adapter changed something
+
+
+def test_explanations_round_trip_through_the_store(store, tiny, real_emails):
+    mail = real_emails[1]
+    final = list(explain_progressively(tiny, mail, 256, levels=("sentence",)))[-1]
+    store.add_explanation(final, mail.corpus)
+    again = store.explanation(final.adapter_id, final.email_id, final.method, final.params)
+    assert again == final
+    assert store.explanation(final.adapter_id, final.email_id, final.method, final.params + " ") is None
