@@ -37,7 +37,7 @@ LEVELS = ("field", "sentence", "word")
 URL_START = re.compile(r"(?:https?://|www\.)", re.IGNORECASE)
 # Budgets (model evaluations, shap's max_evals) per level, chosen with benchmarks/bench_explain.py.
 # Each finer pass first re-walks the coarser pass's coalitions, which are memoised.
-DEFAULT_MAX_EVALS = {"field": 16, "sentence": 32, "word": 120}
+DEFAULT_MAX_EVALS = {"field": 8, "sentence": 24, "word": 120}
 # shap's fixed_context=1: each group is expanded with the rest of the email present, so a
 # coalition removes one subtree (half the evaluations of the default, each sharing the
 # cached prefix up to that subtree); it gave better deletion curves on real emails.
@@ -304,6 +304,19 @@ def _spans_and_fields(layout: EmailLayout, unit_words: list[list[int]]):
 def params_key(method: str, level: str, max_tokens: int, **extra) -> str:
     """Canonical JSON of what determines an explanation (with adapter and email: the cache key)."""
     return json.dumps({"method": method, "level": level, "max_tokens": max_tokens, **extra}, sort_keys=True)
+
+
+def method_params(method: str, max_tokens: int, seed: int = 0) -> str:
+    """The params key of a final (word-level) explanation by `method` with default budgets."""
+    if method == "shap":
+        return params_key("shap", "word", max_tokens, max_evals=DEFAULT_MAX_EVALS["word"], seed=seed,
+                          fixed_context=DEFAULT_FIXED_CONTEXT)
+    if method == "gradxinput":
+        return params_key("gradxinput", "word", max_tokens)
+    raise ValueError(f"method must be one of {METHODS}")
+
+
+METHODS = ("shap", "gradxinput")
 
 
 def explain_shap(scorer: CoalitionScorer, email_id: str, adapter_id: str, max_tokens: int,

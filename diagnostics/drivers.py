@@ -14,11 +14,10 @@ import pandas as pd
 
 from data.records import Email, Explanation
 from data.store import Store
-from diagnostics.attribution import (DEFAULT_FIXED_CONTEXT, DEFAULT_MAX_EVALS, CoalitionScorer, explain_gradient,
-                                     explain_shap, layout_email, params_key)
+from diagnostics.attribution import (METHODS, CoalitionScorer, explain_gradient, explain_shap, layout_email,
+                                     method_params)
 from models.scoring import PromptBuilder
 
-METHODS = ("shap", "gradxinput")
 _EDGE_PUNCTUATION = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
 
 
@@ -38,16 +37,6 @@ def features(explanation: Explanation) -> list[tuple[str, float]]:
     return [(name, float(v)) for name, v in pairs if name]
 
 
-def sweep_params(method: str, max_tokens: int, seed: int = 0) -> str:
-    """The params key of a corpus sweep's explanations (no faithfulness curves: cost)."""
-    if method == "shap":
-        return params_key("shap", "word", max_tokens, max_evals=DEFAULT_MAX_EVALS["word"], seed=seed,
-                          fixed_context=DEFAULT_FIXED_CONTEXT)
-    if method == "gradxinput":
-        return params_key("gradxinput", "word", max_tokens)
-    raise ValueError(f"method must be one of {METHODS}")
-
-
 def explain_one(loaded, mail: Email, method: str, max_tokens: int, seed: int = 0) -> Explanation:
     """A word-level explanation of one email by the named method."""
     layout = layout_email(PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens), mail)
@@ -61,7 +50,7 @@ def explain_one(loaded, mail: Email, method: str, max_tokens: int, seed: int = 0
 
 def sample_test_emails(store: Store, corpus: str, size: int, seed: int) -> list[str]:
     """A seeded sample of a corpus' test split (all of it when smaller)."""
-    ids = sorted(store.split_ids(corpus, "test")["email_id"])
+    ids = sorted(store.split_ids(corpus, "test")["id"])
     if not ids:
         raise ValueError(f"corpus {corpus!r} has no test split; ingest it first")
     rng = np.random.default_rng(seed)
@@ -75,7 +64,7 @@ def explain_sample(store: Store, loaded, corpus: str, size: int = 200, method: s
     Resumable: emails already explained with the same adapter, method and parameters are
     skipped. Returns how many were explained now. on_email(done, total) reports progress.
     """
-    params = sweep_params(method, max_tokens, seed)
+    params = method_params(method, max_tokens, seed)
     sample = sample_test_emails(store, corpus, size, seed)
     todo = [i for i in sample if i not in store.explained_email_ids(loaded.adapter_id, method, params)]
     done = len(sample) - len(todo)

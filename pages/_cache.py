@@ -65,6 +65,78 @@ def email_with_verdicts(path: Path, email_id: str):
     return _email(str(path), _stamp(path), email_id)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _explanation(path: str, stamp: float, adapter_id: str, email_id: str, method: str, params: str):
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    return store.explanation(adapter_id, email_id, method, params)
+
+
+def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, params: str):
+    """A cached explanation from the store, or None."""
+    if not path.exists():
+        return None
+    return _explanation(str(path), _stamp(path), adapter_id, email_id, method, params)
+
+
+def save_explanation(path: Path, explanation, corpus: str) -> str | None:
+    """Keep an explanation in the store; the error message instead if the store is busy."""
+    try:
+        with Store.open(path, busy_timeout=5) as store:
+            store.add_explanation(explanation, corpus)
+    except StoreError as exc:
+        return str(exc)
+    return None
+
+
+@st.cache_data(show_spinner=False)
+def _examples(path: str, stamp: float, adapter_id: str | None, limit: int) -> pd.DataFrame:
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    page, _ = store.inbox(adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)
+    return page
+
+
+def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
+    """The emails an adapter got most wrong (any emails without an adapter)."""
+    return _examples(str(path), _stamp(path), adapter_id, limit)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _drivers(path: str, stamp: float, adapter_id: str, method: str, params: str, corpora: tuple[str, ...],
+             top: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from diagnostics.drivers import ShortcutRule, shortcut_candidates
+
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    with store.connection():
+        drivers = store.drivers(adapter_id, method, params, list(corpora) or None)
+        top_features = list(drivers["feature"].head(top))
+        shares = store.feature_document_frequency(top_features)
+    return drivers, shortcut_candidates(drivers, shares, ShortcutRule(top=top))
+
+
+def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str, corpora: list[str],
+                          top: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Corpus-level drivers of one adapter and its shortcut candidates (cached until the store changes)."""
+    return _drivers(str(path), _stamp(path), adapter_id, method, params, tuple(sorted(corpora)), top)
+
+
+@st.cache_data(show_spinner=False)
+def _sweeps(path: str, stamp: float) -> pd.DataFrame:
+    return Store.open(Path(path), read_only=True, busy_timeout=15).explanation_sweeps()
+
+
+def explanation_sweeps(path: Path) -> pd.DataFrame:
+    """Which corpus-level explanation sweeps the store holds."""
+    return _sweeps(str(path), _stamp(path))
+
+
+@st.cache_resource
+def model_lock():
+    """One explanation at a time per server: they share the cached models (and peft's adapter switch)."""
+    import threading
+
+    return threading.Lock()
+
+
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def classifier(model: str, adapter_path: str | None, models_dir: str, device: str):
     """A loaded model (with its adapter), kept across reruns. Keyed on everything that changes it."""

@@ -77,3 +77,47 @@ def loss_curves(adapters: pd.DataFrame) -> go.Figure:
 
 def _fmt(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.2f}"
+
+
+def field_waterfall(totals: list[tuple[str, float]], base_value: float, score: float) -> go.Figure:
+    """From the empty email's score (base) through each field's total to the email's score."""
+    names = ["empty email", *[name for name, _ in totals], "score"]
+    measures = ["absolute", *["relative"] * len(totals), "total"]
+    values = [base_value, *[value for _, value in totals], score]
+    fig = go.Figure(go.Waterfall(x=names, y=values, measure=measures, text=[f"{v:+.3f}" for v in values],
+                                 increasing={"marker": {"color": "#d62728"}},
+                                 decreasing={"marker": {"color": "#1f77b4"}},
+                                 totals={"marker": {"color": "#7f7f7f"}}))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      yaxis_title="score (logit phishing − legitimate)", title="Fields")
+    return fig
+
+
+def faithfulness_figure(curves) -> go.Figure:
+    """Deletion and insertion curves (score towards the verdict) against a random order."""
+    x = [100 * f for f in curves.fractions]
+    fig = go.Figure()
+    fig.add_scatter(x=x, y=curves.deletion, name=f"deletion (area {curves.deletion_area:.2f})", mode="lines+markers")
+    fig.add_scatter(x=x, y=curves.insertion, name=f"insertion (area {curves.insertion_area:.2f})",
+                    mode="lines+markers")
+    fig.add_scatter(x=x, y=curves.random_deletion, name=f"random deletion (area {curves.random_deletion_area:.2f})",
+                    mode="lines", line={"dash": "dot"})
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title="Faithfulness",
+                      xaxis_title="% of units removed (deletion) / added (insertion), top-attributed first",
+                      yaxis_title="score towards the verdict", legend={"orientation": "h", "y": -0.35})
+    return fig
+
+
+def driver_bars(drivers: pd.DataFrame, n: int = 15, shortcuts: set[str] | None = None) -> go.Figure:
+    """Top phishing (red) and legitimate (blue) drivers by mean value per explained email."""
+    shortcuts = shortcuts or set()
+    top = pd.concat([drivers.nlargest(n, "mean_value"), drivers.nsmallest(n, "mean_value")])
+    top = top[top["mean_value"] != 0].drop_duplicates("feature").sort_values("mean_value")
+    labels = [f"⚠ {f}" if f in shortcuts else f for f in top["feature"]]
+    fig = go.Figure(go.Bar(x=top["mean_value"], y=labels, orientation="h",
+                           marker_color=["#d62728" if v > 0 else "#1f77b4" for v in top["mean_value"]],
+                           customdata=top[["emails"]].to_numpy(),
+                           hovertemplate="%{y}: %{x:+.4f} per email, in %{customdata[0]} emails<extra></extra>"))
+    fig.update_layout(height=max(300, 18 * len(top) + 80), margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="mean attribution per explained email (⚠ = shortcut candidate)")
+    return fig

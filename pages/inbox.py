@@ -77,6 +77,8 @@ if email_id:
         st.warning("That email is not in the store.")
     else:
         st.subheader("Email")
+        st.page_link("pages/explain.py", label="Explain this email", icon=":material/insights:",
+                     query_params={"email": email_id})
         show_email(mail, verdicts, key="inbox_email")
 else:
     st.caption("Select a row to open the email.")

@@ -20,11 +20,12 @@ ADDITIVITY_TOLERANCE = 1e-6
 
 
 @pytest.fixture(scope="module")
-def real_emails(shared_data, settings_module):
+def real_emails(shared_data):
     """Three emails from each real corpus (each format and label convention)."""
     found = []
     for source in discover_corpora(shared_data):
-        found += list(itertools.islice(read_corpus(source, settings_module.parse_limits), 3))
+        parsed = (m for m in read_corpus(source, lowercase=False, progress=False) if isinstance(m, Email))
+        found += list(itertools.islice(parsed, 3))
     return found
 
 
@@ -157,7 +158,7 @@ def test_lora_delta_is_adapter_minus_base_and_the_base_view_is_the_base_model(ev
     settings = evaluated_settings
     with Store.open(settings.store_path, read_only=True) as store:
         adapter = store.adapters().iloc[0]
-        mail = store.emails_by_ids(store.split_ids("synthetic-corporate", "test")["email_id"][:1])[0]
+        mail = store.emails_by_ids(store.split_ids("synthetic-corporate", "test")["id"][:1])[0]
     loaded = load_with_adapter(adapter["path"], settings.models_dir, "cpu")
     adapted = explain_shap(CoalitionScorer(loaded, layout_email(_builder(loaded, 96), mail)), mail.id,
                            loaded.adapter_id, 96, "sentence")

@@ -1,0 +1,74 @@
+"""Drivers: the words an adapter relies on across a corpus, and shortcut candidates.
+
+A shortcut candidate is a strong driver that marks one corpus (whatever the label)
+rather than phishing: the signature lines and boilerplate a specialist learns, and the
+reason it fails out of domain. Sweeps run as jobs (`cli.py explain`), resumable.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from diagnostics.attribution import METHODS
+from diagnostics.launcher import start_job
+from pages._cache import drivers_and_shortcuts, explanation_sweeps, results_or_stop
+from pages._charts import driver_bars
+
+settings = st.session_state["settings"]
+st.title("Drivers")
+st.caption("Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top drivers "
+           "at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
+
+results = results_or_stop(settings.store_path, "overview")
+corpora = list(results["corpora"]["name"])
+training_sets = ["zero-shot", *results["adapters"]["training_set"]]
+sweeps = explanation_sweeps(settings.store_path)
+
+with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
+    with st.form("drivers_start"):
+        cols = st.columns(4)
+        job_set = cols[0].selectbox("Adapter", training_sets, key="drivers_job_set")
+        job_corpus = cols[1].selectbox("Corpus", corpora, key="drivers_job_corpus")
+        job_size = cols[2].number_input("Sample size", 10, 5000, 200, step=10, key="drivers_job_size")
+        job_method = cols[3].selectbox("Method", METHODS, key="drivers_job_method",
+                                       help="shap ≈ 15–30 s per email on 2 CPU cores; gradxinput ≈ 1–2 s")
+        if st.form_submit_button("Start"):
+            arguments = ["explain", "--corpus", job_corpus, "--sample-size", str(job_size), "--method", job_method]
+            if job_set != "zero-shot":
+                arguments += ["--training-set", job_set]
+            job = start_job(settings, arguments)
+            st.success(f"Started `{job.command}` (job {job.id}); follow it on the Runs page. "
+                       "Results appear here as emails are explained.")
+
+if sweeps.empty:
+    st.info("No corpus has been explained yet: start a sample above (or `python cli.py explain --corpus NAME`).")
+    st.stop()
+
+st.dataframe(sweeps.drop(columns=["params"]), hide_index=True, key="drivers_sweeps")
+sweeps = sweeps.assign(choice=sweeps["training_set"] + " · " + sweeps["method"])
+choices = list(dict.fromkeys(sweeps["choice"]))
+query = st.query_params
+wanted = [c for c in query.get_all("compare") if c in choices]
+picked = st.multiselect("Adapters to compare (one or two)", choices, default=wanted or choices[:2],
+                        max_selections=2, key="drivers_compare")
+chosen_corpora = st.multiselect("Explained corpora to include (default: all)", sorted(set(sweeps["corpus"])),
+                                key="drivers_corpora")
+st.query_params.update({"compare": picked})
+
+for column, choice in zip(st.columns(max(len(picked), 1)), picked):
+    sweep = sweeps[sweeps["choice"] == choice].iloc[0]
+    drivers, shortcuts = drivers_and_shortcuts(settings.store_path, sweep["adapter_id"], sweep["method"],
+                                               sweep["params"], chosen_corpora)
+    with column:
+        st.subheader(choice)
+        explained = sweeps[sweeps["choice"] == choice]
+        st.caption(", ".join(f"{r.corpus}: {r.emails} emails" for r in explained.itertuples()))
+        flagged = set(shortcuts.loc[shortcuts["shortcut"], "feature"]) if len(shortcuts) else set()
+        st.plotly_chart(driver_bars(drivers, 15, flagged), key=f"drivers_bars_{choice}")
+        st.markdown("**Shortcut candidates** (top drivers by |total|; share = fraction of a corpus' emails containing the word)")
+        st.dataframe(pd.DataFrame(shortcuts).sort_values(["shortcut", "ratio"], ascending=False),
+                     hide_index=True, key=f"drivers_shortcuts_{choice}",
+                     column_config={"share_there": st.column_config.NumberColumn(format="%.2f"),
+                                    "share_elsewhere": st.column_config.NumberColumn(format="%.3f"),
+                                    "ratio": st.column_config.NumberColumn(format="%.1f")})
+        st.download_button("Drivers (CSV)", drivers.to_csv(index=False), f"drivers-{choice}.csv", "text/csv",
+                           key=f"drivers_csv_{choice}")
