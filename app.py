@@ -20,7 +20,9 @@ pages = [
     st.Page("pages/inbox.py", title="Inbox", icon=":material/inbox:", url_path="inbox"),
     st.Page("pages/analyze.py", title="Analyze an email", icon=":material/content_paste_search:", url_path="analyze"),
     st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page("pages/drivers.py", title="Drivers", icon=":material/leaderboard:", url_path="drivers"),
+    st.Page("pages/demo.py", title="Live demo", icon=":material/slideshow:", url_path="demo"),
     st.Page("pages/corpora.py", title="Corpora", icon=":material/database:", url_path="corpora"),
     st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:", url_path="runs"),
 ]

@@ -82,8 +82,10 @@ def main() -> None:
     loaded = load_base("smollm2-135m", settings.models_dir, "cpu")
     builder = PromptBuilder(loaded.tokenizer, loaded.spec, MAX_TOKENS)
     emails = pick_emails(args.data, builder, args.emails, args.seed)
-    # Warm-up: the first forward passes on CPU are slower (allocator, kernels).
-    CoalitionScorer(loaded, emails[0][1]).scores(np.ones((4, len(emails[0][1].email_ids)), dtype=bool))
+    # Warm-up, not timed: the first forward passes on CPU are slower (allocator, kernels) and
+    # shap's first call compiles its numba helpers (~3 s, once per process).
+    warm_mail, warm_layout = emails[0]
+    explain_shap(CoalitionScorer(loaded, warm_layout), warm_mail.id, loaded.adapter_id, MAX_TOKENS, "field")
 
     rows = []
     for mail, layout in emails:

@@ -670,6 +670,34 @@ class Store:
             "GROUP BY s.corpus, f.feature ORDER BY f.feature, s.corpus",
             [str(seed), int(sample_per_corpus), list(features)])
 
+    def disagreements(self, corpus: str, adapter_ids: list[str], limit: int = 50) -> pd.DataFrame:
+        """Emails of a corpus that every given adapter scored and on which their verdicts differ,
+        widest score spread first."""
+        return self.query(
+            "SELECT e.id, e.subject, e.label, sum(p.predicted) AS say_phishing, count(*) AS adapters, "
+            "max(p.score) - min(p.score) AS spread FROM predictions p JOIN emails e ON e.id = p.email_id "
+            "WHERE e.corpus = ? AND p.adapter_id IN (SELECT unnest(?)) GROUP BY e.id, e.subject, e.label "
+            "HAVING count(*) = ? AND min(p.predicted) <> max(p.predicted) ORDER BY spread DESC, e.id LIMIT ?",
+            [corpus, list(adapter_ids), len(adapter_ids), int(limit)])
+
+    def curated_examples(self, per_corpus: int = 2, user_limit: int = 6) -> pd.DataFrame:
+        """Emails worth showing live: per corpus, those most adapters got wrong (most wrong
+        first) and the clearest correct phishing; and the user's own saved emails."""
+        return self.query(
+            "WITH verdicts AS (SELECT p.email_id, avg(CASE WHEN p.true_label = 1 THEN -p.score ELSE p.score END) "
+            "  AS wrongness, sum((p.predicted <> p.true_label)::INTEGER) AS wrong, count(*) AS adapters "
+            "  FROM predictions p GROUP BY p.email_id), "
+            "ranked AS (SELECT e.id, e.corpus, e.subject, e.label, v.wrong, v.adapters, v.wrongness, "
+            "  CASE WHEN v.wrong > 0 THEN 'most adapters wrong' ELSE 'clear phishing, all right' END AS why, "
+            "  row_number() OVER (PARTITION BY e.corpus, v.wrong > 0 ORDER BY v.wrong DESC, "
+            "    v.wrongness * (CASE WHEN v.wrong > 0 THEN 1 ELSE -1 END) DESC, e.id) AS rank "
+            "  FROM emails e JOIN verdicts v ON v.email_id = e.id WHERE e.corpus <> 'user' "
+            "    AND (v.wrong > 0 OR e.label = 1)) "
+            "SELECT id, corpus, subject, label, wrong, adapters, why FROM ranked WHERE rank <= ? "
+            "UNION ALL (SELECT e.id, e.corpus, e.subject, e.label, NULL, NULL, 'saved by you' FROM emails e "
+            "  WHERE e.corpus = 'user' ORDER BY e.id LIMIT ?) ORDER BY corpus, why, id",
+            [int(per_corpus), int(user_limit)])
+
     def is_empty(self) -> bool:
         """True until the store holds at least one prediction (the Overview's input)."""
         return not self.scalar("SELECT count(*) FROM predictions")

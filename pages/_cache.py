@@ -129,6 +129,26 @@ def explanation_sweeps(path: Path) -> pd.DataFrame:
     return _sweeps(str(path), _stamp(path))
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _disagreements(path: str, stamp: float, corpus: str, adapter_ids: tuple[str, ...]) -> pd.DataFrame:
+    return Store.open(Path(path), read_only=True, busy_timeout=15).disagreements(corpus, list(adapter_ids))
+
+
+def disagreements(path: Path, corpus: str, adapter_ids: list[str]) -> pd.DataFrame:
+    """Emails of a corpus on which the given adapters' verdicts differ."""
+    return _disagreements(str(path), _stamp(path), corpus, tuple(adapter_ids))
+
+
+@st.cache_data(show_spinner=False)
+def _curated(path: str, stamp: float) -> pd.DataFrame:
+    return Store.open(Path(path), read_only=True, busy_timeout=15).curated_examples()
+
+
+def curated_examples(path: Path) -> pd.DataFrame:
+    """Emails worth showing in a live demo (see Store.curated_examples)."""
+    return _curated(str(path), _stamp(path))
+
+
 @st.cache_resource
 def model_lock():
     """One explanation at a time per server: they share the cached models (and peft's adapter switch)."""

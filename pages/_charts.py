@@ -121,3 +121,13 @@ def driver_bars(drivers: pd.DataFrame, n: int = 15, shortcuts: set[str] | None =
     fig.update_layout(height=max(300, 18 * len(top) + 80), margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="mean attribution per explained email (⚠ = shortcut candidate)")
     return fig
+
+
+def agreement_heatmap(names: list[str], matrix: np.ndarray) -> go.Figure:
+    """Pairwise rank correlation of character-level attributions (1 = same ranking)."""
+    text = [["–" if v != v else f"{v:.2f}" for v in row] for row in matrix]
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                               text=text, texttemplate="%{text}", colorbar={"title": "ρ"}))
+    fig.update_layout(height=120 + 60 * len(names), margin=dict(l=10, r=10, t=30, b=10),
+                      title="Agreement: Spearman ρ of character-level attributions")
+    return fig

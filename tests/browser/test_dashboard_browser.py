@@ -21,12 +21,30 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # url path → the main element's text; the default page (Overview) lives at the root.
-PAGES = {"": "F1 matrix", "inbox": "Inbox", "analyze": "Analyze an email", "corpora": "Corpora", "runs": "Run history"}
+PAGES = {"": "F1 matrix", "inbox": "Inbox", "analyze": "Analyze an email", "explain": "Explain an email",
+         "compare": "Compare models on one email", "drivers": "Drivers", "demo": "Live demo", "corpora": "Corpora", "runs": "Run history"}
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"),
 ]
+
+
+def _real_email():
+    """A real phishing email from ../shared/data (Nazario), or None where the folder is absent."""
+    from data.corpora import discover_corpora, read_corpus
+    from data.records import Email
+
+    data = ROOT.parent / "shared" / "data"
+    if not data.is_dir():
+        return None
+    source = next((s for s in discover_corpora(data) if s.name == "Nazario"), None)
+    if source is None:
+        return None
+    for mail in read_corpus(source, lowercase=False, progress=False):
+        if isinstance(mail, Email) and 400 < len(mail.body) < 1500 and mail.subject:
+            return mail
+    return None
 
 
 def _free_port() -> int:
@@ -43,6 +61,9 @@ def served(evaluated_settings, tmp_path_factory):
     fields, _ = parse_message_bytes(HOSTILE.encode())
     hostile = make_email(fields, "user", 1, "hostile.eml")
     save_user_email(home / "store.duckdb", hostile, label=1)
+    real = _real_email()
+    if real is not None:
+        save_user_email(home / "store.duckdb", real, label=real.label)
     port = _free_port()
     env = {**os.environ, "PHISHLENS_HOME": str(home), "PHISHLENS_STORE": str(home / "store.duckdb"),
            "PHISHLENS_MODEL": evaluated_settings.model, "PHISHLENS_DEVICE": "cpu", "PHISHLENS_PORT": str(port)}
@@ -60,7 +81,7 @@ def served(evaluated_settings, tmp_path_factory):
             time.sleep(0.5)
     else:
         pytest.fail("the app did not answer within 120 s")
-    yield url, hostile
+    yield url, hostile, real
     os.killpg(server.pid, 9)
     server.wait()
 
@@ -95,7 +116,7 @@ def _open(browser, url: str):
 
 @pytest.mark.parametrize("path,heading", list(PAGES.items()))
 def test_every_page_renders_without_exception(served, browser, path, heading):
-    url, _ = served
+    url, _, _ = served
     page, _ = _open(browser, f"{url}/{path}")
     page.get_by_text(heading).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
@@ -107,7 +128,7 @@ def test_every_page_renders_without_exception(served, browser, path, heading):
 
 
 def test_hostile_email_runs_nothing_and_fetches_nothing(served, browser):
-    url, hostile = served
+    url, hostile, _ = served
     page, events = _open(browser, f"{url}/inbox?email={hostile.id}")
     page.get_by_text("Visible text").first.wait_for(timeout=60_000)
     # st.dataframe draws on a canvas; its accessible cells are in the DOM but hidden
@@ -121,4 +142,41 @@ def test_hostile_email_runs_nothing_and_fetches_nothing(served, browser):
     assert page.locator("script:text('alert')").count() == 0
     assert page.locator("img[src*='tracker.test']").count() == 0
     assert page.locator("a[href*='phish.test'], a[href^='javascript']").count() == 0
+    page.close()
+
+
+def _assert_no_script_ran_and_nothing_fetched(page, events, url):
+    assert events["dialogs"] == []
+    own = urlsplit(url).netloc
+    foreign = [r for r in events["requests"] if not r.startswith(("data:", "blob:")) and urlsplit(r).netloc != own]
+    assert foreign == [], foreign
+    assert page.locator("script:text('alert')").count() == 0
+    assert page.locator("img[src*='tracker.test']").count() == 0
+    assert page.locator("a[href*='phish.test'], a[href^='javascript']").count() == 0
+
+
+def test_explain_map_of_a_hostile_email_is_escaped_text(served, browser):
+    url, hostile, _ = served
+    page, events = _open(browser, f"{url}/explain?email={hostile.id}&adapters=zero-shot&method=shap")
+    page.get_by_text("map by words").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "hostile-explain.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    # the email's markup is on the page as text inside our spans, never as elements
+    assert page.get_by_text("<script>alert('subject')</script>").count() >= 1
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
+    page.close()
+
+
+def test_explain_page_on_a_real_email_shows_a_map(served, browser):
+    url, _, real = served
+    if real is None:
+        pytest.skip("../shared/data is absent: no real email to explain")
+    page, events = _open(browser, f"{url}/explain?email={real.id}&method=shap")
+    page.get_by_text("map by words").first.wait_for(timeout=180_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "page-explain-real-email.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("span[title^='+'], span[title^='-']").count() > 20  # hoverable words of the map
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()

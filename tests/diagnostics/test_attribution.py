@@ -182,3 +182,17 @@ def test_explanations_round_trip_through_the_store(store, tiny, real_emails):
     again = store.explanation(final.adapter_id, final.email_id, final.method, final.params)
     assert again == final
     assert store.explanation(final.adapter_id, final.email_id, final.method, final.params + " ") is None
+
+
+def test_character_values_keep_each_span_total_and_agreement_is_a_rank_correlation(tiny, real_emails):
+    from diagnostics.attribution import agreement, character_values
+
+    mail = real_emails[7]
+    explanation = explain_gradient(tiny, layout_email(_builder(tiny), mail), mail.id, 256)
+    chars = character_values(explanation)
+    assert len(chars) == len(explanation.text)
+    for (start, end), value in zip(explanation.spans, explanation.values):
+        assert chars[start:end].sum() == pytest.approx(value, abs=1e-9)
+    assert agreement(explanation, explanation) == pytest.approx(1.0)
+    flipped = explanation.__class__(**{**explanation.__dict__, "values": tuple(-v for v in explanation.values)})
+    assert agreement(explanation, flipped) == pytest.approx(-1.0)

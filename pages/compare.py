@@ -1,0 +1,79 @@
+"""Compare: one email across models and adapters — verdicts side by side, their maps on the
+same characters (whatever each model's tokenizer), and how much they agree; and, for a
+corpus, the emails on which adapters disagree."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from diagnostics.attribution import agreement
+from models.loading import zero_shot_id
+from pages._cache import classifier, disagreements, results_or_stop
+from pages._charts import agreement_heatmap
+from pages._explain_view import ExplanationView, pick_email, pick_method
+
+settings = st.session_state["settings"]
+st.title("Compare models on one email")
+st.caption("Each map is on the same email text, so maps from different tokenizers line up character by "
+           "character. Agreement is the rank correlation of their character-level attributions.")
+
+results = results_or_stop(settings.store_path, "overview")
+adapters = results["adapters"]
+zero_shot = f"zero-shot · {settings.model}"
+choices = {zero_shot: None, **{f"{r['training_set']} · {r['model']}": r for r in adapters.to_dict("records")}}
+query = st.query_params
+
+left, right = st.columns([2, 1])
+with right:
+    wanted = [c for c in query.get_all("compare") if c in choices]
+    picked = st.multiselect("Models and adapters (two or more)", list(choices),
+                            default=wanted or list(choices)[:3], key="compare_picked")
+    method = pick_method("compare_method")
+with left:
+    first = choices.get(picked[0]) if picked else None
+    mail, from_store = pick_email(settings, "compare", first["id"] if first else None)
+st.query_params.update({"email": mail.id if from_store else "", "compare": picked, "method": method,
+                        "source": "store" if from_store else "paste"})
+if len(picked) < 2:
+    st.info("Pick at least two models or adapters.")
+    st.stop()
+
+view = ExplanationView(settings)
+explanations = {}
+for row_start in range(0, len(picked), 3):
+    for column, name in zip(st.columns(3), picked[row_start: row_start + 3]):
+        record = choices[name]
+        loaded = classifier(record["model"] if record else settings.model, record["path"] if record else None,
+                            str(settings.models_dir), settings.device)
+        with column:
+            st.subheader(name)
+            explanations[name] = view.explained(loaded, mail, method, f"compare_{name}", save=from_store,
+                                                charts=False)
+
+st.divider()
+verdicts = pd.DataFrame([{"model / adapter": name, "verdict": "phishing/spam" if e.score > 0 else "legitimate",
+                          "score": e.score, "base (empty email)": e.base_value,
+                          "top word": e.text[slice(*e.spans[int(np.argmax(np.abs(e.values)))])] if e.values else ""}
+                         for name, e in explanations.items()])
+st.dataframe(verdicts, hide_index=True, key="compare_verdicts")
+names = list(explanations)
+matrix = np.array([[agreement(explanations[a], explanations[b]) for b in names] for a in names])
+st.plotly_chart(agreement_heatmap(names, matrix), key="compare_agreement")
+
+st.subheader("Where adapters disagree")
+corpus = st.selectbox("Corpus", list(results["corpora"]["name"]), key="compare_corpus")
+ids = [choices[n]["id"] if choices[n] is not None else zero_shot_id(settings.model) for n in picked]
+found = disagreements(settings.store_path, corpus, ids)
+if found.empty:
+    st.caption("No email of this corpus was scored by all of them with different verdicts.")
+else:
+    selection = st.dataframe(found, hide_index=True, key="compare_disagreements", on_select="rerun",
+                             selection_mode="single-row",
+                             column_config={"id": None, "say_phishing": "adapters saying phishing",
+                                            "spread": "score spread"})
+    st.caption("Select a row to compare the adapters on that email.")
+    rows = selection.selection.rows if selection else []
+    if rows and found.iloc[rows[0]]["id"] != mail.id:
+        st.query_params["email"] = found.iloc[rows[0]]["id"]
+        st.session_state.pop("compare_email", None)
+        st.rerun()

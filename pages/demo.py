@@ -1,0 +1,34 @@
+"""Live demo: curated example emails, each one click away from its explanation.
+
+Per corpus: the emails most adapters got wrong and the clearest phishing they all got
+right (from the results in the store, synthetic demo or real), plus emails the user saved.
+"""
+
+import streamlit as st
+
+from pages._cache import curated_examples, results_or_stop
+from pages._email_view import label_name
+
+settings = st.session_state["settings"]
+st.title("Live demo")
+st.caption("Curated examples from the store. One click opens the explanation by the adapters picked here; "
+           "explanations already computed open instantly.")
+
+results = results_or_stop(settings.store_path, "overview")
+training_sets = list(results["adapters"]["training_set"])
+adapters = st.multiselect("Explain with", ["zero-shot", *training_sets], default=training_sets[:2] or ["zero-shot"],
+                          key="demo_adapters")
+examples = curated_examples(settings.store_path)
+if examples.empty:
+    st.info("No scored emails yet: run the demo (`bash tasks.sh run`) or an evaluation first.")
+    st.stop()
+
+for corpus, group in examples.groupby("corpus", sort=False):
+    st.subheader(corpus)
+    for row in group.itertuples():
+        left, middle, right = st.columns([6, 3, 1])
+        left.text(row.subject[:100] or "(no subject)")  # escaped: email text is hostile
+        detail = row.why if row.wrong != row.wrong else f"{row.why}: {int(row.wrong)} of {int(row.adapters)} wrong"
+        middle.caption(f"{label_name(row.label)} · {detail}")
+        right.page_link("pages/explain.py", label="Explain", icon=":material/insights:",
+                        query_params={"email": row.id, "adapters": adapters, "method": "shap"})

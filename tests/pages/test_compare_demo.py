@@ -1,0 +1,49 @@
+"""AppTest: Compare shows two adapters' maps on one email with their agreement; the live
+demo lists curated examples with one-click explain links."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from data.store import Store
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def _app(monkeypatch, settings, page: str, **query) -> AppTest:
+    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
+    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
+    monkeypatch.setenv("PHISHLENS_MODEL", settings.model)
+    monkeypatch.setenv("PHISHLENS_DEVICE", "cpu")
+    monkeypatch.setenv("PHISHLENS_MAX_TOKENS", "128")
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page(page)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def test_compare_aligns_two_adapters_and_reports_agreement(monkeypatch, evaluated_settings):
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        adapters = store.adapters()
+        email_id = store.split_ids("synthetic-listdump", "test")["id"].iloc[1]
+    names = [f"{r.training_set} · {r.model}" for r in adapters.itertuples()][:2]
+    at = _app(monkeypatch, evaluated_settings, "pages/compare.py", email=email_id, compare=names, method="gradxinput")
+    assert not at.exception, at.exception
+    verdicts = next(d.value for d in at.dataframe if "model / adapter" in d.value.columns)
+    assert list(verdicts["model / adapter"]) == names
+    maps = [str(e.proto.body) for e in at.get("html") if "title=" in str(e.proto.body)]
+    assert len(maps) == 2
+    assert len(at.get("plotly_chart")) == 1  # the agreement heatmap
+    assert at.selectbox(key="compare_corpus").value is not None
+
+
+def test_demo_page_links_curated_examples_to_explain(monkeypatch, evaluated_settings):
+    at = _app(monkeypatch, evaluated_settings, "pages/demo.py")
+    assert not at.exception, at.exception
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        curated = store.curated_examples()
+    assert len(curated) >= 3 and set(curated["why"]) >= {"most adapters wrong", "clear phishing, all right"}
+    links = at.get("page_link")
+    assert len(links) == len(curated)
+    assert all("explain" in str(link.proto.page) for link in links)
