@@ -52,6 +52,9 @@ def pick_email(settings, key: str, adapter_id: str | None) -> tuple[Email, bool]
     wanted = query.get("email")
     if wanted and wanted not in labels:
         options.insert(0, wanted)
+        linked, _ = email_with_verdicts(settings.store_path, wanted)
+        if linked is not None:
+            labels[wanted] = f"{linked.subject[:70] or '(no subject)'} · {linked.corpus}"
     if not options:
         st.info("No emails in the store yet.")
         st.stop()
@@ -99,7 +102,7 @@ class ExplanationView:
         slot = st.empty()
         if cached is not None and cached.faithfulness is not None:
             with slot.container():
-                self.draw(cached, f"{loaded.adapter_id} (cached)", key, charts=charts)
+                self.draw(cached, f"{METHOD_NAMES[method].split(' (')[0]} (cached)", key, charts=charts)
             return cached
         with model_lock():
             layout = layout_email(PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens), mail)
@@ -109,7 +112,7 @@ class ExplanationView:
                 with st.spinner("Gradient × input…"):
                     first = explain_gradient(loaded, layout, mail.id, settings.max_tokens)
                 with slot.container():
-                    self.draw(first, loaded.adapter_id, key, charts=charts)
+                    self.draw(first, METHOD_NAMES[method].split(' (')[0], key, charts=charts)
                 with st.spinner("Faithfulness curves…"):
                     final = with_faithfulness_curves(CoalitionScorer(loaded, layout), first, settings.seed)
             else:
@@ -117,9 +120,9 @@ class ExplanationView:
                 with st.spinner("Explaining: fields first, then sentences, then words…"):
                     for final in explain_progressively(loaded, mail, settings.max_tokens, seed=settings.seed):
                         with slot.container():
-                            self.draw(final, loaded.adapter_id, key, charts=charts)
+                            self.draw(final, METHOD_NAMES[method].split(' (')[0], key, charts=charts)
         with slot.container():
-            self.draw(final, loaded.adapter_id, key, charts=charts)
+            self.draw(final, METHOD_NAMES[method].split(' (')[0], key, charts=charts)
         if save:
             problem = save_explanation(settings.store_path, final, mail.corpus)
             if problem:
