@@ -7,7 +7,7 @@ shared sidebar (which store, model and device are in use).
 import streamlit as st
 
 from data.settings import PROJECT_ROOT, load_settings
-from pages._cache import device_in_use
+from pages._cache import device_in_use, explainer_warm_up
 
 # A local favicon: a ":material/...:" page icon makes the browser fetch it from Google's font CDN.
 st.set_page_config(page_title="PhishLens", page_icon=str(PROJECT_ROOT / "assets" / "phishlens.png"), layout="wide")
@@ -27,6 +27,7 @@ pages = [
     st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:", url_path="runs"),
 ]
 page = st.navigation(pages)
+explainer_warm_up()  # a background thread: the first explanation's map then comes without shap's start-up
 
 with st.sidebar:
     st.caption("PhishLens")

@@ -578,3 +578,13 @@ def agreement(first: Explanation, second: Explanation) -> float:
     if covered.sum() < 3 or np.ptp(a[covered]) == 0 or np.ptp(b[covered]) == 0:
         return float("nan")
     return float(spearmanr(a[covered], b[covered]).statistic)
+
+
+def warm_up() -> None:
+    """Import shap and compile its numba helpers on a toy four-word game (several seconds,
+    once per process), so that the first explanation a user asks for does not pay it."""
+    import shap
+
+    masker = _UnitMasker(linkage([[0, 1], [2, 3]], 4), 4)
+    explainer = shap.explainers.PartitionExplainer(lambda masks: masks.sum(axis=1).astype(float), masker)
+    explainer(np.ones((1, 4)), max_evals=10, silent=True, fixed_context=DEFAULT_FIXED_CONTEXT)

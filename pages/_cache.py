@@ -149,6 +149,18 @@ def curated_examples(path: Path) -> pd.DataFrame:
     return _curated(str(path), _stamp(path))
 
 
+@st.cache_resource(show_spinner=False)
+def explainer_warm_up():
+    """shap's import and numba compilation, started in the background once per server."""
+    import threading
+
+    from diagnostics.attribution import warm_up
+
+    thread = threading.Thread(target=warm_up, name="shap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 @st.cache_resource
 def model_lock():
     """One explanation at a time per server: they share the cached models (and peft's adapter switch)."""

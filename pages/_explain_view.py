@@ -12,8 +12,8 @@ from data.records import Email, Explanation
 from diagnostics.attribution import (CoalitionScorer, explain_gradient, explain_progressively, field_totals,
                                      layout_email, method_params, with_faithfulness_curves)
 from models.scoring import PromptBuilder
-from pages._cache import (email_with_verdicts, misclassified_examples, model_lock, save_explanation,
-                          stored_explanation)
+from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock,
+                          save_explanation, stored_explanation)
 from pages._charts import faithfulness_figure, field_waterfall
 from pages._token_map import legend_html, token_map_html
 
@@ -94,8 +94,12 @@ class ExplanationView:
             if explanation.faithfulness is not None:
                 right.plotly_chart(faithfulness_figure(explanation.faithfulness), key=f"{key}_faithfulness")
 
-    def explained(self, loaded, mail: Email, method: str, key: str, save: bool, charts: bool = True) -> Explanation:
-        """The cached explanation of `mail` by `loaded`, or a new one drawn as it refines (then cached)."""
+    def explained(self, loaded, mail: Email, method: str, key: str, save: bool,
+                  charts: bool = True) -> Explanation | None:
+        """The cached explanation of `mail` by `loaded`, or a new one drawn as it refines (then cached).
+
+        None (and a note on the page) when the email has nothing to explain.
+        """
         settings = self.settings
         params = method_params(method, settings.max_tokens, settings.seed)
         cached = stored_explanation(settings.store_path, loaded.adapter_id, mail.id, method, params)
@@ -104,8 +108,12 @@ class ExplanationView:
             with slot.container():
                 self.draw(cached, f"{METHOD_NAMES[method].split(' (')[0]} (cached)", key, charts=charts)
             return cached
+        explainer_warm_up().join()
         with model_lock():
             layout = layout_email(PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens), mail)
+            if not layout.words:
+                st.info("Nothing to explain: this email has no words (empty sender, subject and body).")
+                return None
             if cached is not None:  # from a corpus sweep: only the curves are missing
                 final = with_faithfulness_curves(CoalitionScorer(loaded, layout), cached, settings.seed)
             elif method == "gradxinput":

@@ -27,7 +27,7 @@ left, right = st.columns([2, 1])
 with right:
     wanted = [c for c in query.get_all("compare") if c in choices]
     picked = st.multiselect("Models and adapters (two or more)", list(choices),
-                            default=wanted or list(choices)[:3], key="compare_picked")
+                            default=wanted or list(choices)[:2], key="compare_picked")
     method = pick_method("compare_method")
 with left:
     first = choices.get(picked[0]) if picked else None
@@ -47,8 +47,10 @@ for row_start in range(0, len(picked), 3):
                             str(settings.models_dir), settings.device)
         with column:
             st.subheader(name)
-            explanations[name] = view.explained(loaded, mail, method, f"compare_{name}", save=from_store,
-                                                charts=False)
+            explanation = view.explained(loaded, mail, method, f"compare_{name}", save=from_store, charts=False)
+            if explanation is None:
+                st.stop()
+            explanations[name] = explanation
 
 st.divider()
 verdicts = pd.DataFrame([{"model / adapter": name, "verdict": "phishing/spam" if e.score > 0 else "legitimate",

@@ -47,7 +47,7 @@ for name in picked:
     st.divider()
     st.subheader(name)
     adapted = view.explained(loaded, mail, method, f"explain_{name}", save=from_store)
-    if show_delta and record is not None:
+    if show_delta and record is not None and adapted is not None:
         st.caption("The base model with the adapter switched off, then the difference: what fine-tuning changed.")
         with adapter_disabled(loaded) as base_view:
             base = view.explained(base_view, mail, method, f"explain_{name}_base", save=from_store)

@@ -102,3 +102,23 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
         ingest_synthetic(opened, built, per_corpus=60)
         run_protocol(opened, built, plan, progress=False)
     return built
+
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def open_app_page(monkeypatch, settings: Settings, page: str, max_tokens: int | None = None, **query):
+    """An AppTest of the dashboard on `settings`' store, switched to `page` with `query` in the URL."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
+    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
+    monkeypatch.setenv("PHISHLENS_MODEL", settings.model)
+    monkeypatch.setenv("PHISHLENS_DEVICE", "cpu")
+    if max_tokens:
+        monkeypatch.setenv("PHISHLENS_MAX_TOKENS", str(max_tokens))
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.switch_page(page)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()

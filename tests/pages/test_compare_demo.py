@@ -1,26 +1,8 @@
 """AppTest: Compare shows two adapters' maps on one email with their agreement; the live
 demo lists curated examples with one-click explain links."""
 
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
 from data.store import Store
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def _app(monkeypatch, settings, page: str, **query) -> AppTest:
-    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
-    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
-    monkeypatch.setenv("PHISHLENS_MODEL", settings.model)
-    monkeypatch.setenv("PHISHLENS_DEVICE", "cpu")
-    monkeypatch.setenv("PHISHLENS_MAX_TOKENS", "128")
-    at = AppTest.from_file(APP, default_timeout=300).run()
-    at.switch_page(page)
-    for name, value in query.items():
-        at.query_params[name] = value
-    return at.run()
+from tests.conftest import open_app_page
 
 
 def test_compare_aligns_two_adapters_and_reports_agreement(monkeypatch, evaluated_settings):
@@ -28,7 +10,8 @@ def test_compare_aligns_two_adapters_and_reports_agreement(monkeypatch, evaluate
         adapters = store.adapters()
         email_id = store.split_ids("synthetic-listdump", "test")["id"].iloc[1]
     names = [f"{r.training_set} · {r.model}" for r in adapters.itertuples()][:2]
-    at = _app(monkeypatch, evaluated_settings, "pages/compare.py", email=email_id, compare=names, method="gradxinput")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/compare.py", max_tokens=128, email=email_id,
+                       compare=names, method="gradxinput")
     assert not at.exception, at.exception
     verdicts = next(d.value for d in at.dataframe if "model / adapter" in d.value.columns)
     assert list(verdicts["model / adapter"]) == names
@@ -39,7 +22,7 @@ def test_compare_aligns_two_adapters_and_reports_agreement(monkeypatch, evaluate
 
 
 def test_demo_page_links_curated_examples_to_explain(monkeypatch, evaluated_settings):
-    at = _app(monkeypatch, evaluated_settings, "pages/demo.py")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/demo.py")
     assert not at.exception, at.exception
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         curated = store.curated_examples()

@@ -1,27 +1,9 @@
 """AppTest: the Explain page explains a stored email progressively and then reads it from the
 cache; the Drivers page shows a sweep's drivers and shortcut table."""
 
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
 from data.store import Store
 from diagnostics.attribution import method_params
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def _app(monkeypatch, settings, page: str, **query) -> AppTest:
-    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
-    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
-    monkeypatch.setenv("PHISHLENS_MODEL", settings.model)
-    monkeypatch.setenv("PHISHLENS_DEVICE", "cpu")
-    monkeypatch.setenv("PHISHLENS_MAX_TOKENS", "128")
-    at = AppTest.from_file(APP, default_timeout=300).run()
-    at.switch_page(page)
-    for name, value in query.items():
-        at.query_params[name] = value
-    return at.run()
+from tests.conftest import open_app_page
 
 
 def _html(at) -> str:
@@ -32,7 +14,7 @@ def test_explain_page_draws_a_map_caches_it_and_reads_the_cache(monkeypatch, eva
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         adapter = store.adapters().iloc[0]
         email_id = store.split_ids("synthetic-webmail", "test")["id"].iloc[0]
-    at = _app(monkeypatch, evaluated_settings, "pages/explain.py", email=email_id,
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/explain.py", max_tokens=128, email=email_id,
               adapters=adapter["training_set"], method="gradxinput")
     assert not at.exception, at.exception
     page = _html(at)
@@ -40,7 +22,7 @@ def test_explain_page_draws_a_map_caches_it_and_reads_the_cache(monkeypatch, eva
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         cached = store.explanation(adapter["id"], email_id, "gradxinput", method_params("gradxinput", 128, 13))
     assert cached is not None and cached.faithfulness is not None
-    again = _app(monkeypatch, evaluated_settings, "pages/explain.py", email=email_id,
+    again = open_app_page(monkeypatch, evaluated_settings, "pages/explain.py", max_tokens=128, email=email_id,
                  adapters=adapter["training_set"], method="gradxinput")
     assert not again.exception
     assert any("(cached)" in m.value for m in again.markdown)
@@ -49,7 +31,8 @@ def test_explain_page_draws_a_map_caches_it_and_reads_the_cache(monkeypatch, eva
 def test_explain_page_shap_on_pasted_text_escapes_it(monkeypatch, evaluated_settings):
     from tests.conftest import HOSTILE_EMAIL
 
-    at = _app(monkeypatch, evaluated_settings, "pages/explain.py", source="paste", adapters="zero-shot")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/explain.py", max_tokens=128, source="paste",
+                       adapters="zero-shot")
     at.text_area(key="explain_text").set_value(HOSTILE_EMAIL).run()
     assert not at.exception, at.exception
     page = _html(at)
@@ -65,7 +48,7 @@ def test_drivers_page_shows_drivers_and_shortcuts(monkeypatch, evaluated_setting
     loaded = load_base(evaluated_settings.model, evaluated_settings.models_dir, "cpu")
     with Store.open(evaluated_settings.store_path) as store:
         explain_sample(store, loaded, "synthetic-corporate", size=6, method="gradxinput", max_tokens=128, seed=13)
-    at = _app(monkeypatch, evaluated_settings, "pages/drivers.py")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/drivers.py")
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 1
     shortcut_table = next(d.value for d in at.dataframe if "shortcut" in d.value.columns)

@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from data.store import Store
 from tests.conftest import HOSTILE_EMAIL as HOSTILE
+from tests.conftest import open_app_page
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -15,17 +16,8 @@ def _frame_with(at, column: str):
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
-def _app(monkeypatch, settings, page: str) -> AppTest:
-    monkeypatch.setenv("PHISHLENS_STORE", str(settings.store_path))
-    monkeypatch.setenv("PHISHLENS_HOME", str(settings.home))
-    monkeypatch.setenv("PHISHLENS_MODEL", settings.model)
-    monkeypatch.setenv("PHISHLENS_DEVICE", "cpu")
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    return at.switch_page(page).run()
-
-
 def test_inbox_lists_misclassified_first_and_opens_an_email(monkeypatch, evaluated_settings):
-    at = _app(monkeypatch, evaluated_settings, "pages/inbox.py")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/inbox.py")
     assert not at.exception
     adapter = at.selectbox(key="inbox_adapter").value
     table = at.dataframe[0].value
@@ -44,7 +36,7 @@ def test_inbox_lists_misclassified_first_and_opens_an_email(monkeypatch, evaluat
 
 
 def test_inbox_text_search_and_fn_filter(monkeypatch, evaluated_settings):
-    at = _app(monkeypatch, evaluated_settings, "pages/inbox.py")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/inbox.py")
     at.selectbox(key="inbox_outcome").set_value("all").run()
     at.text_input(key="inbox_text").set_value("invoice").run()
     assert not at.exception
@@ -62,7 +54,7 @@ def test_analyze_scores_hostile_paste_as_text_and_saves_it(monkeypatch, evaluate
     home = tmp_path / "copy"
     shutil.copytree(evaluated_settings.home, home)
     settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
-    at = _app(monkeypatch, settings, "pages/analyze.py")
+    at = open_app_page(monkeypatch, settings, "pages/analyze.py")
     at.text_area(key="analyze_text").set_value(HOSTILE).run()
     assert not at.exception
     verdicts = _frame_with(at, "verdict")
@@ -87,7 +79,7 @@ def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_setting
     home = tmp_path / "runs"
     shutil.copytree(evaluated_settings.home, home)
     settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
-    at = _app(monkeypatch, settings, "pages/runs.py")
+    at = open_app_page(monkeypatch, settings, "pages/runs.py")
     assert not at.exception
     history = _frame_with(at, "kind")
     assert {"train", "evaluate"} <= set(history["kind"])
@@ -104,7 +96,7 @@ def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_setting
 
 
 def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings):
-    at = _app(monkeypatch, evaluated_settings, "pages/inbox.py")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/inbox.py")
     at.selectbox(key="inbox_outcome").set_value("all").run()
     at.multiselect(key="inbox_corpora").set_value(["synthetic-webmail"]).run()
     at.text_input(key="inbox_text").set_value("lunch").run()
@@ -125,7 +117,7 @@ def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings)
 
 def test_analyze_warns_when_the_token_budget_cuts_the_email(monkeypatch, evaluated_settings):
     monkeypatch.setenv("PHISHLENS_MAX_TOKENS", "64")
-    at = _app(monkeypatch, evaluated_settings, "pages/analyze.py")
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/analyze.py")
     at.text_area(key="analyze_text").set_value("Please verify your account now. " * 200).run()
     assert not at.exception
     assert (_frame_with(at, "verdict")["truncated_tokens"] > 0).all()
