@@ -52,3 +52,21 @@ def test_serve_binds_to_localhost_unless_told_otherwise(monkeypatch, tmp_path):
     runner.invoke(app, ["--home", str(tmp_path), "serve", "--host", "0.0.0.0"])
     addresses = [c[c.index("--server.address") + 1] for c in calls]
     assert addresses == ["127.0.0.1", "0.0.0.0"]
+
+
+def test_explain_a_corpus_sample_then_resume_and_reject_unknowns(evaluated_settings):
+    settings = evaluated_settings
+    common = ["--home", str(settings.home), "--store", str(settings.store_path), "--model", settings.model,
+              "--device", "cpu"]
+    ts = "specialist-synthetic-corporate"
+    args = [*common, "explain", "--corpus", "synthetic-webmail", "--training-set", ts, "--sample-size", "3",
+            "--method", "gradxinput", "--max-tokens", "96"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "explained 3 emails of synthetic-webmail" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "explained 0 emails" in again.output and "3 were cached" in again.output
+    unknown = runner.invoke(app, [*common, "explain", "--corpus", "no-such-corpus"])
+    assert unknown.exit_code == 1 and "no corpus 'no-such-corpus'" in unknown.output
+    bad = runner.invoke(app, [*common, "explain", "--corpus", "synthetic-webmail", "--method", "lime"])
+    assert bad.exit_code == 1 and "--method must be one of" in bad.output
