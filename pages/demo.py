@@ -28,7 +28,12 @@ for corpus, group in examples.groupby("corpus", sort=False):
     for row in group.itertuples():
         left, middle, right = st.columns([6, 3, 1])
         left.text(row.subject[:100] or "(no subject)")  # escaped: email text is hostile
-        detail = row.why if row.wrong != row.wrong else f"{row.why}: {int(row.wrong)} of {int(row.adapters)} wrong"
+        if row.wrong != row.wrong:  # NaN: a saved email no adapter scored yet
+            detail = row.why
+        elif row.wrong:
+            detail = f"{int(row.wrong)} of {int(row.adapters)} adapters wrong"
+        else:
+            detail = f"clear phishing: all {int(row.adapters)} adapters right"
         middle.caption(f"{label_name(row.label)} · {detail}")
         right.page_link("pages/explain.py", label="Explain", icon=":material/insights:",
                         query_params={"email": row.id, "adapters": adapters, "method": "shap"})
