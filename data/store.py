@@ -706,8 +706,7 @@ class Store:
 def _explanation_from_json(payload: str) -> Explanation:
     raw = json.loads(payload)
     curves = raw.pop("faithfulness")
-    for name in ("spans",):
-        raw[name] = tuple(tuple(span) for span in raw[name])
+    raw["spans"] = tuple(tuple(span) for span in raw["spans"])
     for name in ("fields", "values"):
         raw[name] = tuple(raw[name])
     if curves:

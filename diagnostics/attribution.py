@@ -24,7 +24,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from data.defang import defang
 from data.records import Email, Explanation, Faithfulness
 from models.scoring import PromptBuilder, label_token_ids, render_email
 
-LEVELS = ("field", "sentence", "word")
+METHODS = ("shap", "gradxinput")
 URL_START = re.compile(r"(?:https?://|www\.)", re.IGNORECASE)
 # Budgets (model evaluations, shap's max_evals) per level, chosen with benchmarks/bench_explain.py.
 # Each finer pass first re-walks the coarser pass's coalitions, which are memoised.
@@ -99,6 +99,18 @@ def _ends_sentence(word: str) -> bool:
     return word.rstrip("\"')]»").endswith((".", "!", "?"))
 
 
+def _owning_word(words: list[Word], starts: list[int], text: str, span: tuple[int, int]) -> int | None:
+    """Index of the word holding the first non-space character of a token span (None: whitespace
+    or outside every word). `starts` are the words' start offsets, ascending."""
+    s, e = span
+    chunk = text[s:e]
+    first = s + (len(chunk) - len(chunk.lstrip()))
+    at = bisect_right(starts, first) - 1
+    if first < e and at >= 0 and words[at].start <= first < words[at].end:
+        return at
+    return None
+
+
 def layout_email(builder: PromptBuilder, mail: Email) -> EmailLayout:
     """Tokenize the email once and group its tokens into words, sentences and fields.
 
@@ -127,13 +139,9 @@ def layout_email(builder: PromptBuilder, mail: Email) -> EmailLayout:
         tree.append(sentences)
 
     starts = [w.start for w in words]
-    for index, (s, e) in enumerate(offsets):
-        chunk = text[s:e]
-        first = s + (len(chunk) - len(chunk.lstrip()))
-        if first >= e:
-            continue  # whitespace only
-        at = bisect_right(starts, first) - 1
-        if at >= 0 and words[at].start <= first < words[at].end:
+    for index, span in enumerate(offsets):
+        at = _owning_word(words, starts, text, span)
+        if at is not None:
             words[at].tokens.append(index)
 
     # Words past the token budget were never read: drop them and renumber the tree.
@@ -267,8 +275,15 @@ class CoalitionScorer:
         return self._difference(logits)
 
 
-def _unit_keeps(unit_masks: np.ndarray, unit_tokens: list[np.ndarray], n_tokens: int,
-                fixed: np.ndarray) -> np.ndarray:
+def _fixed_tokens(n_tokens: int, unit_tokens: list[np.ndarray]) -> np.ndarray:
+    """Email tokens in no unit (field labels, whitespace): kept in every prompt."""
+    fixed = np.ones(n_tokens, dtype=bool)
+    for tokens in unit_tokens:
+        fixed[tokens] = False
+    return fixed
+
+
+def _unit_keeps(unit_masks: np.ndarray, unit_tokens: list[np.ndarray], fixed: np.ndarray) -> np.ndarray:
     """(n, units) presence → (n, email tokens) keep-matrix; tokens in no word are always kept."""
     keeps = np.repeat(fixed[None, :], len(unit_masks), axis=0)
     for u, tokens in enumerate(unit_tokens):
@@ -289,13 +304,10 @@ class _Units:
     def of(cls, layout: EmailLayout, level: str) -> "_Units":
         words, tree = layout.units(level)
         tokens = [np.array([t for w in ws for t in layout.words[w].tokens]) for ws in words]
-        fixed = np.ones(len(layout.email_ids), dtype=bool)
-        for word in layout.words:
-            fixed[word.tokens] = False
-        return cls(words, tree, tokens, fixed)
+        return cls(words, tree, tokens, _fixed_tokens(len(layout.email_ids), tokens))
 
     def keeps(self, unit_masks: np.ndarray) -> np.ndarray:
-        return _unit_keeps(unit_masks, self.tokens, len(self.fixed), self.fixed)
+        return _unit_keeps(unit_masks, self.tokens, self.fixed)
 
 
 class _UnitMasker:
@@ -332,9 +344,6 @@ def method_params(method: str, max_tokens: int, seed: int = 0) -> str:
     if method == "gradxinput":
         return params_key("gradxinput", "word", max_tokens)
     raise ValueError(f"method must be one of {METHODS}")
-
-
-METHODS = ("shap", "gradxinput")
 
 
 def explain_shap(scorer: CoalitionScorer, email_id: str, adapter_id: str, max_tokens: int,
@@ -434,11 +443,9 @@ def explain_shap_text(loaded, layout: EmailLayout, email_id: str, max_tokens: in
     spans = tuple((int(s), int(e)) for s, e in offsets)
     starts = [w.start for w in layout.words]
     per_word = np.zeros(len(layout.words))
-    for (s, e), v in zip(spans, values):
-        chunk = text[s:e]
-        first = s + (len(chunk) - len(chunk.lstrip()))
-        at = bisect_right(starts, first) - 1
-        if first < e and at >= 0 and layout.words[at].start <= first < layout.words[at].end:
+    for span, v in zip(spans, values):
+        at = _owning_word(layout.words, starts, text, span)
+        if at is not None:
             per_word[at] += v
     fields = tuple("body" for _ in spans)
     explanation = Explanation(loaded.adapter_id, email_id, "shap-text", "token",
@@ -470,9 +477,7 @@ def faithfulness(scorer: CoalitionScorer, values: Sequence[float], unit_tokens: 
     layout = scorer.layout
     if unit_tokens is None:
         unit_tokens = [np.array(w.tokens) for w in layout.words]
-    fixed = np.ones(len(layout.email_ids), dtype=bool)
-    for tokens in unit_tokens:
-        fixed[tokens] = False
+    fixed = _fixed_tokens(len(layout.email_ids), unit_tokens)
     n = len(unit_tokens)
     sign = 1.0 if scorer.score >= 0 else -1.0
     order = np.argsort(-sign * np.asarray(values), kind="stable")
@@ -485,7 +490,7 @@ def faithfulness(scorer: CoalitionScorer, values: Sequence[float], unit_tokens: 
             masks[row, ranking[:k]] = True
         if not insert:
             masks = ~masks
-        return sign * scorer.scores(_unit_keeps(masks, unit_tokens, len(fixed), fixed))
+        return sign * scorer.scores(_unit_keeps(masks, unit_tokens, fixed))
 
     rng = np.random.default_rng(seed)
     deletion, insertion = curve(order, False), curve(order, True)
@@ -530,8 +535,6 @@ def explain_progressively(loaded, mail: Email, max_tokens: int, levels: Sequence
 
 def with_faithfulness_curves(scorer: CoalitionScorer, explanation: Explanation, seed: int = 0) -> Explanation:
     """The explanation with its deletion/insertion curves, over its own units."""
-    from dataclasses import replace
-
     started, evaluations = time.perf_counter(), scorer.evaluations
     units = _Units.of(scorer.layout, explanation.level)
     spans, _ = _spans_and_fields(scorer.layout, units.words)
@@ -545,8 +548,6 @@ def with_faithfulness_curves(scorer: CoalitionScorer, explanation: Explanation, 
 @contextmanager
 def adapter_disabled(loaded) -> Iterator[object]:
     """The same model with its LoRA adapter switched off (peft), as a zero-shot LoadedModel."""
-    from dataclasses import replace
-
     if loaded.adapter is None:
         yield loaded
         return

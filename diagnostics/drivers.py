@@ -66,7 +66,8 @@ def explain_sample(store: Store, loaded, corpus: str, size: int = 200, method: s
     """
     params = method_params(method, max_tokens, seed)
     sample = sample_test_emails(store, corpus, size, seed)
-    todo = [i for i in sample if i not in store.explained_email_ids(loaded.adapter_id, method, params)]
+    explained = store.explained_email_ids(loaded.adapter_id, method, params)
+    todo = [i for i in sample if i not in explained]
     done = len(sample) - len(todo)
     if on_email:
         on_email(done, len(sample))

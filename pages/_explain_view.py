@@ -18,6 +18,7 @@ from pages._charts import faithfulness_figure, field_waterfall
 from pages._token_map import legend_html, token_map_html
 
 METHOD_NAMES = {"shap": "SHAP (fields → sentences → words)", "gradxinput": "Gradient × input (fast, not additive)"}
+METHOD_TITLES = {"shap": "SHAP", "gradxinput": "Gradient × input"}
 LEVEL_NOTE = {"field": "fields (first pass)", "sentence": "sentences (refining…)", "word": "words"}
 
 
@@ -106,7 +107,7 @@ class ExplanationView:
         slot = st.empty()
         if cached is not None and cached.faithfulness is not None:
             with slot.container():
-                self.draw(cached, f"{METHOD_NAMES[method].split(' (')[0]} (cached)", key, charts=charts)
+                self.draw(cached, f"{METHOD_TITLES[method]} (cached)", key, charts=charts)
             return cached
         explainer_warm_up().join()
         with model_lock():
@@ -120,7 +121,7 @@ class ExplanationView:
                 with st.spinner("Gradient × input…"):
                     first = explain_gradient(loaded, layout, mail.id, settings.max_tokens)
                 with slot.container():
-                    self.draw(first, METHOD_NAMES[method].split(' (')[0], key, charts=charts)
+                    self.draw(first, METHOD_TITLES[method], key, charts=charts)
                 with st.spinner("Faithfulness curves…"):
                     final = with_faithfulness_curves(CoalitionScorer(loaded, layout), first, settings.seed)
             else:
@@ -128,9 +129,9 @@ class ExplanationView:
                 with st.spinner("Explaining: fields first, then sentences, then words…"):
                     for final in explain_progressively(loaded, mail, settings.max_tokens, seed=settings.seed):
                         with slot.container():
-                            self.draw(final, METHOD_NAMES[method].split(' (')[0], key, charts=charts)
+                            self.draw(final, METHOD_TITLES[method], key, charts=charts)
         with slot.container():
-            self.draw(final, METHOD_NAMES[method].split(' (')[0], key, charts=charts)
+            self.draw(final, METHOD_TITLES[method], key, charts=charts)
         if save:
             problem = save_explanation(settings.store_path, final, mail.corpus)
             if problem:
