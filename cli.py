@@ -236,12 +236,9 @@ def explain(
         with Store.open(settings.store_path) as store:
             if not store.has_corpus(corpus):
                 _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
-            if training_set:
-                found = store.adapters(settings.model)
-                found = found[found["training_set"] == training_set]
-                if found.empty:
-                    _fail(f"no adapter of {settings.model} trained on {training_set!r}; see `status`")
-                loaded = load_with_adapter(Path(found.iloc[0]["path"]), settings.models_dir, settings.device)
+            folder = _adapter_folder(store, settings, training_set)
+            if folder:
+                loaded = load_with_adapter(folder, settings.models_dir, settings.device)
             else:
                 loaded = load_base(settings.model, settings.models_dir, settings.device)
             params = {"corpus": corpus, "adapter": loaded.adapter_id, "sample": sample_size, "method": method,
@@ -256,6 +253,66 @@ def explain(
                                        settings.seed, progress)
             typer.echo(f"explained {fresh} emails of {corpus} with {loaded.adapter_id} ({method}); "
                        f"{bar.n - fresh} were cached")
+
+
+def _adapter_folder(store, settings: Settings, training_set: str | None) -> Path | None:
+    """The folder of settings.model's adapter trained on training_set (None: the zero-shot base)."""
+    if not training_set:
+        return None
+    found = store.adapters(settings.model)
+    found = found[found["training_set"] == training_set]
+    if found.empty:
+        _fail(f"no adapter of {settings.model} trained on {training_set!r}; see `status`")
+    return Path(found.iloc[0]["path"])
+
+
+@app.command()
+def heads(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Option(help="Corpus whose test split is sampled")],
+    training_set: Annotated[Optional[str], typer.Option(help="Sweep this training set's adapter (default: the zero-shot base model)")] = None,
+    sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
+    ablation: Annotated[str, typer.Option(help="mean (replace a head's output by its average) or zero")] = "mean",
+    top_k: Annotated[int, typer.Option(help="Heads whose attribution-patching estimate is checked by exact ablation")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Emails per forward/backward pass")] = 4,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+):
+    """Every attention head's effect on the score and F1 over a corpus sample: the Heads page's sweep (cached)."""
+    from tqdm import tqdm
+
+    from data.store import Store
+    from diagnostics.head_sweep import sweep_corpus
+    from diagnostics.heads import ABLATIONS, load_head_model
+
+    if ablation not in ABLATIONS:
+        _fail(f"--ablation must be one of {', '.join(ABLATIONS)}")
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    with _clear_errors():
+        with Store.open(settings.store_path) as store:
+            if not store.has_corpus(corpus):
+                _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
+            folder = _adapter_folder(store, settings, training_set)
+            hm = load_head_model(settings.model, folder, settings.models_dir, settings.device)
+            bars: dict[str, tqdm] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="email"))
+                bar.n = done
+                bar.refresh()
+
+            sweep = sweep_corpus(store, hm, corpus, sample_size, settings.max_tokens, settings.seed, ablation,
+                                 top_k, batch_size, progress)
+            for bar in bars.values():
+                bar.close()
+            if sweep is None:
+                typer.echo(f"this sweep of {hm.adapter_id} on {corpus} is already stored; nothing to do")
+                return
+            exact = sweep.effects[sweep.effects["method"] == "exact"].sort_values("delta_logit", key=abs,
+                                                                                   ascending=False)
+            top = ", ".join(f"L{r.layer}H{r.head} {r.delta_logit:+.2f}" for r in exact.head(5).itertuples())
+            typer.echo(f"swept {hm.n_layers * hm.n_heads} heads of {hm.adapter_id} over {sweep.n_emails} emails of "
+                       f"{corpus} ({ablation} ablation) in {sum(sweep.seconds.values()):.0f} s; "
+                       f"largest exact effects on the mean score: {top}")
 
 
 @app.command()

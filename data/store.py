@@ -22,7 +22,7 @@ import pandas as pd
 
 from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(RuntimeError):
@@ -145,6 +145,35 @@ MIGRATIONS: list[str] = [
         corpus VARCHAR NOT NULL,
         feature VARCHAR NOT NULL,
         value DOUBLE NOT NULL
+    );
+    """,
+    # v4: head sweeps (Heads page): each head's ablation effect, estimated (attribution
+    # patching) or exact, and the logit lens averaged over the same emails.
+    """
+    CREATE TABLE head_effects (
+        run_id VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        ablation VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        layer SMALLINT NOT NULL,
+        head SMALLINT NOT NULL,
+        delta_logit DOUBLE NOT NULL,
+        delta_f1 DOUBLE NOT NULL,
+        n_emails INTEGER NOT NULL,
+        PRIMARY KEY (adapter_id, params, method, layer, head)
+    );
+    CREATE TABLE logit_lens (
+        run_id VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        layer SMALLINT NOT NULL,
+        mean_score DOUBLE NOT NULL,
+        std_score DOUBLE NOT NULL,
+        n_emails INTEGER NOT NULL,
+        PRIMARY KEY (adapter_id, params, layer)
     );
     """,
 ]
@@ -697,6 +726,53 @@ class Store:
             "UNION ALL (SELECT e.id, e.corpus, e.subject, e.label, NULL, NULL, 'saved by you' FROM emails e "
             "  WHERE e.corpus = 'user' ORDER BY e.id LIMIT ?) ORDER BY corpus, why, id",
             [int(per_corpus), int(user_limit)])
+
+    # ------------------------------------------------------------ head sweeps
+    def add_head_sweep(self, run_id: str, corpus: str, params: str, sweep) -> None:
+        """Store a diagnostics.heads.HeadSweep, replacing one with the same adapter and params."""
+        effects = sweep.effects.assign(run_id=run_id, adapter_id=sweep.adapter_id, corpus=corpus, params=params,
+                                       ablation=sweep.ablation, n_emails=sweep.n_emails)
+        lens = sweep.lens.assign(run_id=run_id, adapter_id=sweep.adapter_id, corpus=corpus, params=params,
+                                 n_emails=sweep.n_emails)
+        key = [sweep.adapter_id, params]
+        with self.transaction() as con, self._frames(con, new_effects=effects, new_lens=lens):
+            con.execute("DELETE FROM head_effects WHERE adapter_id = ? AND params = ?", key)
+            con.execute("DELETE FROM logit_lens WHERE adapter_id = ? AND params = ?", key)
+            con.execute("INSERT INTO head_effects BY NAME SELECT * FROM new_effects")
+            con.execute("INSERT INTO logit_lens BY NAME SELECT * FROM new_lens")
+
+    def has_head_sweep(self, adapter_id: str, params: str) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM head_effects WHERE adapter_id = ? AND params = ?",
+                                [adapter_id, params]))
+
+    def head_sweeps(self) -> pd.DataFrame:
+        """One row per stored head sweep: adapter, corpus, ablation, emails, heads checked exactly."""
+        return self.query(
+            "SELECT h.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, h.corpus, h.ablation, "
+            "h.params, any_value(h.n_emails) AS n_emails, count(*) FILTER (h.method = 'exact') AS exact_heads, "
+            "any_value(h.run_id) AS run_id FROM head_effects h LEFT JOIN adapters a ON a.id = h.adapter_id "
+            "GROUP BY ALL ORDER BY training_set, h.corpus, h.ablation")
+
+    def head_effects(self, adapter_id: str, params: str) -> pd.DataFrame:
+        """Per head of one sweep: the attribution estimate and, where checked, the exact effect."""
+        return self.query(
+            "SELECT layer, head, "
+            "any_value(delta_logit) FILTER (method = 'attribution') AS estimated_delta_logit, "
+            "any_value(delta_f1) FILTER (method = 'attribution') AS estimated_delta_f1, "
+            "any_value(delta_logit) FILTER (method = 'exact') AS exact_delta_logit, "
+            "any_value(delta_f1) FILTER (method = 'exact') AS exact_delta_f1, "
+            "coalesce(exact_delta_logit, estimated_delta_logit) AS delta_logit, "
+            "coalesce(exact_delta_f1, estimated_delta_f1) AS delta_f1 "
+            "FROM head_effects WHERE adapter_id = ? AND params = ? GROUP BY layer, head ORDER BY layer, head",
+            [adapter_id, params])
+
+    def logit_lens(self, adapter_ids: list[str] | None = None) -> pd.DataFrame:
+        """Stored dataset-averaged logit lens curves (one per adapter and sweep)."""
+        where, args = ("WHERE l.adapter_id IN (SELECT unnest(?))", [adapter_ids]) if adapter_ids else ("", [])
+        return self.query(
+            "SELECT l.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, l.corpus, l.params, "
+            f"l.layer, l.mean_score, l.std_score, l.n_emails FROM logit_lens l LEFT JOIN adapters a "
+            f"ON a.id = l.adapter_id {where} ORDER BY l.adapter_id, l.params, l.layer", args)
 
     def is_empty(self) -> bool:
         """True until the store holds at least one prediction (the Overview's input)."""

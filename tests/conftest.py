@@ -76,6 +76,21 @@ def synthetic_emails():
 
 
 @pytest.fixture(scope="session")
+def real_emails(shared_data):
+    """Three emails from each real corpus (each format and label convention)."""
+    import itertools
+
+    from data.corpora import discover_corpora, read_corpus
+    from data.records import Email
+
+    found = []
+    for source in discover_corpora(shared_data):
+        parsed = (m for m in read_corpus(source, lowercase=False, progress=False) if isinstance(m, Email))
+        found += list(itertools.islice(parsed, 3))
+    return found
+
+
+@pytest.fixture(scope="session")
 def real_store(shared_data, tmp_path_factory):
     """Every corpus of ../shared/data ingested and split once (about a minute)."""
     from diagnostics.jobs import ingest_folder

@@ -1,13 +1,11 @@
 """Attributions: the email's layout, the cached-prefix scorer, SHAP additivity, faithfulness,
 the LoRA delta and the explanation cache, on real corpora and real (tiny or default) models."""
 
-import itertools
 import re
 
 import numpy as np
 import pytest
 
-from data.corpora import discover_corpora, read_corpus
 from data.records import Email
 from diagnostics.attribution import (CoalitionScorer, adapter_disabled, explain_gradient, explain_progressively,
                                      explain_shap, faithfulness, field_totals, layout_email, linkage, lora_delta,
@@ -17,16 +15,6 @@ from models.scoring import PromptBuilder, score_prompts
 
 # Owen values telescope exactly; what remains is float64 summation of fp32 scores.
 ADDITIVITY_TOLERANCE = 1e-6
-
-
-@pytest.fixture(scope="module")
-def real_emails(shared_data):
-    """Three emails from each real corpus (each format and label convention)."""
-    found = []
-    for source in discover_corpora(shared_data):
-        parsed = (m for m in read_corpus(source, lowercase=False, progress=False) if isinstance(m, Email))
-        found += list(itertools.islice(parsed, 3))
-    return found
 
 
 @pytest.fixture(scope="module")
