@@ -96,11 +96,12 @@ def score_from_residual(hm: HeadModel, residual: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class AttentionView:
-    """Attention of one prompt: patterns (layer, head, query, key) and the token strings."""
+    """One prompt seen from inside: attention patterns, token strings and the logit lens."""
 
     tokens: list[str]
     patterns: np.ndarray  # float16, (n_layers, n_heads, n_tokens, n_tokens)
     email_span: tuple[int, int]  # [start, end) of the email's tokens inside the prompt
+    lens: np.ndarray  # (n_layers + 1,): the score read off the residual after the embedding and each block
     score: float
 
     def from_last_position(self) -> np.ndarray:
@@ -124,17 +125,17 @@ class AttentionView:
 
 
 def attention_patterns(hm: HeadModel, prompt: list[int], email_span: tuple[int, int]) -> AttentionView:
-    """Every head's attention pattern on one prompt, with readable token labels."""
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(hm.n_layers)]
+    """Every head's attention pattern and the logit lens of one prompt, from one forward pass."""
+    patterns = [f"blocks.{layer}.attn.hook_pattern" for layer in range(hm.n_layers)]
+    residuals = ["blocks.0.hook_resid_pre"] + [f"blocks.{layer}.hook_resid_post" for layer in range(hm.n_layers)]
+    wanted = set(patterns + residuals)
     ids = torch.tensor([prompt], device=hm.device)
     with torch.inference_mode():
-        logits, cache = hm.bridge.run_with_cache(ids, names_filter=lambda name: name in names, use_cache=False)
-    patterns = torch.stack([cache[name][0] for name in names]).to(torch.float16).cpu().numpy()
-    final = logits[0, -1]
-    if hm.softcap:
-        final = torch.tanh(final / hm.softcap) * hm.softcap
+        _, cache = hm.bridge.run_with_cache(ids, names_filter=lambda name: name in wanted, use_cache=False)
+        lens = score_from_residual(hm, torch.stack([cache[name][0, -1] for name in residuals])).cpu().numpy()
+    stacked = torch.stack([cache[name][0] for name in patterns]).to(torch.float16).cpu().numpy()
     tokens = [hm.tokenizer.decode([t]) for t in prompt]
-    return AttentionView(tokens, patterns, email_span, float(final[hm.positive] - final[hm.negative]))
+    return AttentionView(tokens, stacked, email_span, lens, float(lens[-1]))
 
 
 # ---------------------------------------------------------------- ablation

@@ -201,3 +201,62 @@ def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
     except StoreError as exc:
         st.warning(str(exc))
         st.stop()
+
+
+@st.cache_resource(show_spinner="Booting the model in TransformerLens…", max_entries=2)
+def head_model(model: str, adapter_path: str | None, models_dir: str, device: str):
+    """A diagnostics.heads.HeadModel (its own copy of the weights, adapter merged), kept across reruns."""
+    from diagnostics.heads import load_head_model
+
+    return load_head_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _attention(model: str, adapter_path: str | None, models_dir: str, device: str, max_tokens: int, mail):
+    from diagnostics.heads import attention_patterns, email_prompt, prompt_builder
+
+    hm = head_model(model, adapter_path, models_dir, device)
+    with model_lock():
+        return attention_patterns(hm, *email_prompt(prompt_builder(hm, max_tokens), mail))
+
+
+def attention_view(model: str, adapter_path: str | None, settings, mail):
+    """Attention patterns and logit lens of one email (cached per adapter and email)."""
+    return _attention(model, adapter_path, str(settings.models_dir), settings.device, settings.max_tokens, mail)
+
+
+@st.cache_data(show_spinner=False)
+def _head_reads(path: str, stamp: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    with store.connection():
+        return store.head_sweeps(), store.logit_lens()
+
+
+def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored head sweeps and their dataset-averaged logit lens curves."""
+    return _head_reads(str(path), _stamp(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _effects(path: str, stamp: float, adapter_id: str, params: str) -> pd.DataFrame:
+    return Store.open(Path(path), read_only=True, busy_timeout=15).head_effects(adapter_id, params)
+
+
+def head_effects(path: Path, adapter_id: str, params: str) -> pd.DataFrame:
+    """One stored sweep's per-head effects (estimated and, where checked, exact)."""
+    return _effects(str(path), _stamp(path), adapter_id, params)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def lora_norms(adapter_path: str, model: str, models_dir: str) -> pd.DataFrame:
+    """Per-head LoRA update norms of an adapter (read from its files; no model is loaded)."""
+    from transformers import AutoConfig
+
+    from diagnostics.heads import lora_head_update_norms
+    from models.loading import prepare_model
+    from models.registry import resolve_model
+
+    config = AutoConfig.from_pretrained(prepare_model(resolve_model(model), Path(models_dir)))
+    heads = config.num_attention_heads
+    d_head = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return lora_head_update_norms(Path(adapter_path), heads, getattr(config, "num_key_value_heads", heads), d_head)

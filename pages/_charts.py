@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -113,7 +115,7 @@ def driver_bars(drivers: pd.DataFrame, n: int = 15, shortcuts: set[str] | None =
     shortcuts = shortcuts or set()
     top = pd.concat([drivers.nlargest(n, "mean_value"), drivers.nsmallest(n, "mean_value")])
     top = top[top["mean_value"] != 0].drop_duplicates("feature").sort_values("mean_value")
-    labels = [f"⚠ {f}" if f in shortcuts else f for f in top["feature"]]
+    labels = [f"⚠ {_safe(f)}" if f in shortcuts else _safe(f) for f in top["feature"]]
     fig = go.Figure(go.Bar(x=top["mean_value"], y=labels, orientation="h",
                            marker_color=["#d62728" if v > 0 else "#1f77b4" for v in top["mean_value"]],
                            customdata=top[["emails"]].to_numpy(),
@@ -130,4 +132,77 @@ def agreement_heatmap(names: list[str], matrix: np.ndarray) -> go.Figure:
                                text=text, texttemplate="%{text}", colorbar={"title": "ρ"}))
     fig.update_layout(height=120 + 60 * len(names), margin=dict(l=10, r=10, t=30, b=10),
                       title="Agreement: Spearman ρ of character-level attributions")
+    return fig
+
+
+def _safe(label: str) -> str:
+    """Email text as a plotly label: escaped, since plotly renders a subset of HTML in labels."""
+    return html.escape(label.replace("\n", "⏎"), quote=False)
+
+
+def head_heatmap(values: np.ndarray, title: str, colorbar: str, checked: np.ndarray | None = None,
+                 diverging: bool = True, height: int | None = None) -> go.Figure:
+    """Layer (rows, first at the bottom) × head. `checked` marks cells verified exactly with ●."""
+    layers, heads = values.shape
+    text = [["●" if checked is not None and checked[i, j] else "" for j in range(heads)] for i in range(layers)]
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    scale = dict(colorscale="RdBu", reversescale=True, zmid=0, zmin=-bound, zmax=bound) if diverging \
+        else dict(colorscale="Viridis")
+    fig = go.Figure(go.Heatmap(z=values, x=[f"H{h}" for h in range(heads)], y=[f"L{layer}" for layer in range(layers)],
+                               text=text, texttemplate="%{text}", colorbar={"title": colorbar},
+                               hovertemplate="%{y} %{x}: %{z:+.4f}<extra></extra>", **scale))
+    fig.update_layout(height=height or max(300, 16 * layers + 90), margin=dict(l=10, r=10, t=40, b=10), title=title)
+    return fig
+
+
+def attention_to_tokens(weights: np.ndarray, tokens: list[str], layer: int) -> go.Figure:
+    """Heads × tokens: where the answer position looks, in one layer."""
+    labels = [f"{i}:{_safe(t)}" for i, t in enumerate(tokens)]
+    fig = go.Figure(go.Heatmap(z=weights, x=labels, y=[f"H{h}" for h in range(weights.shape[0])],
+                               colorscale="Viridis", colorbar={"title": "weight"},
+                               hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=120 + 28 * weights.shape[0], margin=dict(l=10, r=10, t=40, b=10),
+                      title=f"Layer {layer}: attention from the answer position", xaxis={"showticklabels": False})
+    return fig
+
+
+def pattern_heatmap(pattern: np.ndarray, tokens: list[str], layer: int, head: int) -> go.Figure:
+    """Query × key attention of one head (rows attend to columns)."""
+    labels = [f"{i}:{_safe(t)}" for i, t in enumerate(tokens)]
+    fig = go.Figure(go.Heatmap(z=pattern, x=labels, y=labels, colorscale="Viridis", colorbar={"title": "weight"},
+                               hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=40, b=10), title=f"L{layer} H{head}: full pattern",
+                      xaxis={"showticklabels": False}, yaxis={"showticklabels": False, "autorange": "reversed"})
+    return fig
+
+
+def logit_lens_figure(curves: list[tuple[str, np.ndarray, np.ndarray | None]]) -> go.Figure:
+    """Score read off the residual stream after the embedding (−1) and each block; one line per curve.
+
+    Each curve is (name, values, std or None); a std draws a band (dataset averages).
+    """
+    fig = go.Figure()
+    for name, values, std in curves:
+        x = list(range(-1, len(values) - 1))
+        line = fig.add_scatter(x=x, y=values, name=_safe(name), mode="lines+markers")
+        if std is not None:
+            color = line.data[-1].line.color
+            fig.add_scatter(x=x + x[::-1], y=list(values + std) + list((values - std)[::-1]), fill="toself",
+                            line={"width": 0}, opacity=0.15, showlegend=False, hoverinfo="skip", fillcolor=color)
+    fig.add_hline(y=0, line_dash="dot", annotation_text="decision threshold")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), title="Logit lens",
+                      xaxis_title="after layer (−1 = embedding)", yaxis_title="score (logit phishing − legitimate)",
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def update_vs_effect(frame: pd.DataFrame) -> go.Figure:
+    """Per head: LoRA update norm (x) against the size of its ablation effect (y)."""
+    fig = go.Figure(go.Scatter(x=frame["total"], y=frame["delta_logit"].abs(), mode="markers",
+                               text=[f"L{r.layer} H{r.head}" for r in frame.itertuples()],
+                               marker={"color": frame["layer"], "colorscale": "Viridis", "showscale": True,
+                                       "colorbar": {"title": "layer"}},
+                               hovertemplate="%{text}: update %{x:.3f}, |Δ score| %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), title="Update size vs ablation effect",
+                      xaxis_title="‖LoRA update‖ of the head (q, k, v, o)", yaxis_title="|Δ mean score| when ablated")
     return fig

@@ -107,6 +107,7 @@ def test_default_model_in_the_bridge_scores_like_the_product(default_model_dir, 
     np.testing.assert_allclose(patched.lens[:, -1], own, atol=1e-3)
     view = attention_patterns(hm, *email_prompt(builder, real_emails[0]))
     assert view.score == pytest.approx(own[0], abs=1e-3)
+    np.testing.assert_allclose(view.lens, patched.lens[0], atol=1e-3)
 
 
 def test_attention_patterns_are_distributions_over_earlier_tokens(tiny_heads, real_emails):
@@ -192,11 +193,12 @@ def test_heads_command_stores_a_sweep_and_skips_it_the_second_time(evaluated_set
     assert "swept 8 heads" in first.output
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         sweeps = store.head_sweeps()
-        row = sweeps[sweeps["corpus"] == "synthetic-corporate"].iloc[0]
-        assert (row["training_set"], row["n_emails"], row["exact_heads"]) == ("generalist", 8, 3)
+        row = sweeps[(sweeps["corpus"] == "synthetic-corporate") & (sweeps["n_emails"] == 8)].iloc[0]
+        assert (row["training_set"], row["exact_heads"]) == ("generalist", 3)
         effects = store.head_effects(row["adapter_id"], row["params"])
         assert len(effects) == 8 and effects["exact_delta_logit"].notna().sum() == 3
-        assert len(store.logit_lens([row["adapter_id"]])) == 3  # embedding + 2 layers
+        lens = store.logit_lens([row["adapter_id"]])
+        assert len(lens[lens["params"] == row["params"]]) == 3  # embedding + 2 layers
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "already stored" in again.output
     wrong = CliRunner().invoke(app, args[:-6] + ["--ablation", "resample"])

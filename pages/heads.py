@@ -1,0 +1,174 @@
+"""Heads: inside the classifier. Which attention heads read the phishing cues, which heads an
+adapter depends on per corpus, at which layer the decision forms, and what fine-tuning changed.
+
+Built on TransformerLens' TransformerBridge (diagnostics.heads). Sweeps over a corpus run as
+jobs (`cli.py heads`) and are cached in the store; one email's patterns are computed here.
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from diagnostics.heads import ABLATIONS
+from diagnostics.launcher import start_job
+from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, lora_norms, results_or_stop)
+from pages._charts import (attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap,
+                           update_vs_effect)
+from pages._explain_view import pick_email
+
+settings = st.session_state["settings"]
+st.title("Heads")
+st.caption("Inside the classifier: attention patterns, each head's effect when ablated, the score read off "
+           "every layer (logit lens), and how much an adapter changed each head. Scores are logit phishing − "
+           "logit legitimate at the answer position, as everywhere in PhishLens.")
+
+results = results_or_stop(settings.store_path, "overview")
+records = {"zero-shot": None, **{r["training_set"]: r for r in results["adapters"].to_dict("records")}}
+query = st.query_params
+sweeps, stored_lens = head_sweeps_and_lens(settings.store_path)
+
+
+def adapter_path(name: str) -> str | None:
+    return records[name]["path"] if records.get(name) is not None else None
+
+
+def model_of(name: str) -> str:
+    return records[name]["model"] if records.get(name) is not None else settings.model
+
+
+def grid(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A (layer, head) matrix of one column of a per-head frame."""
+    values = np.full((int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1), np.nan)
+    values[frame["layer"].to_numpy(), frame["head"].to_numpy()] = frame[column].to_numpy(dtype=float)
+    return values
+
+
+names = list(records)
+wanted = query.get("adapter")
+adapter = st.selectbox("Adapter", names, index=names.index(wanted) if wanted in names else min(1, len(names) - 1),
+                       key="heads_adapter")
+st.query_params["adapter"] = adapter
+attention_tab, effects_tab, lens_tab, update_tab = st.tabs(
+    ["Attention", "Head effects", "Logit lens", "Adapter vs base"])
+
+# ---------------------------------------------------------------- one email
+with attention_tab:
+    selected_id = records[adapter]["id"] if records[adapter] is not None else None
+    mail, _ = pick_email(settings, "heads", selected_id)
+    view = attention_view(model_of(adapter), adapter_path(adapter), settings, mail)
+    layers, heads = view.patterns.shape[:2]
+    st.metric("Score", f"{view.score:+.3f}", help="> 0: phishing/spam verdict")
+    st.plotly_chart(head_heatmap(view.email_share(), "Share of the answer position's attention on the email's "
+                                 "tokens (vs instruction and question)", "share", diverging=False),
+                    key="heads_share")
+    left, right = st.columns(2)
+    layer = left.slider("Layer", 0, layers - 1, min(int(query.get("layer", layers - 1)), layers - 1),
+                        key="heads_layer")
+    head = right.slider("Head", 0, heads - 1, min(int(query.get("head", 0)), heads - 1), key="heads_head")
+    st.query_params.update({"layer": str(layer), "head": str(head)})
+    st.plotly_chart(attention_to_tokens(view.from_last_position()[layer], view.tokens, layer),
+                    key="heads_to_tokens")
+    top, pattern = st.columns([2, 3])
+    with top:
+        st.markdown(f"**Top attended tokens, layer {layer}**")
+        st.dataframe(view.top_attended(layer, k=5), hide_index=True, key="heads_top", height=360,
+                     column_config={"weight": st.column_config.NumberColumn(format="%.3f")})
+    with pattern:
+        st.plotly_chart(pattern_heatmap(view.patterns[layer, head].astype(np.float32), view.tokens, layer, head),
+                        key="heads_pattern")
+
+# ---------------------------------------------------------------- sweeps
+with effects_tab:
+    with st.expander("Sweep every head over a corpus sample (runs as a job)", expanded=sweeps.empty):
+        with st.form("heads_start"):
+            cols = st.columns(5)
+            job_set = cols[0].selectbox("Adapter", names, index=names.index(adapter), key="heads_job_set")
+            job_corpus = cols[1].selectbox("Corpus", list(results["corpora"]["name"]), key="heads_job_corpus")
+            job_size = cols[2].number_input("Sample size", 4, 5000, 200, step=10, key="heads_job_size")
+            job_ablation = cols[3].selectbox("Ablation", ABLATIONS, key="heads_job_ablation",
+                                             help="mean: replace the head's output by its average; zero: by 0")
+            job_top = cols[4].number_input("Exact check of top", 0, 100, 10, key="heads_job_top")
+            if st.form_submit_button("Start"):
+                arguments = ["heads", "--corpus", job_corpus, "--sample-size", str(job_size),
+                             "--ablation", job_ablation, "--top-k", str(job_top)]
+                if job_set != "zero-shot":
+                    arguments += ["--training-set", job_set]
+                job = start_job(settings, arguments)
+                st.success(f"Started `{job.command}` (job {job.id}); follow it on the Runs page.")
+    if sweeps.empty:
+        st.info("No head sweep stored yet: start one above (or `python cli.py heads --corpus NAME`).")
+    else:
+        st.caption("Attribution patching estimates every head's effect from one forward and one backward pass "
+                   "per batch; the top heads (●) are then ablated exactly and show the exact value.")
+        choices = {f"{r.training_set} · {r.corpus} · {r.ablation} · {r.n_emails} emails": r
+                   for r in sweeps.itertuples()}
+        labels = list(choices)
+        picked = st.multiselect("Sweeps (two: side by side and their difference)", labels,
+                                default=[c for c in query.get_all("sweeps") if c in choices] or labels[:1],
+                                max_selections=2, key="heads_sweeps")
+        st.query_params["sweeps"] = picked
+        measure = st.radio("Effect on", ["delta_logit", "delta_f1"], horizontal=True, key="heads_measure",
+                           format_func={"delta_logit": "mean score", "delta_f1": "F1"}.get)
+        grids = []
+        for column, label in zip(st.columns(max(len(picked), 1)), picked):
+            sweep = choices[label]
+            effects = head_effects(settings.store_path, sweep.adapter_id, sweep.params)
+            values = grid(effects, measure)
+            grids.append(values)
+            with column:
+                st.plotly_chart(head_heatmap(values, label, "Δ", checked=grid(effects.assign(
+                    checked=effects["exact_delta_logit"].notna()), "checked") > 0), key=f"heads_effects_{label}")
+                checked = effects[effects["exact_delta_logit"].notna()]
+                st.dataframe(checked[["layer", "head", "estimated_delta_logit", "exact_delta_logit",
+                                      "estimated_delta_f1", "exact_delta_f1"]], hide_index=True,
+                             key=f"heads_checked_{label}")
+                st.download_button("Head effects (CSV)", effects.to_csv(index=False), "head-effects.csv",
+                                   "text/csv", key=f"heads_csv_{label}")
+        if len(grids) == 2 and grids[0].shape == grids[1].shape:
+            st.plotly_chart(head_heatmap(grids[0] - grids[1], f"Difference: {picked[0]} minus {picked[1]}", "Δ−Δ"),
+                            key="heads_difference")
+        elif len(grids) == 2:
+            st.info("These two sweeps are of different architectures; no head-by-head difference.")
+
+# ---------------------------------------------------------------- logit lens
+with lens_tab:
+    curves = [(f"{adapter} · this email", view.lens, None)]
+    others = st.multiselect("Also this email under", [n for n in names if n != adapter], key="heads_lens_others")
+    for other in others:
+        curves.append((f"{other} · this email",
+                       attention_view(model_of(other), adapter_path(other), settings, mail).lens, None))
+    if not stored_lens.empty:
+        stored_lens = stored_lens.assign(curve=stored_lens["training_set"] + " · " + stored_lens["corpus"]
+                                         + " · mean of " + stored_lens["n_emails"].astype(str))
+        averages = st.multiselect("Dataset averages (from head sweeps)", list(dict.fromkeys(stored_lens["curve"])),
+                                  key="heads_lens_averages")
+        for name in averages:
+            rows = stored_lens[stored_lens["curve"] == name].sort_values("layer")
+            curves.append((name, rows["mean_score"].to_numpy(), rows["std_score"].to_numpy()))
+    st.plotly_chart(logit_lens_figure(curves), key="heads_lens")
+
+# ---------------------------------------------------------------- adapter vs base
+with update_tab:
+    if records[adapter] is None:
+        st.info("The zero-shot base model has no adapter; pick a trained one above.")
+    else:
+        norms = lora_norms(records[adapter]["path"], records[adapter]["model"], str(settings.models_dir))
+        if norms.empty:
+            st.info("This adapter does not touch the attention projections (q, k, v, o).")
+        else:
+            left, right = st.columns(2)
+            with left:
+                st.plotly_chart(head_heatmap(grid(norms, "total"), "‖LoRA update‖ per head (q, k, v, o)", "norm",
+                                             diverging=False), key="heads_norms")
+            with right:
+                own = sweeps[sweeps["adapter_id"] == records[adapter]["id"]] if not sweeps.empty else sweeps
+                if own.empty:
+                    st.info("Sweep this adapter's heads (Head effects tab) to compare update size with effect.")
+                else:
+                    sweep = own.iloc[0]
+                    effects = head_effects(settings.store_path, sweep["adapter_id"], sweep["params"])
+                    joined = norms.merge(effects, on=["layer", "head"])
+                    st.plotly_chart(update_vs_effect(joined), key="heads_update_vs_effect")
+                    st.caption(f"Effects from the {sweep['corpus']} sweep ({sweep['ablation']} ablation, "
+                               f"{sweep['n_emails']} emails). Spearman ρ = "
+                               f"{joined['total'].corr(joined['delta_logit'].abs(), method='spearman'):.2f}")
