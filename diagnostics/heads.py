@@ -161,7 +161,8 @@ def _clean_forward(hm: HeadModel, batch: dict[str, torch.Tensor]) -> _BlockInput
 
     handles = [block.register_forward_pre_hook(record, with_kwargs=True) for block in hm.bridge.blocks]
     try:
-        hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], return_type=None, use_cache=False)
+        hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], return_type=None, use_cache=False,
+                  logits_to_keep=1)
     finally:
         for handle in handles:
             handle.remove()
@@ -283,7 +284,9 @@ def attribution_patching(hm: HeadModel, prompts: Sequence[list[int]], batch_size
         hooks += [(hm.hook_z(layer), keep_z) for layer in range(layers)]
         hooks += [(f"blocks.{layer}.hook_resid_post", keep_residual) for layer in range(layers)]
         with torch.enable_grad(), hm.bridge.hooks(fwd_hooks=hooks):
-            logits = hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+            # Only the answer position's logits: the unembedding of every other position is wasted work.
+            logits = hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                               logits_to_keep=1)
             final = logits[:, -1, :]
             if hm.softcap:
                 final = torch.tanh(final / hm.softcap) * hm.softcap

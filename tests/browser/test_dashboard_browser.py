@@ -25,7 +25,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = {"": ("F1 matrix", None), "inbox": ("Inbox", None), "analyze": ("Analyze an email", None),
          "explain": ("Explain an email", "map by words"),
          "compare": ("Compare models on one email", "Where adapters disagree"),
-         "drivers": ("Drivers", None), "demo": ("Live demo", None), "corpora": ("Corpora", None),
+         "drivers": ("Drivers", None), "heads": ("Heads", "Top attended tokens"), "demo": ("Live demo", None), "corpora": ("Corpora", None),
          "runs": ("Run history", None)}
 
 pytestmark = [
@@ -68,9 +68,17 @@ def served(evaluated_settings, tmp_path_factory):
     real = _real_email()
     if real is not None:
         save_user_email(home / "store.duckdb", real, label=real.label)
+    server, url = _serve(home, {"PHISHLENS_MODEL": evaluated_settings.model})
+    yield url, hostile, real
+    os.killpg(server.pid, 9)
+    server.wait()
+
+
+def _serve(home: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
+    """`bash tasks.sh run` (the README's command) on a store in `home`; waits until it answers."""
     port = _free_port()
     env = {**os.environ, "PHISHLENS_HOME": str(home), "PHISHLENS_STORE": str(home / "store.duckdb"),
-           "PHISHLENS_MODEL": evaluated_settings.model, "PHISHLENS_DEVICE": "cpu", "PHISHLENS_PORT": str(port)}
+           "PHISHLENS_DEVICE": "cpu", "PHISHLENS_PORT": str(port), **env_extra}
     server = subprocess.Popen(["bash", "tasks.sh", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -78,14 +86,44 @@ def served(evaluated_settings, tmp_path_factory):
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
+            return server, url
         except OSError:
             if server.poll() is not None:
                 pytest.fail(f"the app exited: {server.stdout.read().decode()[-2000:]}")
             time.sleep(0.5)
-    else:
-        pytest.fail("the app did not answer within 120 s")
-    yield url, hostile, real
+    os.killpg(server.pid, 9)
+    pytest.fail("the app did not answer within 120 s")
+
+
+@pytest.fixture(scope="module")
+def served_default_model(real_store, default_model_dir, tmp_path_factory):
+    """The default model with an adapter on real corpora: a small Nazario + Enron-Spam store copied
+    from the real one, a quick specialist adapter and a small head sweep of it."""
+    from data.records import LoraSettings
+    from data.settings import load_settings
+    from data.splits import build_specialist, specialist_name
+    from data.store import Store
+    from diagnostics.head_sweep import sweep_corpus
+    from diagnostics.heads import load_head_model
+    from diagnostics.jobs import train_training_set
+
+    home = tmp_path_factory.mktemp("browser-default-model")
+    for suffix in ("", ".wal"):
+        source = Path(str(real_store.path) + suffix)
+        if source.exists():
+            shutil.copy(source, home / f"store.duckdb{suffix}")
+    settings = load_settings(home=home, store_path=home / "store.duckdb", models_dir=default_model_dir.parent,
+                             model="smollm2-135m", device="cpu", max_tokens=96)
+    with Store.open(settings.store_path) as store:
+        build_specialist(store, "EnronSpam", 24, settings.seed)
+        folder = train_training_set(store, settings, specialist_name("EnronSpam"),
+                                    LoraSettings(max_tokens=64, batch_size=8), progress=False)
+        hm = load_head_model(settings.model, folder, settings.models_dir, "cpu")
+        sweep_corpus(store, hm, "Nazario", sample_size=6, max_tokens=96, seed=settings.seed, top_k=3)
+        email_id = store.split_ids("Nazario", "test")["id"].iloc[0]
+    server, url = _serve(home, {"PHISHLENS_MODEL": "smollm2-135m", "PHISHLENS_MODELS": str(default_model_dir.parent),
+                                "PHISHLENS_MAX_TOKENS": "96"})
+    yield url, specialist_name("EnronSpam"), email_id
     os.killpg(server.pid, 9)
     server.wait()
 
@@ -178,5 +216,23 @@ def test_explain_page_on_a_real_email_shows_a_map(served, browser):
     page.screenshot(path=str(ARTIFACTS / "page-explain-real-email.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator("span[title^='+'], span[title^='-']").count() > 20  # hoverable words of the map
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
+    page.close()
+
+
+def test_heads_page_on_the_default_model_with_an_adapter(served_default_model, browser):
+    url, adapter, email_id = served_default_model
+    page, events = _open(browser, f"{url}/heads?adapter={adapter}&email={email_id}&layer=29")
+    page.get_by_text("Top attended tokens").first.wait_for(timeout=180_000)
+    page.wait_for_timeout(2000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-heads-default-model.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Layer 29: attention from the answer position").count() >= 1
+    page.get_by_role("tab", name="Head effects").click()
+    page.get_by_text(f"{adapter} · Nazario · mean · 6 emails").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "page-heads-effects.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
     _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()
