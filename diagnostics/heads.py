@@ -169,22 +169,47 @@ def _clean_forward(hm: HeadModel, batch: dict[str, torch.Tensor]) -> _BlockInput
     return captured
 
 
-def _resume(hm: HeadModel, inputs: _BlockInputs, start: int, hooks: list) -> torch.Tensor:
-    """The score when blocks start.. run again from the recorded inputs, under the given hooks."""
-    residual = inputs.hidden[start]
+def _repeat_batch(value, copies: int, batch: int):
+    """A block argument repeated `copies` times along the batch dimension (tensors of rank ≥ 2 only:
+    a 1-D tensor such as cache_position has no batch dimension)."""
+    if copies == 1:
+        return value
+    if isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[0] == batch:
+        return value.repeat(copies, *[1] * (value.ndim - 1))
+    if isinstance(value, tuple):
+        return tuple(_repeat_batch(v, copies, batch) for v in value)
+    return value
+
+
+def _resume(hm: HeadModel, inputs: _BlockInputs, start: int, hooks: list, copies: int = 1) -> torch.Tensor:
+    """The score when blocks start.. run again from the recorded inputs, under the given hooks.
+
+    With copies > 1 the batch runs that many times side by side (one copy per ablated head).
+    """
+    batch = inputs.hidden[start].shape[0]
+    residual = _repeat_batch(inputs.hidden[start], copies, batch)
     with hm.bridge.hooks(fwd_hooks=hooks):
         for layer in range(start, hm.n_layers):
-            out = hm.bridge.blocks[layer](residual, **inputs.kwargs[layer])
+            kwargs = {k: _repeat_batch(v, copies, batch) for k, v in inputs.kwargs[layer].items()}
+            out = hm.bridge.blocks[layer](residual, **kwargs)
             residual = out[0] if isinstance(out, tuple) else out
     return score_from_residual(hm, residual[:, -1, :])
 
 
 def ablation_hook(head: int, replacement: torch.Tensor | None) -> Callable:
     """A hook_z hook replacing one head's output: zeros, or the given (d_head,) vector (mean ablation)."""
+    return stacked_ablation_hook([head], [replacement], batch=None)
+
+
+def stacked_ablation_hook(heads: Sequence[int], replacements: Sequence[torch.Tensor | None],
+                          batch: int | None) -> Callable:
+    """A hook_z hook for a batch holding one copy of the emails per head: copy i ablates heads[i]."""
 
     def hook(z, hook=None):
         z = z.clone()
-        z[:, :, head, :] = 0.0 if replacement is None else replacement.to(z.dtype)
+        for i, (head, replacement) in enumerate(zip(heads, replacements)):
+            rows = slice(None) if batch is None else slice(i * batch, (i + 1) * batch)
+            z[rows, :, head, :] = 0.0 if replacement is None else replacement.to(z.dtype)
         return z
 
     return hook
@@ -207,13 +232,18 @@ def head_means(hm: HeadModel, prompts: Sequence[list[int]], batch_size: int = 4)
 
 def ablate_heads_exact(hm: HeadModel, prompts: Sequence[list[int]], heads: Sequence[tuple[int, int]],
                        means: torch.Tensor | None = None, batch_size: int = 4,
-                       on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       on_batch: Callable[[int], None] | None = None,
+                       heads_per_pass: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact ablation of each head on each prompt: (clean scores (n,), ablated scores (n, len(heads))).
 
     Zero ablation when `means` is None, else mean ablation with head_means(). Per batch of
     emails, one clean pass records every block's input; each head then re-runs only the
-    blocks from its own layer up.
+    blocks from its own layer up. heads_per_pass heads of a layer run side by side in one
+    pass (default 8 on CUDA, where wider batches are nearly free; 4 on CPU, measured 1.13×
+    faster than one at a time on SmolLM2 with 2 cores).
     """
+    if heads_per_pass is None:
+        heads_per_pass = 8 if hm.device.type == "cuda" else 4
     clean = np.zeros(len(prompts))
     ablated = np.zeros((len(prompts), len(heads)))
     by_layer: dict[int, list[int]] = {}
@@ -224,10 +254,14 @@ def ablate_heads_exact(hm: HeadModel, prompts: Sequence[list[int]], heads: Seque
             inputs = _clean_forward(hm, batch)
             clean[indices] = _resume(hm, inputs, hm.n_layers - 1, []).cpu().numpy()
             for layer, columns in sorted(by_layer.items()):
-                for column in columns:
-                    head = heads[column][1]
-                    hook = ablation_hook(head, None if means is None else means[layer, head])
-                    ablated[indices, column] = _resume(hm, inputs, layer, [(hm.hook_z(layer), hook)]).cpu().numpy()
+                for first in range(0, len(columns), heads_per_pass):
+                    group = columns[first:first + heads_per_pass]
+                    group_heads = [heads[c][1] for c in group]
+                    replacements = [None if means is None else means[layer, h] for h in group_heads]
+                    hook = stacked_ablation_hook(group_heads, replacements, len(indices))
+                    scores = _resume(hm, inputs, layer, [(hm.hook_z(layer), hook)], copies=len(group))
+                    for i, column in enumerate(group):
+                        ablated[indices, column] = scores[i * len(indices):(i + 1) * len(indices)].cpu().numpy()
             if on_batch:
                 on_batch(len(indices))
     return clean, ablated

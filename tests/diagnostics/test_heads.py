@@ -60,6 +60,15 @@ def test_exact_ablation_changes_the_score_as_a_manual_hook_does(tiny_heads, tiny
         np.testing.assert_allclose(ablated[:, column], manual, atol=1e-4)
 
 
+def test_heads_side_by_side_in_one_pass_give_the_same_effects(tiny_heads, tiny_prompts):
+    heads = [(0, 0), (0, 2), (0, 3), (1, 1), (1, 2)]
+    means = head_means(tiny_heads, tiny_prompts)
+    one_by_one = ablate_heads_exact(tiny_heads, tiny_prompts, heads, means, batch_size=4, heads_per_pass=1)
+    together = ablate_heads_exact(tiny_heads, tiny_prompts, heads, means, batch_size=4, heads_per_pass=3)
+    np.testing.assert_allclose(together[1], one_by_one[1], atol=1e-5)
+    np.testing.assert_allclose(together[0], one_by_one[0], atol=1e-6)
+
+
 def test_mean_ablation_uses_the_heads_average_over_real_tokens(tiny_heads, tiny_prompts):
     means = head_means(tiny_heads, tiny_prompts)
     patched = attribution_patching(tiny_heads, tiny_prompts)
