@@ -103,6 +103,7 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
     from data.settings import load_settings
     from data.splits import build_specialist, specialist_name
     from data.store import Store
+    from diagnostics.evaluate import EvaluationTarget, evaluate
     from diagnostics.head_sweep import sweep_corpus
     from diagnostics.heads import load_head_model
     from diagnostics.jobs import train_training_set
@@ -118,6 +119,9 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
         build_specialist(store, "EnronSpam", 24, settings.seed)
         folder = train_training_set(store, settings, specialist_name("EnronSpam"),
                                     LoraSettings(max_tokens=64, batch_size=8), progress=False)
+        # Predictions make the store "non-empty": `tasks.sh run` would build the demo into an empty one.
+        evaluate(store, [EvaluationTarget(settings.model, folder)], ["Nazario"], settings.models_dir, 6, 96,
+                 settings.seed, "cpu", progress=False)
         hm = load_head_model(settings.model, folder, settings.models_dir, "cpu")
         sweep_corpus(store, hm, "Nazario", sample_size=6, max_tokens=96, seed=settings.seed, top_k=3)
         email_id = store.split_ids("Nazario", "test")["id"].iloc[0]
