@@ -192,10 +192,11 @@ def evaluate(
     sample_size: Annotated[Optional[int], typer.Option(help="Seeded stratified sample per test split (default: all)")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
     batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 8,
+    reference: Annotated[bool, typer.Option(help="Also train and score the TF-IDF + logistic regression reference on every training set")] = True,
 ):
     """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
     from data.store import Store
-    from diagnostics.evaluate import EvaluationTarget
+    from diagnostics.evaluate import EvaluationTarget, evaluate_reference
     from diagnostics.evaluate import evaluate as run_evaluation
 
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
@@ -208,6 +209,9 @@ def evaluate(
                 _fail("nothing to evaluate: train an adapter or keep --zero-shot")
             run_id = run_evaluation(store, targets, corpora or store.corpus_names(), settings.models_dir,
                                     sample_size, settings.max_tokens, settings.seed, settings.device, batch_size)
+            if reference and not store.training_sets().empty:
+                evaluate_reference(store, list(store.training_sets()["name"]), corpora or store.corpus_names(),
+                                   sample_size, settings.seed)
             typer.echo(f"run {run_id}")
             typer.echo(store.metrics()[["adapter_id", "corpus", "n", "f1", "recall", "accuracy", "in_domain"]]
                        .to_string(index=False))

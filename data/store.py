@@ -22,7 +22,7 @@ import pandas as pd
 
 from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreError(RuntimeError):
@@ -176,6 +176,23 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (adapter_id, params, layer)
     );
     """,
+    # v5: reference models (TF-IDF + logistic regression) that score the same test samples;
+    # `scorers` names every id predictions can carry, adapter or reference, with its training set.
+    """
+    CREATE TABLE reference_models (
+        id VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        training_set VARCHAR NOT NULL,
+        hyperparameters JSON NOT NULL,
+        seed INTEGER NOT NULL,
+        n_train INTEGER NOT NULL,
+        seconds DOUBLE NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE VIEW scorers AS
+        SELECT id, model, training_set FROM adapters
+        UNION ALL SELECT id, model, training_set FROM reference_models;
+    """,
 ]
 
 # Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample
@@ -204,7 +221,7 @@ SELECT c.*,
        coalesce(ts.kind, 'zero-shot') AS paradigm,
        coalesce(list_contains(ts.corpora, c.corpus), false) AS in_domain
 FROM counts c
-LEFT JOIN adapters a ON a.id = c.adapter_id
+LEFT JOIN scorers a ON a.id = c.adapter_id
 LEFT JOIN training_sets ts ON ts.name = a.training_set
 ORDER BY c.model, paradigm, c.adapter_id, c.corpus
 """
@@ -498,6 +515,17 @@ class Store:
         return self.query(sql, [model] if model else [])
 
     # ------------------------------------------------------------ runs
+    def add_reference_model(self, model_id: str, model: str, training_set: str, hyperparameters: dict, seed: int,
+                            n_train: int, seconds: float) -> None:
+        """Record a reference model (its predictions go to `predictions` under model_id)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM reference_models WHERE id = ?", [model_id])
+            con.execute("INSERT INTO reference_models VALUES (?,?,?,?,?,?,?,?)",
+                        [model_id, model, training_set, json.dumps(hyperparameters), seed, n_train, seconds, _now()])
+
+    def reference_models(self) -> pd.DataFrame:
+        return self.query("SELECT * FROM reference_models ORDER BY id")
+
     def start_run(self, kind: str, params: dict) -> str:
         run_id = f"{kind}-{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         self.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,NULL)",
@@ -618,7 +646,7 @@ class Store:
         """Every stored prediction for one email, with the adapter's training set."""
         return self.query(
             "SELECT p.adapter_id, p.model, coalesce(a.training_set, 'zero-shot') AS training_set, p.score, "
-            "p.predicted, p.true_label, p.truncated_tokens, p.run_id FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
+            "p.predicted, p.true_label, p.truncated_tokens, p.run_id FROM predictions p LEFT JOIN scorers a ON a.id = p.adapter_id "
             "WHERE p.email_id = ? ORDER BY p.model, training_set", [email_id])
 
     # ------------------------------------------------------------ explanations

@@ -8,6 +8,7 @@ transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,4 +65,37 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
                         rows = predictions_for(loaded, store, run_id, corpus, ids, max_tokens, batch_size, bar.update)
                         store.add_predictions(rows)
             del loaded
+    return run_id
+
+
+def evaluate_reference(store: Store, training_sets: Sequence[str], corpora: Sequence[str], sample_size: int | None,
+                       seed: int = 13) -> str:
+    """Train the TF-IDF + logistic regression reference on each training set and score the same
+    test samples the LLMs are scored on (seconds each; skips what the store already has)."""
+    from models.bag_of_words import HYPERPARAMETERS, REFERENCE_MODEL, fit_reference, reference_id, score_reference
+
+    samples = {c: test_sample(store, c, sample_size, seed) for c in corpora}
+    params = {"reference": REFERENCE_MODEL, "training_sets": list(training_sets), "corpora": list(corpora),
+              "sample_size": sample_size, "seed": seed}
+    with store.run("evaluate", params) as run_id:
+        for training_set in training_sets:
+            model_id = reference_id(training_set, seed)
+            done = store.predicted_email_ids(model_id)
+            todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
+            if not any(todo.values()):
+                continue
+            emails = store.training_set_emails(training_set)
+            if not emails:
+                raise ValueError(f"training set {training_set!r} is not in the store; build it first")
+            started = time.perf_counter()
+            pipeline = fit_reference(emails, seed)
+            store.add_reference_model(model_id, REFERENCE_MODEL, training_set, HYPERPARAMETERS, seed, len(emails),
+                                      time.perf_counter() - started)
+            for corpus, ids in todo.items():
+                test = store.emails_by_ids(ids)
+                scores = score_reference(pipeline, test)
+                store.add_predictions([
+                    Prediction(run_id=run_id, adapter_id=model_id, model=REFERENCE_MODEL, email_id=m.id, corpus=corpus,
+                               score=float(s), predicted=int(s > 0), true_label=m.label)
+                    for m, s in zip(test, scores)])
     return run_id

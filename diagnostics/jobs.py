@@ -16,7 +16,7 @@ from data.settings import Settings
 from data.splits import build_generalist, build_specialist, specialist_name, split_corpus
 from data.store import Store
 from data.synthetic import generate_synthetic_corpora
-from diagnostics.evaluate import EvaluationTarget, evaluate
+from diagnostics.evaluate import EvaluationTarget, evaluate, evaluate_reference
 from models.finetune import adapter_id, finetune_adapter
 from models.loading import load_base, prepare_model
 from models.registry import resolve_model
@@ -104,8 +104,11 @@ def run_protocol(store: Store, settings: Settings, plan: ProtocolPlan, progress:
         raise RuntimeError(f"{leaked} test emails are also in a training set; the splits are broken")
     folders = [train_training_set(store, settings, name, plan.lora, progress) for name in training_sets]
     targets = [EvaluationTarget(settings.model)] + [EvaluationTarget(settings.model, f) for f in folders]
-    return evaluate(store, targets, store.corpus_names(), settings.models_dir, plan.eval_size,
-                    plan.lora.max_tokens, settings.seed, settings.device, progress=progress)
+    run_id = evaluate(store, targets, store.corpus_names(), settings.models_dir, plan.eval_size,
+                      plan.lora.max_tokens, settings.seed, settings.device, progress=progress)
+    # The bag-of-words reference on the same training sets and test samples: seconds, every matrix has it.
+    evaluate_reference(store, training_sets, store.corpus_names(), plan.eval_size, settings.seed)
+    return run_id
 
 
 def build_demo(settings: Settings, data_dir: Path | None = None, plan: ProtocolPlan | None = None,

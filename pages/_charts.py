@@ -19,7 +19,8 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
 
     In-domain cells are outlined and marked ◆.
     """
-    rows = list(dict.fromkeys(sorted(metrics["training_set"], key=lambda t: (t != "zero-shot", t))))
+    rows = list(dict.fromkeys(sorted(metrics["training_set"],
+                                     key=lambda t: (t != "zero-shot", t.startswith("bag of words"), t))))
     cols = list(corpora["name"])
     info = corpora.set_index("name")
     z = np.full((len(rows), len(cols)), np.nan)

@@ -1,7 +1,9 @@
 """Overview: the in-domain vs out-of-domain F1 matrix, the generalization gap, and runs."""
 
+import pandas as pd
 import streamlit as st
 
+from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from pages._cache import results_or_stop
 
@@ -21,16 +23,20 @@ if corpora["synthetic"].any():
     st.warning("**Synthetic data.** Corpora marked *synthetic* were generated from templates for the offline demo; "
                "their figures say nothing about real phishing.")
 
-models = sorted(metrics["model"].unique())
+# The bag-of-words reference is a row of every model's matrix, not a model of its own.
+reference = metrics[metrics["model"] == REFERENCE_MODEL]
+reference = reference.assign(training_set="bag of words · " + reference["training_set"])
+models = sorted(set(metrics["model"]) - {REFERENCE_MODEL}) or [REFERENCE_MODEL]
 wanted = st.query_params.get("model")
 model = st.selectbox("Base model", models, index=models.index(wanted) if wanted in models else 0,
                      key="overview_model") if len(models) > 1 else models[0]
 st.query_params["model"] = model  # a link to this page reopens the same model's matrix
-shown = metrics[metrics["model"] == model]
+shown = pd.concat([metrics[metrics["model"] == model], reference]) if model != REFERENCE_MODEL else reference
 
 st.subheader(f"F1 matrix — {model}")
-st.caption("Rows: training set (zero-shot = base model without adapter). Columns: test corpus and what its "
-           "positive label means. ◆ and a frame mark in-domain cells.")
+st.caption("Rows: training set (zero-shot = base model without adapter; *bag of words* = TF-IDF + logistic "
+           "regression trained on the same set and scored on the same test emails, the reference to beat). "
+           "Columns: test corpus and what its positive label means. ◆ and a frame mark in-domain cells.")
 st.plotly_chart(_charts.f1_heatmap(shown, corpora), key="overview_matrix")
 
 one_class = sorted(shown.loc[~shown["both_classes"], "corpus"].unique())
@@ -41,7 +47,9 @@ if one_class:
 
 st.subheader("Generalization gap")
 gap = results["gap"]
-gap = gap[gap["model"] == model]
+reference_gap = gap[gap["model"] == REFERENCE_MODEL]
+gap = pd.concat([gap[gap["model"] == model],
+                 reference_gap.assign(training_set="bag of words · " + reference_gap["training_set"])])
 if gap.empty:
     st.caption("No fine-tuned adapter has been evaluated yet.")
 else:

@@ -47,6 +47,12 @@ def test_adapters_beat_zero_shot_in_domain(real_store, default_model_dir):
         corpora = list(real_store.training_set(adapter["training_set"])["corpora"])
         tuned, base = _pooled_f1(real_store, adapter["id"], corpora), _pooled_f1(real_store, zero_shot, corpora)
         assert tuned > base, f"{adapter['training_set']}: F1 {tuned:.3f} on its in-domain tests, zero-shot {base:.3f}"
+    # The bag-of-words reference scored the same test emails and is strong in its own domain.
+    reference = metrics[metrics["model"] == "tfidf-lr"].set_index(["training_set", "corpus"])
+    assert len(reference) == 2 * len(real_store.corpus_names())
+    assert reference.loc[("specialist-EnronSpam", "EnronSpam"), "f1"] > 0.8
+    assert (reference["n"] == metrics[metrics["adapter_id"] == zero_shot].set_index("corpus")["n"]
+            .reindex(reference.index.get_level_values("corpus")).to_numpy()).all()
     # Nazario is phishing only: the matrix reports its recall and leaves F1 empty
     nazario = metrics[metrics["corpus"] == "Nazario"]
     assert nazario["f1"].isna().all() and nazario["recall"].notna().all()

@@ -22,14 +22,17 @@ def test_overview_shows_f1_from_predictions(monkeypatch, evaluated_settings):
     table = next(d.value for d in at.dataframe if "f1" in d.value.columns and "tp" in d.value.columns)
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         expected = store.query(
-            "SELECT coalesce(ts.name, 'zero-shot') AS training_set, p.corpus, "
+            "SELECT CASE WHEN r.id IS NOT NULL THEN 'bag of words · ' || r.training_set "
+            "       ELSE coalesce(ts.name, 'zero-shot') END AS training_set, p.corpus, "
             "2.0 * count(*) FILTER (p.true_label = 1 AND p.predicted = 1) / "
             "(2 * count(*) FILTER (p.true_label = 1 AND p.predicted = 1) "
             " + count(*) FILTER (p.true_label <> p.predicted)) AS f1 "
             "FROM predictions p LEFT JOIN adapters a ON a.id = p.adapter_id "
+            "LEFT JOIN reference_models r ON r.id = p.adapter_id "
             "LEFT JOIN training_sets ts ON ts.name = a.training_set GROUP BY ALL")
     shown = table.set_index(["training_set", "corpus"])["f1"]
-    assert len(shown) == len(expected) == 9
+    # zero-shot + 2 adapters, and the bag-of-words reference on the same 2 training sets, × 3 corpora
+    assert len(shown) == len(expected) == 15
     for row in expected.itertuples():
         assert shown.loc[(row.training_set, row.corpus)] == pytest.approx(row.f1)
     assert any("Synthetic data" in w.value for w in at.warning)
@@ -71,4 +74,4 @@ def test_overview_shows_new_results_without_restart(monkeypatch, evaluated_setti
         store.execute("DELETE FROM predictions WHERE adapter_id LIKE 'zero-shot:%'")
     at.run()
     after = len(next(d.value for d in at.dataframe if "tp" in d.value.columns))
-    assert (before, after) == (9, 6)
+    assert (before, after) == (15, 12)  # 3 corpora × (zero-shot, 2 adapters, 2 bag-of-words references)
