@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 GAP_COLUMNS = ["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"]
@@ -20,3 +21,30 @@ def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
             grouped[column] = float("nan")
     grouped["gap"] = grouped["in_domain_f1"] - grouped["out_of_domain_f1"]
     return grouped[GAP_COLUMNS]
+
+
+def bootstrap_f1_interval(tp: int, fp: int, fn: int, tn: int, draws: int = 2000, level: float = 0.95,
+                          seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of F1 over the evaluated emails.
+
+    Resampling n emails with replacement only changes the confusion counts, so each draw is
+    one multinomial draw of (tp, fp, fn, tn): no per-email data needed. A draw with no
+    positive prediction or label (F1 undefined) counts as 0.
+    """
+    n = tp + fp + fn + tn
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.array([tp, fp, fn, tn], dtype=float) / n, size=draws)
+    denominator = 2 * counts[:, 0] + counts[:, 1] + counts[:, 2]
+    f1 = np.divide(2 * counts[:, 0], denominator, out=np.zeros(draws), where=denominator > 0)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(f1, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def with_f1_intervals(metrics: pd.DataFrame, draws: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """The metrics frame plus f1_low / f1_high (bootstrap, see bootstrap_f1_interval) where F1 is defined."""
+    bounds = [bootstrap_f1_interval(int(r.tp), int(r.fp), int(r.fn), int(r.tn), draws, level, seed)
+              if not pd.isna(r.f1) else (float("nan"), float("nan")) for r in metrics.itertuples()]
+    return metrics.assign(f1_low=[b[0] for b in bounds], f1_high=[b[1] for b in bounds])

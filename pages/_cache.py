@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data.store import Store, StoreError
-from diagnostics.matrix import generalization_gap
+from diagnostics.matrix import generalization_gap, with_f1_intervals
 
 
 def _stamp(path: Path) -> float:
@@ -23,7 +23,7 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
     store = Store.open(Path(path), read_only=True, busy_timeout=15)
     with store.connection():  # one connection for all of the page's reads
         if what == "overview":
-            metrics = store.metrics()
+            metrics = with_f1_intervals(store.metrics())
             return {
                 "metrics": metrics,
                 "gap": generalization_gap(metrics),

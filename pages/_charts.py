@@ -37,7 +37,8 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
             text[i][j] = f"{rec['f1']:.2f}{mark}"
         else:
             text[i][j] = f"R {rec['recall']:.2f}{mark}" if not pd.isna(rec["recall"]) else "n/a"
-        hover[i][j] = (f"{rec['training_set']} → {rec['corpus']}<br>n={rec['n']}  F1={_fmt(rec['f1'])}  "
+        interval = f" [{rec['f1_low']:.2f}, {rec['f1_high']:.2f}]" if not pd.isna(rec.get("f1_low")) else ""
+        hover[i][j] = (f"{rec['training_set']} → {rec['corpus']}<br>n={rec['n']}  F1={_fmt(rec['f1'])}{interval}  "
                        f"P={_fmt(rec['precision'])}  R={_fmt(rec['recall'])}  acc={_fmt(rec['accuracy'])}"
                        f"<br>{'in-domain' if rec['in_domain'] else 'out-of-domain'}")
         if rec["in_domain"]:
