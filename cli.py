@@ -320,6 +320,35 @@ def heads(
 
 
 @app.command()
+def study(
+    ctx: typer.Context,
+    spec: Annotated[Path, typer.Argument(help="A study spec (TOML), e.g. studies/default.toml")],
+    report_only: Annotated[bool, typer.Option("--report-only", help="Print the report of what is stored; run nothing")] = False,
+):
+    """Run a cross-architecture study: train and evaluate whatever the spec needs and the store lacks, then report."""
+    from data.store import Store
+    from diagnostics.study import SpecError, load_spec, plan_study, run_study, study_findings, study_results, summarize_study
+
+    settings = _settings(ctx)
+    try:
+        parsed = load_spec(spec)
+    except SpecError as exc:
+        _fail(str(exc))
+    with _clear_errors():
+        with Store.open(settings.store_path) as store:
+            try:
+                plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)
+            except SpecError as exc:
+                _fail(str(exc))
+            results = study_results(store, parsed, plan, settings.seed)
+            summary = summarize_study(results)
+    typer.echo(f"study {parsed.name}: {len(plan.adapters)} adapters, {len(plan.test_corpora)} test corpora")
+    typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for line in study_findings(summary):
+        typer.echo(line)
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Use the real corpora in this folder instead of the synthetic demo [env PHISHLENS_DATA]")] = None,

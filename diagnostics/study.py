@@ -1,0 +1,217 @@
+"""A cross-architecture study as one reproducible object: a small TOML spec in, every missing
+adapter trained and every missing prediction made, and a report out.
+
+The spec names base models, the training sets (one specialist per corpus and/or the
+generalist), LoRA settings, LoRA seeds, and sample sizes. Data choices (splits, training
+sets, test samples) use the settings' seed, so every model and every LoRA seed sees the
+same emails; the spec's seeds vary LoRA's initialisation and the training order. Running a
+spec again does only what the store does not hold yet: adapters are keyed by model,
+training set and hyperparameters (seed included), predictions by (adapter, email).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import pandas as pd
+
+from data.records import LoraSettings
+from data.settings import Settings
+from data.splits import build_generalist, build_specialist, specialist_name
+from data.store import Store
+from diagnostics.evaluate import EvaluationTarget, evaluate, evaluate_reference
+from diagnostics.matrix import with_f1_intervals
+from models.finetune import adapter_id
+from models.registry import resolve_model
+
+SPEC_KEYS = {"name", "models", "specialists", "generalist", "test_corpora", "seeds", "train_size", "eval_size",
+             "reference", "lora"}
+LORA_KEYS = {f.name for f in fields(LoraSettings)} - {"seed"}
+
+
+class SpecError(ValueError):
+    """A study spec that cannot run; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    models: tuple[str, ...]
+    specialists: tuple[str, ...] | None = None  # None: every corpus with both labels
+    generalist: bool = True
+    test_corpora: tuple[str, ...] | None = None  # None: every corpus
+    seeds: tuple[int, ...] = (13,)
+    train_size: int = 256
+    eval_size: int | None = 100  # test emails per corpus; None: the whole test split
+    reference: bool = True  # the TF-IDF + logistic regression row
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+def _names(value, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise SpecError(f"{key} must be a non-empty list of names, got {value!r}")
+    return tuple(value)
+
+
+def parse_spec(raw: dict) -> StudySpec:
+    """A StudySpec from a parsed TOML table, with a clear error for anything off."""
+    unknown = set(raw) - SPEC_KEYS
+    if unknown:
+        raise SpecError(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
+    if "name" not in raw or not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise SpecError("name must be a non-empty string")
+    if "models" not in raw:
+        raise SpecError("models is required, e.g. models = [\"smollm2-135m\", \"gemma3-270m\"]")
+    seeds = raw.get("seeds", [13])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SpecError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    sizes = {}
+    for key, default, allow_all in (("train_size", 256, False), ("eval_size", 100, True)):
+        value = raw.get(key, default)
+        if allow_all and value == "all":
+            value = None
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            choices = 'an integer ≥ 2 or "all"' if allow_all else "an integer ≥ 2"
+            raise SpecError(f"{key} must be {choices}, got {value!r}")
+        sizes[key] = value
+    lora_raw = raw.get("lora", {})
+    if not isinstance(lora_raw, dict):
+        raise SpecError("[lora] must be a table")
+    bad = set(lora_raw) - LORA_KEYS
+    if bad:
+        raise SpecError(f"unknown [lora] field(s) {sorted(bad)}; allowed: {sorted(LORA_KEYS)} "
+                        f"(the LoRA seed comes from `seeds`)")
+    if "target_modules" in lora_raw:
+        lora_raw = {**lora_raw, "target_modules": tuple(_names(lora_raw["target_modules"], "lora.target_modules"))}
+    try:
+        lora = LoraSettings(**lora_raw)
+    except TypeError as exc:
+        raise SpecError(f"[lora]: {exc}") from exc
+    for key in ("generalist", "reference"):
+        if not isinstance(raw.get(key, True), bool):
+            raise SpecError(f"{key} must be true or false")
+    specialists = _names(raw["specialists"], "specialists") if raw.get("specialists") is not None else None
+    if specialists == () or (specialists is None and "specialists" in raw):
+        specialists = None
+    if not raw.get("generalist", True) and specialists is not None and not specialists:
+        raise SpecError("the study trains nothing: no specialists and generalist = false")
+    return StudySpec(name=raw["name"].strip(), models=_names(raw["models"], "models"), specialists=specialists,
+                     generalist=raw.get("generalist", True),
+                     test_corpora=_names(raw["test_corpora"], "test_corpora") if raw.get("test_corpora") else None,
+                     seeds=tuple(seeds), train_size=sizes["train_size"], eval_size=sizes["eval_size"],
+                     reference=raw.get("reference", True), lora=lora)
+
+
+def load_spec(path: Path) -> StudySpec:
+    """Read and validate a TOML study spec."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise SpecError(f"no study spec at {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path} is not valid TOML: {exc}") from exc
+    return parse_spec(raw)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a spec means against one store: training sets, test corpora and adapter ids."""
+
+    training_sets: tuple[str, ...]
+    test_corpora: tuple[str, ...]
+    adapters: tuple[tuple[str, str, int, str], ...]  # (model, training set, seed, adapter id)
+
+
+def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
+    """Check the spec against the store's corpora and name everything the study needs."""
+    corpora = store.corpus_names()
+    for name in (spec.specialists or ()) + (spec.test_corpora or ()):
+        if name not in corpora:
+            raise SpecError(f"corpus {name!r} is not in the store; known: {', '.join(corpora) or 'none'}")
+    specialists = spec.specialists if spec.specialists is not None else tuple(store.two_class_corpora())
+    training_sets = tuple(specialist_name(c) for c in specialists) + (("generalist",) if spec.generalist else ())
+    adapters = tuple((model, training_set, seed,
+                      adapter_id(resolve_model(model).name, training_set, replace(spec.lora, seed=seed)))
+                     for model in spec.models for training_set in training_sets for seed in spec.seeds)
+    return StudyPlan(training_sets, tuple(spec.test_corpora or corpora), adapters)
+
+
+def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool = True) -> StudyPlan:
+    """Build, train and evaluate whatever the spec needs and the store lacks."""
+    from diagnostics.jobs import train_training_set
+
+    plan = plan_study(store, spec)
+    specialists = [name.removeprefix("specialist-") for name in plan.training_sets if name != "generalist"]
+    for corpus in specialists:
+        if store.training_set(specialist_name(corpus)) is None:
+            build_specialist(store, corpus, spec.train_size, settings.seed)
+    if spec.generalist and store.training_set("generalist") is None:
+        build_generalist(store, store.corpus_names(), spec.train_size, settings.seed)
+    for model in spec.models:
+        model_settings = settings.with_overrides(model=model)
+        folders = [train_training_set(store, model_settings, training_set, replace(spec.lora, seed=seed), progress)
+                   for training_set in plan.training_sets for seed in spec.seeds]
+        targets = [EvaluationTarget(model)] + [EvaluationTarget(model, folder) for folder in folders]
+        evaluate(store, targets, plan.test_corpora, settings.models_dir, spec.eval_size, spec.lora.max_tokens,
+                 settings.seed, settings.device, progress=progress)
+    if spec.reference:
+        evaluate_reference(store, plan.training_sets, plan.test_corpora, spec.eval_size, settings.seed)
+    return plan
+
+
+def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int) -> pd.DataFrame:
+    """One row per (model, training set, seed, corpus) the study covers, with F1 intervals.
+
+    Zero-shot and reference rows have seed NaN; the reference's model is 'tfidf-lr'.
+    """
+    from models.bag_of_words import reference_id
+
+    seeds = {adapter: seed for _, _, seed, adapter in plan.adapters}
+    wanted = set(seeds) | {f"zero-shot:{resolve_model(m).name}" for m in spec.models}
+    if spec.reference:
+        wanted |= {reference_id(t, data_seed) for t in plan.training_sets}
+    metrics = store.metrics()
+    rows = metrics[metrics["adapter_id"].isin(wanted) & metrics["corpus"].isin(plan.test_corpora)]
+    return with_f1_intervals(rows).assign(seed=lambda f: f["adapter_id"].map(seeds))
+
+
+def summarize_study(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model and paradigm: mean in-domain and out-of-domain F1 (over seeds and corpora with
+    an F1), their standard deviation over seeds, and the gap."""
+    scored = results.dropna(subset=["f1"])
+    per_seed = (scored.assign(seed=scored["seed"].fillna(-1))
+                .groupby(["model", "paradigm", "seed", "in_domain"])["f1"].mean().reset_index())
+    summary = (per_seed.groupby(["model", "paradigm", "in_domain"])["f1"]
+               .agg(mean="mean", std="std", seeds="count").reset_index())
+    wide = summary.pivot_table(index=["model", "paradigm"], columns="in_domain", values=["mean", "std"])
+    wide.columns = [f"{'in' if domain else 'out'}_domain_f1_{stat}" for stat, domain in wide.columns]
+    wide = wide.reset_index()
+    for column in ("in_domain_f1_mean", "out_domain_f1_mean"):
+        if column not in wide:
+            wide[column] = float("nan")
+    wide["gap"] = wide["in_domain_f1_mean"] - wide["out_domain_f1_mean"]
+    return wide
+
+
+def study_findings(summary: pd.DataFrame) -> list[str]:
+    """Plain-language sentences: which family generalizes under which paradigm."""
+    lines = []
+    for model, rows in summary.groupby("model"):
+        by = rows.set_index("paradigm")
+        parts = []
+        if "specialist" in by.index:
+            spec = by.loc["specialist"]
+            parts.append(f"specialists reach {spec['in_domain_f1_mean']:.2f} F1 in domain and "
+                         f"{spec['out_domain_f1_mean']:.2f} out of domain (gap {spec['gap']:+.2f})")
+        if "generalist" in by.index:
+            gen = by.loc["generalist"]
+            score = gen["in_domain_f1_mean"]
+            parts.append(f"the generalist reaches {score:.2f} on the corpora it was trained on")
+        if "zero-shot" in by.index:
+            zero = by.loc["zero-shot"]
+            parts.append(f"zero-shot {zero['out_domain_f1_mean']:.2f}")
+        lines.append(f"{model}: " + "; ".join(parts) + ".")
+    return lines

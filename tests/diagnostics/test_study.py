@@ -1,0 +1,123 @@
+"""Study specs: validation with clear errors, a rerun that does no stored work, resuming after
+an interruption, and the report (on the test store: synthetic corpora, tiny model)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from data.store import Store
+from diagnostics.study import SpecError, load_spec, parse_spec, plan_study, run_study, study_results, summarize_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(model: str, **changes) -> dict:
+    # The same training sets and LoRA settings as the evaluated_settings fixture's protocol.
+    raw = {"name": "tiny", "models": [model], "specialists": ["synthetic-corporate"], "seeds": [13],
+           "train_size": 32, "eval_size": 20,
+           "lora": {"r": 4, "alpha": 8, "lr": 5e-3, "max_tokens": 96, "batch_size": 8}}
+    return {**raw, **changes}
+
+
+@pytest.fixture
+def study_copy(evaluated_settings, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    return evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"colour": "red"}, "unknown field"),
+    ({"models": []}, "models must be a non-empty list"),
+    ({"seeds": [13, 13]}, "distinct integers"),
+    ({"seeds": "13"}, "distinct integers"),
+    ({"train_size": 0}, "train_size must be an integer"),
+    ({"eval_size": "most"}, "eval_size must be an integer"),
+    ({"lora": {"rank": 8}}, "unknown [lora] field"),
+    ({"lora": {"seed": 3}}, "the LoRA seed comes from `seeds`"),
+    ({"generalist": "yes"}, "generalist must be true or false"),
+])
+def test_bad_specs_are_refused_with_the_field_named(change, message):
+    with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("`", "`")):
+        parse_spec(_spec("m", **change))
+
+
+def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
+    default = load_spec(ROOT / "studies" / "default.toml")
+    assert default.models == ("smollm2-135m", "gemma3-270m") and len(default.seeds) >= 2 and default.reference
+    assert load_spec(ROOT / "studies" / "paper.toml").lora.max_tokens == 512
+    broken = tmp_path / "broken.toml"
+    broken.write_text("models = [")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(broken)
+    with pytest.raises(SpecError, match="no study spec at"):
+        load_spec(tmp_path / "missing.toml")
+
+
+def test_unknown_corpus_is_named(evaluated_settings):
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        with pytest.raises(SpecError, match="corpus 'Enron' is not in the store"):
+            plan_study(store, parse_spec(_spec(evaluated_settings.model, specialists=["Enron"])))
+
+
+def _work(store) -> tuple[int, int]:
+    return (store.scalar("SELECT count(*) FROM runs WHERE kind = 'train'"),
+            store.scalar("SELECT count(*) FROM predictions"))
+
+
+def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption(study_copy, monkeypatch):
+    spec = parse_spec(_spec(study_copy.model))
+    with Store.open(study_copy.store_path) as store:
+        before = _work(store)
+        run_study(store, study_copy, spec, progress=False)  # the fixture's protocol already did all of it
+        assert _work(store) == before
+
+        # A second LoRA seed; the job is interrupted after its first new adapter.
+        two_seeds = parse_spec(_spec(study_copy.model, seeds=[13, 14]))
+        import diagnostics.jobs as jobs
+
+        real_finetune, calls = jobs.finetune_adapter, []
+
+        def interrupted(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt("killed")
+            return real_finetune(*args, **kwargs)
+
+        monkeypatch.setattr(jobs, "finetune_adapter", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(store, study_copy, two_seeds, progress=False)
+        monkeypatch.setattr(jobs, "finetune_adapter", real_finetune)
+        trained_before_resume = store.scalar("SELECT count(*) FROM adapters")
+        run_study(store, study_copy, two_seeds, progress=False)
+        assert store.scalar("SELECT count(*) FROM adapters") == trained_before_resume + 1  # only the missing one
+        plan = plan_study(store, two_seeds)
+        results = study_results(store, two_seeds, plan, study_copy.seed)
+        assert set(results["seed"].dropna()) == {13, 14}
+        assert set(results["model"]) == {study_copy.model, "tfidf-lr"}
+        assert len(results[results["seed"] == 14]) == 2 * 3  # 2 training sets × 3 corpora
+        summary = summarize_study(results)
+        generalist = summary[(summary["model"] == study_copy.model) & (summary["paradigm"] == "generalist")]
+        assert generalist["in_domain_f1_std"].notna().all()  # two seeds: a spread
+        after = _work(store)
+        run_study(store, study_copy, two_seeds, progress=False)
+        assert _work(store) == after
+
+
+def test_study_command_reports_and_refuses_a_bad_spec(study_copy, tmp_path):
+    from cli import app
+
+    good = tmp_path / "tiny.toml"
+    good.write_text(f'name = "tiny"\nmodels = ["{study_copy.model}"]\nspecialists = ["synthetic-corporate"]\n'
+                    'seeds = [13]\ntrain_size = 32\neval_size = 20\n'
+                    '[lora]\nr = 4\nalpha = 8\nlr = 5e-3\nmax_tokens = 96\nbatch_size = 8\n')
+    base = ["--home", str(study_copy.home), "--store", str(study_copy.store_path), "--device", "cpu", "study"]
+    result = CliRunner().invoke(app, base + [str(good), "--report-only"])
+    assert result.exit_code == 0, result.output
+    assert "study tiny: 2 adapters" in result.output and "specialists reach" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nmodels = ["a"]\nseeds = []\n')
+    result = CliRunner().invoke(app, base + [str(bad)])
+    assert result.exit_code == 1 and "seeds must be a non-empty list" in result.output
