@@ -133,6 +133,11 @@ def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
             raise SpecError(f"corpus {name!r} is not in the store; known: {', '.join(corpora) or 'none'}")
     specialists = spec.specialists if spec.specialists is not None else tuple(store.two_class_corpora())
     training_sets = tuple(specialist_name(c) for c in specialists) + (("generalist",) if spec.generalist else ())
+    for name in training_sets:
+        existing = store.training_set(name)
+        if existing is not None and existing["size"] != spec.train_size:
+            raise SpecError(f"training set {name!r} in this store holds {existing['size']} emails but the spec "
+                            f"asks for train_size = {spec.train_size}; use that size or a fresh store (--store)")
     adapters = tuple((model, training_set, seed,
                       adapter_id(resolve_model(model).name, training_set, replace(spec.lora, seed=seed)))
                      for model in spec.models for training_set in training_sets for seed in spec.seeds)

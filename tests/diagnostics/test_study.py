@@ -56,10 +56,12 @@ def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
         load_spec(tmp_path / "missing.toml")
 
 
-def test_unknown_corpus_is_named(evaluated_settings):
+def test_unknown_corpus_and_a_different_training_set_size_are_named(evaluated_settings):
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         with pytest.raises(SpecError, match="corpus 'Enron' is not in the store"):
             plan_study(store, parse_spec(_spec(evaluated_settings.model, specialists=["Enron"])))
+        with pytest.raises(SpecError, match="holds 32 emails but the spec asks for train_size = 64"):
+            plan_study(store, parse_spec(_spec(evaluated_settings.model, train_size=64)))
 
 
 def _work(store) -> tuple[int, int]:
