@@ -22,6 +22,7 @@ pages = [
     st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page("pages/drivers.py", title="Drivers", icon=":material/leaderboard:", url_path="drivers"),
+    st.Page("pages/study.py", title="Study", icon=":material/science:", url_path="study"),
     st.Page("pages/heads.py", title="Heads", icon=":material/hub:", url_path="heads"),
     st.Page("pages/demo.py", title="Live demo", icon=":material/slideshow:", url_path="demo"),
     st.Page("pages/corpora.py", title="Corpora", icon=":material/database:", url_path="corpora"),

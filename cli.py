@@ -324,6 +324,7 @@ def study(
     ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(help="A study spec (TOML), e.g. studies/default.toml")],
     report_only: Annotated[bool, typer.Option("--report-only", help="Print the report of what is stored; run nothing")] = False,
+    html: Annotated[Optional[Path], typer.Option(help="Also write the report as one self-contained HTML file here")] = None,
 ):
     """Run a cross-architecture study: train and evaluate whatever the spec needs and the store lacks, then report."""
     from data.store import Store
@@ -344,8 +345,14 @@ def study(
             summary = summarize_study(results)
     typer.echo(f"study {parsed.name}: {len(plan.adapters)} adapters, {len(plan.test_corpora)} test corpora")
     typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for line in study_findings(summary):
+    findings = study_findings(summary)
+    for line in findings:
         typer.echo(line)
+    if html:
+        from diagnostics.study_report import study_figures, study_html
+
+        html.write_text(study_html(parsed, summary, findings, study_figures(results, summary)))
+        typer.echo(f"report written to {html}")
 
 
 @app.command()

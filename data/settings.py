@@ -33,6 +33,7 @@ class Settings:
     seed: int
     host: str
     port: int
+    studies_dir: Path = PROJECT_ROOT / "studies"  # study specs (*.toml) the Study page lists
 
     @property
     def adapters_dir(self) -> Path:
@@ -68,5 +69,6 @@ def load_settings(**overrides) -> Settings:
         seed=int(os.environ.get("PHISHLENS_SEED", "13")),
         host=os.environ.get("PHISHLENS_HOST", "127.0.0.1"),
         port=int(os.environ.get("PHISHLENS_PORT", "8501")),
+        studies_dir=Path(os.environ.get("PHISHLENS_STUDIES", PROJECT_ROOT / "studies")).resolve(),
     )
     return settings.with_overrides(**overrides)

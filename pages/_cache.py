@@ -260,3 +260,24 @@ def lora_norms(adapter_path: str, model: str, models_dir: str) -> pd.DataFrame:
     heads = config.num_attention_heads
     d_head = getattr(config, "head_dim", None) or config.hidden_size // heads
     return lora_head_update_norms(Path(adapter_path), heads, getattr(config, "num_key_value_heads", heads), d_head)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
+    from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
+
+    spec = load_spec(Path(spec_path))
+    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    with store.connection():
+        plan = plan_study(store, spec)
+        results = study_results(store, spec, plan, data_seed)
+    summary = summarize_study(results) if len(results) else pd.DataFrame()
+    return spec, plan, results, summary, study_findings(summary) if len(summary) else []
+
+
+def study_report(path: Path, spec_path: Path, data_seed: int):
+    """(spec, plan, results, summary, findings) of a study spec against the store.
+
+    Raises diagnostics.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
+    """
+    return _study(str(path), _stamp(path), str(spec_path), spec_path.stat().st_mtime, data_seed)

@@ -240,3 +240,30 @@ def test_heads_page_on_the_default_model_with_an_adapter(served_default_model, b
     assert page.locator("[data-testid='stException']").count() == 0
     _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()
+
+
+def test_study_html_export_opens_offline_with_its_figures(browser, evaluated_settings, tmp_path):
+    from data.store import Store
+    from diagnostics.study import parse_spec, plan_study, study_findings, study_results, summarize_study
+    from diagnostics.study_report import study_figures, study_html
+
+    spec = parse_spec({"name": "tiny", "models": [evaluated_settings.model], "specialists": ["synthetic-corporate"],
+                       "seeds": [13], "train_size": 32, "eval_size": 20,
+                       "lora": {"r": 4, "alpha": 8, "lr": 5e-3, "max_tokens": 96, "batch_size": 8}})
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        results = study_results(store, spec, plan_study(store, spec), evaluated_settings.seed)
+    summary = summarize_study(results)
+    report = tmp_path / "study.html"
+    report.write_text(study_html(spec, summary, study_findings(summary), study_figures(results, summary)))
+    page = browser.new_page(viewport={"width": 1200, "height": 1800})
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(report.as_uri())
+    page.locator(".plot-container").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "study-report.png"), full_page=True)
+    assert page.locator(".plot-container").count() == 2
+    assert page.get_by_text("specialists reach").count() >= 1
+    assert all(url.startswith("file://") or url.startswith("data:") for url in requests), requests
+    page.close()

@@ -1,0 +1,103 @@
+"""A study's report: the F1 matrix per model (mean ± std over LoRA seeds, bootstrap interval of
+each run in the hover), the in-domain vs out-of-domain bars per model and paradigm, and the
+findings, as plotly figures and as one self-contained HTML file (plotly.js inlined, every
+text escaped: model and corpus names come from user files)."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from diagnostics.study import StudySpec
+
+
+def study_matrix(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, training set, corpus): mean and std of F1 (recall where F1 is undefined) over seeds."""
+    value = results["f1"].where(results["f1"].notna(), results["recall"])
+    frame = results.assign(value=value, measure=np.where(results["f1"].notna(), "F1", "R"),
+                           interval=[f"[{lo:.2f}, {hi:.2f}]" if lo == lo else "" for lo, hi
+                                     in zip(results["f1_low"], results["f1_high"])])
+    return (frame.groupby(["model", "training_set", "corpus", "in_domain", "paradigm", "measure"], dropna=False)
+            .agg(mean=("value", "mean"), std=("value", "std"), runs=("value", "count"),
+                 intervals=("interval", lambda v: " ".join(x for x in v if x)))
+            .reset_index())
+
+
+def matrix_figure(matrix: pd.DataFrame, model: str) -> go.Figure:
+    """Training set × corpus for one model (its zero-shot row first, the bag-of-words rows last)."""
+    shown = matrix[matrix["model"] == model]
+    rows = sorted(set(shown["training_set"]), key=lambda t: (t != "zero-shot", t))
+    cols = sorted(set(matrix["corpus"]))
+    z = np.full((len(rows), len(cols)), np.nan)
+    text = [["" for _ in cols] for _ in rows]
+    hover = [["" for _ in cols] for _ in rows]
+    for r in shown.itertuples():
+        i, j = rows.index(r.training_set), cols.index(r.corpus)
+        spread = f" ± {r.std:.2f}" if r.std == r.std else ""
+        mark = " ◆" if r.in_domain else ""
+        text[i][j] = f"{'R ' if r.measure == 'R' else ''}{r.mean:.2f}{spread}{mark}"
+        if r.measure == "F1":
+            z[i, j] = r.mean
+        hover[i][j] = html.escape(f"{r.training_set} → {r.corpus}: {r.measure} {r.mean:.3f}{spread} over "
+                                  f"{r.runs} run(s); 95% bootstrap intervals {r.intervals or 'n/a'}")
+    fig = go.Figure(go.Heatmap(z=z, x=[html.escape(c) for c in cols], y=[html.escape(t) for t in rows], text=text,
+                               texttemplate="%{text}", hovertext=hover, hoverinfo="text", zmin=0, zmax=1,
+                               colorscale="RdYlGn", colorbar={"title": "F1"}))
+    fig.update_layout(title=html.escape(f"{model}: F1 (mean ± std over seeds; R = recall, ◆ = in-domain)"),
+                      height=140 + 60 * len(rows), margin=dict(l=10, r=10, t=50, b=10),
+                      yaxis={"autorange": "reversed"})
+    return fig
+
+
+def gap_figure(summary: pd.DataFrame) -> go.Figure:
+    """In-domain vs out-of-domain mean F1 per model and paradigm, ± std over seeds."""
+    labels = [html.escape(f"{m} · {p}") for m, p in zip(summary["model"], summary["paradigm"])]
+    fig = go.Figure()
+    for side, name, color in (("in", "in-domain", "#2a9d8f"), ("out", "out-of-domain", "#e76f51")):
+        mean, std = summary.get(f"{side}_domain_f1_mean"), summary.get(f"{side}_domain_f1_std")
+        if mean is None:
+            continue
+        fig.add_bar(x=labels, y=mean, name=name, marker_color=color,
+                    error_y={"type": "data", "array": std.fillna(0) if std is not None else None})
+    fig.update_layout(barmode="group", title="In-domain vs out-of-domain F1 per model and paradigm",
+                      yaxis={"range": [0, 1.05], "title": "mean F1"}, height=420,
+                      margin=dict(l=10, r=10, t=50, b=10), legend={"orientation": "h"})
+    return fig
+
+
+def study_figures(results: pd.DataFrame, summary: pd.DataFrame) -> list[go.Figure]:
+    matrix = study_matrix(results)
+    models = [m for m in dict.fromkeys(matrix["model"]) if m != "tfidf-lr"] or ["tfidf-lr"]
+    figures = []
+    for model in models:
+        with_reference = pd.concat([matrix[matrix["model"] == model],
+                                    matrix[matrix["model"] == "tfidf-lr"].assign(
+                                        model=model, training_set="bag of words · " +
+                                        matrix.loc[matrix["model"] == "tfidf-lr", "training_set"])])
+        figures.append(matrix_figure(with_reference, model))
+    figures.append(gap_figure(summary))
+    return figures
+
+
+def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figures: list[go.Figure]) -> str:
+    """One self-contained HTML page: spec, findings, figures (plotly.js inlined once), summary table."""
+    charts = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
+              for i, fig in enumerate(figures)]
+    spec_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                        for k, v in spec.__dict__.items())
+    findings_html = "".join(f"<li>{html.escape(line)}</li>" for line in findings)
+    table = summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True, border=0)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>PhishLens study: {html.escape(spec.name)}"
+            "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}"
+            "</style></head><body>"
+            f"<h1>PhishLens study: {html.escape(spec.name)}</h1><p>Generated {stamp}.</p>"
+            f"<h2>Findings</h2><ul>{findings_html}</ul>"
+            f"<h2>Figures</h2>{''.join(charts)}"
+            f"<h2>Summary</h2>{table}<h2>Spec</h2><table>{spec_rows}</table></body></html>")

@@ -1,0 +1,62 @@
+"""Study: a cross-architecture study spec (studies/*.toml) against the store — the F1 matrix per
+model (mean ± std over LoRA seeds, bootstrap intervals), in- vs out-of-domain per paradigm, the
+findings in plain words, and the whole report as one self-contained HTML file."""
+
+import streamlit as st
+
+from data.store import StoreError
+from diagnostics.launcher import start_job
+from diagnostics.study import SpecError
+from diagnostics.study_report import study_figures, study_html
+from pages._cache import study_report
+
+settings = st.session_state["settings"]
+st.title("Study")
+st.caption("Specialist vs generalist across architectures, as one reproducible spec: `python cli.py study "
+           "studies/<name>.toml` trains and evaluates whatever the store lacks. This page reports what is stored.")
+
+specs = {p.stem: p for p in sorted(settings.studies_dir.glob("*.toml"))}
+if not specs:
+    st.info(f"No study spec (*.toml) in {settings.studies_dir}.")
+    st.stop()
+names = list(specs)
+wanted = st.query_params.get("spec")
+name = st.selectbox("Study spec", names, index=names.index(wanted) if wanted in names else 0, key="study_spec")
+st.query_params["spec"] = name
+try:
+    spec, plan, results, summary, findings = study_report(settings.store_path, specs[name], settings.seed)
+except (SpecError, StoreError) as exc:
+    st.error(str(exc))
+    st.stop()
+
+with st.expander("Spec"):
+    st.json({k: str(v) for k, v in spec.__dict__.items()})
+    st.caption(f"{len(plan.adapters)} adapters ({len(spec.models)} models × {len(plan.training_sets)} training sets "
+               f"× {len(spec.seeds)} seeds) on {len(plan.test_corpora)} test corpora.")
+    if st.button("Run what is missing (as a job)", key="study_start"):
+        job = start_job(settings, ["study", str(specs[name])])
+        st.success(f"Started `{job.command}` (job {job.id}); follow it on the Runs page.")
+
+if results.empty:
+    st.info(f"Nothing of this study is stored yet: run `python cli.py study studies/{name}.toml` "
+            "(or the button under Spec).")
+    st.stop()
+
+trained = set(results["adapter_id"])
+missing = [a for _, _, _, a in plan.adapters if a not in trained]
+if missing:
+    st.warning(f"{len(missing)} of the study's {len(plan.adapters)} adapters have no predictions yet; "
+               "the figures show what is stored.")
+
+st.subheader("Findings")
+for line in findings:
+    st.text("• " + line)
+figures = study_figures(results, summary)
+for i, figure in enumerate(figures):
+    st.plotly_chart(figure, key=f"study_figure_{i}")
+st.subheader("Summary")
+st.dataframe(summary, hide_index=True, key="study_summary")
+st.download_button("Report (self-contained HTML)", study_html(spec, summary, findings, figures),
+                   f"phishlens-study-{name}.html", "text/html", key="study_html")
+st.download_button("All runs (CSV)", results.to_csv(index=False), f"phishlens-study-{name}.csv", "text/csv",
+                   key="study_csv")

@@ -1,0 +1,49 @@
+"""AppTest: the Study page reports a spec against the test store (synthetic corpora, tiny model,
+the bag-of-words reference), and its HTML export is one self-contained, escaped file."""
+
+import re
+
+from tests.conftest import open_app_page
+
+
+def _write_spec(folder, model: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "tiny.toml").write_text(
+        f'name = "tiny <b>study</b>"\nmodels = ["{model}"]\nspecialists = ["synthetic-corporate"]\n'
+        'seeds = [13]\ntrain_size = 32\neval_size = 20\n'
+        '[lora]\nr = 4\nalpha = 8\nlr = 5e-3\nmax_tokens = 96\nbatch_size = 8\n')
+    (folder / "broken.toml").write_text("models = [")
+
+
+def test_study_page_reports_the_stored_study_and_exports_html(monkeypatch, evaluated_settings, tmp_path):
+    studies = tmp_path / "studies"
+    _write_spec(studies, evaluated_settings.model)
+    monkeypatch.setenv("PHISHLENS_STUDIES", str(studies))
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/study.py", spec="tiny")
+    assert not at.exception, at.exception
+    assert any("specialists reach" in t.value for t in at.text)
+    assert len(at.get("plotly_chart")) == 2  # the model's matrix (with bag-of-words rows) and the gap bars
+    summary = next(d.value for d in at.dataframe if "gap" in d.value.columns)
+    assert set(summary["model"]) == {evaluated_settings.model, "tfidf-lr"}
+
+    from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
+    from diagnostics.study_report import study_figures, study_html
+    from data.store import Store
+
+    spec = load_spec(studies / "tiny.toml")
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        results = study_results(store, spec, plan_study(store, spec), evaluated_settings.seed)
+    summary = summarize_study(results)
+    page = study_html(spec, summary, study_findings(summary), study_figures(results, summary))
+    assert "tiny &lt;b&gt;study&lt;/b&gt;" in page and "<b>study</b>" not in page
+    assert not re.search(r"<script[^>]+src=", page)  # plotly.js inlined: the file opens offline
+    assert page.count("Plotly.newPlot") == 2
+
+
+def test_study_page_names_a_broken_spec(monkeypatch, evaluated_settings, tmp_path):
+    studies = tmp_path / "studies"
+    _write_spec(studies, evaluated_settings.model)
+    monkeypatch.setenv("PHISHLENS_STUDIES", str(studies))
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/study.py", spec="broken")
+    assert not at.exception
+    assert any("not valid TOML" in e.value for e in at.error)
