@@ -156,6 +156,25 @@ def trainset_generalist(
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
 
 
+def _echo_memory_estimate(settings: Settings, model: str, lora: LoraSettings) -> None:
+    """Print how much memory training `model` should need on the chosen device, before loading it."""
+    from transformers import AutoConfig
+
+    from models.loading import ModelError, pick_device, prepare_model
+    from models.memory import estimate_memory
+    from models.registry import resolve_model
+
+    try:
+        device, dtype = pick_device(settings.device)
+        config = AutoConfig.from_pretrained(prepare_model(resolve_model(model), settings.models_dir))
+    except (OSError, ModelError) as exc:
+        typer.echo(f"memory estimate for {model}: unavailable ({exc})")
+        return
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    estimate = estimate_memory(config, precision, lora, lora.batch_size, lora.max_tokens)
+    typer.echo(f"memory estimate for training {model} on {device.type} ({precision}): {estimate.describe()}")
+
+
 @app.command()
 def train(
     ctx: typer.Context,
@@ -178,6 +197,7 @@ def train(
     lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
                         epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed)
     with _clear_errors():
+        _echo_memory_estimate(settings, settings.model, lora)
         with Store.open(settings.store_path) as store:
             folder = train_training_set(store, settings, training_set, lora)
     typer.echo(f"adapter saved at {folder}")
@@ -336,6 +356,9 @@ def study(
     except SpecError as exc:
         _fail(str(exc))
     with _clear_errors():
+        if not report_only:
+            for model in parsed.models:
+                _echo_memory_estimate(settings, model, parsed.lora)
         with Store.open(settings.store_path) as store:
             try:
                 plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)
