@@ -170,7 +170,7 @@ def _echo_memory_estimate(settings: Settings, model: str, lora: LoraSettings) ->
     except (OSError, ModelError) as exc:
         typer.echo(f"memory estimate for {model}: unavailable ({exc})")
         return
-    precision = "bf16" if device.type == "cuda" else "fp32"
+    precision = "4bit" if settings.quantize == "4bit" else "bf16" if device.type == "cuda" else "fp32"
     estimate = estimate_memory(config, precision, lora, lora.batch_size, lora.max_tokens)
     typer.echo(f"memory estimate for training {model} on {device.type} ({precision}): {estimate.describe()}")
 
@@ -223,8 +223,8 @@ def evaluate(
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
-            targets = ([EvaluationTarget(settings.model)] if zero_shot else []) + \
-                      [EvaluationTarget(settings.model, f) for f in folders]
+            targets = ([EvaluationTarget(settings.model, None, settings.quantize)] if zero_shot else []) + \
+                      [EvaluationTarget(settings.model, f, settings.quantize) for f in folders]
             if not targets:
                 _fail("nothing to evaluate: train an adapter or keep --zero-shot")
             run_id = run_evaluation(store, targets, corpora or store.corpus_names(), settings.models_dir,

@@ -34,6 +34,7 @@ class Settings:
     host: str
     port: int
     studies_dir: Path = PROJECT_ROOT / "studies"  # study specs (*.toml) the Study page lists
+    quantize: str = "none"  # none | 4bit (bitsandbytes NF4, CUDA only) for training and evaluation
 
     @property
     def adapters_dir(self) -> Path:
@@ -70,5 +71,6 @@ def load_settings(**overrides) -> Settings:
         host=os.environ.get("PHISHLENS_HOST", "127.0.0.1"),
         port=int(os.environ.get("PHISHLENS_PORT", "8501")),
         studies_dir=Path(os.environ.get("PHISHLENS_STUDIES", PROJECT_ROOT / "studies")).resolve(),
+        quantize=os.environ.get("PHISHLENS_QUANTIZE", "none"),
     )
     return settings.with_overrides(**overrides)

@@ -28,6 +28,7 @@ class EvaluationTarget:
 
     model: str
     adapter_dir: Path | None = None
+    quantize: str = "none"  # or "4bit" (CUDA only)
 
 
 def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str, email_ids: Sequence[str],
@@ -54,8 +55,8 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
               "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed}
     with store.run("evaluate", params) as run_id:
         for target in targets:
-            loaded = (load_with_adapter(target.adapter_dir, models_dir, device) if target.adapter_dir
-                      else load_base(target.model, models_dir, device))
+            loaded = (load_with_adapter(target.adapter_dir, models_dir, device, quantize=target.quantize)
+                      if target.adapter_dir else load_base(target.model, models_dir, device, target.quantize))
             done = store.predicted_email_ids(loaded.adapter_id)
             todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
             total = sum(len(v) for v in todo.values())

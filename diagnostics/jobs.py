@@ -89,7 +89,7 @@ def train_training_set(store: Store, settings: Settings, training_set: str, lora
     if not emails:
         raise ValueError(f"training set {training_set!r} is not in the store; build it first")
     with store.run("train", {"model": spec.name, "training_set": training_set, "lora": lora.__dict__}):
-        base = load_base(spec, settings.models_dir, settings.device)
+        base = load_base(spec, settings.models_dir, settings.device, settings.quantize)
         info = finetune_adapter(base, emails, training_set, lora, settings.adapters_dir, progress)
         store.add_adapter(info)
     return Path(info.path)
@@ -103,7 +103,8 @@ def run_protocol(store: Store, settings: Settings, plan: ProtocolPlan, progress:
     if leaked:
         raise RuntimeError(f"{leaked} test emails are also in a training set; the splits are broken")
     folders = [train_training_set(store, settings, name, plan.lora, progress) for name in training_sets]
-    targets = [EvaluationTarget(settings.model)] + [EvaluationTarget(settings.model, f) for f in folders]
+    targets = [EvaluationTarget(settings.model, None, settings.quantize)] + \
+        [EvaluationTarget(settings.model, f, settings.quantize) for f in folders]
     run_id = evaluate(store, targets, store.corpus_names(), settings.models_dir, plan.eval_size,
                       plan.lora.max_tokens, settings.seed, settings.device, progress=progress)
     # The bag-of-words reference on the same training sets and test samples: seconds, every matrix has it.

@@ -159,7 +159,8 @@ def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool 
         model_settings = settings.with_overrides(model=model)
         folders = [train_training_set(store, model_settings, training_set, replace(spec.lora, seed=seed), progress)
                    for training_set in plan.training_sets for seed in spec.seeds]
-        targets = [EvaluationTarget(model)] + [EvaluationTarget(model, folder) for folder in folders]
+        targets = [EvaluationTarget(model, None, settings.quantize)] + \
+            [EvaluationTarget(model, folder, settings.quantize) for folder in folders]
         evaluate(store, targets, plan.test_corpora, settings.models_dir, spec.eval_size, spec.lora.max_tokens,
                  settings.seed, settings.device, progress=progress)
     if spec.reference:

@@ -51,6 +51,10 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
     targets = list(lora.target_modules or base.spec.lora_target_modules)
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    if getattr(base.model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        base.model = prepare_model_for_kbit_training(base.model)  # QLoRA: norms in fp32, inputs need grads
     model = get_peft_model(base.model, config)
     model.train()
     builder = PromptBuilder(base.tokenizer, base.spec, lora.max_tokens)

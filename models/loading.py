@@ -145,11 +145,33 @@ def load_tokenizer(path: Path | str):
     return tokenizer
 
 
-def load_base(spec_or_name: ModelSpec | str, models_dir: Path, device: str = "auto") -> LoadedModel:
-    """The base model in eval mode on the chosen device, with its tokenizer."""
+QUANTIZATIONS = ("none", "4bit")
+
+
+def quantization_config(quantize: str, device: torch.device):
+    """transformers' BitsAndBytesConfig for 4-bit NF4 (QLoRA) on CUDA, None for full precision."""
+    if quantize not in QUANTIZATIONS:
+        raise ModelError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+    if quantize == "none":
+        return None
+    if device.type != "cuda":
+        raise ModelError("4-bit loading (bitsandbytes, QLoRA) needs a CUDA GPU; on CPU use "
+                         "PHISHLENS_QUANTIZE=none (fp32)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError("4-bit loading needs bitsandbytes: `pip install bitsandbytes==0.50.2`")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_base(spec_or_name: ModelSpec | str, models_dir: Path, device: str = "auto",
+              quantize: str = "none") -> LoadedModel:
+    """The base model in eval mode on the chosen device, with its tokenizer (4-bit NF4 on CUDA if asked)."""
     spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else resolve_model(spec_or_name)
-    path = prepare_model(spec, models_dir)
     torch_device, dtype = pick_device(device)
+    quantization = quantization_config(quantize, torch_device)
+    path = prepare_model(spec, models_dir)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except OSError as exc:
@@ -157,8 +179,14 @@ def load_base(spec_or_name: ModelSpec | str, models_dir: Path, device: str = "au
                          f"use a local folder or the offline default 'smollm2-135m'.") from exc
     if spec.source == str(path) and spec.family == "llama":
         spec = resolve_model(spec.name, config.model_type)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
-    model.to(torch_device).eval()
+    if quantization is None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+        model.to(torch_device)
+    else:  # bitsandbytes places quantized weights itself
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False,
+                                                     quantization_config=quantization,
+                                                     device_map={"": torch_device.index or 0})
+    model.eval()
     sha = weights_hash(Path(path)) if Path(path).is_dir() else f"hub:{spec.source}"
     return LoadedModel(spec, model, load_tokenizer(path), torch_device, dtype, sha, config.model_type)
 
@@ -177,7 +205,7 @@ def read_adapter_info(adapter_dir: Path) -> AdapterInfo:
 
 
 def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
-                      model: str | None = None) -> LoadedModel:
+                      model: str | None = None, quantize: str = "none") -> LoadedModel:
     """A fresh base model + LoRA adapter; refuses an adapter trained on other base weights.
 
     `model` loads the adapter onto that base instead of the one it names (it must match).
@@ -185,7 +213,7 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     from peft import PeftModel
 
     info = read_adapter_info(adapter_dir)
-    base = load_base(model or info.model, models_dir, device)
+    base = load_base(model or info.model, models_dir, device, quantize)
     if info.base_weights_sha256 != base.weights_sha256 or info.architecture != base.architecture:
         raise ModelError(
             f"adapter {info.id!r} was trained on {info.model} ({info.architecture}, weights "
@@ -198,6 +226,8 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
         model = PeftModel.from_pretrained(base.model, adapter_dir, is_trainable=False)
     except Exception as exc:
         raise ModelError(f"cannot load adapter {adapter_dir}: {type(exc).__name__}: {exc}") from exc
-    model.to(base.device).eval()
+    if quantize == "none":
+        model.to(base.device)
+    model.eval()
     return LoadedModel(base.spec, model, base.tokenizer, base.device, base.dtype,
                        base.weights_sha256, base.architecture, info)

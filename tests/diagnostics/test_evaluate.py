@@ -26,7 +26,8 @@ def test_protocol_writes_one_prediction_per_adapter_and_email(evaluated_settings
         # The protocol's own runs (other tests add heads and explain runs to this shared store).
         runs = store.query("SELECT kind, status FROM runs WHERE kind IN ('train', 'evaluate')")
         assert set(runs["status"]) == {"done"}
-        assert sorted(runs["kind"]) == ["evaluate", "evaluate", "train", "train"]  # LLMs, then the reference
+        # two adapters trained; LLMs then the reference evaluated (later tests may add evaluate runs)
+        assert (runs["kind"] == "train").sum() == 2 and (runs["kind"] == "evaluate").sum() >= 2
         # every predicted email is a test email, never a training email
         leaked = store.query("SELECT count(*) AS n FROM predictions p JOIN splits s ON s.email_id = p.email_id "
                              "WHERE s.split <> 'test'")["n"][0]

@@ -105,3 +105,13 @@ def test_no_code_path_trusts_remote_code():
     offending = [p.name for p in sources + [root / "cli.py", root / "app.py"]
                  if "trust_remote_code=True" in p.read_text()]
     assert offending == []
+
+
+def test_four_bit_loading_says_what_it_needs(tiny_model_dir):
+    from data.settings import load_settings
+
+    models_dir = load_settings().models_dir
+    with pytest.raises(ModelError, match="needs a CUDA GPU"):
+        load_base(str(tiny_model_dir), models_dir, "cpu", quantize="4bit")
+    with pytest.raises(ModelError, match="quantize must be one of none, 4bit"):
+        load_base(str(tiny_model_dir), models_dir, "cpu", quantize="8bit")
