@@ -237,6 +237,20 @@ def evaluate(
                        .to_string(index=False))
 
 
+def _sample_target(store, settings: Settings, corpus: str, training_set: str | None) -> Path | None:
+    """For a command that samples a corpus' test split with one adapter: check the corpus exists
+    and return the adapter's folder (None: the zero-shot base)."""
+    if not store.has_corpus(corpus):
+        _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
+    if not training_set:
+        return None
+    found = store.adapters(settings.model)
+    found = found[found["training_set"] == training_set]
+    if found.empty:
+        _fail(f"no adapter of {settings.model} trained on {training_set!r}; see `status`")
+    return Path(found.iloc[0]["path"])
+
+
 @app.command()
 def explain(
     ctx: typer.Context,
@@ -251,20 +265,15 @@ def explain(
 
     from data.store import Store
     from diagnostics.drivers import METHODS, explain_sample
-    from models.loading import load_base, load_with_adapter
+    from models.loading import load_model
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}")
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            if not store.has_corpus(corpus):
-                _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
-            folder = _adapter_folder(store, settings, training_set)
-            if folder:
-                loaded = load_with_adapter(folder, settings.models_dir, settings.device)
-            else:
-                loaded = load_base(settings.model, settings.models_dir, settings.device)
+            folder = _sample_target(store, settings, corpus, training_set)
+            loaded = load_model(settings.model, folder, settings.models_dir, settings.device)
             params = {"corpus": corpus, "adapter": loaded.adapter_id, "sample": sample_size, "method": method,
                       "max_tokens": settings.max_tokens}
             with store.run("explain", params), tqdm(total=sample_size, desc=f"explain {corpus}", unit="email") as bar:
@@ -277,17 +286,6 @@ def explain(
                                        settings.seed, progress)
             typer.echo(f"explained {fresh} emails of {corpus} with {loaded.adapter_id} ({method}); "
                        f"{bar.n - fresh} were cached")
-
-
-def _adapter_folder(store, settings: Settings, training_set: str | None) -> Path | None:
-    """The folder of settings.model's adapter trained on training_set (None: the zero-shot base)."""
-    if not training_set:
-        return None
-    found = store.adapters(settings.model)
-    found = found[found["training_set"] == training_set]
-    if found.empty:
-        _fail(f"no adapter of {settings.model} trained on {training_set!r}; see `status`")
-    return Path(found.iloc[0]["path"])
 
 
 @app.command()
@@ -313,9 +311,7 @@ def heads(
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            if not store.has_corpus(corpus):
-                _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
-            folder = _adapter_folder(store, settings, training_set)
+            folder = _sample_target(store, settings, corpus, training_set)
             hm = load_head_model(settings.model, folder, settings.models_dir, settings.device)
             bars: dict[str, tqdm] = {}
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from data.records import Prediction
 from data.splits import test_sample
 from data.store import Store
-from models.loading import LoadedModel, load_base, load_with_adapter
+from models.loading import LoadedModel, load_model
 from models.scoring import PromptBuilder, score_prompts
 
 
@@ -55,8 +55,7 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
               "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed}
     with store.run("evaluate", params) as run_id:
         for target in targets:
-            loaded = (load_with_adapter(target.adapter_dir, models_dir, device, quantize=target.quantize)
-                      if target.adapter_dir else load_base(target.model, models_dir, device, target.quantize))
+            loaded = load_model(target.model, target.adapter_dir, models_dir, device, target.quantize)
             done = store.predicted_email_ids(loaded.adapter_id)
             todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
             total = sum(len(v) for v in todo.values())

@@ -231,3 +231,11 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     model.eval()
     return LoadedModel(base.spec, model, base.tokenizer, base.device, base.dtype,
                        base.weights_sha256, base.architecture, info)
+
+
+def load_model(model: str, adapter_dir: Path | None, models_dir: Path, device: str = "auto",
+               quantize: str = "none") -> LoadedModel:
+    """The base model with the adapter in adapter_dir, or the plain base model when there is none."""
+    if adapter_dir:
+        return load_with_adapter(Path(adapter_dir), models_dir, device, quantize=quantize)
+    return load_base(model, models_dir, device, quantize)

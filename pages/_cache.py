@@ -172,11 +172,9 @@ def model_lock():
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def classifier(model: str, adapter_path: str | None, models_dir: str, device: str):
     """A loaded model (with its adapter), kept across reruns. Keyed on everything that changes it."""
-    from models.loading import load_base, load_with_adapter
+    from models.loading import load_model
 
-    if adapter_path:
-        return load_with_adapter(Path(adapter_path), Path(models_dir), device)
-    return load_base(model, Path(models_dir), device)
+    return load_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
 
 
 @st.cache_resource(show_spinner=False)
