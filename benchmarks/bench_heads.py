@@ -42,7 +42,7 @@ from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.records import Email  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from diagnostics.heads import (ablate_heads_exact, ablation_hook, attribution_patching,  # noqa: E402
-                               email_prompt, load_head_model, prompt_builder)
+                               email_prompt, load_head_model, prompt_builder, score_from_logits)
 from models.scoring import pad_left  # noqa: E402
 
 
@@ -79,8 +79,7 @@ def naive_effects(hm, prompts, heads, means, batch_size) -> tuple[np.ndarray, np
             batch = pad_left(prompts[start:start + batch_size], hm.tokenizer.pad_token_id, hm.device)
             logits = hm.bridge.run_with_hooks(batch["input_ids"], attention_mask=batch["attention_mask"],
                                               fwd_hooks=hooks, use_cache=False)
-            final = logits[:, -1, :].float()
-            out.append((final[:, hm.positive] - final[:, hm.negative]).cpu().numpy())
+            out.append(score_from_logits(hm, logits[:, -1, :]).cpu().numpy())
         return np.concatenate(out)
 
     with torch.inference_mode():

@@ -83,12 +83,19 @@ def _batches(hm: HeadModel, prompts: Sequence[list[int]], batch_size: int):
         yield indices, pad_left([prompts[i] for i in indices], hm.tokenizer.pad_token_id, hm.device)
 
 
+def score_from_logits(hm: HeadModel, logits: torch.Tensor) -> torch.Tensor:
+    """The score from the logits the model's forward returns (..., vocab): already soft-capped by HF
+    where the model has it (Gemma 2), so only the label difference is left to take."""
+    return (logits[..., hm.positive] - logits[..., hm.negative]).float()
+
+
 def score_from_residual(hm: HeadModel, residual: torch.Tensor) -> torch.Tensor:
-    """The score read off residual-stream vectors (..., d_model): final norm, unembed, label difference."""
+    """The score read off residual-stream vectors (..., d_model): final norm, unembed, the model's
+    final soft-capping (which HF applies in the forward, outside the unembedding), label difference."""
     logits = hm.bridge.unembed(hm.bridge.ln_final(residual))
     if hm.softcap:
         logits = torch.tanh(logits / hm.softcap) * hm.softcap
-    return (logits[..., hm.positive] - logits[..., hm.negative]).float()
+    return score_from_logits(hm, logits)
 
 
 # ---------------------------------------------------------------- one email
@@ -149,8 +156,8 @@ class _BlockInputs:
     kwargs: list[dict] = field(default_factory=list)
 
 
-def _clean_forward(hm: HeadModel, batch: dict[str, torch.Tensor]) -> _BlockInputs:
-    """One clean forward pass recording every block's inputs, to resume from any layer."""
+def _clean_forward(hm: HeadModel, batch: dict[str, torch.Tensor]) -> tuple[_BlockInputs, torch.Tensor]:
+    """One clean forward pass recording every block's inputs (to resume from any layer), and its scores."""
     captured = _BlockInputs()
 
     def record(module, args, kwargs):
@@ -161,12 +168,12 @@ def _clean_forward(hm: HeadModel, batch: dict[str, torch.Tensor]) -> _BlockInput
 
     handles = [block.register_forward_pre_hook(record, with_kwargs=True) for block in hm.bridge.blocks]
     try:
-        hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], return_type=None, use_cache=False,
-                  logits_to_keep=1)
+        logits = hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                           logits_to_keep=1)
     finally:
         for handle in handles:
             handle.remove()
-    return captured
+    return captured, score_from_logits(hm, logits[:, -1, :])
 
 
 def _repeat_batch(value, copies: int, batch: int):
@@ -251,8 +258,8 @@ def ablate_heads_exact(hm: HeadModel, prompts: Sequence[list[int]], heads: Seque
         by_layer.setdefault(layer, []).append(column)
     with torch.inference_mode():
         for indices, batch in _batches(hm, prompts, batch_size):
-            inputs = _clean_forward(hm, batch)
-            clean[indices] = _resume(hm, inputs, hm.n_layers - 1, []).cpu().numpy()
+            inputs, clean_scores = _clean_forward(hm, batch)
+            clean[indices] = clean_scores.cpu().numpy()
             for layer, columns in sorted(by_layer.items()):
                 for first in range(0, len(columns), heads_per_pass):
                     group = columns[first:first + heads_per_pass]
@@ -321,10 +328,7 @@ def attribution_patching(hm: HeadModel, prompts: Sequence[list[int]], batch_size
             # Only the answer position's logits: the unembedding of every other position is wasted work.
             logits = hm.bridge(batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
                                logits_to_keep=1)
-            final = logits[:, -1, :]
-            if hm.softcap:
-                final = torch.tanh(final / hm.softcap) * hm.softcap
-            score = (final[:, hm.positive] - final[:, hm.negative]).float()
+            score = score_from_logits(hm, logits[:, -1, :])
             grads = torch.autograd.grad(score.sum(), zs)
         real = batch["attention_mask"].bool()[:, :, None, None]
         with torch.no_grad():
@@ -479,10 +483,9 @@ def lora_head_update_norms(adapter_dir: Path, n_heads: int, n_kv_heads: int, d_h
 
 def load_head_model(model: str, adapter_dir: Path | None, models_dir: Path, device: str = "auto") -> HeadModel:
     """A fresh copy of the base model (with the adapter merged in) booted in a bridge."""
-    from models.loading import load_base, load_with_adapter
+    from models.loading import load_model
 
-    loaded = load_with_adapter(adapter_dir, models_dir, device) if adapter_dir else load_base(model, models_dir, device)
-    return boot_bridge(loaded)
+    return boot_bridge(load_model(model, adapter_dir, models_dir, device))
 
 
 def prompt_builder(hm: HeadModel, max_tokens: int) -> PromptBuilder:

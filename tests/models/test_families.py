@@ -57,3 +57,20 @@ def test_gemma3_270m_from_pypi_converts_and_scores_real_emails(default_model_dir
     hm = boot_bridge(load_base("gemma3-270m", default_model_dir.parent, "cpu"))
     assert (hm.n_layers, hm.n_heads) == (18, 4)
     np.testing.assert_allclose(attribution_patching(hm, prompts[:2]).lens[:, -1], scores[:2], atol=1e-3)
+
+
+def test_soft_capped_scores_are_capped_once(default_model_dir, models_dir, real_emails, tmp_path):
+    # Gemma 2 soft-caps its final logits inside HF's forward; a cap this small makes a second
+    # application visible, on the bridge's own forward (attribution) and on the logit lens alike.
+    import json
+
+    path = build_tiny_model("gemma2", default_model_dir, tmp_path / "gemma2")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "final_logit_softcapping": 0.5}))
+    base = load_base(str(path), models_dir, "cpu")
+    builder = PromptBuilder(base.tokenizer, base.spec, 96)
+    prompts = [builder.build(mail).input_ids for mail in real_emails[:3]]
+    own = score_prompts(base, prompts)
+    patched = attribution_patching(boot_bridge(load_base(str(path), models_dir, "cpu")), prompts)
+    np.testing.assert_allclose(patched.scores, own, atol=1e-4)
+    np.testing.assert_allclose(patched.lens[:, -1], own, atol=1e-4)
