@@ -119,6 +119,24 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
     return built
 
 
+def tiny_study(model: str, **changes) -> dict:
+    """A study spec (as parsed TOML) matching the evaluated_settings fixture's protocol: same training
+    sets and LoRA settings, so the store already holds all of it."""
+    raw = {"name": "tiny", "models": [model], "specialists": ["synthetic-corporate"], "seeds": [13],
+           "train_size": 32, "eval_size": 20,
+           "lora": {"r": 4, "alpha": 8, "lr": 5e-3, "max_tokens": 96, "batch_size": 8}}
+    return {**raw, **changes}
+
+
+def study_toml(raw: dict) -> str:
+    """A spec dict written as TOML (top-level values, then the [lora] table)."""
+    import json
+
+    lines = [f"{key} = {json.dumps(value)}" for key, value in raw.items() if key != "lora"]
+    lines += ["[lora]"] + [f"{key} = {json.dumps(value)}" for key, value in raw.get("lora", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 

@@ -16,6 +16,7 @@ import pytest
 from data.corpora import save_user_email
 from data.parse import make_email, parse_message_bytes
 from tests.conftest import HOSTILE_EMAIL as HOSTILE
+from tests.conftest import tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -247,9 +248,7 @@ def test_study_html_export_opens_offline_with_its_figures(browser, evaluated_set
     from diagnostics.study import parse_spec, plan_study, study_findings, study_results, summarize_study
     from diagnostics.study_report import study_figures, study_html
 
-    spec = parse_spec({"name": "tiny", "models": [evaluated_settings.model], "specialists": ["synthetic-corporate"],
-                       "seeds": [13], "train_size": 32, "eval_size": 20,
-                       "lora": {"r": 4, "alpha": 8, "lr": 5e-3, "max_tokens": 96, "batch_size": 8}})
+    spec = parse_spec(tiny_study(evaluated_settings.model))
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         results = study_results(store, spec, plan_study(store, spec), evaluated_settings.seed)
     summary = summarize_study(results)

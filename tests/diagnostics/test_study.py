@@ -9,16 +9,9 @@ from typer.testing import CliRunner
 
 from data.store import Store
 from diagnostics.study import SpecError, load_spec, parse_spec, plan_study, run_study, study_results, summarize_study
+from tests.conftest import study_toml, tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _spec(model: str, **changes) -> dict:
-    # The same training sets and LoRA settings as the evaluated_settings fixture's protocol.
-    raw = {"name": "tiny", "models": [model], "specialists": ["synthetic-corporate"], "seeds": [13],
-           "train_size": 32, "eval_size": 20,
-           "lora": {"r": 4, "alpha": 8, "lr": 5e-3, "max_tokens": 96, "batch_size": 8}}
-    return {**raw, **changes}
 
 
 @pytest.fixture
@@ -41,7 +34,7 @@ def study_copy(evaluated_settings, tmp_path):
 ])
 def test_bad_specs_are_refused_with_the_field_named(change, message):
     with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("`", "`")):
-        parse_spec(_spec("m", **change))
+        parse_spec(tiny_study("m", **change))
 
 
 def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
@@ -59,9 +52,9 @@ def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
 def test_unknown_corpus_and_a_different_training_set_size_are_named(evaluated_settings):
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         with pytest.raises(SpecError, match="corpus 'Enron' is not in the store"):
-            plan_study(store, parse_spec(_spec(evaluated_settings.model, specialists=["Enron"])))
+            plan_study(store, parse_spec(tiny_study(evaluated_settings.model, specialists=["Enron"])))
         with pytest.raises(SpecError, match="holds 32 emails but the spec asks for train_size = 64"):
-            plan_study(store, parse_spec(_spec(evaluated_settings.model, train_size=64)))
+            plan_study(store, parse_spec(tiny_study(evaluated_settings.model, train_size=64)))
 
 
 def _work(store) -> tuple[int, int]:
@@ -70,14 +63,14 @@ def _work(store) -> tuple[int, int]:
 
 
 def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption(study_copy, monkeypatch):
-    spec = parse_spec(_spec(study_copy.model))
+    spec = parse_spec(tiny_study(study_copy.model))
     with Store.open(study_copy.store_path) as store:
         before = _work(store)
         run_study(store, study_copy, spec, progress=False)  # the fixture's protocol already did all of it
         assert _work(store) == before
 
         # A second LoRA seed; the job is interrupted after its first new adapter.
-        two_seeds = parse_spec(_spec(study_copy.model, seeds=[13, 14]))
+        two_seeds = parse_spec(tiny_study(study_copy.model, seeds=[13, 14]))
         import diagnostics.jobs as jobs
 
         real_finetune, calls = jobs.finetune_adapter, []
@@ -108,13 +101,11 @@ def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption
         assert _work(store) == after
 
 
-def test_study_command_reports_and_refuses_a_bad_spec(study_copy, tmp_path):
+def test_study_command_reports_and_refuses_a_badtiny_study(study_copy, tmp_path):
     from cli import app
 
     good = tmp_path / "tiny.toml"
-    good.write_text(f'name = "tiny"\nmodels = ["{study_copy.model}"]\nspecialists = ["synthetic-corporate"]\n'
-                    'seeds = [13]\ntrain_size = 32\neval_size = 20\n'
-                    '[lora]\nr = 4\nalpha = 8\nlr = 5e-3\nmax_tokens = 96\nbatch_size = 8\n')
+    good.write_text(study_toml(tiny_study(study_copy.model)))
     base = ["--home", str(study_copy.home), "--store", str(study_copy.store_path), "--device", "cpu", "study"]
     result = CliRunner().invoke(app, base + [str(good), "--report-only"])
     assert result.exit_code == 0, result.output

@@ -3,15 +3,12 @@ the bag-of-words reference), and its HTML export is one self-contained, escaped 
 
 import re
 
-from tests.conftest import open_app_page
+from tests.conftest import open_app_page, study_toml, tiny_study
 
 
 def _write_spec(folder, model: str) -> None:
     folder.mkdir(exist_ok=True)
-    (folder / "tiny.toml").write_text(
-        f'name = "tiny <b>study</b>"\nmodels = ["{model}"]\nspecialists = ["synthetic-corporate"]\n'
-        'seeds = [13]\ntrain_size = 32\neval_size = 20\n'
-        '[lora]\nr = 4\nalpha = 8\nlr = 5e-3\nmax_tokens = 96\nbatch_size = 8\n')
+    (folder / "tiny.toml").write_text(study_toml(tiny_study(model, name="tiny <b>study</b>")))
     (folder / "broken.toml").write_text("models = [")
 
 
