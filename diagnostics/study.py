@@ -93,11 +93,8 @@ def parse_spec(raw: dict) -> StudySpec:
     for key in ("generalist", "reference"):
         if not isinstance(raw.get(key, True), bool):
             raise SpecError(f"{key} must be true or false")
-    specialists = _names(raw["specialists"], "specialists") if raw.get("specialists") is not None else None
-    if specialists == () or (specialists is None and "specialists" in raw):
-        specialists = None
-    if not raw.get("generalist", True) and specialists is not None and not specialists:
-        raise SpecError("the study trains nothing: no specialists and generalist = false")
+    # Absent: every corpus with both labels. An empty list is refused by _names, so a spec always trains something.
+    specialists = _names(raw["specialists"], "specialists") if "specialists" in raw else None
     return StudySpec(name=raw["name"].strip(), models=_names(raw["models"], "models"), specialists=specialists,
                      generalist=raw.get("generalist", True),
                      test_corpora=_names(raw["test_corpora"], "test_corpora") if raw.get("test_corpora") else None,
