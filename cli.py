@@ -136,6 +136,24 @@ def trainset_specialist(
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
 
 
+@trainset_app.command("fticl")
+def trainset_fticl(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Argument(help="Corpus whose training split to use")],
+    size: Annotated[Optional[int], typer.Option(help="Stratified sample of this many emails (default: all)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
+):
+    """An FTICL set: the same emails as specialist-CORPUS, named fticl-CORPUS; train it with --context-examples K."""
+    from data.splits import build_specialist
+    from data.store import Store
+
+    settings = _settings(ctx)
+    with _clear_errors():
+        with Store.open(settings.store_path) as store:
+            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed, kind="fticl")
+            typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
+
+
 @trainset_app.command("generalist")
 def trainset_generalist(
     ctx: typer.Context,
@@ -161,7 +179,7 @@ def _echo_memory_estimate(settings: Settings, model: str, lora: LoraSettings) ->
     from transformers import AutoConfig
 
     from models.loading import ModelError, pick_device, prepare_model
-    from models.memory import estimate_memory
+    from models.memory import estimate_memory, prompt_tokens
     from models.registry import resolve_model
 
     try:
@@ -171,7 +189,7 @@ def _echo_memory_estimate(settings: Settings, model: str, lora: LoraSettings) ->
         typer.echo(f"memory estimate for {model}: unavailable ({exc})")
         return
     precision = "4bit" if settings.quantize == "4bit" else "bf16" if device.type == "cuda" else "fp32"
-    estimate = estimate_memory(config, precision, lora, lora.batch_size, lora.max_tokens)
+    estimate = estimate_memory(config, precision, lora, lora.batch_size, prompt_tokens(lora))
     typer.echo(f"memory estimate for training {model} on {device.type} ({precision}): {estimate.describe()}")
 
 
@@ -188,6 +206,8 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Emails per step")] = LoraSettings.batch_size,
     max_tokens: Annotated[int, typer.Option(help="Token budget per training prompt")] = LoraSettings.max_tokens,
     seed: Annotated[int, typer.Option(help="Training seed")] = LoraSettings.seed,
+    context_examples: Annotated[int, typer.Option(help="FTICL: labelled training emails in each prompt (an fticl-CORPUS set needs > 0)")] = LoraSettings.context_examples,
+    context_tokens: Annotated[int, typer.Option(help="FTICL: token budget per in-context example")] = LoraSettings.context_tokens,
 ):
     """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
     from data.store import Store
@@ -195,7 +215,8 @@ def train(
 
     settings = _settings(ctx)
     lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
-                        epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed)
+                        epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed,
+                        context_examples=context_examples, context_tokens=context_tokens)
     with _clear_errors():
         _echo_memory_estimate(settings, settings.model, lora)
         with Store.open(settings.store_path) as store:
@@ -343,6 +364,8 @@ def study(
     html: Annotated[Optional[Path], typer.Option(help="Also write the report as one self-contained HTML file here")] = None,
 ):
     """Run a cross-architecture study: train and evaluate whatever the spec needs and the store lacks, then report."""
+    from dataclasses import replace
+
     from data.store import Store
     from diagnostics.study import SpecError, load_spec, plan_study, run_study, study_findings, study_results, summarize_study
 
@@ -353,8 +376,8 @@ def study(
         _fail(str(exc))
     with _clear_errors():
         if not report_only:
-            for model in parsed.models:
-                _echo_memory_estimate(settings, model, parsed.lora)
+            for model in parsed.models:  # for the longest prompts: FTICL's, when the spec has it
+                _echo_memory_estimate(settings, model, replace(parsed.lora, context_examples=parsed.fticl_examples))
         with Store.open(settings.store_path) as store:
             try:
                 plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)

@@ -66,6 +66,18 @@ class LoraSettings:
     batch_size: int = 8
     max_tokens: int = 128
     seed: int = 13
+    # FTICL (fine-tuning with in-context examples): k labelled training emails placed before the
+    # email in every training prompt, and a fixed k in every scoring prompt. 0: plain fine-tuning.
+    context_examples: int = 0
+    context_tokens: int = 64  # token budget per in-context example's email
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """One labelled in-context example (FTICL): an email's rendered text and its label."""
+
+    text: str
+    label: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,9 @@ class AdapterInfo:
     n_train: int
     seconds: float
     created_at: str
+    # FTICL adapters: the in-context examples every scoring prompt starts with (chosen once from
+    # the training set with the adapter's seed, label-balanced). Empty for plain adapters.
+    demonstrations: tuple[Demonstration, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -64,18 +64,26 @@ def specialist_name(corpus: str) -> str:
     return f"specialist-{corpus}"
 
 
+def fticl_name(corpus: str) -> str:
+    return f"fticl-{corpus}"
+
+
 def build_specialist(store: Store, corpus: str, size: int | None = None, seed: int = 13,
-                     name: str | None = None) -> str:
-    """A specialist set: (a stratified sample of) one corpus' training split."""
+                     name: str | None = None, kind: str = "specialist") -> str:
+    """A specialist set: (a stratified sample of) one corpus' training split.
+
+    kind="fticl" names the same emails as the FTICL paradigm's set (fticl-<corpus>): trained
+    with in-context examples, it is its own row in every matrix.
+    """
     train = store.split_ids(corpus, "train")
     if train.empty:
         raise SplitError(f"corpus {corpus!r} has no training split; ingest it first")
     if train["label"].nunique() < 2:
         raise SplitError(f"corpus {corpus!r} holds one class only; a specialist needs both labels. "
                          f"Use it in a generalist mix or as a test corpus.")
-    name = name or specialist_name(corpus)
+    name = name or (fticl_name(corpus) if kind == "fticl" else specialist_name(corpus))
     ids = sample_stratified(train, size, seed)
-    store.add_training_set(name, "specialist", [corpus], ids, seed)
+    store.add_training_set(name, kind, [corpus], ids, seed)
     return name
 
 

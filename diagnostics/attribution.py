@@ -31,7 +31,7 @@ import torch
 
 from data.defang import defang
 from data.records import Email, Explanation, Faithfulness
-from models.scoring import PromptBuilder, label_token_ids, render_email
+from models.scoring import PromptBuilder, label_token_ids, prompt_builder, render_email
 
 METHODS = ("shap", "gradxinput")
 URL_START = re.compile(r"(?:https?://|www\.)", re.IGNORECASE)
@@ -524,7 +524,7 @@ def explain_progressively(loaded, mail: Email, max_tokens: int, levels: Sequence
                           with_faithfulness: bool = True, seed: int = 0) -> Iterator[Explanation]:
     """Ever finer SHAP explanations of one email; they share one scorer, so each level
     reuses the coarser levels' evaluations. The last one carries its faithfulness curves."""
-    builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+    builder = prompt_builder(loaded, max_tokens)
     scorer = CoalitionScorer(loaded, layout_email(builder, mail))
     for i, level in enumerate(levels):
         explanation = explain_shap(scorer, mail.id, loaded.adapter_id, max_tokens, level, seed=seed)

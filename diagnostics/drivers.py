@@ -16,7 +16,7 @@ from data.records import Email, Explanation
 from data.store import Store
 from diagnostics.attribution import (METHODS, CoalitionScorer, explain_gradient, explain_shap, layout_email,
                                      method_params)
-from models.scoring import PromptBuilder
+from models.scoring import prompt_builder
 
 _EDGE_PUNCTUATION = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
 
@@ -39,7 +39,7 @@ def features(explanation: Explanation) -> list[tuple[str, float]]:
 
 def explain_one(loaded, mail: Email, method: str, max_tokens: int, seed: int = 0) -> Explanation:
     """A word-level explanation of one email by the named method."""
-    layout = layout_email(PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens), mail)
+    layout = layout_email(prompt_builder(loaded, max_tokens), mail)
     if method == "gradxinput":
         return explain_gradient(loaded, layout, mail.id, max_tokens)
     if method == "shap":

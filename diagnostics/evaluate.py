@@ -19,7 +19,7 @@ from data.records import Prediction
 from data.splits import test_sample
 from data.store import Store
 from models.loading import LoadedModel, load_model
-from models.scoring import PromptBuilder, score_prompts
+from models.scoring import prompt_builder, score_prompts
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str,
                     max_tokens: int, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
     """Score the given emails with one loaded model; threshold at logit difference 0."""
     emails = store.emails_by_ids(email_ids)
-    builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+    builder = prompt_builder(loaded, max_tokens)
     prompts = [builder.build(m) for m in emails]
     scores = score_prompts(loaded, [p.input_ids for p in prompts], batch_size, on_batch)
     return [

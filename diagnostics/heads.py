@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from data.records import AdapterInfo
 from models.loading import LoadedModel
 from models.registry import ModelSpec
-from models.scoring import PromptBuilder, label_token_ids, length_buckets, pad_left
+from models.scoring import PromptBuilder, label_token_ids, length_buckets, pad_left, prompt_builder  # noqa: F401 (re-exported)
 
 ABLATIONS = ("mean", "zero")
 SWEEP_METHODS = ("attribution", "exact")
@@ -52,6 +53,7 @@ class HeadModel:
     n_layers: int
     n_heads: int
     softcap: float | None  # Gemma 2's final logit soft-capping, applied to the score too
+    adapter: AdapterInfo | None = None  # its in-context examples (FTICL) are part of every prompt
 
     def hook_z(self, layer: int) -> str:
         return f"blocks.{layer}.attn.hook_z"
@@ -75,7 +77,8 @@ def boot_bridge(loaded: LoadedModel) -> HeadModel:
     bridge.eval()
     negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
     return HeadModel(bridge, loaded.tokenizer, loaded.spec, loaded.adapter_id, negative, positive, loaded.device,
-                     bridge.cfg.n_layers, bridge.cfg.n_heads, getattr(model.config, "final_logit_softcapping", None))
+                     bridge.cfg.n_layers, bridge.cfg.n_heads, getattr(model.config, "final_logit_softcapping", None),
+                     loaded.adapter)
 
 
 def _batches(hm: HeadModel, prompts: Sequence[list[int]], batch_size: int):
@@ -486,10 +489,6 @@ def load_head_model(model: str, adapter_dir: Path | None, models_dir: Path, devi
     from models.loading import load_model
 
     return boot_bridge(load_model(model, adapter_dir, models_dir, device))
-
-
-def prompt_builder(hm: HeadModel, max_tokens: int) -> PromptBuilder:
-    return PromptBuilder(hm.tokenizer, hm.spec, max_tokens)
 
 
 def email_prompt(builder: PromptBuilder, mail) -> tuple[list[int], tuple[int, int]]:

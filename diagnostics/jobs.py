@@ -85,9 +85,15 @@ def train_training_set(store: Store, settings: Settings, training_set: str, lora
     folder = settings.adapters_dir / wanted
     if wanted in set(store.adapters()["id"]) and folder.exists():
         return folder
-    emails = store.training_set_emails(training_set)
-    if not emails:
+    record = store.training_set(training_set)
+    if record is None:
         raise ValueError(f"training set {training_set!r} is not in the store; build it first")
+    # The paradigm label comes from the training set's kind: keep it true to how the adapter was trained.
+    if (record["kind"] == "fticl") != (lora.context_examples > 0):
+        raise ValueError(f"training set {training_set!r} is a {record['kind']} set: "
+                         + ("train it with in-context examples (context_examples > 0)" if record["kind"] == "fticl"
+                            else "in-context examples (FTICL) train on an fticl-<corpus> set"))
+    emails = store.training_set_emails(training_set)
     with store.run("train", {"model": spec.name, "training_set": training_set, "lora": lora.__dict__}):
         base = load_base(spec, settings.models_dir, settings.device, settings.quantize)
         info = finetune_adapter(base, emails, training_set, lora, settings.adapters_dir, progress)

@@ -19,16 +19,16 @@ import pandas as pd
 
 from data.records import LoraSettings
 from data.settings import Settings
-from data.splits import build_generalist, build_specialist, specialist_name
+from data.splits import build_generalist, build_specialist, fticl_name, specialist_name
 from data.store import Store
 from diagnostics.evaluate import EvaluationTarget, evaluate, evaluate_reference
 from diagnostics.matrix import with_f1_intervals
 from models.finetune import adapter_id
 from models.registry import resolve_model
 
-SPEC_KEYS = {"name", "models", "specialists", "generalist", "test_corpora", "seeds", "train_size", "eval_size",
-             "reference", "lora"}
-LORA_KEYS = {f.name for f in fields(LoraSettings)} - {"seed"}
+SPEC_KEYS = {"name", "models", "specialists", "generalist", "fticl_examples", "test_corpora", "seeds", "train_size",
+             "eval_size", "reference", "lora"}
+LORA_KEYS = {f.name for f in fields(LoraSettings)} - {"seed", "context_examples"}
 
 
 class SpecError(ValueError):
@@ -41,6 +41,8 @@ class StudySpec:
     models: tuple[str, ...]
     specialists: tuple[str, ...] | None = None  # None: every corpus with both labels
     generalist: bool = True
+    # FTICL: k > 0 also trains every specialist's emails with k in-context examples (fticl-<corpus>)
+    fticl_examples: int = 0
     test_corpora: tuple[str, ...] | None = None  # None: every corpus
     seeds: tuple[int, ...] = (13,)
     train_size: int = 256
@@ -93,10 +95,13 @@ def parse_spec(raw: dict) -> StudySpec:
     for key in ("generalist", "reference"):
         if not isinstance(raw.get(key, True), bool):
             raise SpecError(f"{key} must be true or false")
+    fticl = raw.get("fticl_examples", 0)
+    if not isinstance(fticl, int) or isinstance(fticl, bool) or not 0 <= fticl <= 16:
+        raise SpecError(f"fticl_examples must be an integer from 0 (no FTICL) to 16, got {fticl!r}")
     # Absent: every corpus with both labels. An empty list is refused by _names, so a spec always trains something.
     specialists = _names(raw["specialists"], "specialists") if "specialists" in raw else None
     return StudySpec(name=raw["name"].strip(), models=_names(raw["models"], "models"), specialists=specialists,
-                     generalist=raw.get("generalist", True),
+                     generalist=raw.get("generalist", True), fticl_examples=fticl,
                      test_corpora=_names(raw["test_corpora"], "test_corpora") if raw.get("test_corpora") else None,
                      seeds=tuple(seeds), train_size=sizes["train_size"], eval_size=sizes["eval_size"],
                      reference=raw.get("reference", True), lora=lora)
@@ -122,6 +127,12 @@ class StudyPlan:
     adapters: tuple[tuple[str, str, int, str], ...]  # (model, training set, seed, adapter id)
 
 
+def training_lora(spec: StudySpec, training_set: str, seed: int) -> LoraSettings:
+    """The spec's LoRA settings for one training set and seed (FTICL sets add in-context examples)."""
+    k = spec.fticl_examples if training_set.startswith("fticl-") else 0
+    return replace(spec.lora, seed=seed, context_examples=k)
+
+
 def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
     """Check the spec against the store's corpora and name everything the study needs."""
     corpora = store.corpus_names()
@@ -129,16 +140,23 @@ def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
         if name not in corpora:
             raise SpecError(f"corpus {name!r} is not in the store; known: {', '.join(corpora) or 'none'}")
     specialists = spec.specialists if spec.specialists is not None else tuple(store.two_class_corpora())
-    training_sets = tuple(specialist_name(c) for c in specialists) + (("generalist",) if spec.generalist else ())
+    training_sets = tuple(specialist_name(c) for c in specialists) + (("generalist",) if spec.generalist else ()) \
+        + (tuple(fticl_name(c) for c in specialists) if spec.fticl_examples else ())
     for name in training_sets:
         existing = store.training_set(name)
         if existing is not None and existing["size"] != spec.train_size:
             raise SpecError(f"training set {name!r} in this store holds {existing['size']} emails but the spec "
                             f"asks for train_size = {spec.train_size}; use that size or a fresh store (--store)")
     adapters = tuple((model, training_set, seed,
-                      adapter_id(resolve_model(model).name, training_set, replace(spec.lora, seed=seed)))
+                      adapter_id(resolve_model(model).name, training_set, training_lora(spec, training_set, seed)))
                      for model in spec.models for training_set in training_sets for seed in spec.seeds)
     return StudyPlan(training_sets, tuple(spec.test_corpora or corpora), adapters)
+
+
+def reference_sets(plan: StudyPlan) -> tuple[str, ...]:
+    """Training sets the bag-of-words reference trains on: an FTICL set holds a specialist's emails,
+    and a bag of words has no context to put examples in."""
+    return tuple(t for t in plan.training_sets if not t.startswith("fticl-"))
 
 
 def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool = True) -> StudyPlan:
@@ -146,22 +164,23 @@ def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool 
     from diagnostics.jobs import train_training_set
 
     plan = plan_study(store, spec)
-    specialists = [name.removeprefix("specialist-") for name in plan.training_sets if name != "generalist"]
-    for corpus in specialists:
-        if store.training_set(specialist_name(corpus)) is None:
-            build_specialist(store, corpus, spec.train_size, settings.seed)
+    for name in plan.training_sets:
+        kind, _, corpus = name.partition("-")
+        if kind in ("specialist", "fticl") and store.training_set(name) is None:
+            build_specialist(store, corpus, spec.train_size, settings.seed, kind=kind)
     if spec.generalist and store.training_set("generalist") is None:
         build_generalist(store, store.corpus_names(), spec.train_size, settings.seed)
     for model in spec.models:
         model_settings = settings.with_overrides(model=model)
-        folders = [train_training_set(store, model_settings, training_set, replace(spec.lora, seed=seed), progress)
+        folders = [train_training_set(store, model_settings, training_set, training_lora(spec, training_set, seed),
+                                      progress)
                    for training_set in plan.training_sets for seed in spec.seeds]
         targets = [EvaluationTarget(model, None, settings.quantize)] + \
             [EvaluationTarget(model, folder, settings.quantize) for folder in folders]
         evaluate(store, targets, plan.test_corpora, settings.models_dir, spec.eval_size, spec.lora.max_tokens,
                  settings.seed, settings.device, progress=progress)
     if spec.reference:
-        evaluate_reference(store, plan.training_sets, plan.test_corpora, spec.eval_size, settings.seed)
+        evaluate_reference(store, reference_sets(plan), plan.test_corpora, spec.eval_size, settings.seed)
     return plan
 
 
@@ -175,7 +194,7 @@ def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int
     seeds = {adapter: seed for _, _, seed, adapter in plan.adapters}
     wanted = set(seeds) | {f"zero-shot:{resolve_model(m).name}" for m in spec.models}
     if spec.reference:
-        wanted |= {reference_id(t, data_seed) for t in plan.training_sets}
+        wanted |= {reference_id(t, data_seed) for t in reference_sets(plan)}
     metrics = store.metrics()
     rows = metrics[metrics["adapter_id"].isin(wanted) & metrics["corpus"].isin(plan.test_corpora)]
     return with_f1_intervals(rows).assign(seed=lambda f: f["adapter_id"].map(seeds))
@@ -213,6 +232,15 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
             gen = by.loc["generalist"]
             score = gen["in_domain_f1_mean"]
             parts.append(f"the generalist reaches {score:.2f} on the corpora it was trained on")
+        if "fticl" in by.index:
+            icl = by.loc["fticl"]
+            sentence = (f"with in-context examples (FTICL) the same specialist data reaches "
+                        f"{icl['in_domain_f1_mean']:.2f} in domain and {icl['out_domain_f1_mean']:.2f} out of domain "
+                        f"(gap {icl['gap']:+.2f})")
+            if "specialist" in by.index and not pd.isna(icl["gap"]) and not pd.isna(by.loc["specialist", "gap"]):
+                change = icl["gap"] - by.loc["specialist", "gap"]
+                sentence += f", which {'narrows' if change < 0 else 'widens'} the gap by {abs(change):.2f}"
+            parts.append(sentence)
         if "zero-shot" in by.index:
             zero = by.loc["zero-shot"]
             parts.append(f"zero-shot {zero['out_domain_f1_mean']:.2f}")

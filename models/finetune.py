@@ -22,16 +22,46 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.records import AdapterInfo, Email, LoraSettings
+from data.records import AdapterInfo, Demonstration, Email, LoraSettings
 from models.loading import ADAPTER_INFO_FILE, LoadedModel
-from models.scoring import PromptBuilder, label_token_ids, last_position_logits, pad_left
+from models.scoring import PromptBuilder, label_token_ids, last_position_logits, pad_left, render_email
 
 
 def adapter_id(model: str, training_set: str, lora: LoraSettings) -> str:
     """A stable id naming the adapter's folder and store rows; any hyperparameter change
     changes it (short hash), so a different configuration is never mistaken for a trained one."""
-    digest = hashlib.sha256(json.dumps(asdict(lora), sort_keys=True).encode()).hexdigest()[:6]
+    hashed = asdict(lora)
+    if not lora.context_examples:  # plain adapters keep the ids they had before FTICL existed
+        del hashed["context_examples"], hashed["context_tokens"]
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:6]
     return f"{model}--{training_set}--r{lora.r}-s{lora.seed}-{digest}"
+
+
+def pick_demonstrations(pool: Sequence[Email], k: int, rng: random.Random) -> tuple[Demonstration, ...]:
+    """k labelled examples from pool, half of each label (an odd k's extra one drawn at random),
+    in random order: a balanced context does not tell the model which answer to expect."""
+    by_label = {label: [m for m in pool if m.label == label] for label in (0, 1)}
+    positives = k // 2 + (k % 2 and rng.random() < 0.5)
+    wanted = {0: k - positives, 1: positives}
+    for label, count in wanted.items():
+        if count > len(by_label[label]):
+            raise ValueError(f"{k} in-context examples need {count} emails labelled {label}; the training set "
+                             f"has {len(by_label[label])} to draw from")
+    chosen = [m for label, count in wanted.items() for m in rng.sample(by_label[label], count)]
+    rng.shuffle(chosen)
+    return tuple(Demonstration(render_email(m), m.label) for m in chosen)
+
+
+def training_prompts(builder: PromptBuilder, emails: Sequence[Email], k: int, rng: random.Random) -> list[list[int]]:
+    """Token ids of each training email's prompt; with k > 0 (FTICL) each starts with k examples
+    drawn from the other training emails."""
+    if not k:
+        return [builder.build(m).input_ids for m in emails]
+    prompts = []
+    for index, mail in enumerate(emails):
+        others = emails[:index] + emails[index + 1:]
+        prompts.append(builder.build(mail, pick_demonstrations(others, k, rng)).input_ids)
+    return prompts
 
 
 def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: str,
@@ -57,9 +87,13 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
         base.model = prepare_model_for_kbit_training(base.model)  # QLoRA: norms in fp32, inputs need grads
     model = get_peft_model(base.model, config)
     model.train()
-    builder = PromptBuilder(base.tokenizer, base.spec, lora.max_tokens)
+    builder = PromptBuilder(base.tokenizer, base.spec, lora.max_tokens, context_tokens=lora.context_tokens)
     negative, positive = label_token_ids(base.tokenizer, base.spec)
-    examples = [(builder.build(m).input_ids, m.label) for m in emails]
+    emails = list(emails)
+    examples = list(zip(training_prompts(builder, emails, lora.context_examples, rng), (m.label for m in emails)))
+    # An FTICL adapter scores every email after the same k examples, drawn once from its training set.
+    demonstrations = pick_demonstrations(emails, lora.context_examples, random.Random(f"{lora.seed}:scoring")) \
+        if lora.context_examples else ()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lora.lr, weight_decay=0.0)
     steps_per_epoch = (len(examples) + lora.batch_size - 1) // lora.batch_size
@@ -107,6 +141,7 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
         n_train=len(examples),
         seconds=round(time.perf_counter() - started, 2),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        demonstrations=demonstrations,
     )
     _save_atomically(model, info)
     return info

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from data.records import AdapterInfo
+from data.records import AdapterInfo, Demonstration
 from models.registry import ModelSpec, resolve_model
 
 ADAPTER_INFO_FILE = "phishlens_adapter.json"
@@ -199,6 +199,7 @@ def read_adapter_info(adapter_dir: Path) -> AdapterInfo:
     try:
         raw = json.loads(meta.read_text())
         raw["train_loss"] = tuple(raw.get("train_loss", ()))
+        raw["demonstrations"] = tuple(Demonstration(**d) for d in raw.get("demonstrations", ()))
         return AdapterInfo(**raw)
     except (json.JSONDecodeError, TypeError) as exc:
         raise ModelError(f"{meta} is corrupt ({exc}); retrain the adapter") from exc

@@ -42,6 +42,12 @@ def parameter_count(config) -> int:
     return layers * (attention + mlp + 2 * hidden) + embeddings
 
 
+def prompt_tokens(lora: LoraSettings) -> int:
+    """Upper bound of a training prompt's length: the email's budget plus, with FTICL, each
+    in-context example's budget and its copy of the template (~48 tokens with the default one)."""
+    return lora.max_tokens + lora.context_examples * (lora.context_tokens + 48)
+
+
 def estimate_memory(config, precision: str, lora: LoraSettings | None = None, batch_size: int = 8,
                     tokens: int = 256) -> MemoryEstimate:
     """Memory of scoring (lora None) or LoRA training of a model at a precision (fp32, bf16, 4bit)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.records import Email
+from data.records import Demonstration, Email
 from models.registry import ModelSpec
 
 
@@ -40,24 +40,59 @@ class PromptTokens:
 
 
 class PromptBuilder:
-    """Turns emails into token ids under a fixed template and token budget."""
+    """Turns emails into token ids under a fixed template and token budget.
 
-    def __init__(self, tokenizer, spec: ModelSpec, max_tokens: int):
+    With demonstrations (FTICL), each prompt starts with labelled examples in the same
+    template, each answered with its label word; the email under test follows. The budget
+    (max_tokens) is the email's prompt; each example's email has its own budget (context_tokens).
+    """
+
+    def __init__(self, tokenizer, spec: ModelSpec, max_tokens: int,
+                 demonstrations: Sequence[Demonstration] = (), context_tokens: int = 64):
         head, tail = spec.prompt_template.split("{email}")
         self.tokenizer = tokenizer
+        self.spec = spec
+        self.context_tokens = context_tokens
         # Keep the BOS token where the tokenizer adds one (Gemma and Llama 3 expect it).
         probe = tokenizer("x").input_ids
-        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else []
-        self.head = bos + tokenizer(head, add_special_tokens=False).input_ids
+        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else []
+        self.template_head = tokenizer(head, add_special_tokens=False).input_ids
         self.tail = tokenizer(tail, add_special_tokens=False).input_ids
-        self.budget = max_tokens - len(self.head) - len(self.tail)
+        self.budget = max_tokens - len(self.bos) - len(self.template_head) - len(self.tail)
         if self.budget < 16:
             raise ValueError(f"token budget {max_tokens} leaves {self.budget} tokens for the email; raise it")
+        self._answers = [tokenizer(word, add_special_tokens=False).input_ids for word in spec.label_words]
+        self._separator = tokenizer("\n\n", add_special_tokens=False).input_ids
+        self._email_ids: dict[str, list[int]] = {}
+        # Everything before the email: fixed for a builder, so spans and layouts can rely on it.
+        self.head = self.head_with(demonstrations)
 
-    def build(self, mail: Email) -> PromptTokens:
+    def head_with(self, demonstrations: Sequence[Demonstration]) -> list[int]:
+        """BOS, the labelled examples (each a full prompt plus its answer), then the template's head."""
+        ids = list(self.bos)
+        for demo in demonstrations:
+            if demo.text not in self._email_ids:
+                self._email_ids[demo.text] = self.tokenizer(demo.text, add_special_tokens=False).input_ids
+            ids += (self.template_head + self._email_ids[demo.text][: self.context_tokens] + self.tail
+                    + self._answers[demo.label] + self._separator)
+        return ids + self.template_head
+
+    def build(self, mail: Email, demonstrations: Sequence[Demonstration] | None = None) -> PromptTokens:
+        """The prompt for one email; `demonstrations` replaces the builder's own examples (FTICL training)."""
+        head = self.head if demonstrations is None else self.head_with(demonstrations)
         ids = self.tokenizer(render_email(mail), add_special_tokens=False).input_ids
         kept = ids[: self.budget]
-        return PromptTokens(self.head + kept + self.tail, len(ids), len(ids) - len(kept))
+        return PromptTokens(head + kept + self.tail, len(ids), len(ids) - len(kept))
+
+
+def prompt_builder(model, max_tokens: int) -> PromptBuilder:
+    """The prompt builder for a loaded model (anything with .tokenizer, .spec and .adapter): an
+    FTICL adapter's prompts start with the in-context examples it was saved with."""
+    adapter = getattr(model, "adapter", None)
+    if adapter is None or not adapter.demonstrations:
+        return PromptBuilder(model.tokenizer, model.spec, max_tokens)
+    return PromptBuilder(model.tokenizer, model.spec, max_tokens, adapter.demonstrations,
+                         int(adapter.hyperparameters.get("context_tokens", 64)))
 
 
 def pad_left(sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -107,5 +142,5 @@ def score_prompts(loaded, prompts: Sequence[list[int]], batch_size: int = 8,
 def score_emails(loaded, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Scores of emails rendered into the model's prompt under a token budget (see score_prompts)."""
-    builder = PromptBuilder(loaded.tokenizer, loaded.spec, max_tokens)
+    builder = prompt_builder(loaded, max_tokens)
     return score_prompts(loaded, [builder.build(mail).input_ids for mail in emails], batch_size, on_batch)

@@ -11,7 +11,7 @@ from data.parse import ParseError, make_email, parse_pasted_text
 from data.records import Email, Explanation
 from diagnostics.attribution import (CoalitionScorer, explain_gradient, explain_progressively, field_totals,
                                      layout_email, method_params, with_faithfulness_curves)
-from models.scoring import PromptBuilder
+from models.scoring import prompt_builder
 from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock,
                           save_explanation, stored_explanation)
 from pages._charts import faithfulness_figure, field_waterfall
@@ -111,7 +111,7 @@ class ExplanationView:
             return cached
         explainer_warm_up().join()
         with model_lock():
-            layout = layout_email(PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens), mail)
+            layout = layout_email(prompt_builder(loaded, settings.max_tokens), mail)
             if not layout.words:
                 st.info("Nothing to explain: this email has no words (empty sender, subject and body).")
                 return None

@@ -36,7 +36,7 @@ mail = make_email(fields, USER_CORPUS, label=1, source_ref=uploaded.name if uplo
 
 rows = []
 with st.spinner("Scoring…"):
-    from models.scoring import PromptBuilder, score_prompts
+    from models.scoring import prompt_builder, score_prompts
 
     for name in picked:
         if name.startswith("zero-shot"):
@@ -44,7 +44,7 @@ with st.spinner("Scoring…"):
         else:
             record = adapters[adapters["training_set"] == name].iloc[0]
             loaded = classifier(record["model"], record["path"], str(settings.models_dir), settings.device)
-        prompt = PromptBuilder(loaded.tokenizer, loaded.spec, settings.max_tokens).build(mail)
+        prompt = prompt_builder(loaded, settings.max_tokens).build(mail)
         score = float(score_prompts(loaded, [prompt.input_ids])[0])
         rows.append({"training_set": name, "model": loaded.spec.name, "adapter_id": loaded.adapter_id,
                      "score": score, "predicted": int(score > 0), "true_label": -1,

@@ -12,7 +12,8 @@ from pages._cache import study_report
 
 settings = st.session_state["settings"]
 st.title("Study")
-st.caption("Specialist vs generalist across architectures, as one reproducible spec: `python cli.py study "
+st.caption("Specialist vs generalist (and FTICL: fine-tuning with in-context examples) across architectures, as one "
+           "reproducible spec: `python cli.py study "
            "studies/<name>.toml` trains and evaluates whatever the store lacks. This page reports what is stored.")
 
 specs = {p.stem: p for p in sorted(settings.studies_dir.glob("*.toml"))}

@@ -8,7 +8,16 @@ import pytest
 from typer.testing import CliRunner
 
 from data.store import Store
-from diagnostics.study import SpecError, load_spec, parse_spec, plan_study, run_study, study_results, summarize_study
+from diagnostics.study import (
+    SpecError,
+    load_spec,
+    parse_spec,
+    plan_study,
+    run_study,
+    study_findings,
+    study_results,
+    summarize_study,
+)
 from tests.conftest import study_toml, tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +40,9 @@ def study_copy(evaluated_settings, tmp_path):
     ({"lora": {"rank": 8}}, "unknown [lora] field"),
     ({"lora": {"seed": 3}}, "the LoRA seed comes from `seeds`"),
     ({"generalist": "yes"}, "generalist must be true or false"),
+    ({"fticl_examples": -1}, "fticl_examples must be an integer from 0"),
+    ({"fticl_examples": True}, "fticl_examples must be an integer from 0"),
+    ({"lora": {"context_examples": 2}}, "unknown [lora] field"),
 ])
 def test_bad_specs_are_refused_with_the_field_named(change, message):
     with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("`", "`")):
@@ -40,7 +52,12 @@ def test_bad_specs_are_refused_with_the_field_named(change, message):
 def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
     default = load_spec(ROOT / "studies" / "default.toml")
     assert default.models == ("smollm2-135m", "gemma3-270m") and len(default.seeds) >= 2 and default.reference
-    assert load_spec(ROOT / "studies" / "paper.toml").lora.max_tokens == 512
+    paper = load_spec(ROOT / "studies" / "paper.toml")
+    assert paper.lora.max_tokens == 512 and paper.fticl_examples == 2
+    fticl = load_spec(ROOT / "studies" / "fticl.toml")
+    # it reuses the default study's data and adapters: same sizes and LoRA settings
+    assert (fticl.train_size, fticl.eval_size, fticl.seeds, fticl.lora) == \
+        (default.train_size, default.eval_size, default.seeds, default.lora) and fticl.fticl_examples == 2
     broken = tmp_path / "broken.toml"
     broken.write_text("models = [")
     with pytest.raises(SpecError, match="not valid TOML"):
@@ -114,3 +131,44 @@ def test_study_command_reports_and_refuses_a_badtiny_study(study_copy, tmp_path)
     bad.write_text('name = "x"\nmodels = ["a"]\nseeds = []\n')
     result = CliRunner().invoke(app, base + [str(bad)])
     assert result.exit_code == 1 and "seeds must be a non-empty list" in result.output
+
+
+def test_fticl_is_its_own_paradigm_trained_on_the_specialists_emails(study_copy):
+    from data.records import LoraSettings
+    from diagnostics.jobs import train_training_set
+
+    spec = parse_spec(tiny_study(study_copy.model, fticl_examples=2, lora={**tiny_study("m")["lora"],
+                                                                           "context_tokens": 24}))
+    with Store.open(study_copy.store_path) as store:
+        plan = plan_study(store, spec)
+        assert "fticl-synthetic-corporate" in plan.training_sets
+        before = _work(store)
+        run_study(store, study_copy, spec, progress=False)
+        assert _work(store)[0] == before[0] + 1  # only the FTICL adapter is new
+        fticl = store.training_set("fticl-synthetic-corporate")
+        assert fticl["kind"] == "fticl" and list(fticl["corpora"]) == ["synthetic-corporate"]
+        same_emails = store.query("SELECT training_set, list_sort(list(email_id)) AS ids FROM training_set_emails "
+                                  "WHERE training_set IN ('fticl-synthetic-corporate', 'specialist-synthetic-corporate') "
+                                  "GROUP BY training_set")
+        assert list(same_emails["ids"].iloc[0]) == list(same_emails["ids"].iloc[1])
+        results = study_results(store, spec, plan, study_copy.seed)
+        icl = results[results["paradigm"] == "fticl"]
+        assert set(icl["model"]) == {study_copy.model}  # no bag-of-words row: it has no context to fill
+        assert icl.set_index("corpus")["in_domain"].to_dict()["synthetic-corporate"]
+        plain = results[(results["paradigm"] == "specialist") & (results["model"] == study_copy.model)]
+        assert len(icl) == 3 and icl.set_index("corpus")["n"].to_dict() == plain.set_index("corpus")["n"].to_dict()
+        adapter = store.adapters().set_index("training_set").loc["fticl-synthetic-corporate"]
+        assert '"context_examples": 2' in adapter["hyperparameters"]
+        summary = summarize_study(results)
+        assert "fticl" in set(summary["paradigm"])
+        findings = " ".join(study_findings(summary))
+        assert "with in-context examples (FTICL)" in findings and "the gap by" in findings
+        after = _work(store)
+        run_study(store, study_copy, spec, progress=False)
+        assert _work(store) == after
+        # the paradigm label must stay true to how an adapter was trained
+        with pytest.raises(ValueError, match="train it with in-context examples"):
+            train_training_set(store, study_copy, "fticl-synthetic-corporate", LoraSettings(seed=99), progress=False)
+        with pytest.raises(ValueError, match="train on an fticl-<corpus> set"):
+            train_training_set(store, study_copy, "specialist-synthetic-corporate",
+                               LoraSettings(seed=99, context_examples=2), progress=False)

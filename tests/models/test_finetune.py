@@ -5,6 +5,7 @@ from safetensors import safe_open
 from data.records import LoraSettings
 from models.finetune import finetune_adapter
 from models.loading import ModelError, load_base, load_with_adapter, read_adapter_info
+from models.scoring import render_email
 from models.tiny import build_tiny_model
 
 
@@ -115,3 +116,66 @@ def test_four_bit_loading_says_what_it_needs(tiny_model_dir):
         load_base(str(tiny_model_dir), models_dir, "cpu", quantize="4bit")
     with pytest.raises(ModelError, match="quantize must be one of none, 4bit"):
         load_base(str(tiny_model_dir), models_dir, "cpu", quantize="8bit")
+
+
+def test_plain_adapter_ids_did_not_change_when_fticl_was_added():
+    from models.finetune import adapter_id
+
+    # ids of adapters trained before the context fields existed (stores in the field hold them)
+    assert adapter_id("smollm2-135m", "specialist-EnronSpam", LoraSettings()) == \
+        "smollm2-135m--specialist-EnronSpam--r8-s13-415db2"
+    assert adapter_id("gemma3-270m", "generalist", LoraSettings(seed=14)) == "gemma3-270m--generalist--r8-s14-437cb5"
+    fticl = adapter_id("smollm2-135m", "fticl-EnronSpam", LoraSettings(context_examples=2))
+    assert fticl != adapter_id("smollm2-135m", "fticl-EnronSpam", LoraSettings(context_examples=4))
+
+
+def test_demonstrations_are_label_balanced_and_refused_when_a_label_is_short(synthetic_emails):
+    import random
+
+    from models.finetune import pick_demonstrations
+
+    pool = synthetic_emails[0][1][:30]
+    for k in (2, 4):
+        demos = pick_demonstrations(pool, k, random.Random(0))
+        assert sorted(d.label for d in demos) == [0] * (k // 2) + [1] * (k // 2)
+        assert {d.text for d in demos} <= {render_email(m) for m in pool}
+    odd = [pick_demonstrations(pool, 3, random.Random(seed)) for seed in range(20)]
+    assert {sum(d.label for d in demos) for demos in odd} == {1, 2}  # the extra example is either label
+    one_positive = [m for m in pool if m.label == 0] + [next(m for m in pool if m.label == 1)]
+    with pytest.raises(ValueError, match="need 2 emails labelled 1"):
+        pick_demonstrations(one_positive, 4, random.Random(0))
+
+
+def test_fticl_adapter_trains_with_examples_and_scores_after_its_own(tiny_model_dir, synthetic_emails, tmp_path):
+    import random
+
+    import numpy as np
+
+    from data.settings import load_settings
+    from models.finetune import training_prompts
+    from models.scoring import PromptBuilder, prompt_builder, score_emails
+
+    models_dir = load_settings().models_dir
+    emails = synthetic_emails[0][1][:32]
+    base = load_base(str(tiny_model_dir), models_dir, "cpu")
+    builder = PromptBuilder(base.tokenizer, base.spec, 96, context_tokens=24)
+    prompts = training_prompts(builder, emails, 2, random.Random(0))
+    head = builder.template_head
+    starts = [sum(p[i: i + len(head)] == head for i in range(len(p))) for p in prompts]
+    assert set(starts) == {3}  # two examples, then the email itself
+    assert len({tuple(p[: 40]) for p in prompts}) > 1  # examples are drawn per email, not fixed
+
+    lora = LoraSettings(r=4, alpha=8, lr=5e-3, batch_size=8, max_tokens=96, seed=1, context_examples=2,
+                        context_tokens=24)
+    info = finetune_adapter(base, emails, "fticl-tiny", lora, tmp_path, progress=False)
+    assert info.hyperparameters["context_examples"] == 2 and len(info.demonstrations) == 2
+    assert sorted(d.label for d in info.demonstrations) == [0, 1]
+    tuned = load_with_adapter(info.path, models_dir, "cpu")
+    assert tuned.adapter.demonstrations == info.demonstrations  # saved and read back
+    fticl_builder = prompt_builder(tuned, 96)
+    assert fticl_builder.head == PromptBuilder(tuned.tokenizer, tuned.spec, 96, info.demonstrations, 24).head
+    test = synthetic_emails[1][1][:4]
+    with_examples = score_emails(tuned, test, 96)
+    plain = np.array([float(s) for s in __import__("models.scoring", fromlist=["score_prompts"]).score_prompts(
+        tuned, [PromptBuilder(tuned.tokenizer, tuned.spec, 96).build(m).input_ids for m in test])])
+    assert np.abs(with_examples - plain).max() > 1e-4  # the examples are really in the scoring prompt

@@ -68,3 +68,31 @@ def test_unknown_model_family_defaults_and_registry():
     assert resolve_model("smollm2-135m").family == "llama"
     assert resolve_model("google/gemma-2-9b", "gemma2").family == "gemma"
     assert resolve_model("mistralai/Mistral-7B-v0.1", "mistral").family == "mistral"
+
+
+def test_in_context_examples_precede_the_email_in_the_same_template(tiny_model_dir, settings):
+    from data.records import Demonstration
+
+    loaded = load_base(str(tiny_model_dir), settings.models_dir, "cpu")
+    tokenizer = loaded.tokenizer
+    plain = PromptBuilder(tokenizer, loaded.spec, max_tokens=64)
+    demos = (Demonstration("From: a\nSubject: invoice\n\n" + "pay now " * 100, 1),
+             Demonstration("From: b\nSubject: lunch\n\nsee you at noon", 0))
+    builder = PromptBuilder(tokenizer, loaded.spec, max_tokens=64, demonstrations=demos, context_tokens=20)
+    answers = [tokenizer(w, add_special_tokens=False).input_ids for w in loaded.spec.label_words]
+    # head = [BOS] + (template head, example cut to 20 tokens, template tail, its answer, blank line) × 2 + template head
+    first = tokenizer(demos[0].text, add_special_tokens=False).input_ids[:20]
+    second = tokenizer(demos[1].text, add_special_tokens=False).input_ids
+    expected = plain.template_head + first + plain.tail + answers[1]
+    start = len(plain.bos)
+    assert builder.head[start: start + len(expected)] == expected
+    assert builder.head[-len(plain.template_head):] == plain.template_head
+    assert builder.head.count(answers[0][0]) >= 1 and len(second) < 20
+    # the email under test keeps its own budget, and its prompt ends with the question as before
+    mail = _email("word " * 500)
+    with_context, without = builder.build(mail), plain.build(mail)
+    assert with_context.input_ids == builder.head + without.input_ids[len(plain.head):]
+    assert with_context.truncated_tokens == without.truncated_tokens > 0
+    # examples passed to build() replace the builder's own (FTICL training draws them per email)
+    no_examples = PromptBuilder(tokenizer, loaded.spec, max_tokens=64, context_tokens=20)
+    assert no_examples.build(mail, demos).input_ids == with_context.input_ids
