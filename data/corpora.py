@@ -8,6 +8,7 @@ Ling-Spam and SpamAssassin label generic spam. `label_meaning` keeps that visibl
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from data.normalise import normalisation_name
 from data.parse import DEFAULT_LIMITS, ParseError, ParseLimits, iter_csv, iter_mbox, make_email, read_eml
 from data.records import CorpusInfo, Email, IngestReport
-from data.store import Store
+from data.store import StagedCorpus, Store
 
 # Corpora whose positive label means phishing in the narrow sense; any other corpus is
 # taken to label spam in general unless told otherwise (--label-meaning).
@@ -156,56 +157,35 @@ def read_corpus(source: CorpusSource, lowercase: bool, limits: ParseLimits = DEF
                 yield make_email(fields, source.name, label, ref, lowercase, truncated)
 
 
-def deduplicate(emails: Iterable[Email]) -> tuple[list[Email], int, int]:
-    """Drop exact duplicates within a corpus; drop both sides of label conflicts.
-
-    Returns (kept, duplicates dropped, emails dropped for conflicting labels).
-    """
-    first: dict[str, Email] = {}
-    conflicting: set[str] = set()
-    duplicates = 0
-    for mail in emails:
-        seen = first.get(mail.id)
-        if seen is None:
-            first[mail.id] = mail
-            continue
-        duplicates += 1
-        if seen.label != mail.label:
-            conflicting.add(mail.id)
-    kept = [m for i, m in first.items() if i not in conflicting]
-    return kept, duplicates, len(conflicting)
+INGEST_BATCH = 2000  # emails parsed per batch written to the staging file: bounds ingest memory
 
 
 def ingest_emails(store: Store, info: CorpusInfo, items: Iterable[Email | tuple[str, str]],
                   lowercase: bool) -> IngestReport:
-    """Dedupe within the corpus and against every corpus already stored, then write."""
+    """Stream parsed emails to a staging file in batches, then dedupe within the corpus and
+    against every corpus already stored (in SQL) and write, all in one transaction."""
     if store.has_corpus(info.name):
         raise IngestError(f"corpus {info.name!r} is already in the store; nothing was changed")
-    parsed: list[Email] = []
-    errors: list[tuple[str, str]] = []
-    for item in items:
-        if isinstance(item, Email):
-            parsed.append(item)
-        else:
-            errors.append(item)
-    unique, duplicates_within, conflicts = deduplicate(parsed)
-    elsewhere = store.existing_email_corpora([m.id for m in unique])
-    kept = [m for m in unique if m.id not in elsewhere]
-    report = IngestReport(
-        corpus=info.name,
-        parsed=len(parsed),
-        parse_errors=len(errors),
-        duplicates_within=duplicates_within,
-        label_conflicts=conflicts,
-        duplicates_across=len(unique) - len(kept),
-        kept=len(kept),
-        normalisation=normalisation_name(lowercase),
-        errors=tuple(errors),
-    )
-    if not kept:
+    with tempfile.TemporaryDirectory(prefix="phishlens-ingest-", dir=store.path.parent) as scratch:
+        staged = StagedCorpus(Path(scratch) / "staged.duckdb")
+        try:
+            emails: list[Email] = []
+            errors: list[tuple[str, str]] = []
+            for item in items:
+                if isinstance(item, Email):
+                    emails.append(item)
+                else:
+                    errors.append(item)
+                if len(emails) + len(errors) >= INGEST_BATCH:
+                    staged.add(emails, errors)
+                    emails, errors = [], []
+            staged.add(emails, errors)
+            report = store.add_staged_corpus(info, staged, normalisation_name(lowercase))
+        finally:
+            staged.close()
+    if not report.kept:
         raise IngestError(f"corpus {info.name!r}: no email left to store "
                           f"({report.parsed} parsed, {report.parse_errors} errors, all others duplicates)")
-    store.add_corpus(info, report, kept)
     return report
 
 

@@ -25,6 +25,45 @@ from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulne
 SCHEMA_VERSION = 5
 
 
+class StagedCorpus:
+    """A corpus being parsed, written batch by batch to a scratch DuckDB file, so an ingest's
+    memory stays bounded however large the source is (Store.add_staged_corpus dedupes it)."""
+
+    COLUMNS = ["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls", "label", "source_ref",
+               "normalisation", "truncated"]
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.count = 0
+        self._con = duckdb.connect(str(self.path))
+        self._con.execute("CREATE TABLE emails (seq BIGINT, id VARCHAR, corpus VARCHAR, sender VARCHAR, "
+                          "receiver VARCHAR, date VARCHAR, subject VARCHAR, body VARCHAR, urls VARCHAR[], "
+                          "label TINYINT, source_ref VARCHAR, normalisation VARCHAR, truncated BOOLEAN)")
+        self._con.execute("CREATE TABLE errors (seq BIGINT, source_ref VARCHAR, error VARCHAR)")
+
+    def add(self, emails: list[Email], errors: list[tuple[str, str]]) -> None:
+        """Append one batch of parsed emails and (source_ref, message) parse errors."""
+        if emails:
+            rows = pd.DataFrame([{**asdict(e), "urls": list(e.urls)} for e in emails], columns=self.COLUMNS)
+            rows.insert(0, "seq", range(self.count, self.count + len(rows)))
+            self._con.register("batch", rows)
+            self._con.execute("INSERT INTO emails SELECT seq, id, corpus, sender, receiver, date, subject, body, "
+                              "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM batch")
+            self._con.unregister("batch")
+        if errors:
+            rows = pd.DataFrame(errors, columns=["source_ref", "error"])
+            rows.insert(0, "seq", range(self.count, self.count + len(rows)))
+            self._con.register("batch", rows)
+            self._con.execute("INSERT INTO errors SELECT * FROM batch")
+            self._con.unregister("batch")
+        self.count += len(emails) + len(errors)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
 class StoreError(RuntimeError):
     """The store cannot be used as asked; the message says what to do."""
 
@@ -397,6 +436,50 @@ class Store:
             self.insert_emails(con, emails)
             if len(errors):
                 con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
+
+    def add_staged_corpus(self, info: CorpusInfo, staged: "StagedCorpus", normalisation: str) -> IngestReport:
+        """Dedupe a staged corpus in SQL and write it in one transaction; returns the counts.
+
+        Within the corpus the first copy of each content hash is kept and both sides of a label
+        conflict are dropped; hashes another corpus already holds are dropped. Nothing is
+        written when no email is left (the report says kept = 0).
+        """
+        staged.close()
+        with self.connection() as con:
+            quoted = str(staged.path).replace("'", "''")
+            con.execute(f"ATTACH '{quoted}' AS staged (READ_ONLY)")
+            try:
+                with self.transaction():
+                    con.execute(
+                        "CREATE TEMP TABLE staged_conflicts AS SELECT id FROM staged.emails GROUP BY id "
+                        "HAVING count(DISTINCT label) > 1")
+                    con.execute(
+                        "CREATE TEMP TABLE staged_new AS SELECT * EXCLUDE (seq) FROM staged.emails "
+                        "WHERE id NOT IN (SELECT id FROM staged_conflicts) "
+                        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq) = 1")
+                    parsed, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM staged.emails").fetchone()
+                    conflicts = con.execute("SELECT count(*) FROM staged_conflicts").fetchone()[0]
+                    unique = con.execute("SELECT count(*) FROM staged_new").fetchone()[0]
+                    con.execute("DELETE FROM staged_new WHERE id IN (SELECT id FROM emails)")
+                    kept = con.execute("SELECT count(*) FROM staged_new").fetchone()[0]
+                    n_errors = con.execute("SELECT count(*) FROM staged.errors").fetchone()[0]
+                    examples = tuple(con.execute("SELECT source_ref, error FROM staged.errors ORDER BY seq LIMIT 100")
+                                     .fetchall())
+                    report = IngestReport(info.name, parsed, n_errors, parsed - distinct, conflicts, unique - kept, kept,
+                                          normalisation, examples)
+                    if kept:
+                        con.execute(
+                            "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            [info.name, info.source, info.format, info.label_meaning, info.label_convention,
+                             info.synthetic, normalisation, parsed, n_errors, report.duplicates_within, conflicts,
+                             report.duplicates_across, kept, _now()])
+                        con.execute("INSERT INTO emails BY NAME SELECT * FROM staged_new")
+                        con.execute("INSERT INTO ingest_errors SELECT ?, source_ref, error FROM staged.errors", [info.name])
+                    con.execute("DROP TABLE staged_conflicts")
+                    con.execute("DROP TABLE staged_new")
+            finally:
+                con.execute("DETACH staged")
+        return report
 
     def insert_emails(self, con: duckdb.DuckDBPyConnection, emails: list[Email]) -> None:
         """Insert emails on `con` (inside the caller's transaction)."""

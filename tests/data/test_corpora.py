@@ -2,7 +2,7 @@
 
 import pytest
 
-from data.corpora import IngestError, deduplicate, discover_corpora, ingest_emails, source_for_path
+from data.corpora import IngestError, discover_corpora, ingest_emails, source_for_path
 
 
 def test_discovery_finds_every_corpus_and_skips_parser_samples(shared_data):
@@ -45,15 +45,36 @@ def test_ids_unique_across_corpora_and_splits_cover_all(real_store):
     assert split == real_store.query("SELECT count(*) AS n FROM emails")["n"][0]
 
 
-def test_dedupe_drops_label_conflicts(synthetic_emails):
+def test_dedupe_keeps_the_first_copy_and_drops_label_conflicts(store, synthetic_emails, monkeypatch):
     from dataclasses import replace
 
-    emails = synthetic_emails[0][1]
+    import data.corpora
+
+    monkeypatch.setattr(data.corpora, "INGEST_BATCH", 7)  # duplicates and conflicts span batches
+    info, emails = synthetic_emails[0]
     twin = replace(emails[0], label=1 - emails[0].label)
-    kept, duplicates, conflicts = deduplicate([*emails, emails[1], twin])
-    assert duplicates == 2 and conflicts == 1
-    assert emails[0].id not in {m.id for m in kept}
-    assert len(kept) == len(emails) - 1
+    later_copy = replace(emails[1], source_ref="a later copy")
+    report = ingest_emails(store, info, [*emails, ("broken.eml", "no headers"), later_copy, twin], lowercase=False)
+    assert (report.parsed, report.duplicates_within, report.label_conflicts) == (len(emails) + 2, 2, 1)
+    assert (report.parse_errors, report.errors) == (1, (("broken.eml", "no headers"),))
+    assert report.kept == len(emails) - 1
+    stored = store.query("SELECT id, source_ref FROM emails").set_index("id")["source_ref"]
+    assert emails[0].id not in stored.index and stored[emails[1].id] == emails[1].source_ref
+    assert store.query("SELECT source_ref FROM ingest_errors")["source_ref"].tolist() == ["broken.eml"]
+    assert not list(store.path.parent.glob("phishlens-ingest-*"))  # the staging file is gone
+
+
+def test_a_failed_ingest_leaves_nothing_behind(store, synthetic_emails):
+    info, emails = synthetic_emails[0]
+
+    def parse_then_fail():
+        yield from emails[:10]
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        ingest_emails(store, info, parse_then_fail(), lowercase=False)
+    assert not store.has_corpus(info.name) and store.scalar("SELECT count(*) FROM emails") == 0
+    assert not list(store.path.parent.glob("phishlens-ingest-*"))
 
 
 def test_cross_corpus_duplicates_dropped_and_counted(store, synthetic_emails):
