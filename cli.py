@@ -234,13 +234,17 @@ def evaluate(
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
     batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 8,
     reference: Annotated[bool, typer.Option(help="Also train and score the TF-IDF + logistic regression reference on every training set")] = True,
+    executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks per (adapter, corpus, email batch) [env PHISHLENS_EXECUTOR]")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. ray://head:10001 (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
 ):
     """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
     from data.store import Store
+    from diagnostics.distributed import evaluate_with
     from diagnostics.evaluate import EvaluationTarget, evaluate_reference
-    from diagnostics.evaluate import evaluate as run_evaluation
 
-    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
+                                             ray_workers=workers)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
@@ -248,8 +252,8 @@ def evaluate(
                       [EvaluationTarget(settings.model, f, settings.quantize) for f in folders]
             if not targets:
                 _fail("nothing to evaluate: train an adapter or keep --zero-shot")
-            run_id = run_evaluation(store, targets, corpora or store.corpus_names(), settings.models_dir,
-                                    sample_size, settings.max_tokens, settings.seed, settings.device, batch_size)
+            run_id = evaluate_with(settings, store, targets, corpora or store.corpus_names(), sample_size,
+                                   settings.max_tokens, batch_size)
             if reference and not store.training_sets().empty:
                 evaluate_reference(store, list(store.training_sets()["name"]), corpora or store.corpus_names(),
                                    sample_size, settings.seed)

@@ -35,10 +35,18 @@ class Settings:
     port: int
     studies_dir: Path = PROJECT_ROOT / "studies"  # study specs (*.toml) the Study page lists
     quantize: str = "none"  # none | 4bit (bitsandbytes NF4, CUDA only) for training and evaluation
+    executor: str = "local"  # local | ray: where evaluation tasks run
+    ray_address: str | None = None  # an existing Ray cluster (None: a local Ray instance)
+    ray_workers: int | None = None  # CPUs of a local Ray instance (None: all)
+    shards_dir: Path | None = None  # Parquet shards from Ray workers (None: home/shards; shared storage on a cluster)
 
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def shards_path(self) -> Path:
+        return self.shards_dir or self.home / "shards"
 
     @property
     def parse_limits(self):
@@ -72,5 +80,9 @@ def load_settings(**overrides) -> Settings:
         port=int(os.environ.get("PHISHLENS_PORT", "8501")),
         studies_dir=Path(os.environ.get("PHISHLENS_STUDIES", PROJECT_ROOT / "studies")).resolve(),
         quantize=os.environ.get("PHISHLENS_QUANTIZE", "none"),
+        executor=os.environ.get("PHISHLENS_EXECUTOR", "local"),
+        ray_address=os.environ.get("PHISHLENS_RAY_ADDRESS") or None,
+        ray_workers=int(os.environ["PHISHLENS_RAY_WORKERS"]) if os.environ.get("PHISHLENS_RAY_WORKERS") else None,
+        shards_dir=Path(os.environ["PHISHLENS_SHARDS"]).resolve() if os.environ.get("PHISHLENS_SHARDS") else None,
     )
     return settings.with_overrides(**overrides)

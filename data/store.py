@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -651,6 +651,20 @@ class Store:
     def predicted_email_ids(self, adapter_id: str) -> set[str]:
         rows = self.rows("SELECT email_id FROM predictions WHERE adapter_id = ?", [adapter_id])
         return {r[0] for r in rows}
+
+    def add_prediction_shards(self, paths: Sequence[Path]) -> int:
+        """Ingest Parquet shards of predictions (written by distributed workers); rows already
+        stored for (adapter, email) are kept, so ingesting a shard twice adds nothing."""
+        if not paths:
+            return 0
+        with self.transaction() as con:
+            before = con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+            con.execute(
+                "INSERT INTO predictions BY NAME SELECT run_id, adapter_id, model, email_id, corpus, score, "
+                "predicted::TINYINT AS predicted, true_label::TINYINT AS true_label, truncated_tokens "
+                "FROM read_parquet(?) ON CONFLICT DO NOTHING", [[str(p) for p in paths]])
+            after = con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        return after - before
 
     def add_predictions(self, predictions: list[Prediction]) -> int:
         """Insert predictions; rows already stored for (adapter, email) are kept, not duplicated."""

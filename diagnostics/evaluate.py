@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.records import Prediction
+from data.records import Email, Prediction
 from data.splits import test_sample
 from data.store import Store
 from models.loading import LoadedModel, load_model
@@ -31,10 +31,10 @@ class EvaluationTarget:
     quantize: str = "none"  # or "4bit" (CUDA only)
 
 
-def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str, email_ids: Sequence[str],
-                    max_tokens: int, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
-    """Score the given emails with one loaded model; threshold at logit difference 0."""
-    emails = store.emails_by_ids(email_ids)
+def score_to_predictions(loaded: LoadedModel, emails: Sequence[Email], run_id: str, corpus: str, max_tokens: int,
+                         batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+    """Score emails with one loaded model (no store needed: Ray workers call this too);
+    threshold at logit difference 0."""
     builder = prompt_builder(loaded, max_tokens)
     prompts = [builder.build(m) for m in emails]
     scores = score_prompts(loaded, [p.input_ids for p in prompts], batch_size, on_batch)
@@ -46,11 +46,23 @@ def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str,
     ]
 
 
+def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str, email_ids: Sequence[str],
+                    max_tokens: int, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+    """Score the stored emails with these ids (see score_to_predictions)."""
+    return score_to_predictions(loaded, store.emails_by_ids(email_ids), run_id, corpus, max_tokens, batch_size,
+                                on_batch)
+
+
+def evaluation_samples(store: Store, corpora: Sequence[str], sample_size: int | None, seed: int) -> dict[str, list[str]]:
+    """Each corpus' seeded, stratified test sample: every scorer is evaluated on the same emails."""
+    return {c: test_sample(store, c, sample_size, seed) for c in corpora}
+
+
 def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
              sample_size: int | None, max_tokens: int, seed: int = 13, device: str = "auto",
              batch_size: int = 8, progress: bool = True) -> str:
     """Evaluate every target on every corpus' (sampled) test split; returns the run id."""
-    samples = {c: test_sample(store, c, sample_size, seed) for c in corpora}
+    samples = evaluation_samples(store, corpora, sample_size, seed)
     params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets],
               "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed}
     with store.run("evaluate", params) as run_id:
@@ -74,7 +86,7 @@ def evaluate_reference(store: Store, training_sets: Sequence[str], corpora: Sequ
     test samples the LLMs are scored on (seconds each; skips what the store already has)."""
     from models.bag_of_words import HYPERPARAMETERS, REFERENCE_MODEL, fit_reference, reference_id, score_reference
 
-    samples = {c: test_sample(store, c, sample_size, seed) for c in corpora}
+    samples = evaluation_samples(store, corpora, sample_size, seed)
     params = {"reference": REFERENCE_MODEL, "training_sets": list(training_sets), "corpora": list(corpora),
               "sample_size": sample_size, "seed": seed}
     with store.run("evaluate", params) as run_id:

@@ -1,0 +1,173 @@
+"""Evaluation on Ray: the same scoring code as the local executor, as tasks per (scorer,
+corpus, batch of emails), each writing its predictions as a Parquet shard that the store
+ingests idempotently.
+
+Only the driver touches the DuckDB store (one writer). Each task carries its emails' text
+and the adapter's files (a few MB, put in Ray's object store once per adapter), so workers
+need no access to the store or the adapters folder. Workers load the base model from their
+own models folder (`PHISHLENS_MODELS`; the offline models convert there on first use, a hub
+model must be in each node's cache) and keep it between tasks. Shards go to `shard_dir`,
+which on a multi-node cluster must be storage every node and the driver can reach.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.records import Email
+from data.settings import PROJECT_ROOT, Settings
+from data.store import Store
+from diagnostics.evaluate import EvaluationTarget, evaluation_samples
+from models.loading import read_adapter_info, zero_shot_id
+from models.registry import resolve_model
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of distributed work: score these emails with this scorer, write one shard."""
+
+    model: str
+    adapter_id: str
+    corpus: str
+    emails: tuple[Email, ...]
+    max_tokens: int
+    batch_size: int
+    run_id: str
+    shard_path: str
+
+
+def adapter_files(folder: Path) -> dict[str, bytes]:
+    """An adapter folder's files, to ship to workers that cannot see the driver's disk."""
+    return {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
+
+
+def write_shard(rows, path: Path) -> None:
+    """Predictions as one Parquet file, written under a temporary name and renamed: a reader
+    never sees half a shard."""
+    import pandas as pd
+    from dataclasses import asdict
+
+    frame = pd.DataFrame([asdict(r) for r in rows])
+    tmp = path.with_name(path.name + ".partial")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+_WORKER_MODEL: dict[str, object] = {}  # per worker process: the scorer it loaded last
+
+
+def score_shard(task: ShardTask, files: dict[str, bytes] | None, models_dir: str, device: str,
+                threads: int) -> tuple[str, int]:
+    """Run on a worker: load (or reuse) the scorer, score the task's emails, write its shard;
+    returns the shard's path and how many emails it holds."""
+    import torch
+
+    from diagnostics.evaluate import score_to_predictions
+    from models.loading import load_model
+
+    torch.set_num_threads(threads)
+    loaded = _WORKER_MODEL.get(task.adapter_id)
+    if loaded is None:
+        _WORKER_MODEL.clear()  # one model per worker: memory stays that of one scorer
+        folder = None
+        if files is not None:
+            folder = Path(tempfile.mkdtemp(prefix="phishlens-adapter-"))
+            for name, content in files.items():
+                (folder / name).write_bytes(content)
+        try:
+            loaded = load_model(task.model, folder, Path(models_dir), device)
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        _WORKER_MODEL[task.adapter_id] = loaded
+    rows = score_to_predictions(loaded, task.emails, task.run_id, task.corpus, task.max_tokens, task.batch_size)
+    write_shard(rows, Path(task.shard_path))
+    return task.shard_path, len(rows)
+
+
+def connect_ray(address: str | None, workers: int | None):
+    """Join the cluster at `address`, or start a local Ray instance with `workers` CPUs."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    if address:
+        # Ship the code (not the venv, models or results) to the cluster's workers.
+        excludes = [".venv", ".phishlens", "test-artifacts", ".git", "**/__pycache__"]
+        ray.init(address=address, runtime_env={"working_dir": str(PROJECT_ROOT), "excludes": excludes},
+                 log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
+    return ray
+
+
+def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
+                    sample_size: int | None, max_tokens: int, seed: int, device: str, shard_dir: Path,
+                    batch_size: int = 8, emails_per_task: int = 64, address: str | None = None,
+                    workers: int | None = None, threads_per_worker: int = 1, progress: bool = True) -> str:
+    """Evaluate every target on every corpus' test sample on Ray; returns the run id.
+
+    Skips (adapter, email) pairs the store holds; each finished shard is ingested as it
+    arrives, so an interrupted run keeps what finished and a rerun does only the rest.
+    """
+    ray = connect_ray(address, workers)
+    remote = ray.remote(num_cpus=threads_per_worker, num_gpus=1 if device == "cuda" else 0,
+                        max_retries=2)(score_shard)
+    samples = evaluation_samples(store, corpora, sample_size, seed)
+    params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets], "corpora": list(corpora),
+              "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "executor": "ray",
+              "address": address}
+    with store.run("evaluate", params) as run_id:
+        shards = Path(shard_dir) / run_id
+        shards.mkdir(parents=True, exist_ok=True)
+        pending, total = [], 0
+        for target in targets:
+            if target.adapter_dir:
+                adapter_id, files = read_adapter_info(target.adapter_dir).id, ray.put(adapter_files(target.adapter_dir))
+            else:
+                adapter_id, files = zero_shot_id(resolve_model(target.model).name), None
+            done = store.predicted_email_ids(adapter_id)
+            for corpus, ids in samples.items():
+                todo = [i for i in ids if i not in done]
+                for start in range(0, len(todo), emails_per_task):
+                    emails = tuple(store.emails_by_ids(todo[start: start + emails_per_task]))
+                    name = f"{adapter_id.replace('/', '_').replace(':', '_')}--{corpus}--{start // emails_per_task:05d}"
+                    task = ShardTask(target.model, adapter_id, corpus, emails, max_tokens, batch_size, run_id,
+                                     str(shards / f"{name}.parquet"))
+                    pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
+                    total += len(emails)
+        with tqdm(total=total, desc="evaluate on ray", unit=" mails", disable=not progress) as bar:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                path, scored = ray.get(ready[0])
+                store.add_prediction_shards([Path(path)])
+                bar.update(scored)
+    return run_id
+
+
+def evaluate_with(settings: Settings, store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str],
+                  sample_size: int | None, max_tokens: int, batch_size: int = 8, progress: bool = True) -> str:
+    """Evaluate on the executor the settings name: in this process (local) or on Ray."""
+    if settings.executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}")
+    if settings.executor == "local":
+        from diagnostics.evaluate import evaluate
+
+        return evaluate(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
+                        settings.device, batch_size, progress)
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("the ray executor needs Ray: `pip install ray==2.60.0`")
+    return evaluate_on_ray(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
+                           settings.device, settings.shards_path, batch_size, address=settings.ray_address,
+                           workers=settings.ray_workers, progress=progress)

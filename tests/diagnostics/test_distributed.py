@@ -1,0 +1,74 @@
+"""Evaluation on a local Ray instance with 2 CPUs: the same predictions as the local executor,
+shards ingested idempotently, a rerun doing nothing."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from data.store import Store
+from diagnostics.evaluate import EvaluationTarget
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from diagnostics.distributed import connect_ray
+
+    connect_ray(None, workers=2)
+    yield
+    ray.shutdown()
+
+
+def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(local_ray, evaluated_settings, tmp_path):
+    from diagnostics.distributed import evaluate_on_ray
+
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    with Store.open(settings.store_path) as store:
+        adapter = store.adapters().iloc[0]
+        local = store.query("SELECT adapter_id, email_id, score, predicted FROM predictions WHERE adapter_id IN (?, ?)",
+                            [adapter["id"], f"zero-shot:{settings.model}"])
+        assert len(local) > 40
+        store.execute("DELETE FROM predictions WHERE adapter_id IN (?, ?)", [adapter["id"], f"zero-shot:{settings.model}"])
+        targets = [EvaluationTarget(settings.model, None), EvaluationTarget(settings.model, adapter["path"])]
+        evaluate_on_ray(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                        tmp_path / "shards", emails_per_task=8, progress=False)
+        remote = store.query("SELECT adapter_id, email_id, score, predicted FROM predictions "
+                             "WHERE adapter_id IN (?, ?)", [adapter["id"], f"zero-shot:{settings.model}"])
+        merged = local.merge(remote, on=["adapter_id", "email_id"], suffixes=("_local", "_ray"))
+        assert len(merged) == len(local) == len(remote)  # the same emails, each once
+        np.testing.assert_allclose(merged["score_ray"], merged["score_local"], atol=1e-4)
+        assert (merged["predicted_ray"] == merged["predicted_local"]).all()
+
+        shards = sorted((tmp_path / "shards").rglob("*.parquet"))
+        assert len(shards) >= 2 * 3 * 2 and not list((tmp_path / "shards").rglob("*.partial"))
+        assert store.add_prediction_shards(shards) == 0  # ingesting again adds nothing
+        runs_before = store.scalar("SELECT count(*) FROM runs")
+        evaluate_on_ray(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                        tmp_path / "shards2", progress=False)
+        assert store.scalar("SELECT count(*) FROM runs") == runs_before + 1
+        assert not list((tmp_path / "shards2").rglob("*.parquet"))  # nothing left to score: no task ran
+
+
+def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evaluated_settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    base = ["--home", str(home), "--model", evaluated_settings.model, "--device", "cpu", "evaluate", "--no-reference",
+            "--no-zero-shot", "--sample-size", "12", "--max-tokens", "96"]
+    with Store.open(home / "store.duckdb") as store:
+        store.execute("DELETE FROM predictions")
+    result = CliRunner().invoke(app, base + ["--executor", "ray", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    with Store.open(home / "store.duckdb", read_only=True) as store:
+        assert store.scalar("SELECT count(DISTINCT adapter_id) FROM predictions") == len(store.adapters())
+        assert store.scalar("SELECT count(*) FROM predictions") == len(store.adapters()) * 3 * 12
+    assert list((home / "shards").rglob("*.parquet"))
+    result = CliRunner().invoke(app, base + ["--executor", "spark"])
+    assert result.exit_code == 1 and "executor must be one of local, ray" in result.output
