@@ -5,6 +5,10 @@ Baselines (same model, same emails, same prompts, same token budget):
   naive_batching - fixed batches in corpus order (no length bucketing), full logits at every position
 PhishLens: score_emails - length-bucketed, left-padded batches, last-position logits only, inference mode.
 
+MFU: useful model FLOPs (real tokens only, causal attention, last-position vocabulary
+projection; models/flops.py) per second over the achievable rate of a large fp32 matmul
+measured in the same run (before and after the timings; the mean is used).
+
 Usage: .venv/bin/python benchmarks/bench_scoring.py [--n 64] [--max-tokens 256] [--batch-size 8]
 Prints one JSON object; ratios are emails/s of PhishLens over each baseline.
 """
@@ -15,6 +19,7 @@ import argparse
 import json
 import platform
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -26,6 +31,7 @@ import torch  # noqa: E402
 
 from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
+from models.flops import matmul_rate, scoring_flops  # noqa: E402
 from models.loading import load_base  # noqa: E402
 from models.scoring import PromptBuilder, label_token_ids, pad_left, score_emails  # noqa: E402
 
@@ -81,10 +87,13 @@ def main() -> None:
     prompts = [builder.build(m).input_ids for m in emails]
     score_emails(loaded, emails[:4], args.max_tokens, args.batch_size)  # warm-up
 
+    rate_before = matmul_rate(torch.float32)
     single, t_single = timed(lambda: full_logit_scores(loaded, prompts, 1))
     naive, t_naive = timed(lambda: full_logit_scores(loaded, prompts, args.batch_size))
     fast, t_fast = timed(lambda: score_emails(loaded, emails, args.max_tokens, args.batch_size))
 
+    rate = (rate_before + matmul_rate(torch.float32)) / 2
+    useful = scoring_flops(loaded.model.config, [len(p) for p in prompts])
     n = len(emails)
     result = {
         "benchmark": "scoring",
@@ -93,6 +102,11 @@ def main() -> None:
         "emails": n, "max_tokens": args.max_tokens, "batch_size": args.batch_size,
         "mean_prompt_tokens": float(np.mean([len(p) for p in prompts])),
         "emails_per_s": {"one_at_a_time": n / t_single, "naive_batching": n / t_naive, "phishlens": n / t_fast},
+        "fp32_matmul_gflops": rate / 1e9,
+        "model_gflops_per_email": useful / n / 1e9,
+        "mfu": {"one_at_a_time": useful / t_single / rate, "naive_batching": useful / t_naive / rate,
+                "phishlens": useful / t_fast / rate},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "speedup_vs_one_at_a_time": t_single / t_fast,
         "speedup_vs_naive_batching": t_naive / t_fast,
         "max_abs_score_diff_vs_one_at_a_time": float(np.abs(fast - single).max()),

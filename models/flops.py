@@ -1,0 +1,64 @@
+"""Model FLOPs of a decoder-only transformer, counted from its HF config, and the machine's
+achievable matmul rate: together they give model FLOPs utilization (MFU).
+
+Only useful work is counted: real tokens (never padding), causal attention's lower
+triangle, and the vocabulary projection only where logits are read. Norms, activations,
+softmax and rotary embeddings are left out (well under 1% here), as is usual for MFU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+
+def linear_parameters(config) -> int:
+    """Weights of the attention and MLP projections of all layers (embeddings excluded)."""
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
+    mlp = 3 * hidden * config.intermediate_size
+    return config.num_hidden_layers * (attention + mlp)
+
+
+def forward_flops(config, length: int, logits_positions: int = 1) -> float:
+    """FLOPs of one forward pass over a sequence of `length` real tokens, with vocabulary
+    logits at `logits_positions` positions (1: the classifier reads the last one only)."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    projections = 2 * length * linear_parameters(config)
+    # QKᵀ and attention × V over the causal lower triangle, every head and layer.
+    attention = 2 * 2 * heads * head_dim * (length * (length + 1) / 2) * config.num_hidden_layers
+    unembedding = 2 * config.hidden_size * config.vocab_size * logits_positions
+    return projections + attention + unembedding
+
+
+def scoring_flops(config, lengths: Sequence[int]) -> float:
+    """Useful FLOPs of scoring prompts of these lengths (last-position logits only)."""
+    return sum(forward_flops(config, n) for n in lengths)
+
+
+def lora_training_flops(config, lengths: Sequence[int]) -> float:
+    """Useful FLOPs of LoRA training steps over prompts of these lengths: the forward pass and
+    the backward pass to the activations (≈ the forward again); frozen weights get no gradient
+    and the low-rank updates' own FLOPs are under 1% at r ≤ 16."""
+    return 2 * scoring_flops(config, lengths)
+
+
+def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0,
+                device: str = "cpu") -> float:
+    """Achievable FLOP/s of one large square matmul in this dtype, with the current thread
+    settings: the ceiling MFU is measured against."""
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    torch.mm(a, b)  # warm-up: threads started, kernels chosen
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b)
+        runs += 1
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size**3 * runs / (time.perf_counter() - started)

@@ -1,0 +1,42 @@
+"""FLOP counts for MFU: the projections and the vocabulary projection equal what torch's own
+FLOP counter sees in a real forward; attention is counted over the causal triangle only."""
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.flops import forward_flops, linear_parameters, lora_training_flops, matmul_rate, scoring_flops
+from models.loading import load_base
+
+
+def test_forward_flops_match_torch_flop_counter_on_a_real_forward(tiny_model_dir, settings):
+    loaded = load_base(str(tiny_model_dir), settings.models_dir, "cpu")
+    config, length = loaded.model.config, 40
+    ids = torch.randint(5, 1000, (1, length))
+
+    def counted(attention: str) -> dict[str, int]:
+        loaded.model.set_attn_implementation(attention)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            loaded.model(input_ids=ids, logits_to_keep=1, use_cache=False)
+        return {str(op).split(".")[-1]: n for op, n in counter.get_flop_counts()["Global"].items()}
+
+    eager = counted("eager")  # attention as plain matmuls (bmm), which the counter sees
+    projections = sum(n for op, n in eager.items() if op in ("mm", "addmm"))
+    attention = sum(n for op, n in eager.items() if op == "bmm")
+    assert sum(n for op, n in counted("sdpa").items() if op in ("mm", "addmm")) == projections
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    ours_attention = 2 * 2 * heads * head_dim * length * (length + 1) / 2 * config.num_hidden_layers
+    assert projections == 2 * length * linear_parameters(config) + 2 * config.hidden_size * config.vocab_size
+    # torch counts the full square of QKᵀ and attention × V; only the causal triangle is useful work
+    assert attention > 0 and abs(attention * (length + 1) / (2 * length) - ours_attention) < 1e-6 * ours_attention
+    assert forward_flops(config, length) == projections + ours_attention
+    assert scoring_flops(config, [length, length]) == 2 * forward_flops(config, length)
+    assert lora_training_flops(config, [length]) == 2 * forward_flops(config, length)
+    # full logits cost the vocabulary projection at every position
+    assert forward_flops(config, length, logits_positions=length) - forward_flops(config, length) == \
+        2 * config.hidden_size * config.vocab_size * (length - 1)
+
+
+def test_matmul_rate_is_a_positive_rate():
+    assert matmul_rate(size=256, seconds=0.05) > 1e8
