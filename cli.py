@@ -6,6 +6,7 @@ the global options below override them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -245,6 +246,7 @@ def evaluate(
 
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
                                              ray_workers=workers)
+    _check_executor(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
@@ -260,6 +262,15 @@ def evaluate(
             typer.echo(f"run {run_id}")
             typer.echo(store.metrics()[["adapter_id", "corpus", "n", "f1", "recall", "accuracy", "in_domain"]]
                        .to_string(index=False))
+
+
+def _check_executor(settings: Settings) -> None:
+    from diagnostics.distributed import EXECUTORS
+
+    if settings.executor not in EXECUTORS:
+        _fail(f"executor must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}")
+    if settings.executor == "ray" and importlib.util.find_spec("ray") is None:
+        _fail("the ray executor needs Ray: `pip install ray==2.60.0`")
 
 
 def _sample_target(store, settings: Settings, corpus: str, training_set: str | None) -> Path | None:
@@ -284,6 +295,9 @@ def explain(
     sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
     method: Annotated[str, typer.Option(help="shap (Owen values over fields → sentences → words) or gradxinput (fast, not additive)")] = "shap",
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks of a few emails each [env PHISHLENS_EXECUTOR]")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
 ):
     """Explain a sample of a corpus' test split with one adapter: the Drivers page's input (resumable)."""
     from tqdm import tqdm
@@ -294,10 +308,20 @@ def explain(
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}")
-    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
+                                             ray_workers=workers)
+    _check_executor(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folder = _sample_target(store, settings, corpus, training_set)
+            if settings.executor == "ray":
+                from diagnostics.distributed import explain_on_ray
+
+                fresh = explain_on_ray(store, settings.model, folder, corpus, sample_size, method, settings.max_tokens,
+                                       settings.seed, settings.device, settings.models_dir, settings.shards_path,
+                                       address=settings.ray_address, workers=settings.ray_workers)
+                typer.echo(f"explained {fresh} emails of {corpus} on ray ({method})")
+                return
             loaded = load_model(settings.model, folder, settings.models_dir, settings.device)
             params = {"corpus": corpus, "adapter": loaded.adapter_id, "sample": sample_size, "method": method,
                       "max_tokens": settings.max_tokens}

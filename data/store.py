@@ -769,6 +769,39 @@ class Store:
                     with self._frames(con, new_features=rows):
                         con.execute("INSERT INTO attribution_features BY NAME SELECT * FROM new_features")
 
+    @staticmethod
+    def explanation_record(explanation: Explanation, corpus: str, features: list[tuple[str, float]]) -> dict:
+        """One explanation and its features as a flat record: a row of an explanation shard
+        (Parquet, written by distributed workers; see add_explanation_shards)."""
+        e, f = explanation, explanation.faithfulness
+        return {"adapter_id": e.adapter_id, "email_id": e.email_id, "method": e.method, "params": e.params,
+                "corpus": corpus, "level": e.level, "score": e.score, "base_value": e.base_value,
+                "evaluations": e.evaluations, "seconds": e.seconds,
+                "deletion_area": f.deletion_area if f else None, "insertion_area": f.insertion_area if f else None,
+                "random_deletion_area": f.random_deletion_area if f else None, "payload": json.dumps(asdict(e)),
+                "features": [{"feature": name, "value": float(value)} for name, value in features]}
+
+    def add_explanation_shards(self, paths: Sequence[Path]) -> int:
+        """Ingest Parquet shards of explanation records, replacing explanations with the same
+        key (adapter, email, method, params) and their features: ingesting twice changes nothing."""
+        if not paths:
+            return 0
+        files = [str(p) for p in paths]
+        same = ("t.adapter_id = s.adapter_id AND t.email_id = s.email_id AND t.method = s.method "
+                "AND t.params = s.params")
+        with self.transaction() as con:  # a failure rolls back the temporary table too
+            con.execute("CREATE TEMP TABLE shard AS SELECT * FROM read_parquet(?)", [files])
+            con.execute(f"DELETE FROM explanations t USING shard s WHERE {same}")
+            con.execute(f"DELETE FROM attribution_features t USING shard s WHERE {same}")
+            con.execute("INSERT INTO explanations SELECT adapter_id, email_id, method, params, level, score, "
+                        "base_value, evaluations, seconds, deletion_area, insertion_area, random_deletion_area, "
+                        "payload, now() FROM shard")
+            con.execute("INSERT INTO attribution_features SELECT adapter_id, method, params, email_id, corpus, "
+                        "f.feature, f.value FROM (SELECT *, unnest(features) AS f FROM shard)")
+            count = con.execute("SELECT count(*) FROM shard").fetchone()[0]
+            con.execute("DROP TABLE shard")
+        return count
+
     def explanation(self, adapter_id: str, email_id: str, method: str, params: str) -> Explanation | None:
         found = self.rows("SELECT payload FROM explanations WHERE adapter_id = ? AND email_id = ? AND method = ? "
                           "AND params = ?", [adapter_id, email_id, method, params])

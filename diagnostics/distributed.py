@@ -51,13 +51,12 @@ def adapter_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
 
 
-def write_shard(rows, path: Path) -> None:
-    """Predictions as one Parquet file, written under a temporary name and renamed: a reader
-    never sees half a shard."""
+def write_shard(records: list[dict], path: Path) -> None:
+    """Records as one Parquet file, written under a temporary name and renamed: a reader never
+    sees half a shard."""
     import pandas as pd
-    from dataclasses import asdict
 
-    frame = pd.DataFrame([asdict(r) for r in rows])
+    frame = pd.DataFrame(records)
     tmp = path.with_name(path.name + ".partial")
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
@@ -66,33 +65,72 @@ def write_shard(rows, path: Path) -> None:
 _WORKER_MODEL: dict[str, object] = {}  # per worker process: the scorer it loaded last
 
 
-def score_shard(task: ShardTask, files: dict[str, bytes] | None, models_dir: str, device: str,
-                threads: int) -> tuple[str, int]:
-    """Run on a worker: load (or reuse) the scorer, score the task's emails, write its shard;
-    returns the shard's path and how many emails it holds."""
+def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, models_dir: str, device: str,
+                 threads: int):
+    """On a worker: the scorer for adapter_id, loaded once and kept for the worker's next tasks
+    (one model per worker, so memory stays that of one scorer)."""
     import torch
 
-    from diagnostics.evaluate import score_to_predictions
     from models.loading import load_model
 
     torch.set_num_threads(threads)
-    loaded = _WORKER_MODEL.get(task.adapter_id)
+    loaded = _WORKER_MODEL.get(adapter_id)
     if loaded is None:
-        _WORKER_MODEL.clear()  # one model per worker: memory stays that of one scorer
+        _WORKER_MODEL.clear()
         folder = None
         if files is not None:
             folder = Path(tempfile.mkdtemp(prefix="phishlens-adapter-"))
             for name, content in files.items():
                 (folder / name).write_bytes(content)
         try:
-            loaded = load_model(task.model, folder, Path(models_dir), device)
+            loaded = load_model(model, folder, Path(models_dir), device)
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        _WORKER_MODEL[task.adapter_id] = loaded
+        _WORKER_MODEL[adapter_id] = loaded
+    return loaded
+
+
+def score_shard(task: ShardTask, files: dict[str, bytes] | None, models_dir: str, device: str,
+                threads: int) -> tuple[str, int]:
+    """Run on a worker: score the task's emails and write its shard; returns the shard's path
+    and how many emails it holds."""
+    from dataclasses import asdict
+
+    from diagnostics.evaluate import score_to_predictions
+
+    loaded = worker_model(task.model, task.adapter_id, files, models_dir, device, threads)
     rows = score_to_predictions(loaded, task.emails, task.run_id, task.corpus, task.max_tokens, task.batch_size)
-    write_shard(rows, Path(task.shard_path))
+    write_shard([asdict(r) for r in rows], Path(task.shard_path))
     return task.shard_path, len(rows)
+
+
+@dataclass(frozen=True)
+class ExplainTask:
+    """Explain these emails with this scorer and method; write one shard of explanation records."""
+
+    model: str
+    adapter_id: str
+    corpus: str
+    emails: tuple[Email, ...]
+    method: str
+    max_tokens: int
+    seed: int
+    shard_path: str
+
+
+def explain_shard(task: ExplainTask, files: dict[str, bytes] | None, models_dir: str, device: str,
+                  threads: int) -> tuple[str, int]:
+    """Run on a worker: explain the task's emails (word level) and write their records."""
+    from diagnostics.drivers import explain_one, features
+
+    loaded = worker_model(task.model, task.adapter_id, files, models_dir, device, threads)
+    records = []
+    for mail in task.emails:
+        explanation = explain_one(loaded, mail, task.method, task.max_tokens, task.seed)
+        records.append(Store.explanation_record(explanation, task.corpus, features(explanation)))
+    write_shard(records, Path(task.shard_path))
+    return task.shard_path, len(records)
 
 
 def connect_ray(address: str | None, workers: int | None):
@@ -110,6 +148,17 @@ def connect_ray(address: str | None, workers: int | None):
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
     return ray
+
+
+def shipped_scorer(ray, model: str, adapter_dir: Path | None) -> tuple[str, object]:
+    """A scorer's id and its adapter's files in Ray's object store (None: the zero-shot base)."""
+    if adapter_dir:
+        return read_adapter_info(adapter_dir).id, ray.put(adapter_files(adapter_dir))
+    return zero_shot_id(resolve_model(model).name), None
+
+
+def shard_name(adapter_id: str, corpus: str, index: int) -> str:
+    return f"{adapter_id.replace('/', '_').replace(':', '_')}--{corpus}--{index:05d}.parquet"
 
 
 def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
@@ -133,18 +182,14 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
         shards.mkdir(parents=True, exist_ok=True)
         pending, total = [], 0
         for target in targets:
-            if target.adapter_dir:
-                adapter_id, files = read_adapter_info(target.adapter_dir).id, ray.put(adapter_files(target.adapter_dir))
-            else:
-                adapter_id, files = zero_shot_id(resolve_model(target.model).name), None
+            adapter_id, files = shipped_scorer(ray, target.model, target.adapter_dir)
             done = store.predicted_email_ids(adapter_id)
             for corpus, ids in samples.items():
                 todo = [i for i in ids if i not in done]
                 for start in range(0, len(todo), emails_per_task):
                     emails = tuple(store.emails_by_ids(todo[start: start + emails_per_task]))
-                    name = f"{adapter_id.replace('/', '_').replace(':', '_')}--{corpus}--{start // emails_per_task:05d}"
                     task = ShardTask(target.model, adapter_id, corpus, emails, max_tokens, batch_size, run_id,
-                                     str(shards / f"{name}.parquet"))
+                                     str(shards / shard_name(adapter_id, corpus, start // emails_per_task)))
                     pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
                     total += len(emails)
         with tqdm(total=total, desc="evaluate on ray", unit=" mails", disable=not progress) as bar:
@@ -171,3 +216,39 @@ def evaluate_with(settings: Settings, store: Store, targets: Sequence[Evaluation
     return evaluate_on_ray(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
                            settings.device, settings.shards_path, batch_size, address=settings.ray_address,
                            workers=settings.ray_workers, progress=progress)
+
+
+def explain_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: str, size: int, method: str,
+                   max_tokens: int, seed: int, device: str, models_dir: Path, shard_dir: Path,
+                   emails_per_task: int = 4, address: str | None = None, workers: int | None = None,
+                   threads_per_worker: int = 1, progress: bool = True) -> int:
+    """Explain the same test sample as diagnostics.drivers.explain_sample, on Ray: tasks of a few
+    emails each, every shard ingested as it finishes. Returns how many emails were explained now."""
+    from diagnostics.attribution import method_params
+    from diagnostics.drivers import sample_test_emails
+
+    ray = connect_ray(address, workers)
+    remote = ray.remote(num_cpus=threads_per_worker, num_gpus=1 if device == "cuda" else 0,
+                        max_retries=2)(explain_shard)
+    adapter_id, files = shipped_scorer(ray, model, adapter_dir)
+    params = method_params(method, max_tokens, seed)
+    explained = store.explained_email_ids(adapter_id, method, params)
+    todo = [i for i in sample_test_emails(store, corpus, size, seed) if i not in explained]
+    run_params = {"corpus": corpus, "adapter": adapter_id, "sample": size, "method": method, "max_tokens": max_tokens,
+                  "executor": "ray", "address": address}
+    with store.run("explain", run_params) as run_id:
+        shards = Path(shard_dir) / run_id
+        shards.mkdir(parents=True, exist_ok=True)
+        pending = []
+        for start in range(0, len(todo), emails_per_task):
+            emails = tuple(store.emails_by_ids(todo[start: start + emails_per_task]))
+            task = ExplainTask(model, adapter_id, corpus, emails, method, max_tokens, seed,
+                               str(shards / shard_name(adapter_id, corpus, start // emails_per_task)))
+            pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
+        with tqdm(total=len(todo), desc=f"explain {corpus} on ray", unit=" mails", disable=not progress) as bar:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                path, explained_now = ray.get(ready[0])
+                store.add_explanation_shards([Path(path)])
+                bar.update(explained_now)
+    return len(todo)

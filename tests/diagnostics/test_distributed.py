@@ -72,3 +72,33 @@ def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evalua
     assert list((home / "shards").rglob("*.parquet"))
     result = CliRunner().invoke(app, base + ["--executor", "spark"])
     assert result.exit_code == 1 and "executor must be one of local, ray" in result.output
+
+
+def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evaluated_settings, tmp_path):
+    from diagnostics.attribution import method_params
+    from diagnostics.distributed import explain_on_ray
+    from diagnostics.drivers import explain_sample
+    from models.loading import load_model
+
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    params = method_params("gradxinput", 96, 1)
+    with Store.open(settings.store_path) as store:
+        adapter = store.adapters().iloc[0]
+        fresh = explain_on_ray(store, settings.model, adapter["path"], "synthetic-listdump", 5, "gradxinput", 96, 1,
+                               "cpu", settings.models_dir, tmp_path / "shards", emails_per_task=2, progress=False)
+        assert fresh == 5
+        remote = store.drivers(adapter["id"], "gradxinput", params).set_index("feature")
+        shards = sorted((tmp_path / "shards").rglob("*.parquet"))
+        assert len(shards) == 3 and store.add_explanation_shards(shards) == 5  # re-ingested: replaced, not added
+        assert store.scalar("SELECT count(*) FROM explanations WHERE adapter_id = ?", [adapter["id"]]) == 5
+        assert store.drivers(adapter["id"], "gradxinput", params).set_index("feature").equals(remote)
+
+        store.execute("DELETE FROM explanations")
+        store.execute("DELETE FROM attribution_features")
+        loaded = load_model(settings.model, adapter["path"], settings.models_dir, "cpu")
+        assert explain_sample(store, loaded, "synthetic-listdump", 5, "gradxinput", 96, 1) == 5
+        local = store.drivers(adapter["id"], "gradxinput", params).set_index("feature")
+    assert set(local.index) == set(remote.index)
+    np.testing.assert_allclose(remote.loc[local.index, "total"], local["total"], atol=1e-4)
