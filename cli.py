@@ -347,6 +347,9 @@ def heads(
     top_k: Annotated[int, typer.Option(help="Heads whose attribution-patching estimate is checked by exact ablation")] = 10,
     batch_size: Annotated[int, typer.Option(help="Emails per forward/backward pass")] = 4,
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks per part of the emails [env PHISHLENS_EXECUTOR]")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
 ):
     """Every attention head's effect on the score and F1 over a corpus sample: the Heads page's sweep (cached)."""
     from tqdm import tqdm
@@ -357,10 +360,22 @@ def heads(
 
     if ablation not in ABLATIONS:
         _fail(f"--ablation must be one of {', '.join(ABLATIONS)}")
-    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
+                                             ray_workers=workers)
+    _check_executor(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folder = _sample_target(store, settings, corpus, training_set)
+            if settings.executor == "ray":
+                from diagnostics.distributed import sweep_heads_on_ray
+
+                sweep = sweep_heads_on_ray(store, settings.model, folder, corpus, sample_size, settings.max_tokens,
+                                           settings.seed, settings.device, settings.models_dir, ablation, top_k,
+                                           batch_size, address=settings.ray_address, workers=settings.ray_workers)
+                typer.echo("this sweep is already stored; nothing to do" if sweep is None else
+                           f"swept every head over {sweep.n_emails} emails of {corpus} on ray "
+                           f"in {sum(sweep.seconds.values()):.0f} s")
+                return
             hm = load_head_model(settings.model, folder, settings.models_dir, settings.device)
             bars: dict[str, tqdm] = {}
 

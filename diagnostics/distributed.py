@@ -16,10 +16,12 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from data.records import Email
@@ -252,3 +254,103 @@ def explain_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: s
                 store.add_explanation_shards([Path(path)])
                 bar.update(explained_now)
     return len(todo)
+
+
+# ---------------------------------------------------------------- head sweeps (ablation)
+
+_WORKER_BRIDGE: dict[str, object] = {}
+
+
+def worker_bridge(model: str, adapter_id: str, files: dict[str, bytes] | None, models_dir: str, device: str,
+                  threads: int):
+    """On a worker: the model booted in a TransformerBridge (adapter merged), kept between tasks."""
+    from diagnostics.heads import boot_bridge
+
+    hm = _WORKER_BRIDGE.get(adapter_id)
+    if hm is None:
+        _WORKER_BRIDGE.clear()
+        hm = boot_bridge(worker_model(model, adapter_id, files, models_dir, device, threads))
+        _WORKER_MODEL.clear()  # the bridge took that model over
+        _WORKER_BRIDGE[adapter_id] = hm
+    return hm
+
+
+def attribution_part(model: str, adapter_id: str, files, models_dir: str, device: str, threads: int,
+                     prompts: list[list[int]], batch_size: int):
+    """Run on a worker: attribution patching over a part of the sweep's prompts."""
+    from diagnostics.heads import attribution_patching
+
+    return attribution_patching(worker_bridge(model, adapter_id, files, models_dir, device, threads), prompts,
+                                batch_size)
+
+
+def ablation_part(model: str, adapter_id: str, files, models_dir: str, device: str, threads: int,
+                  prompts: list[list[int]], heads: list[tuple[int, int]], means, batch_size: int):
+    """Run on a worker: exact ablation of the given heads over a part of the prompts."""
+    from diagnostics.heads import ablate_heads_exact
+
+    return ablate_heads_exact(worker_bridge(model, adapter_id, files, models_dir, device, threads), prompts, heads,
+                              means, batch_size)
+
+
+def sweep_heads_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: str, sample_size: int,
+                       max_tokens: int, seed: int, device: str, models_dir: Path, ablation: str = "mean",
+                       top_k: int = 10, batch_size: int = 4, emails_per_task: int = 16, address: str | None = None,
+                       workers: int | None = None, threads_per_worker: int = 1, progress: bool = True):
+    """The head sweep of diagnostics.head_sweep.sweep_corpus on Ray, in two rounds of tasks per
+    part of the emails: attribution patching (every head's estimate; the parts' head sums give
+    the mean-ablation values), then exact ablation of the top_k heads. A sweep is a mean over the
+    emails, so the parts come back through Ray's object store and the driver stores the sweep
+    once. Returns the HeadSweep, or None if the store already holds it."""
+    from diagnostics.drivers import sample_test_emails
+    from diagnostics.heads import AttributionPass, assemble_sweep, email_prompt, heads_to_check, sweep_params
+    from models.loading import load_tokenizer, prepare_model
+    from models.scoring import adapter_prompt_builder
+
+    params = sweep_params(corpus, sample_size, max_tokens, seed, ablation, top_k)
+    ray = connect_ray(address, workers)
+    adapter_id, files = shipped_scorer(ray, model, adapter_dir)
+    if store.has_head_sweep(adapter_id, params):
+        return None
+    emails = store.emails_by_ids(sample_test_emails(store, corpus, sample_size, seed))
+    # Prompts are built here (tokenizer only) so every worker reads exactly the same tokens.
+    spec = resolve_model(model)
+    builder = adapter_prompt_builder(load_tokenizer(prepare_model(spec, models_dir)), spec,
+                                     read_adapter_info(adapter_dir) if adapter_dir else None, max_tokens)
+    prompts = [email_prompt(builder, mail)[0] for mail in emails]
+    parts = [prompts[i: i + emails_per_task] for i in range(0, len(prompts), emails_per_task)]
+    options = dict(num_cpus=threads_per_worker, num_gpus=1 if device == "cuda" else 0, max_retries=2)
+    common = (model, adapter_id, files, str(models_dir), device, threads_per_worker)
+    run_params = {"adapter": adapter_id, "corpus": corpus, "sample": sample_size, "ablation": ablation, "top_k": top_k,
+                  "executor": "ray", "address": address}
+    with store.run("heads", run_params) as run_id:
+        seconds = {}
+        started = time.perf_counter()
+        remote = ray.remote(**options)(attribution_part)
+        patched = AttributionPass.concatenate(_gather(ray, [remote.remote(*common, part, batch_size) for part in parts],
+                                                      "attribution patching", len(parts), progress))
+        seconds["attribution"] = time.perf_counter() - started
+        n_layers, n_heads = patched.z_dot_grad.shape[1:]
+        checked = heads_to_check(n_layers, n_heads, patched, ablation, "attribution", top_k)
+        means = patched.means if ablation == "mean" else None
+        started = time.perf_counter()
+        remote = ray.remote(**options)(ablation_part)
+        results = _gather(ray, [remote.remote(*common, part, checked, means, batch_size) for part in parts],
+                          f"exact ablation of {len(checked)} heads", len(parts), progress)
+        seconds["exact"] = time.perf_counter() - started
+        clean = np.concatenate([c for c, _ in results])
+        ablated = np.concatenate([a for _, a in results])
+        sweep = assemble_sweep(adapter_id, n_layers, n_heads, ablation, "attribution", [m.label for m in emails],
+                               patched, checked, clean, ablated, seconds)
+        store.add_head_sweep(run_id, corpus, params, sweep)
+    return sweep
+
+
+def _gather(ray, refs: list, stage: str, total: int, progress: bool) -> list:
+    """Results of refs in submission order, with a progress bar as they finish."""
+    with tqdm(total=total, desc=stage, unit=" parts", disable=not progress) as bar:
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            bar.update(len(ready))
+    return ray.get(refs)

@@ -289,7 +289,20 @@ class AttributionPass:
     lens: np.ndarray  # (n, n_layers + 1)
     z_dot_grad: np.ndarray  # (n, n_layers, n_heads)
     grad_sum: np.ndarray  # (n, n_layers, n_heads, d_head)
-    means: torch.Tensor  # (n_layers, n_heads, d_head)
+    z_total: torch.Tensor  # (n_layers, n_heads, d_head): sum of every head's output over the real tokens
+    token_count: int
+
+    @property
+    def means(self) -> torch.Tensor:
+        """(n_layers, n_heads, d_head): each head's mean output over the real tokens."""
+        return (self.z_total / self.token_count).float()
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["AttributionPass"]) -> "AttributionPass":
+        """The pass over all prompts of several parts, in order (e.g. batches run on other machines)."""
+        return cls(np.concatenate([p.scores for p in parts]), np.concatenate([p.lens for p in parts]),
+                   np.concatenate([p.z_dot_grad for p in parts]), np.concatenate([p.grad_sum for p in parts]),
+                   sum((p.z_total for p in parts[1:]), parts[0].z_total), sum(p.token_count for p in parts))
 
     def estimated_effects(self, ablation: str) -> np.ndarray:
         """(n, n_layers, n_heads): first-order estimate of ablated − clean score.
@@ -349,7 +362,7 @@ def attribution_patching(hm: HeadModel, prompts: Sequence[list[int]], batch_size
             lens[indices] = torch.stack([score_from_residual(hm, r.detach()) for r in residuals], 1).cpu().numpy()
         if on_batch:
             on_batch(len(indices))
-    return AttributionPass(scores, lens, z_dot_grad, grad_sum, (z_total / token_count).float())
+    return AttributionPass(scores, lens, z_dot_grad, grad_sum, z_total, token_count)
 
 
 # ---------------------------------------------------------------- the sweep
@@ -415,24 +428,39 @@ def sweep_heads(hm: HeadModel, prompts: Sequence[list[int]], labels: Sequence[in
     start = time.perf_counter()
     patched = attribution_patching(hm, prompts, batch_size, reporter("attribution patching", len(prompts)))
     seconds["attribution"] = time.perf_counter() - start
-    all_heads = [(layer, head) for layer in range(hm.n_layers) for head in range(hm.n_heads)]
-    estimates = patched.estimated_effects(ablation).reshape(len(prompts), -1)
-    rows = _effect_rows(all_heads, estimates, patched.scores, labels, "attribution") if method == "attribution" else []
-    if method == "attribution":
-        order = np.argsort(-np.abs(estimates.mean(0)))[:top_k]
-        checked = [all_heads[i] for i in order]
-    else:
-        checked = all_heads
-    means = patched.means if ablation == "mean" else None
+    checked = heads_to_check(hm.n_layers, hm.n_heads, patched, ablation, method, top_k)
     start = time.perf_counter()
-    clean, ablated = ablate_heads_exact(hm, prompts, checked, means, batch_size,
-                                        reporter(f"exact ablation of {len(checked)} heads", len(prompts)))
+    clean, ablated = ablate_heads_exact(hm, prompts, checked, patched.means if ablation == "mean" else None,
+                                        batch_size, reporter(f"exact ablation of {len(checked)} heads", len(prompts)))
     seconds["exact"] = time.perf_counter() - start
+    return assemble_sweep(hm.adapter_id, hm.n_layers, hm.n_heads, ablation, method, labels, patched, checked, clean,
+                          ablated, seconds)
+
+
+def heads_to_check(n_layers: int, n_heads: int, patched: AttributionPass, ablation: str, method: str,
+                   top_k: int) -> list[tuple[int, int]]:
+    """The heads exact ablation runs on: the top_k by |estimated Δ mean score|, or all (exact)."""
+    all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    if method != "attribution":
+        return all_heads
+    estimates = patched.estimated_effects(ablation).reshape(len(patched.scores), -1)
+    return [all_heads[i] for i in np.argsort(-np.abs(estimates.mean(0)))[:top_k]]
+
+
+def assemble_sweep(adapter_id: str, n_layers: int, n_heads: int, ablation: str, method: str, labels: Sequence[int],
+                   patched: AttributionPass, checked: Sequence[tuple[int, int]], clean: np.ndarray,
+                   ablated: np.ndarray, seconds: dict[str, float]) -> HeadSweep:
+    """A HeadSweep from the attribution pass and the exact ablation of the checked heads."""
+    labels = np.asarray(labels)
+    rows = []
+    if method == "attribution":
+        all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+        estimates = patched.estimated_effects(ablation).reshape(len(patched.scores), -1)
+        rows = _effect_rows(all_heads, estimates, patched.scores, labels, "attribution")
     rows += _effect_rows(checked, ablated - clean[:, None], clean, labels, "exact")
-    lens = pd.DataFrame({"layer": np.arange(-1, hm.n_layers), "mean_score": patched.lens.mean(0),
+    lens = pd.DataFrame({"layer": np.arange(-1, n_layers), "mean_score": patched.lens.mean(0),
                          "std_score": patched.lens.std(0)})
-    return HeadSweep(hm.adapter_id, ablation, len(prompts), pd.DataFrame(rows), lens,
-                     f1_at_zero(clean, labels), seconds)
+    return HeadSweep(adapter_id, ablation, len(clean), pd.DataFrame(rows), lens, f1_at_zero(clean, labels), seconds)
 
 
 def sweep_params(corpus: str, sample: int, max_tokens: int, seed: int, ablation: str, top_k: int) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.records import Demonstration, Email
+from data.records import AdapterInfo, Demonstration, Email
 from models.registry import ModelSpec
 
 
@@ -88,10 +88,14 @@ class PromptBuilder:
 def prompt_builder(model, max_tokens: int) -> PromptBuilder:
     """The prompt builder for a loaded model (anything with .tokenizer, .spec and .adapter): an
     FTICL adapter's prompts start with the in-context examples it was saved with."""
-    adapter = getattr(model, "adapter", None)
+    return adapter_prompt_builder(model.tokenizer, model.spec, getattr(model, "adapter", None), max_tokens)
+
+
+def adapter_prompt_builder(tokenizer, spec: ModelSpec, adapter: AdapterInfo | None, max_tokens: int) -> PromptBuilder:
+    """The prompt builder of a scorer: the base model's template, plus an FTICL adapter's examples."""
     if adapter is None or not adapter.demonstrations:
-        return PromptBuilder(model.tokenizer, model.spec, max_tokens)
-    return PromptBuilder(model.tokenizer, model.spec, max_tokens, adapter.demonstrations,
+        return PromptBuilder(tokenizer, spec, max_tokens)
+    return PromptBuilder(tokenizer, spec, max_tokens, adapter.demonstrations,
                          int(adapter.hyperparameters.get("context_tokens", 64)))
 
 

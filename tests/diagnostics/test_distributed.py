@@ -102,3 +102,30 @@ def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evalu
         local = store.drivers(adapter["id"], "gradxinput", params).set_index("feature")
     assert set(local.index) == set(remote.index)
     np.testing.assert_allclose(remote.loc[local.index, "total"], local["total"], atol=1e-4)
+
+
+def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_settings, tmp_path):
+    from diagnostics.distributed import sweep_heads_on_ray
+    from diagnostics.head_sweep import sweep_corpus
+    from diagnostics.heads import load_head_model
+
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    with Store.open(settings.store_path) as store:
+        adapter = store.adapters().iloc[0]
+        remote = sweep_heads_on_ray(store, settings.model, adapter["path"], "synthetic-corporate", 10, 96, 1, "cpu",
+                                    settings.models_dir, top_k=3, batch_size=2, emails_per_task=4, progress=False)
+        assert sweep_heads_on_ray(store, settings.model, adapter["path"], "synthetic-corporate", 10, 96, 1, "cpu",
+                                  settings.models_dir, top_k=3, progress=False) is None  # stored: nothing to do
+        store.execute("DELETE FROM head_effects")
+        store.execute("DELETE FROM logit_lens")
+        hm = load_head_model(settings.model, adapter["path"], settings.models_dir, "cpu")
+        local = sweep_corpus(store, hm, "synthetic-corporate", 10, 96, 1, "mean", 3, 2)
+    key = ["method", "layer", "head"]
+    a, b = (s.effects.sort_values(key).reset_index(drop=True) for s in (remote, local))
+    assert a[key].equals(b[key]) and (a["method"] == "exact").sum() == 3
+    np.testing.assert_allclose(a["delta_logit"], b["delta_logit"], atol=1e-4)
+    np.testing.assert_allclose(a["delta_f1"], b["delta_f1"], atol=1e-9)
+    np.testing.assert_allclose(remote.lens["mean_score"], local.lens["mean_score"], atol=1e-4)
+    assert remote.n_emails == local.n_emails == 10 and remote.clean_f1 == pytest.approx(local.clean_f1)
