@@ -119,6 +119,17 @@ def ingest(
                    f"kept {r.kept} ({r.normalisation})")
 
 
+def _build_one_corpus_set(ctx: typer.Context, corpus: str, size: int | None, seed: int | None, kind: str) -> None:
+    from data.splits import build_specialist
+    from data.store import Store
+
+    settings = _settings(ctx)
+    with _clear_errors():
+        with Store.open(settings.store_path) as store:
+            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed, kind=kind)
+            typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
+
+
 @trainset_app.command("specialist")
 def trainset_specialist(
     ctx: typer.Context,
@@ -127,14 +138,7 @@ def trainset_specialist(
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
 ):
     """A specialist set: one corpus' training split, named specialist-CORPUS."""
-    from data.splits import build_specialist
-    from data.store import Store
-
-    settings = _settings(ctx)
-    with _clear_errors():
-        with Store.open(settings.store_path) as store:
-            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed)
-            typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
+    _build_one_corpus_set(ctx, corpus, size, seed, "specialist")
 
 
 @trainset_app.command("fticl")
@@ -145,14 +149,7 @@ def trainset_fticl(
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
 ):
     """An FTICL set: the same emails as specialist-CORPUS, named fticl-CORPUS; train it with --context-examples K."""
-    from data.splits import build_specialist
-    from data.store import Store
-
-    settings = _settings(ctx)
-    with _clear_errors():
-        with Store.open(settings.store_path) as store:
-            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed, kind="fticl")
-            typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
+    _build_one_corpus_set(ctx, corpus, size, seed, "fticl")
 
 
 @trainset_app.command("generalist")

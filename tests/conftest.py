@@ -119,6 +119,16 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
     return built
 
 
+@pytest.fixture
+def evaluated_copy(evaluated_settings, tmp_path) -> Settings:
+    """A private copy of the evaluated_settings home (store and adapters) for tests that write to it."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    return evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+
+
 def tiny_study(model: str, **changes) -> dict:
     """A study spec (as parsed TOML) matching the evaluated_settings fixture's protocol: same training
     sets and LoRA settings, so the store already holds all of it."""

@@ -1,8 +1,6 @@
 """Evaluation on a local Ray instance with 2 CPUs: the same predictions as the local executor,
 shards ingested idempotently, a rerun doing nothing."""
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -21,12 +19,10 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(local_ray, evaluated_settings, tmp_path):
+def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(local_ray, evaluated_copy, tmp_path):
     from diagnostics.distributed import evaluate_on_ray
 
-    home = tmp_path / "home"
-    shutil.copytree(evaluated_settings.home, home)
-    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    settings = evaluated_copy
     with Store.open(settings.store_path) as store:
         adapter = store.adapters().iloc[0]
         local = store.query("SELECT adapter_id, email_id, score, predicted FROM predictions WHERE adapter_id IN (?, ?)",
@@ -53,14 +49,13 @@ def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(loca
         assert not list((tmp_path / "shards2").rglob("*.parquet"))  # nothing left to score: no task ran
 
 
-def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evaluated_settings, tmp_path):
+def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evaluated_copy):
     from typer.testing import CliRunner
 
     from cli import app
 
-    home = tmp_path / "home"
-    shutil.copytree(evaluated_settings.home, home)
-    base = ["--home", str(home), "--model", evaluated_settings.model, "--device", "cpu", "evaluate", "--no-reference",
+    home = evaluated_copy.home
+    base = ["--home", str(home), "--model", evaluated_copy.model, "--device", "cpu", "evaluate", "--no-reference",
             "--no-zero-shot", "--sample-size", "12", "--max-tokens", "96"]
     with Store.open(home / "store.duckdb") as store:
         store.execute("DELETE FROM predictions")
@@ -74,15 +69,13 @@ def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evalua
     assert result.exit_code == 1 and "executor must be one of local, ray" in result.output
 
 
-def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evaluated_settings, tmp_path):
+def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evaluated_copy, tmp_path):
     from diagnostics.attribution import method_params
     from diagnostics.distributed import explain_on_ray
     from diagnostics.drivers import explain_sample
     from models.loading import load_model
 
-    home = tmp_path / "home"
-    shutil.copytree(evaluated_settings.home, home)
-    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    settings = evaluated_copy
     params = method_params("gradxinput", 96, 1)
     with Store.open(settings.store_path) as store:
         adapter = store.adapters().iloc[0]
@@ -104,14 +97,12 @@ def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evalu
     np.testing.assert_allclose(remote.loc[local.index, "total"], local["total"], atol=1e-4)
 
 
-def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_settings, tmp_path):
+def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_copy):
     from diagnostics.distributed import sweep_heads_on_ray
     from diagnostics.head_sweep import sweep_corpus
     from diagnostics.heads import load_head_model
 
-    home = tmp_path / "home"
-    shutil.copytree(evaluated_settings.home, home)
-    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    settings = evaluated_copy
     with Store.open(settings.store_path) as store:
         adapter = store.adapters().iloc[0]
         remote = sweep_heads_on_ray(store, settings.model, adapter["path"], "synthetic-corporate", 10, 96, 1, "cpu",

@@ -1,7 +1,6 @@
 """Study specs: validation with clear errors, a rerun that does no stored work, resuming after
 an interruption, and the report (on the test store: synthetic corpora, tiny model)."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def study_copy(evaluated_settings, tmp_path):
-    home = tmp_path / "home"
-    shutil.copytree(evaluated_settings.home, home)
-    return evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+def study_copy(evaluated_copy):
+    return evaluated_copy
 
 
 @pytest.mark.parametrize("change,message", [
