@@ -3,7 +3,9 @@
 Baselines (same model, same emails, same prompts, same token budget):
   one_at_a_time  - a plain transformers forward per email, full-vocabulary logits at every position
   naive_batching - fixed batches in corpus order (no length bucketing), full logits at every position
-PhishLens: score_emails - length-bucketed, left-padded batches, last-position logits only, inference mode.
+PhishLens: score_emails - length-bucketed, left-padded batches, last-position logits only, inference mode;
+phishlens_compiled: the same with the forward compiled by torch.compile (what `evaluate` does for
+long jobs); its one-off compile time is reported apart (compile_s).
 
 MFU: useful model FLOPs (real tokens only, causal attention, last-position vocabulary
 projection; models/flops.py) per second over the achievable rate of a large fp32 matmul
@@ -33,7 +35,7 @@ from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from models.flops import matmul_rate, scoring_flops  # noqa: E402
 from models.loading import load_base  # noqa: E402
-from models.scoring import PromptBuilder, label_token_ids, pad_left, score_emails  # noqa: E402
+from models.scoring import PromptBuilder, compiled_for_scoring, label_token_ids, pad_left, score_emails  # noqa: E402
 
 
 def sample_emails(data_dir: Path, n: int, seed: int):
@@ -91,6 +93,9 @@ def main() -> None:
     single, t_single = timed(lambda: full_logit_scores(loaded, prompts, 1))
     naive, t_naive = timed(lambda: full_logit_scores(loaded, prompts, args.batch_size))
     fast, t_fast = timed(lambda: score_emails(loaded, emails, args.max_tokens, args.batch_size))
+    compiled = compiled_for_scoring(loaded)
+    _, t_compile = timed(lambda: score_emails(compiled, emails[:args.batch_size], args.max_tokens, args.batch_size))
+    fused, t_fused = timed(lambda: score_emails(compiled, emails, args.max_tokens, args.batch_size))
 
     rate = (rate_before + matmul_rate(torch.float32)) / 2
     useful = scoring_flops(loaded.model.config, [len(p) for p in prompts])
@@ -101,11 +106,15 @@ def main() -> None:
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "emails": n, "max_tokens": args.max_tokens, "batch_size": args.batch_size,
         "mean_prompt_tokens": float(np.mean([len(p) for p in prompts])),
-        "emails_per_s": {"one_at_a_time": n / t_single, "naive_batching": n / t_naive, "phishlens": n / t_fast},
+        "emails_per_s": {"one_at_a_time": n / t_single, "naive_batching": n / t_naive, "phishlens": n / t_fast,
+                         "phishlens_compiled": n / t_fused},
         "fp32_matmul_gflops": rate / 1e9,
         "model_gflops_per_email": useful / n / 1e9,
         "mfu": {"one_at_a_time": useful / t_single / rate, "naive_batching": useful / t_naive / rate,
-                "phishlens": useful / t_fast / rate},
+                "phishlens": useful / t_fast / rate, "phishlens_compiled": useful / t_fused / rate},
+        "compile_s": t_compile,
+        "compiled_speedup_vs_one_at_a_time": t_single / t_fused,
+        "max_abs_score_diff_compiled_vs_eager": float(np.abs(fused - fast).max()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "speedup_vs_one_at_a_time": t_single / t_fast,
         "speedup_vs_naive_batching": t_naive / t_fast,

@@ -35,6 +35,7 @@ class Settings:
     port: int
     studies_dir: Path = PROJECT_ROOT / "studies"  # study specs (*.toml) the Study page lists
     quantize: str = "none"  # none | 4bit (bitsandbytes NF4, CUDA only) for training and evaluation
+    compile: str = "auto"  # auto | on | off: torch.compile the scorer for long evaluations (see diagnostics.evaluate)
     executor: str = "local"  # local | ray: where evaluation tasks run
     ray_address: str | None = None  # an existing Ray cluster (None: a local Ray instance)
     ray_workers: int | None = None  # CPUs of a local Ray instance (None: all)
@@ -80,6 +81,7 @@ def load_settings(**overrides) -> Settings:
         port=int(os.environ.get("PHISHLENS_PORT", "8501")),
         studies_dir=Path(os.environ.get("PHISHLENS_STUDIES", PROJECT_ROOT / "studies")).resolve(),
         quantize=os.environ.get("PHISHLENS_QUANTIZE", "none"),
+        compile=os.environ.get("PHISHLENS_COMPILE", "auto"),
         executor=os.environ.get("PHISHLENS_EXECUTOR", "local"),
         ray_address=os.environ.get("PHISHLENS_RAY_ADDRESS") or None,
         ray_workers=int(os.environ["PHISHLENS_RAY_WORKERS"]) if os.environ.get("PHISHLENS_RAY_WORKERS") else None,

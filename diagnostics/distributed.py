@@ -212,7 +212,7 @@ def evaluate_with(settings: Settings, store: Store, targets: Sequence[Evaluation
         from diagnostics.evaluate import evaluate
 
         return evaluate(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
-                        settings.device, batch_size, progress)
+                        settings.device, batch_size, progress, settings.compile)
     if importlib.util.find_spec("ray") is None:
         raise ValueError("the ray executor needs Ray: `pip install ray==2.60.0`")
     return evaluate_on_ray(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,

@@ -124,6 +124,18 @@ def last_position_logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch, logits_to_keep=1, use_cache=False).logits[:, -1, :]
 
 
+def compiled_for_scoring(loaded):
+    """A copy of a LoadedModel whose forward is compiled by torch.compile (inductor, dynamic
+    shapes: every length bucket reuses one graph). It fuses the norms, rotary embeddings and the
+    gated MLP's element-wise work that eager mode runs as separate passes over memory — on
+    SmolLM2 with 2 CPU cores that was ~20% of scoring time. The first batch pays the compile
+    (~30–90 s; inductor caches it on disk for the next process), so it pays off on long jobs.
+    """
+    from dataclasses import replace
+
+    return replace(loaded, model=torch.compile(loaded.model, dynamic=True))
+
+
 def score_prompts(loaded, prompts: Sequence[list[int]], batch_size: int = 8,
                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """logit(positive label) - logit(negative label) for each prompt's token ids, in input order.

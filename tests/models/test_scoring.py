@@ -96,3 +96,14 @@ def test_in_context_examples_precede_the_email_in_the_same_template(tiny_model_d
     # examples passed to build() replace the builder's own (FTICL training draws them per email)
     no_examples = PromptBuilder(tokenizer, loaded.spec, max_tokens=64, context_tokens=20)
     assert no_examples.build(mail, demos).input_ids == with_context.input_ids
+
+
+def test_compiled_scorer_gives_the_eager_scores(tiny_model_dir, settings):
+    from models.scoring import compiled_for_scoring
+
+    loaded = load_base(str(tiny_model_dir), settings.models_dir, "cpu")
+    emails = [_email("short one"), _email("a much longer email body " * 12), _email("medium length text " * 3),
+              _email("another " * 30)]
+    eager = score_emails(loaded, emails, max_tokens=128, batch_size=2)
+    compiled = score_emails(compiled_for_scoring(loaded), emails, max_tokens=128, batch_size=2)  # two lengths, one graph
+    np.testing.assert_allclose(compiled, eager, atol=1e-4)
