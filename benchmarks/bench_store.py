@@ -56,9 +56,9 @@ def build_store(path: Path, n_emails: int, n_adapters: int, n_explained: int, fe
         con.execute(f"""
             INSERT INTO emails BY NAME
             SELECT 'e' || i AS id, {corpora}[1 + i % 4] AS corpus, 'sender' || (i % 997) || '@example.com' AS sender,
-                   array_to_string(list_transform(range(6), lambda x: {words}[1 + hash(i, x, 's') % {len(WORDS)}]), ' ')
+                   array_to_string(list_transform(range(6), lambda x: {words}[1 + (hash(i, x, 's') % {len(WORDS)})::BIGINT]), ' ')
                        AS subject,
-                   array_to_string(list_transform(range(120), lambda x: {words}[1 + hash(i, x) % {len(WORDS)}]), ' ')
+                   array_to_string(list_transform(range(120), lambda x: {words}[1 + (hash(i, x) % {len(WORDS)})::BIGINT]), ' ')
                        AS body,
                    []::VARCHAR[] AS urls, (i % 2)::TINYINT AS label, 'ws1' AS normalisation, false AS truncated
             FROM range({n_emails}) t(i)""")
@@ -82,7 +82,7 @@ def build_store(path: Path, n_emails: int, n_adapters: int, n_explained: int, fe
         con.execute(f"""
             INSERT INTO attribution_features
             SELECT 'adapter-0', 'shap', 'p', 'e' || i, {corpora}[1 + i % 4],
-                   {words}[1 + hash(i, f) % {len(WORDS)}] || (hash(i, f, 'v') % 100),
+                   {words}[1 + (hash(i, f) % {len(WORDS)})::BIGINT] || (hash(i, f, 'v') % 100),
                    (hash(i, f, 'x') % 2000) / 1000.0 - 1
             FROM range({n_explained}) t(i), range({features_per_email}) u(f)""")
     return store

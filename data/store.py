@@ -728,11 +728,16 @@ class Store:
         body = f"FROM {source} WHERE {' AND '.join(where)}"
         with self.connection() as con:
             total = con.execute(f"SELECT count(*) {body}", params).fetchall()[0][0]
+            # The page first, then how many scorers got each of its (at most `limit`) emails wrong:
+            # counting per email over the whole predictions table would cost a pass over all of it.
             page = con.execute(
-                f"SELECT e.id, e.corpus, e.sender, e.subject, e.date, e.label, {columns}, "
-                f"(SELECT count(*) FROM predictions q WHERE q.email_id = e.id AND q.predicted <> e.label) AS adapters_wrong, "
-                f"(SELECT count(*) FROM predictions q WHERE q.email_id = e.id) AS adapters_scored "
-                f"{body} ORDER BY {order} LIMIT ? OFFSET ?", [*params, int(limit), int(offset)]).df()
+                f"WITH page AS (SELECT e.id, e.corpus, e.sender, e.subject, e.date, e.label, {columns} "
+                f"{body} ORDER BY {order} LIMIT ? OFFSET ?), "
+                f"tally AS (SELECT email_id, count(*) FILTER (predicted <> true_label) AS adapters_wrong, "
+                f"count(*) AS adapters_scored FROM predictions WHERE email_id IN (SELECT id FROM page) GROUP BY email_id) "
+                f"SELECT page.*, coalesce(t.adapters_wrong, 0) AS adapters_wrong, "
+                f"coalesce(t.adapters_scored, 0) AS adapters_scored FROM page LEFT JOIN tally t ON t.email_id = page.id "
+                f"ORDER BY {order.replace('e.', 'page.')}", [*params, int(limit), int(offset)]).df()
         return page, total
 
     def email(self, email_id: str) -> Email | None:
