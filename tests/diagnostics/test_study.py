@@ -159,7 +159,7 @@ def test_fticl_is_its_own_paradigm_trained_on_the_specialists_emails(study_copy)
         summary = summarize_study(results)
         assert "fticl" in set(summary["paradigm"])
         findings = " ".join(study_findings(summary))
-        assert "with in-context examples (FTICL)" in findings and "the gap by" in findings
+        assert "with in-context examples (FTICL)" in findings and "against plain fine-tuning, so the gap" in findings
         after = _work(store)
         run_study(store, study_copy, spec, progress=False)
         assert _work(store) == after
