@@ -25,6 +25,9 @@ from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulne
 SCHEMA_VERSION = 5
 
 
+INGEST_MEMORY_LIMIT = "512MB"  # DuckDB's cap while a staged corpus is deduplicated and written
+
+
 class StagedCorpus:
     """A corpus being parsed, written batch by batch to a scratch DuckDB file, so an ingest's
     memory stays bounded however large the source is (Store.add_staged_corpus dedupes it)."""
@@ -35,7 +38,7 @@ class StagedCorpus:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.count = 0
-        self._con = duckdb.connect(str(self.path))
+        self._con = duckdb.connect(str(self.path), config={"memory_limit": INGEST_MEMORY_LIMIT})
         self._con.execute("CREATE TABLE emails (seq BIGINT, id VARCHAR, corpus VARCHAR, sender VARCHAR, "
                           "receiver VARCHAR, date VARCHAR, subject VARCHAR, body VARCHAR, urls VARCHAR[], "
                           "label TINYINT, source_ref VARCHAR, normalisation VARCHAR, truncated BOOLEAN)")
@@ -448,36 +451,37 @@ class Store:
         with self.connection() as con:
             quoted = str(staged.path).replace("'", "''")
             con.execute(f"ATTACH '{quoted}' AS staged (READ_ONLY)")
+            # Dedupe on (id, label, seq) only and copy the texts straight from the staging file, under a
+            # memory cap (DuckDB spills past it), so a corpus larger than memory ingests in bounded memory.
+            con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
             try:
                 with self.transaction():
                     con.execute(
-                        "CREATE TEMP TABLE staged_conflicts AS SELECT id FROM staged.emails GROUP BY id "
-                        "HAVING count(DISTINCT label) > 1")
-                    con.execute(
-                        "CREATE TEMP TABLE staged_new AS SELECT * EXCLUDE (seq) FROM staged.emails "
-                        "WHERE id NOT IN (SELECT id FROM staged_conflicts) "
-                        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seq) = 1")
-                    parsed, distinct = con.execute("SELECT count(*), count(DISTINCT id) FROM staged.emails").fetchone()
-                    conflicts = con.execute("SELECT count(*) FROM staged_conflicts").fetchone()[0]
-                    unique = con.execute("SELECT count(*) FROM staged_new").fetchone()[0]
-                    con.execute("DELETE FROM staged_new WHERE id IN (SELECT id FROM emails)")
-                    kept = con.execute("SELECT count(*) FROM staged_new").fetchone()[0]
+                        "CREATE TEMP TABLE staged_ids AS SELECT id, min(seq) AS seq, count(*) AS copies, "
+                        "count(DISTINCT label) AS labels FROM staged.emails GROUP BY id")
+                    parsed, distinct, conflicts = con.execute(
+                        "SELECT coalesce(sum(copies), 0), count(*), count(*) FILTER (labels > 1) FROM staged_ids").fetchone()
+                    con.execute("DELETE FROM staged_ids WHERE labels > 1")
+                    unique = distinct - conflicts
+                    con.execute("DELETE FROM staged_ids WHERE id IN (SELECT id FROM emails)")
+                    kept = con.execute("SELECT count(*) FROM staged_ids").fetchone()[0]
                     n_errors = con.execute("SELECT count(*) FROM staged.errors").fetchone()[0]
                     examples = tuple(con.execute("SELECT source_ref, error FROM staged.errors ORDER BY seq LIMIT 100")
                                      .fetchall())
-                    report = IngestReport(info.name, parsed, n_errors, parsed - distinct, conflicts, unique - kept, kept,
-                                          normalisation, examples)
+                    report = IngestReport(info.name, int(parsed), n_errors, int(parsed) - distinct, conflicts,
+                                          unique - kept, kept, normalisation, examples)
                     if kept:
                         con.execute(
                             "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                             [info.name, info.source, info.format, info.label_meaning, info.label_convention,
-                             info.synthetic, normalisation, parsed, n_errors, report.duplicates_within, conflicts,
+                             info.synthetic, normalisation, int(parsed), n_errors, report.duplicates_within, conflicts,
                              report.duplicates_across, kept, _now()])
-                        con.execute("INSERT INTO emails BY NAME SELECT * FROM staged_new")
+                        con.execute("INSERT INTO emails BY NAME SELECT e.* EXCLUDE (seq) FROM staged.emails e "
+                                    "SEMI JOIN staged_ids k ON e.seq = k.seq")
                         con.execute("INSERT INTO ingest_errors SELECT ?, source_ref, error FROM staged.errors", [info.name])
-                    con.execute("DROP TABLE staged_conflicts")
-                    con.execute("DROP TABLE staged_new")
+                    con.execute("DROP TABLE staged_ids")
             finally:
+                con.execute("RESET memory_limit")
                 con.execute("DETACH staged")
         return report
 
