@@ -29,9 +29,12 @@ def study_matrix(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def matrix_figure(matrix: pd.DataFrame, model: str) -> go.Figure:
-    """Training set × corpus for one model (its zero-shot row first, the bag-of-words rows last)."""
+    """Training set × corpus for one model: zero-shot, specialists, generalist, FTICL, then the
+    bag-of-words rows."""
     shown = matrix[matrix["model"] == model]
-    rows = sorted(set(shown["training_set"]), key=lambda t: (t != "zero-shot", t))
+    order = ("zero-shot", "specialist-", "generalist", "fticl-", "bag of words")
+    rows = sorted(set(shown["training_set"]),
+                  key=lambda t: (next((i for i, p in enumerate(order) if t.startswith(p)), len(order)), t))
     cols = sorted(set(matrix["corpus"]))
     z = np.full((len(rows), len(cols)), np.nan)
     text = [["" for _ in cols] for _ in rows]
@@ -88,8 +91,11 @@ def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figu
     """One self-contained HTML page: spec, findings, figures (plotly.js inlined once), summary table."""
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
               for i, fig in enumerate(figures)]
+    # The LoRA table without the fields the spec sets elsewhere (seeds; fticl_examples).
+    lora = {k: v for k, v in spec.lora.__dict__.items() if k not in ("seed", "context_examples")}
+    shown = {**spec.__dict__, "lora": ", ".join(f"{k}={v}" for k, v in lora.items())}
     spec_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in spec.__dict__.items())
+                        for k, v in shown.items())
     findings_html = "".join(f"<li>{html.escape(line)}</li>" for line in findings)
     table = summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True, border=0)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

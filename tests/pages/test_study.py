@@ -35,6 +35,19 @@ def test_study_page_reports_the_stored_study_and_exports_html(monkeypatch, evalu
     assert "tiny &lt;b&gt;study&lt;/b&gt;" in page and "<b>study</b>" not in page
     assert not re.search(r"<script[^>]+src=", page)  # plotly.js inlined: the file opens offline
     assert page.count("Plotly.newPlot") == 2
+    assert "context_examples" not in page and "seed=" not in page  # seeds and FTICL are the spec's own fields
+
+
+def test_study_matrix_rows_follow_the_paradigms():
+    import pandas as pd
+
+    from diagnostics.study_report import matrix_figure
+
+    names = ["bag of words · generalist", "fticl-A", "generalist", "specialist-B", "zero-shot", "specialist-A"]
+    matrix = pd.DataFrame({"model": "m", "training_set": names, "corpus": "A", "in_domain": False,
+                           "mean": 0.5, "std": 0.1, "runs": 2, "measure": "F1", "intervals": ""})
+    rows = list(matrix_figure(matrix, "m").data[0].y)
+    assert rows == ["zero-shot", "specialist-A", "specialist-B", "generalist", "fticl-A", "bag of words · generalist"]
 
 
 def test_study_page_names_a_broken_spec(monkeypatch, evaluated_settings, tmp_path):
