@@ -402,6 +402,7 @@ def study(
     spec: Annotated[Path, typer.Argument(help="A study spec (TOML), e.g. studies/default.toml")],
     report_only: Annotated[bool, typer.Option("--report-only", help="Print the report of what is stored; run nothing")] = False,
     html: Annotated[Optional[Path], typer.Option(help="Also write the report as one self-contained HTML file here")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Ingest the corpora of this folder the store lacks first [env PHISHLENS_DATA]")] = None,
 ):
     """Run a cross-architecture study: train and evaluate whatever the spec needs and the store lacks, then report."""
     from dataclasses import replace
@@ -419,6 +420,11 @@ def study(
             for model in parsed.models:  # for the longest prompts: FTICL's, when the spec has it
                 _echo_memory_estimate(settings, model, replace(parsed.lora, context_examples=parsed.fticl_examples))
         with Store.open(settings.store_path) as store:
+            data = data or settings.data_dir
+            if data and not report_only:
+                from diagnostics.jobs import ingest_folder
+
+                ingest_folder(store, settings, data)  # corpora already stored are skipped
             try:
                 plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)
             except SpecError as exc:

@@ -136,6 +136,9 @@ def training_lora(spec: StudySpec, training_set: str, seed: int) -> LoraSettings
 def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
     """Check the spec against the store's corpora and name everything the study needs."""
     corpora = store.corpus_names()
+    if not corpora:
+        raise SpecError("the store holds no corpora yet: give the study --data ../shared/data (or set "
+                        "PHISHLENS_DATA), or run `cli.py ingest --data DIR` first")
     for name in (spec.specialists or ()) + (spec.test_corpora or ()):
         if name not in corpora:
             raise SpecError(f"corpus {name!r} is not in the store; known: {', '.join(corpora) or 'none'}")

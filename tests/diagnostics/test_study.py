@@ -169,3 +169,27 @@ def test_fticl_is_its_own_paradigm_trained_on_the_specialists_emails(study_copy)
         with pytest.raises(ValueError, match="train on an fticl-<corpus> set"):
             train_training_set(store, study_copy, "specialist-synthetic-corporate",
                                LoraSettings(seed=99, context_examples=2), progress=False)
+
+
+def test_study_on_an_empty_store_says_to_ingest_and_ingests_with_data(tiny_model_dir, real_emails, tmp_path):
+    import csv
+
+    from cli import app
+
+    spec = tmp_path / "one.toml"
+    spec.write_text(study_toml(tiny_study(str(tiny_model_dir), specialists=["Mini"], generalist=False,
+                                          train_size=8, eval_size=4, reference=False)))
+    base = ["--home", str(tmp_path / "home"), "--device", "cpu", "study", str(spec)]
+    result = CliRunner().invoke(app, base)
+    assert result.exit_code == 1 and "the store holds no corpora yet" in result.output
+
+    data = tmp_path / "data"
+    data.mkdir()
+    picked = [m for m in real_emails if m.label == 0][:12] + [m for m in real_emails if m.label == 1][:12]
+    with open(data / "Mini.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["subject", "body", "label"])
+        writer.writerows([m.subject, m.body, m.label] for m in picked)
+    result = CliRunner().invoke(app, base + ["--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "study tiny: 1 adapters, 1 test corpora" in result.output
