@@ -6,7 +6,6 @@ the global options below override them.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -262,12 +261,10 @@ def evaluate(
 
 
 def _check_executor(settings: Settings) -> None:
-    from diagnostics.distributed import EXECUTORS
+    from diagnostics.distributed import check_executor
 
-    if settings.executor not in EXECUTORS:
-        _fail(f"executor must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}")
-    if settings.executor == "ray" and importlib.util.find_spec("ray") is None:
-        _fail("the ray executor needs Ray: `pip install ray==2.60.0`")
+    with _clear_errors():
+        check_executor(settings)
 
 
 def _sample_target(store, settings: Settings, corpus: str, training_set: str | None) -> Path | None:

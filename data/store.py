@@ -25,15 +25,27 @@ from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulne
 SCHEMA_VERSION = 5
 
 
+# The explanations table's columns before created_at, in order: explanation_record() holds each.
+EXPLANATION_COLUMNS = ("adapter_id", "email_id", "method", "params", "level", "score", "base_value", "evaluations",
+                       "seconds", "deletion_area", "insertion_area", "random_deletion_area", "payload")
 INGEST_MEMORY_LIMIT = "512MB"  # DuckDB's cap while a staged corpus is deduplicated and written
+
+
+EMAIL_COLUMNS = ["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls", "label", "source_ref",
+                 "normalisation", "truncated"]
+# SELECT list that casts a frame of email_frame() rows to the emails table's types.
+EMAIL_SELECT = ("id, corpus, sender, receiver, date, subject, body, urls::VARCHAR[], label::TINYINT, source_ref, "
+                "normalisation, truncated")
+
+
+def email_frame(emails: list[Email]) -> pd.DataFrame:
+    """Emails as rows of the emails table (urls as lists), for registering with DuckDB."""
+    return pd.DataFrame([{**asdict(e), "urls": list(e.urls)} for e in emails], columns=EMAIL_COLUMNS)
 
 
 class StagedCorpus:
     """A corpus being parsed, written batch by batch to a scratch DuckDB file, so an ingest's
     memory stays bounded however large the source is (Store.add_staged_corpus dedupes it)."""
-
-    COLUMNS = ["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls", "label", "source_ref",
-               "normalisation", "truncated"]
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -47,11 +59,10 @@ class StagedCorpus:
     def add(self, emails: list[Email], errors: list[tuple[str, str]]) -> None:
         """Append one batch of parsed emails and (source_ref, message) parse errors."""
         if emails:
-            rows = pd.DataFrame([{**asdict(e), "urls": list(e.urls)} for e in emails], columns=self.COLUMNS)
+            rows = email_frame(emails)
             rows.insert(0, "seq", range(self.count, self.count + len(rows)))
             self._con.register("batch", rows)
-            self._con.execute("INSERT INTO emails SELECT seq, id, corpus, sender, receiver, date, subject, body, "
-                              "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM batch")
+            self._con.execute(f"INSERT INTO emails SELECT seq, {EMAIL_SELECT} FROM batch")
             self._con.unregister("batch")
         if errors:
             rows = pd.DataFrame(errors, columns=["source_ref", "error"])
@@ -416,14 +427,6 @@ class Store:
     def has_corpus(self, name: str) -> bool:
         return bool(self.scalar("SELECT count(*) FROM corpora WHERE name = ?", [name]))
 
-    def existing_email_corpora(self, ids: list[str]) -> dict[str, str]:
-        """For the given ids already stored, the corpus that holds each."""
-        if not ids:
-            return {}
-        with self.connection() as con, self._frames(con, wanted=pd.DataFrame({"id": ids})):
-            rows = con.execute("SELECT e.id, e.corpus FROM emails e JOIN wanted w ON w.id = e.id").fetchall()
-        return dict(rows)
-
     def add_corpus(self, info: CorpusInfo, report: IngestReport, emails: list[Email]) -> None:
         """Write a corpus, its emails and its ingest errors in one transaction."""
         errors = pd.DataFrame([(info.name, ref, message) for ref, message in report.errors],
@@ -487,15 +490,8 @@ class Store:
 
     def insert_emails(self, con: duckdb.DuckDBPyConnection, emails: list[Email]) -> None:
         """Insert emails on `con` (inside the caller's transaction)."""
-        rows = pd.DataFrame(
-            [{**asdict(e), "urls": list(e.urls)} for e in emails],
-            columns=["id", "corpus", "sender", "receiver", "date", "subject", "body", "urls",
-                     "label", "source_ref", "normalisation", "truncated"],
-        )
-        with self._frames(con, new_emails=rows):
-            con.execute(
-                "INSERT INTO emails SELECT id, corpus, sender, receiver, date, subject, body, "
-                "urls::VARCHAR[], label::TINYINT, source_ref, normalisation, truncated FROM new_emails")
+        with self._frames(con, new_emails=email_frame(emails)):
+            con.execute(f"INSERT INTO emails SELECT {EMAIL_SELECT} FROM new_emails")
 
     def emails_by_ids(self, ids: Iterable[str]) -> list[Email]:
         with self.connection() as con, self._frames(con, wanted=pd.DataFrame({"id": list(ids)})):
@@ -759,21 +755,19 @@ class Store:
     def add_explanation(self, explanation: Explanation, corpus: str,
                         features: list[tuple[str, float]] | None = None) -> None:
         """Cache an explanation (replacing one with the same key) and its features, if given."""
-        e, f = explanation, explanation.faithfulness
-        key = [e.adapter_id, e.email_id, e.method, e.params]
+        record = self.explanation_record(explanation, corpus, features or [])
+        key = [record["adapter_id"], record["email_id"], record["method"], record["params"]]
         with self.transaction() as con:
             con.execute("DELETE FROM explanations WHERE adapter_id = ? AND email_id = ? AND method = ? AND params = ?", key)
             con.execute("INSERT INTO explanations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        [*key, e.level, e.score, e.base_value, e.evaluations, e.seconds,
-                         f.deletion_area if f else None, f.insertion_area if f else None,
-                         f.random_deletion_area if f else None, json.dumps(asdict(e)), _now()])
+                        [record[c] for c in EXPLANATION_COLUMNS] + [_now()])
             if features is not None:
                 con.execute("DELETE FROM attribution_features WHERE adapter_id = ? AND email_id = ? AND method = ? "
                             "AND params = ?", key)
-                rows = pd.DataFrame({"adapter_id": e.adapter_id, "method": e.method, "params": e.params,
-                                     "email_id": e.email_id, "corpus": corpus,
-                                     "feature": [name for name, _ in features],
-                                     "value": [value for _, value in features]})
+                rows = pd.DataFrame({"adapter_id": record["adapter_id"], "method": record["method"],
+                                     "params": record["params"], "email_id": record["email_id"], "corpus": corpus,
+                                     "feature": [f["feature"] for f in record["features"]],
+                                     "value": [f["value"] for f in record["features"]]})
                 if len(rows):
                     with self._frames(con, new_features=rows):
                         con.execute("INSERT INTO attribution_features BY NAME SELECT * FROM new_features")
@@ -802,9 +796,7 @@ class Store:
             con.execute("CREATE TEMP TABLE shard AS SELECT * FROM read_parquet(?)", [files])
             con.execute(f"DELETE FROM explanations t USING shard s WHERE {same}")
             con.execute(f"DELETE FROM attribution_features t USING shard s WHERE {same}")
-            con.execute("INSERT INTO explanations SELECT adapter_id, email_id, method, params, level, score, "
-                        "base_value, evaluations, seconds, deletion_area, insertion_area, random_deletion_area, "
-                        "payload, now() FROM shard")
+            con.execute(f"INSERT INTO explanations SELECT {', '.join(EXPLANATION_COLUMNS)}, now() FROM shard")
             con.execute("INSERT INTO attribution_features SELECT adapter_id, method, params, email_id, corpus, "
                         "f.feature, f.value FROM (SELECT *, unnest(features) AS f FROM shard)")
             count = con.execute("SELECT count(*) FROM shard").fetchone()[0]

@@ -152,11 +152,27 @@ def connect_ray(address: str | None, workers: int | None):
     return ray
 
 
+def scorer_id(model: str, adapter_dir: Path | None) -> str:
+    """The id a scorer's results are stored under: its adapter's, or the zero-shot base's."""
+    return read_adapter_info(adapter_dir).id if adapter_dir else zero_shot_id(resolve_model(model).name)
+
+
 def shipped_scorer(ray, model: str, adapter_dir: Path | None) -> tuple[str, object]:
     """A scorer's id and its adapter's files in Ray's object store (None: the zero-shot base)."""
-    if adapter_dir:
-        return read_adapter_info(adapter_dir).id, ray.put(adapter_files(adapter_dir))
-    return zero_shot_id(resolve_model(model).name), None
+    return scorer_id(model, adapter_dir), ray.put(adapter_files(adapter_dir)) if adapter_dir else None
+
+
+def remote_task(ray, function, device: str, threads: int):
+    """`function` as a Ray task using `threads` CPUs (and one GPU on CUDA), retried twice if a worker dies."""
+    return ray.remote(num_cpus=threads, num_gpus=1 if device == "cuda" else 0, max_retries=2)(function)
+
+
+def as_finished(ray, refs: list):
+    """Each task's result as soon as it finishes (in finishing order)."""
+    waiting = list(refs)
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        yield ray.get(ready[0])
 
 
 def shard_name(adapter_id: str, corpus: str, index: int) -> str:
@@ -173,8 +189,7 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
     arrives, so an interrupted run keeps what finished and a rerun does only the rest.
     """
     ray = connect_ray(address, workers)
-    remote = ray.remote(num_cpus=threads_per_worker, num_gpus=1 if device == "cuda" else 0,
-                        max_retries=2)(score_shard)
+    remote = remote_task(ray, score_shard, device, threads_per_worker)
     samples = evaluation_samples(store, corpora, sample_size, seed)
     params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets], "corpora": list(corpora),
               "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "executor": "ray",
@@ -195,26 +210,29 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
                     pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
                     total += len(emails)
         with tqdm(total=total, desc="evaluate on ray", unit=" mails", disable=not progress) as bar:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                path, scored = ray.get(ready[0])
+            for path, scored in as_finished(ray, pending):
                 store.add_prediction_shards([Path(path)])
                 bar.update(scored)
     return run_id
 
 
+def check_executor(settings: Settings) -> None:
+    """A clear error for an unknown executor, or for Ray when it is not installed."""
+    if settings.executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}")
+    if settings.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError("the ray executor needs Ray: `pip install ray==2.60.0`")
+
+
 def evaluate_with(settings: Settings, store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str],
                   sample_size: int | None, max_tokens: int, batch_size: int = 8, progress: bool = True) -> str:
     """Evaluate on the executor the settings name: in this process (local) or on Ray."""
-    if settings.executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}")
+    check_executor(settings)
     if settings.executor == "local":
         from diagnostics.evaluate import evaluate
 
         return evaluate(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
                         settings.device, batch_size, progress, settings.compile)
-    if importlib.util.find_spec("ray") is None:
-        raise ValueError("the ray executor needs Ray: `pip install ray==2.60.0`")
     return evaluate_on_ray(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
                            settings.device, settings.shards_path, batch_size, address=settings.ray_address,
                            workers=settings.ray_workers, progress=progress)
@@ -230,8 +248,7 @@ def explain_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: s
     from diagnostics.drivers import sample_test_emails
 
     ray = connect_ray(address, workers)
-    remote = ray.remote(num_cpus=threads_per_worker, num_gpus=1 if device == "cuda" else 0,
-                        max_retries=2)(explain_shard)
+    remote = remote_task(ray, explain_shard, device, threads_per_worker)
     adapter_id, files = shipped_scorer(ray, model, adapter_dir)
     params = method_params(method, max_tokens, seed)
     explained = store.explained_email_ids(adapter_id, method, params)
@@ -248,9 +265,7 @@ def explain_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: s
                                str(shards / shard_name(adapter_id, corpus, start // emails_per_task)))
             pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
         with tqdm(total=len(todo), desc=f"explain {corpus} on ray", unit=" mails", disable=not progress) as bar:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                path, explained_now = ray.get(ready[0])
+            for path, explained_now in as_finished(ray, pending):
                 store.add_explanation_shards([Path(path)])
                 bar.update(explained_now)
     return len(todo)
@@ -308,10 +323,10 @@ def sweep_heads_on_ray(store: Store, model: str, adapter_dir: Path | None, corpu
     from models.scoring import adapter_prompt_builder
 
     params = sweep_params(corpus, sample_size, max_tokens, seed, ablation, top_k)
+    if store.has_head_sweep(scorer_id(model, adapter_dir), params):
+        return None
     ray = connect_ray(address, workers)
     adapter_id, files = shipped_scorer(ray, model, adapter_dir)
-    if store.has_head_sweep(adapter_id, params):
-        return None
     emails = store.emails_by_ids(sample_test_emails(store, corpus, sample_size, seed))
     # Prompts are built here (tokenizer only) so every worker reads exactly the same tokens.
     spec = resolve_model(model)
@@ -319,14 +334,13 @@ def sweep_heads_on_ray(store: Store, model: str, adapter_dir: Path | None, corpu
                                      read_adapter_info(adapter_dir) if adapter_dir else None, max_tokens)
     prompts = [email_prompt(builder, mail)[0] for mail in emails]
     parts = [prompts[i: i + emails_per_task] for i in range(0, len(prompts), emails_per_task)]
-    options = dict(num_cpus=threads_per_worker, num_gpus=1 if device == "cuda" else 0, max_retries=2)
     common = (model, adapter_id, files, str(models_dir), device, threads_per_worker)
     run_params = {"adapter": adapter_id, "corpus": corpus, "sample": sample_size, "ablation": ablation, "top_k": top_k,
                   "executor": "ray", "address": address}
     with store.run("heads", run_params) as run_id:
         seconds = {}
         started = time.perf_counter()
-        remote = ray.remote(**options)(attribution_part)
+        remote = remote_task(ray, attribution_part, device, threads_per_worker)
         patched = AttributionPass.concatenate(_gather(ray, [remote.remote(*common, part, batch_size) for part in parts],
                                                       "attribution patching", len(parts), progress))
         seconds["attribution"] = time.perf_counter() - started
@@ -334,7 +348,7 @@ def sweep_heads_on_ray(store: Store, model: str, adapter_dir: Path | None, corpu
         checked = heads_to_check(n_layers, n_heads, patched, ablation, "attribution", top_k)
         means = patched.means if ablation == "mean" else None
         started = time.perf_counter()
-        remote = ray.remote(**options)(ablation_part)
+        remote = remote_task(ray, ablation_part, device, threads_per_worker)
         results = _gather(ray, [remote.remote(*common, part, checked, means, batch_size) for part in parts],
                           f"exact ablation of {len(checked)} heads", len(parts), progress)
         seconds["exact"] = time.perf_counter() - started
@@ -349,8 +363,6 @@ def sweep_heads_on_ray(store: Store, model: str, adapter_dir: Path | None, corpu
 def _gather(ray, refs: list, stage: str, total: int, progress: bool) -> list:
     """Results of refs in submission order, with a progress bar as they finish."""
     with tqdm(total=total, desc=stage, unit=" parts", disable=not progress) as bar:
-        waiting = list(refs)
-        while waiting:
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            bar.update(len(ready))
+        for _ in as_finished(ray, refs):
+            bar.update(1)
     return ray.get(refs)

@@ -51,7 +51,6 @@ class PromptBuilder:
                  demonstrations: Sequence[Demonstration] = (), context_tokens: int = 64):
         head, tail = spec.prompt_template.split("{email}")
         self.tokenizer = tokenizer
-        self.spec = spec
         self.context_tokens = context_tokens
         # Keep the BOS token where the tokenizer adds one (Gemma and Llama 3 expect it).
         probe = tokenizer("x").input_ids
