@@ -234,6 +234,7 @@ def evaluate(
     executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks per (adapter, corpus, email batch) [env PHISHLENS_EXECUTOR]")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. ray://head:10001 (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
     workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16, or int8 (SmoothQuant, CPU) for scoring; see benchmarks/README.md [env PHISHLENS_PRECISION]")] = None,
 ):
     """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
     from data.store import Store
@@ -241,7 +242,7 @@ def evaluate(
     from diagnostics.evaluate import EvaluationTarget, evaluate_reference
 
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
-                                             ray_workers=workers)
+                                             ray_workers=workers, precision=precision)
     _check_executor(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:

@@ -6,10 +6,16 @@ Baselines (same model, same emails, same prompts, same token budget):
 PhishLens: score_emails - length-bucketed, left-padded batches, last-position logits only, inference mode;
 phishlens_compiled: the same with the forward compiled by torch.compile (what `evaluate` does for
 long jobs); its one-off compile time is reported apart (compile_s).
+phishlens_bf16: score_emails with the model in bf16 (PHISHLENS_PRECISION=bf16).
+phishlens_int8: SmoothQuant int8 (PHISHLENS_PRECISION=int8; calibrated on 32 other emails),
+compiled (eager int8 spends its time quantizing activations; inductor fuses that into the matmuls).
+Agreement with fp32 is reported as the largest score difference and verdicts flipped; F1 per
+corpus is benchmarks/bench_precision.py's job.
 
 MFU: useful model FLOPs (real tokens only, causal attention, last-position vocabulary
 projection; models/flops.py) per second over the achievable rate of a large fp32 matmul
-measured in the same run (before and after the timings; the mean is used).
+measured in the same run (before and after the timings; the mean is used). bf16 and int8 are
+also given against their own dtype's matmul rate (mfu_own_dtype), measured in the same run.
 
 Usage: .venv/bin/python benchmarks/bench_scoring.py [--n 64] [--max-tokens 256] [--batch-size 8]
 Prints one JSON object; ratios are emails/s of PhishLens over each baseline.
@@ -35,7 +41,11 @@ from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from models.flops import matmul_rate, scoring_flops  # noqa: E402
 from models.loading import load_base  # noqa: E402
+from models.precision import at_precision  # noqa: E402
 from models.scoring import PromptBuilder, compiled_for_scoring, label_token_ids, pad_left, score_emails  # noqa: E402
+
+
+CALIBRATION = 32  # int8 calibration emails, sampled with the timed ones but never timed
 
 
 def sample_emails(data_dir: Path, n: int, seed: int):
@@ -84,7 +94,8 @@ def main() -> None:
 
     settings = load_settings()
     loaded = load_base(settings.model, settings.models_dir, settings.device)
-    emails = sample_emails(args.data, args.n, args.seed)
+    emails = sample_emails(args.data, args.n + CALIBRATION, args.seed)
+    emails, calibration = emails[:args.n], emails[args.n:]
     builder = PromptBuilder(loaded.tokenizer, loaded.spec, args.max_tokens)
     prompts = [builder.build(m).input_ids for m in emails]
     score_emails(loaded, emails[:4], args.max_tokens, args.batch_size)  # warm-up
@@ -96,10 +107,28 @@ def main() -> None:
     compiled = compiled_for_scoring(loaded)
     _, t_compile = timed(lambda: score_emails(compiled, emails[:args.batch_size], args.max_tokens, args.batch_size))
     fused, t_fused = timed(lambda: score_emails(compiled, emails, args.max_tokens, args.batch_size))
-
     rate = (rate_before + matmul_rate(torch.float32)) / 2
+
+    half = at_precision(loaded, "bf16")
+    score_emails(half, emails[:4], args.max_tokens, args.batch_size)  # warm-up
+    bf16, t_bf16 = timed(lambda: score_emails(half, emails, args.max_tokens, args.batch_size))
+    int8_model, t_calibrate = timed(lambda: at_precision(
+        loaded, "int8", [builder.build(m).input_ids for m in calibration]))
+    int8_eager, t_int8_eager = timed(lambda: score_emails(int8_model, emails, args.max_tokens, args.batch_size))
+    int8_model = compiled_for_scoring(int8_model)
+    _, t_int8_compile = timed(lambda: score_emails(int8_model, emails[:args.batch_size], args.max_tokens,
+                                                   args.batch_size))
+    int8, t_int8 = timed(lambda: score_emails(int8_model, emails, args.max_tokens, args.batch_size))
+    rates = {"fp32": rate, "bf16": matmul_rate(torch.bfloat16), "int8": matmul_rate(torch.int8)}
+
     useful = scoring_flops(loaded.model.config, [len(p) for p in prompts])
     n = len(emails)
+
+    def agreement(scores):
+        return {"max_abs_score_diff": float(np.abs(scores - fast).max()),
+                "mean_abs_score_diff": float(np.abs(scores - fast).mean()),
+                "verdicts_flipped": int(((scores > 0) != (fast > 0)).sum())}
+
     result = {
         "benchmark": "scoring",
         "model": loaded.spec.name, "device": str(loaded.device), "dtype": str(loaded.dtype),
@@ -107,13 +136,22 @@ def main() -> None:
         "emails": n, "max_tokens": args.max_tokens, "batch_size": args.batch_size,
         "mean_prompt_tokens": float(np.mean([len(p) for p in prompts])),
         "emails_per_s": {"one_at_a_time": n / t_single, "naive_batching": n / t_naive, "phishlens": n / t_fast,
-                         "phishlens_compiled": n / t_fused},
+                         "phishlens_compiled": n / t_fused, "phishlens_bf16": n / t_bf16,
+                         "phishlens_int8_eager": n / t_int8_eager, "phishlens_int8": n / t_int8},
         "fp32_matmul_gflops": rate / 1e9,
+        "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},
         "model_gflops_per_email": useful / n / 1e9,
         "mfu": {"one_at_a_time": useful / t_single / rate, "naive_batching": useful / t_naive / rate,
-                "phishlens": useful / t_fast / rate, "phishlens_compiled": useful / t_fused / rate},
+                "phishlens": useful / t_fast / rate, "phishlens_compiled": useful / t_fused / rate,
+                "phishlens_bf16": useful / t_bf16 / rate, "phishlens_int8": useful / t_int8 / rate},
+        "mfu_own_dtype": {"phishlens_bf16": useful / t_bf16 / rates["bf16"],
+                          "phishlens_int8": useful / t_int8 / rates["int8"]},
         "compile_s": t_compile,
+        "int8_calibrate_s": t_calibrate, "int8_compile_s": t_int8_compile,
         "compiled_speedup_vs_one_at_a_time": t_single / t_fused,
+        "bf16_speedup_vs_one_at_a_time": t_single / t_bf16,
+        "int8_speedup_vs_one_at_a_time": t_single / t_int8,
+        "agreement_with_fp32": {"bf16": agreement(bf16), "int8_eager": agreement(int8_eager), "int8": agreement(int8)},
         "max_abs_score_diff_compiled_vs_eager": float(np.abs(fused - fast).max()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "speedup_vs_one_at_a_time": t_single / t_fast,

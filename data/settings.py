@@ -36,6 +36,7 @@ class Settings:
     studies_dir: Path = PROJECT_ROOT / "studies"  # study specs (*.toml) the Study page lists
     quantize: str = "none"  # none | 4bit (bitsandbytes NF4, CUDA only) for training and evaluation
     compile: str = "auto"  # auto | on | off: torch.compile the scorer for long evaluations (see diagnostics.evaluate)
+    precision: str = "fp32"  # fp32 | bf16 | int8: evaluation's scoring precision (see models.precision)
     executor: str = "local"  # local | ray: where evaluation tasks run
     ray_address: str | None = None  # an existing Ray cluster (None: a local Ray instance)
     ray_workers: int | None = None  # CPUs of a local Ray instance (None: all)
@@ -82,6 +83,7 @@ def load_settings(**overrides) -> Settings:
         studies_dir=Path(os.environ.get("PHISHLENS_STUDIES", PROJECT_ROOT / "studies")).resolve(),
         quantize=os.environ.get("PHISHLENS_QUANTIZE", "none"),
         compile=os.environ.get("PHISHLENS_COMPILE", "auto"),
+        precision=os.environ.get("PHISHLENS_PRECISION", "fp32"),
         executor=os.environ.get("PHISHLENS_EXECUTOR", "local"),
         ray_address=os.environ.get("PHISHLENS_RAY_ADDRESS") or None,
         ray_workers=int(os.environ["PHISHLENS_RAY_WORKERS"]) if os.environ.get("PHISHLENS_RAY_WORKERS") else None,

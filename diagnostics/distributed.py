@@ -27,8 +27,9 @@ from tqdm import tqdm
 from data.records import Email
 from data.settings import PROJECT_ROOT, Settings
 from data.store import Store
-from diagnostics.evaluate import EvaluationTarget, evaluation_samples
-from models.loading import read_adapter_info, zero_shot_id
+from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluation_samples
+from models.loading import pick_device, read_adapter_info, zero_shot_id
+from models.precision import check_precision, describe_precision
 from models.registry import resolve_model
 
 EXECUTORS = ("local", "ray")
@@ -46,6 +47,8 @@ class ShardTask:
     batch_size: int
     run_id: str
     shard_path: str
+    precision: str = "fp32"
+    calibration: tuple[Email, ...] = ()  # int8's SmoothQuant calibration emails (same for every task)
 
 
 def adapter_files(folder: Path) -> dict[str, bytes]:
@@ -64,19 +67,20 @@ def write_shard(records: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-_WORKER_MODEL: dict[str, object] = {}  # per worker process: the scorer it loaded last
+_WORKER_MODEL: dict[tuple[str, str], object] = {}  # per worker process: the scorer it loaded last
 
 
 def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, models_dir: str, device: str,
-                 threads: int):
-    """On a worker: the scorer for adapter_id, loaded once and kept for the worker's next tasks
-    (one model per worker, so memory stays that of one scorer)."""
+                 threads: int, precision: str = "fp32", calibration: Sequence[Email] = (), max_tokens: int = 0):
+    """On a worker: the scorer for adapter_id at `precision`, loaded once and kept for the worker's
+    next tasks (one model per worker, so memory stays that of one scorer)."""
     import torch
 
+    from diagnostics.evaluate import scoring_model
     from models.loading import load_model
 
     torch.set_num_threads(threads)
-    loaded = _WORKER_MODEL.get(adapter_id)
+    loaded = _WORKER_MODEL.get((adapter_id, precision))
     if loaded is None:
         _WORKER_MODEL.clear()
         folder = None
@@ -89,7 +93,8 @@ def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, mo
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        _WORKER_MODEL[adapter_id] = loaded
+        loaded = scoring_model(loaded, precision, calibration, max_tokens)
+        _WORKER_MODEL[(adapter_id, precision)] = loaded
     return loaded
 
 
@@ -101,7 +106,8 @@ def score_shard(task: ShardTask, files: dict[str, bytes] | None, models_dir: str
 
     from diagnostics.evaluate import score_to_predictions
 
-    loaded = worker_model(task.model, task.adapter_id, files, models_dir, device, threads)
+    loaded = worker_model(task.model, task.adapter_id, files, models_dir, device, threads, task.precision,
+                          task.calibration, task.max_tokens)
     rows = score_to_predictions(loaded, task.emails, task.run_id, task.corpus, task.max_tokens, task.batch_size)
     write_shard([asdict(r) for r in rows], Path(task.shard_path))
     return task.shard_path, len(rows)
@@ -182,7 +188,8 @@ def shard_name(adapter_id: str, corpus: str, index: int) -> str:
 def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
                     sample_size: int | None, max_tokens: int, seed: int, device: str, shard_dir: Path,
                     batch_size: int = 8, emails_per_task: int = 64, address: str | None = None,
-                    workers: int | None = None, threads_per_worker: int = 1, progress: bool = True) -> str:
+                    workers: int | None = None, threads_per_worker: int = 1, progress: bool = True,
+                    precision: str = "fp32") -> str:
     """Evaluate every target on every corpus' test sample on Ray; returns the run id.
 
     Skips (adapter, email) pairs the store holds; each finished shard is ingested as it
@@ -190,10 +197,12 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
     """
     ray = connect_ray(address, workers)
     remote = remote_task(ray, score_shard, device, threads_per_worker)
+    check_precision(precision, pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
+    calibration = tuple(calibration_emails(store, corpora, seed)) if precision == "int8" else ()
     params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets], "corpora": list(corpora),
-              "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "executor": "ray",
-              "address": address}
+              "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "precision": precision,
+              "precision_detail": describe_precision(precision), "executor": "ray", "address": address}
     with store.run("evaluate", params) as run_id:
         shards = Path(shard_dir) / run_id
         shards.mkdir(parents=True, exist_ok=True)
@@ -206,7 +215,8 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
                 for start in range(0, len(todo), emails_per_task):
                     emails = tuple(store.emails_by_ids(todo[start: start + emails_per_task]))
                     task = ShardTask(target.model, adapter_id, corpus, emails, max_tokens, batch_size, run_id,
-                                     str(shards / shard_name(adapter_id, corpus, start // emails_per_task)))
+                                     str(shards / shard_name(adapter_id, corpus, start // emails_per_task)),
+                                     precision, calibration)
                     pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
                     total += len(emails)
         with tqdm(total=total, desc="evaluate on ray", unit=" mails", disable=not progress) as bar:
@@ -232,10 +242,10 @@ def evaluate_with(settings: Settings, store: Store, targets: Sequence[Evaluation
         from diagnostics.evaluate import evaluate
 
         return evaluate(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
-                        settings.device, batch_size, progress, settings.compile)
+                        settings.device, batch_size, progress, settings.compile, settings.precision)
     return evaluate_on_ray(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
                            settings.device, settings.shards_path, batch_size, address=settings.ray_address,
-                           workers=settings.ray_workers, progress=progress)
+                           workers=settings.ray_workers, progress=progress, precision=settings.precision)
 
 
 def explain_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: str, size: int, method: str,

@@ -16,15 +16,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.records import Email, Prediction
-from data.splits import test_sample
+from data.splits import sample_stratified, test_sample
 from data.store import Store
-from models.loading import LoadedModel, load_model
+from models.loading import LoadedModel, load_model, pick_device
+from models.precision import at_precision, check_precision, describe_precision
 from models.scoring import compiled_for_scoring, prompt_builder, score_prompts
 
 
 # torch.compile costs ~30–90 s once per process and saves ~15% of scoring time on CPU: on by
 # default ("auto") for a target with at least this many emails to score.
 AUTO_COMPILE_EMAILS = 2000
+# int8 (SmoothQuant) measures activation ranges on this many training emails per corpus.
+CALIBRATION_EMAILS_PER_CORPUS = 8
 
 
 @dataclass(frozen=True)
@@ -63,26 +66,48 @@ def evaluation_samples(store: Store, corpora: Sequence[str], sample_size: int | 
     return {c: test_sample(store, c, sample_size, seed) for c in corpora}
 
 
+def calibration_emails(store: Store, corpora: Sequence[str], seed: int,
+                       per_corpus: int = CALIBRATION_EMAILS_PER_CORPUS) -> list[Email]:
+    """A seeded, stratified sample of each corpus' training split (never the test emails scored)."""
+    return [mail for c in corpora
+            for mail in store.emails_by_ids(sample_stratified(store.split_ids(c, "train"), per_corpus, seed))]
+
+
+def scoring_model(loaded: LoadedModel, precision: str, calibration: Sequence[Email], max_tokens: int) -> LoadedModel:
+    """The loaded scorer at the scoring precision (int8 is calibrated on `calibration`)."""
+    if precision != "int8":
+        return at_precision(loaded, precision)
+    builder = prompt_builder(loaded, max_tokens)
+    return at_precision(loaded, precision, [builder.build(m).input_ids for m in calibration])
+
+
 def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
              sample_size: int | None, max_tokens: int, seed: int = 13, device: str = "auto",
-             batch_size: int = 8, progress: bool = True, compile_mode: str = "auto") -> str:
+             batch_size: int = 8, progress: bool = True, compile_mode: str = "auto", precision: str = "fp32") -> str:
     """Evaluate every target on every corpus' (sampled) test split; returns the run id.
 
     compile_mode: "on", "off", or "auto" (torch.compile when a target has AUTO_COMPILE_EMAILS or more
-    emails to score).
+    emails to score, or in int8). precision: fp32, bf16 or int8 (models.precision); the run's params record it.
     """
     if compile_mode not in ("auto", "on", "off"):
         raise ValueError(f"PHISHLENS_COMPILE must be auto, on or off, not {compile_mode!r}")
+    check_precision(precision, pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
+    calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
     params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets],
-              "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed}
+              "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed,
+              "precision": precision, "precision_detail": describe_precision(precision)}
     with store.run("evaluate", params) as run_id:
         for target in targets:
             loaded = load_model(target.model, target.adapter_dir, models_dir, device, target.quantize)
             done = store.predicted_email_ids(loaded.adapter_id)
             todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
             total = sum(len(v) for v in todo.values())
-            if compile_mode == "on" or compile_mode == "auto" and total >= AUTO_COMPILE_EMAILS:
+            if not total:
+                continue
+            loaded = scoring_model(loaded, precision, calibration, max_tokens)
+            # Eager int8 spends its time quantizing activations; only compiled (fused) does it pay.
+            if compile_mode == "on" or compile_mode == "auto" and (total >= AUTO_COMPILE_EMAILS or precision == "int8"):
                 loaded = compiled_for_scoring(loaded)
             with tqdm(total=total, desc=f"evaluate {loaded.adapter_id}", unit=" mails", disable=not progress) as bar:
                 for corpus, ids in todo.items():

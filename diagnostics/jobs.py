@@ -112,7 +112,8 @@ def run_protocol(store: Store, settings: Settings, plan: ProtocolPlan, progress:
     targets = [EvaluationTarget(settings.model, None, settings.quantize)] + \
         [EvaluationTarget(settings.model, f, settings.quantize) for f in folders]
     run_id = evaluate(store, targets, store.corpus_names(), settings.models_dir, plan.eval_size,
-                      plan.lora.max_tokens, settings.seed, settings.device, progress=progress)
+                      plan.lora.max_tokens, settings.seed, settings.device, progress=progress,
+                      compile_mode=settings.compile, precision=settings.precision)
     # The bag-of-words reference on the same training sets and test samples: seconds, every matrix has it.
     evaluate_reference(store, training_sets, store.corpus_names(), plan.eval_size, settings.seed)
     return run_id

@@ -51,13 +51,20 @@ def lora_training_flops(config, lengths: Sequence[int]) -> float:
 def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0,
                 device: str = "cpu") -> float:
     """Achievable FLOP/s of one large square matmul in this dtype, with the current thread
-    settings: the ceiling MFU is measured against."""
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    torch.mm(a, b)  # warm-up: threads started, kernels chosen
+    settings: the ceiling MFU is measured against. torch.int8 times torch._int_mm (int8 × int8
+    → int32, the kernel dynamically quantized linear layers run; "FLOP" counts its integer ops)."""
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=dtype, device=device)
+        b = torch.randint(-127, 128, (size, size), dtype=dtype, device=device)
+        multiply = torch._int_mm
+    else:
+        a = torch.randn(size, size, dtype=dtype, device=device)
+        b = torch.randn(size, size, dtype=dtype, device=device)
+        multiply = torch.mm
+    multiply(a, b)  # warm-up: threads started, kernels chosen
     runs, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        torch.mm(a, b)
+        multiply(a, b)
         runs += 1
     if device == "cuda":
         torch.cuda.synchronize()

@@ -89,3 +89,43 @@ def test_token_budget_truncation_is_recorded(evaluated_settings):
     builder = PromptBuilder(loaded.tokenizer, loaded.spec, 96)
     for row in rows.head(10).itertuples():
         assert row.truncated_tokens == builder.build(emails[row.email_id]).truncated_tokens
+
+
+def test_evaluation_in_int8_rescores_with_calibration_from_training_emails(evaluated_copy):
+    """An int8 evaluation scores the same test emails, calibrated on training-split emails only,
+    and its run says it ran in int8."""
+    import json
+
+    import numpy as np
+
+    from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluate
+
+    with Store.open(evaluated_copy.store_path) as store:
+        fp32 = store.query("SELECT email_id, score FROM predictions WHERE adapter_id LIKE 'zero-shot:%' "
+                           "ORDER BY email_id")
+        store.execute("DELETE FROM predictions WHERE adapter_id LIKE 'zero-shot:%'")
+        calibration = calibration_emails(store, store.corpus_names(), evaluated_copy.seed)
+        train_ids = set(store.query("SELECT email_id FROM splits WHERE split = 'train'")["email_id"])
+        assert calibration and {m.id for m in calibration} <= train_ids
+        run_id = evaluate(store, [EvaluationTarget(evaluated_copy.model)], store.corpus_names(),
+                          evaluated_copy.models_dir, 20, 96, evaluated_copy.seed, "cpu", progress=False,
+                          compile_mode="off", precision="int8")
+        int8 = store.query("SELECT email_id, score FROM predictions WHERE adapter_id LIKE 'zero-shot:%' "
+                           "ORDER BY email_id")
+        params = json.loads(store.scalar("SELECT params FROM runs WHERE id = ?", [run_id]))
+    assert params["precision"] == "int8"
+    assert list(int8["email_id"]) == list(fp32["email_id"])
+    assert not np.allclose(int8["score"], fp32["score"], atol=1e-5)
+    assert np.corrcoef(int8["score"], fp32["score"])[0, 1] > 0.9
+
+
+def test_unknown_precision_fails_before_any_work(evaluated_copy):
+    from diagnostics.evaluate import EvaluationTarget, evaluate
+    from models.precision import PrecisionError
+
+    with Store.open(evaluated_copy.store_path) as store:
+        runs = store.scalar("SELECT count(*) FROM runs")
+        with pytest.raises(PrecisionError, match="fp32, bf16, int8"):
+            evaluate(store, [EvaluationTarget(evaluated_copy.model)], store.corpus_names(),
+                     evaluated_copy.models_dir, 20, 96, evaluated_copy.seed, "cpu", progress=False, precision="fp8")
+        assert store.scalar("SELECT count(*) FROM runs") == runs

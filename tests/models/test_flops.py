@@ -38,5 +38,6 @@ def test_forward_flops_match_torch_flop_counter_on_a_real_forward(tiny_model_dir
         2 * config.hidden_size * config.vocab_size * (length - 1)
 
 
-def test_matmul_rate_is_a_positive_rate():
-    assert matmul_rate(size=256, seconds=0.05) > 1e8
+def test_matmul_rate_is_a_positive_rate_in_every_scoring_dtype():
+    for dtype in (torch.float32, torch.bfloat16, torch.int8):
+        assert matmul_rate(dtype, size=256, seconds=0.05) > 1e8

@@ -1,0 +1,88 @@
+"""F1 per corpus when scoring in bf16 and int8, against fp32 on the same emails in the same run.
+
+For the zero-shot base model and each adapter given: every corpus' seeded test sample (the
+one `evaluate` draws) is scored in fp32, bf16 and int8 (SmoothQuant, calibrated on training
+split emails as `evaluate` does; eager mode, whose scores match the compiled scorer's), and
+F1 per corpus is compared with fp32's. Flips are emails whose verdict changed.
+
+Usage: .venv/bin/python benchmarks/bench_precision.py --store STORE [--adapter DIR ...]
+       [--per-corpus 200] [--max-tokens 256]
+The store must hold ingested, split corpora (e.g. `cli.py ingest --data ../shared/data`).
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from sklearn.metrics import f1_score  # noqa: E402
+
+from data.settings import load_settings  # noqa: E402
+from data.store import Store  # noqa: E402
+from diagnostics.evaluate import calibration_emails, evaluation_samples, scoring_model  # noqa: E402
+from models.loading import load_model  # noqa: E402
+from models.scoring import score_emails  # noqa: E402
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def compare_precisions(loaded, tests: dict, calibration: list, max_tokens: int, batch_size: int) -> dict:
+    """F1 and speed per precision, and each precision's change against fp32, per corpus."""
+    scores, speed = {}, {}
+    for precision in PRECISIONS:
+        scorer = scoring_model(loaded, precision, calibration, max_tokens)
+        started = time.perf_counter()
+        scores[precision] = {c: score_emails(scorer, emails, max_tokens, batch_size) for c, emails in tests.items()}
+        speed[precision] = sum(len(v) for v in tests.values()) / (time.perf_counter() - started)
+        del scorer
+    result = {"emails_per_s": speed, "corpora": {}}
+    for corpus, emails in tests.items():
+        labels = np.array([m.label for m in emails])
+        f1 = {p: float(f1_score(labels, scores[p][corpus] > 0, zero_division=0)) for p in PRECISIONS}
+        reference = scores["fp32"][corpus]
+        result["corpora"][corpus] = {
+            "emails": len(emails), "phishing": int(labels.sum()), "f1": f1,
+            "f1_change": {p: f1[p] - f1["fp32"] for p in PRECISIONS[1:]},
+            "verdicts_flipped": {p: int(((scores[p][corpus] > 0) != (reference > 0)).sum()) for p in PRECISIONS[1:]},
+            "max_abs_score_diff": {p: float(np.abs(scores[p][corpus] - reference).max()) for p in PRECISIONS[1:]},
+        }
+    result["max_abs_f1_change"] = {p: max(abs(c["f1_change"][p]) for c in result["corpora"].values())
+                                   for p in PRECISIONS[1:]}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--adapter", type=Path, action="append", default=[])
+    parser.add_argument("--per-corpus", type=int, default=200)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args()
+
+    settings = load_settings()
+    with Store.open(args.store, read_only=True) as store:
+        corpora = store.corpus_names()
+        samples = evaluation_samples(store, corpora, args.per_corpus, args.seed)
+        tests = {c: store.emails_by_ids(ids) for c, ids in samples.items()}
+        calibration = calibration_emails(store, corpora, args.seed)
+    result = {"benchmark": "precision", "model": settings.model, "max_tokens": args.max_tokens,
+              "per_corpus": args.per_corpus, "calibration_emails": len(calibration), "scorers": {}}
+    for adapter in [None, *args.adapter]:
+        loaded = load_model(settings.model, adapter, settings.models_dir, "cpu")
+        result["scorers"][loaded.adapter_id] = compare_precisions(loaded, tests, calibration, args.max_tokens,
+                                                                  args.batch_size)
+        del loaded
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Scoring precision on CPU: fp32 (the reference), bf16, or int8.
+
+Measured on the 2-core development machine (Sapphire Rapids: AMX for bf16 and int8), a
+large matmul runs ~6× faster in bf16 and ~9× faster in int8 than in fp32 (benchmarks/
+bench_scoring.py measures it on whatever machine runs it: CPUs without AMX or AVX-512 BF16
+emulate bf16 and are far slower, so measure before choosing).
+
+int8 is torchao's dynamic quantization: weights per output channel, activations per token,
+int8 × int8 matmuls. LLM activations have a few channels ~100× larger than the rest, which
+ruins a shared int8 scale, so SmoothQuant first moves that range into the weights: each
+input channel is divided by s = max|x|^α / max|w|^(1-α), measured on calibration emails, and
+the weight's column multiplied by it. A LoRA adapter is merged into the base weights first.
+Two projections stay in floating point (INT8_KEPT): the MLP's down projection, whose gated input
+is the most outlier-heavy (int8 on it alone moved SmolLM2's scores 3–4× more than on q, v or
+gate alone), and the vocabulary projection, which runs on one position per email. They run in
+bf16 where the CPU has bf16 in hardware (in fp32 they cost a quarter of the int8 speed-up), in
+fp32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "int8")
+SMOOTHQUANT_ALPHA = 0.5
+INT8_KEPT = ("down_proj", "lm_head")  # layer names left in fp32 by the int8 path (see above)
+
+
+class PrecisionError(ValueError):
+    """A scoring precision that cannot run here; the message says what to do instead."""
+
+
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls in hardware (AVX-512 BF16 or AMX); elsewhere torch
+    emulates them, far slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def int8_float_dtype() -> torch.dtype:
+    """The dtype of the layers the int8 path keeps in floating point."""
+    return torch.bfloat16 if native_bf16() else torch.float32
+
+
+def describe_precision(precision: str) -> str:
+    """What a precision means on this machine, for run records and reports."""
+    if precision != "int8":
+        return precision
+    kept = "bf16" if int8_float_dtype() == torch.bfloat16 else "fp32"
+    return f"int8 (SmoothQuant W8A8; down and vocabulary projections in {kept})"
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse an unknown precision, or int8 where its kernels do not apply."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "int8" and device.type != "cpu":
+        raise PrecisionError("int8 scoring is the CPU path (AMX/VNNI kernels); on a GPU score in bf16 "
+                             "(PHISHLENS_PRECISION=bf16)")
+    if precision == "int8" and importlib.util.find_spec("torchao") is None:
+        raise PrecisionError("int8 scoring needs torchao: `pip install torchao==0.18.0`")
+
+
+def _torchao():
+    """Import torchao quietly: on a CPU-only machine it logs a warning per CUDA kernel library."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import torchao.quantization as quantization
+    from torchao.prototype import smoothquant
+    from torchao.quantization.quantize_.common.quantization_step import QuantizationStep
+
+    return quantization, smoothquant, QuantizationStep
+
+
+def _is_quantizable(module: torch.nn.Module, name: str) -> bool:
+    return isinstance(module, torch.nn.Linear) and not name.endswith(INT8_KEPT)
+
+
+def smoothquant_int8(model: torch.nn.Module, calibrate, alpha: float = SMOOTHQUANT_ALPHA) -> torch.nn.Module:
+    """`model` (merged) with its linear layers in SmoothQuant int8; `calibrate(model)` runs
+    calibration emails through the observed model once. Changes `model` in place."""
+    quantization, smoothquant, step = _torchao()
+    base = quantization.Int8DynamicActivationInt8WeightConfig()
+    quantization.quantize_(model, smoothquant.SmoothQuantConfig(base, step.PREPARE, alpha=alpha, use_running_absmax=True),
+                           filter_fn=_is_quantizable)
+    calibrate(model)
+    quantization.quantize_(model, smoothquant.SmoothQuantConfig(base, step.CONVERT, alpha=alpha, use_running_absmax=True),
+                           filter_fn=lambda module, name: isinstance(module, smoothquant.SmoothQuantObservedLinear))
+    return model
+
+
+def merged(model: torch.nn.Module) -> torch.nn.Module:
+    """A plain model with any LoRA adapter folded into its weights (a copy: the input is kept)."""
+    model = copy.deepcopy(model)
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def at_precision(loaded, precision: str, calibration_prompts: Sequence[list[int]] = ()):
+    """A copy of a LoadedModel that scores in `precision` ("fp32" returns it unchanged).
+
+    int8 needs calibration prompts (token ids, e.g. 32 training emails built by the scorer's
+    PromptBuilder): SmoothQuant's per-channel activation ranges are measured on them.
+    """
+    check_precision(precision, loaded.device)
+    if precision == "fp32" or loaded.dtype == torch.bfloat16 and precision == "bf16":
+        return loaded
+    if precision == "bf16":
+        return replace(loaded, model=copy.deepcopy(loaded.model).to(torch.bfloat16), dtype=torch.bfloat16)
+    if not calibration_prompts:
+        raise PrecisionError("int8 scoring needs calibration emails to measure activation ranges")
+    from models.scoring import score_prompts
+
+    def calibrate(model):
+        score_prompts(replace(loaded, model=model), calibration_prompts)
+
+    dtype = int8_float_dtype()
+    model = smoothquant_int8(merged(loaded.model).to(dtype), calibrate)
+    return replace(loaded, model=model, dtype=dtype)

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from models.loading import load_base, load_with_adapter
+from models.precision import PrecisionError, at_precision, check_precision, describe_precision, int8_float_dtype
+from models.scoring import PromptBuilder, score_emails
+
+
+def test_unknown_precision_and_int8_off_cpu_are_refused():
+    with pytest.raises(PrecisionError, match="fp32, bf16, int8"):
+        check_precision("fp16", torch.device("cpu"))
+    with pytest.raises(PrecisionError, match="on a GPU score in bf16"):
+        check_precision("int8", torch.device("cuda"))
+
+
+def test_fp32_is_the_model_unchanged(tiny_model_dir, settings):
+    loaded = load_base(str(tiny_model_dir), settings.models_dir, "cpu")
+    assert at_precision(loaded, "fp32") is loaded
+    assert describe_precision("fp32") == "fp32"
+    assert describe_precision("int8").startswith("int8 (SmoothQuant")
+
+
+def test_bf16_scores_real_emails_close_to_fp32_and_keeps_the_original(default_model_dir, settings, real_emails):
+    loaded = load_base("smollm2-135m", settings.models_dir, "cpu")
+    fp32 = score_emails(loaded, real_emails, 128)
+    half = at_precision(loaded, "bf16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16 and half.dtype == torch.bfloat16
+    assert next(loaded.model.parameters()).dtype == torch.float32  # a copy: the fp32 scorer still works
+    scores = score_emails(half, real_emails, 128)
+    assert np.abs(scores - fp32).max() < 0.5
+    assert np.corrcoef(scores, fp32)[0, 1] > 0.98
+
+
+def test_int8_quantizes_the_linear_layers_and_tracks_fp32_on_real_emails(default_model_dir, settings, real_emails):
+    loaded = load_base("smollm2-135m", settings.models_dir, "cpu")
+    builder = PromptBuilder(loaded.tokenizer, loaded.spec, 128)
+    calibration, test = real_emails[::2], real_emails[1::2]
+    with pytest.raises(PrecisionError, match="calibration"):
+        at_precision(loaded, "int8")
+    quantized = at_precision(loaded, "int8", [builder.build(m).input_ids for m in calibration])
+    layer = quantized.model.model.layers[0]
+    for quantized_layer in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.mlp.gate_proj, layer.mlp.up_proj):
+        assert "Int8" in type(quantized_layer.weight).__name__
+    for kept in (layer.mlp.down_proj, quantized.model.lm_head):  # outlier-heavy / one position per email
+        assert type(kept.weight) is torch.nn.Parameter and kept.weight.dtype == int8_float_dtype()
+    assert quantized.dtype == int8_float_dtype()
+    fp32, int8 = score_emails(loaded, test, 128), score_emails(quantized, test, 128)
+    assert np.abs(int8 - fp32).max() < 1.5
+    assert np.corrcoef(int8, fp32)[0, 1] > 0.9
+    assert not np.allclose(int8, fp32, atol=1e-4)  # it really ran in int8
+
+
+def test_int8_merges_a_lora_adapter_before_quantizing(evaluated_settings, real_emails):
+    """An adapter's int8 scorer follows the adapter, not the bare base model."""
+    from data.store import Store
+
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        folder = store.adapters()["path"].iloc[0]
+    loaded = load_with_adapter(folder, evaluated_settings.models_dir, "cpu")
+    builder = PromptBuilder(loaded.tokenizer, loaded.spec, 96)
+    quantized = at_precision(loaded, "int8", [builder.build(m).input_ids for m in real_emails[:6]])
+    assert not hasattr(quantized.model, "peft_config")
+    with_adapter = score_emails(loaded, real_emails, 96)
+    with loaded.model.disable_adapter():
+        base = score_emails(loaded, real_emails, 96)
+    int8 = score_emails(quantized, real_emails, 96)
+    assert np.abs(int8 - with_adapter).mean() < np.abs(int8 - base).mean()
