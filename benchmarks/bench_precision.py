@@ -2,8 +2,8 @@
 
 For the zero-shot base model and each adapter given: every corpus' seeded test sample (the
 one `evaluate` draws) is scored in fp32, bf16 and int8 (SmoothQuant, calibrated on training
-split emails as `evaluate` does; eager mode, whose scores match the compiled scorer's), and
-F1 per corpus is compared with fp32's. Flips are emails whose verdict changed.
+split emails and compiled, as `evaluate` does), and F1 per corpus is compared with fp32's.
+Flips are emails whose verdict changed. emails_per_s includes int8's one-off compile.
 
 Usage: .venv/bin/python benchmarks/bench_precision.py --store STORE [--adapter DIR ...]
        [--per-corpus 200] [--max-tokens 256]
@@ -28,7 +28,8 @@ from data.settings import load_settings  # noqa: E402
 from data.store import Store  # noqa: E402
 from diagnostics.evaluate import calibration_emails, evaluation_samples, scoring_model  # noqa: E402
 from models.loading import load_model  # noqa: E402
-from models.scoring import score_emails  # noqa: E402
+from models.precision import merge_adapter  # noqa: E402
+from models.scoring import compiled_for_scoring, score_emails  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -38,6 +39,8 @@ def compare_precisions(loaded, tests: dict, calibration: list, max_tokens: int, 
     scores, speed = {}, {}
     for precision in PRECISIONS:
         scorer = scoring_model(loaded, precision, calibration, max_tokens)
+        if precision == "int8":
+            scorer = compiled_for_scoring(scorer)
         started = time.perf_counter()
         scores[precision] = {c: score_emails(scorer, emails, max_tokens, batch_size) for c, emails in tests.items()}
         speed[precision] = sum(len(v) for v in tests.values()) / (time.perf_counter() - started)
@@ -77,7 +80,7 @@ def main() -> None:
     result = {"benchmark": "precision", "model": settings.model, "max_tokens": args.max_tokens,
               "per_corpus": args.per_corpus, "calibration_emails": len(calibration), "scorers": {}}
     for adapter in [None, *args.adapter]:
-        loaded = load_model(settings.model, adapter, settings.models_dir, "cpu")
+        loaded = merge_adapter(load_model(settings.model, adapter, settings.models_dir, "cpu"))
         result["scorers"][loaded.adapter_id] = compare_precisions(loaded, tests, calibration, args.max_tokens,
                                                                   args.batch_size)
         del loaded

@@ -71,9 +71,10 @@ _WORKER_MODEL: dict[tuple[str, str], object] = {}  # per worker process: the sco
 
 
 def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, models_dir: str, device: str,
-                 threads: int, precision: str = "fp32", calibration: Sequence[Email] = (), max_tokens: int = 0):
-    """On a worker: the scorer for adapter_id at `precision`, loaded once and kept for the worker's
-    next tasks (one model per worker, so memory stays that of one scorer)."""
+                 threads: int, precision: str | None = None, calibration: Sequence[Email] = (), max_tokens: int = 0):
+    """On a worker: the model for adapter_id, loaded once and kept for the worker's next tasks (one
+    model per worker, so memory stays that of one scorer). With a precision it is the evaluation
+    scorer (adapter merged, at that precision); without, the adapter stays a PEFT model (explain)."""
     import torch
 
     from diagnostics.evaluate import scoring_model
@@ -93,7 +94,8 @@ def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, mo
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        loaded = scoring_model(loaded, precision, calibration, max_tokens)
+        if precision is not None:
+            loaded = scoring_model(loaded, precision, calibration, max_tokens)
         _WORKER_MODEL[(adapter_id, precision)] = loaded
     return loaded
 

@@ -58,7 +58,20 @@ def check_device(settings: Settings) -> Check:
         return Check("device", OK, f"CUDA {torch.cuda.get_device_name(0)} (bf16); setting: {settings.device}")
     if settings.device.startswith("cuda"):
         return Check("device", FAIL, "PHISHLENS_DEVICE asks for cuda but no GPU is visible; use auto or cpu")
-    return Check("device", OK, f"CPU, {torch.get_num_threads()} threads, fp32 (bf16 matmul is far slower on CPU)")
+    from models.precision import PrecisionError, check_precision, native_bf16
+
+    try:
+        check_precision(settings.precision, torch.device("cpu"))
+    except PrecisionError as exc:
+        return Check("device", FAIL, str(exc))
+    threads = f"CPU, {torch.get_num_threads()} threads, scoring in {settings.precision}"
+    if native_bf16():
+        return Check("device", OK, f"{threads}; bf16 runs in hardware here (AMX / AVX-512 BF16): "
+                                   f"PHISHLENS_PRECISION=bf16 or int8 scores several times faster than fp32")
+    if settings.precision == "bf16":
+        return Check("device", WARN, f"{threads}, but this CPU emulates bf16 (far slower than fp32); "
+                                     f"use PHISHLENS_PRECISION=fp32 or int8")
+    return Check("device", OK, f"{threads}; no bf16 in hardware: keep fp32, or int8 for speed")
 
 
 def check_model(settings: Settings) -> Check:

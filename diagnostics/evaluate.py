@@ -19,7 +19,7 @@ from data.records import Email, Prediction
 from data.splits import sample_stratified, test_sample
 from data.store import Store
 from models.loading import LoadedModel, load_model, pick_device
-from models.precision import at_precision, check_precision, describe_precision
+from models.precision import at_precision, check_precision, describe_precision, merge_adapter
 from models.scoring import compiled_for_scoring, prompt_builder, score_prompts
 
 
@@ -74,7 +74,9 @@ def calibration_emails(store: Store, corpora: Sequence[str], seed: int,
 
 
 def scoring_model(loaded: LoadedModel, precision: str, calibration: Sequence[Email], max_tokens: int) -> LoadedModel:
-    """The loaded scorer at the scoring precision (int8 is calibrated on `calibration`)."""
+    """The loaded scorer, its adapter merged, at the scoring precision (int8 is calibrated on
+    `calibration`). Consumes `loaded`: only scoring may use it afterwards."""
+    loaded = merge_adapter(loaded)
     if precision != "int8":
         return at_precision(loaded, precision)
     builder = prompt_builder(loaded, max_tokens)

@@ -53,7 +53,8 @@ def zero_shot_id(model: str) -> str:
 
 
 def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
-    """CUDA in bf16 when present, CPU in fp32 otherwise (bf16 matmul is ~70× slower on these CPUs)."""
+    """CUDA in bf16 when present, CPU in fp32 otherwise: fp32 is the CPU reference (bf16 runs fast
+    only on CPUs with AMX or AVX-512 BF16, and is then an opt-in scoring precision: models.precision)."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda"):

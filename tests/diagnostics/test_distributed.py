@@ -49,6 +49,33 @@ def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(loca
         assert not list((tmp_path / "shards2").rglob("*.parquet"))  # nothing left to score: no task ran
 
 
+def test_ray_evaluation_in_int8_matches_the_local_int8_scorer(local_ray, evaluated_copy, tmp_path):
+    """Workers build the same SmoothQuant scorer from the calibration emails the task carries."""
+    import json
+
+    from diagnostics.distributed import evaluate_on_ray
+    from diagnostics.evaluate import evaluate
+
+    settings = evaluated_copy
+    zero_shot = f"zero-shot:{settings.model}"
+    target = [EvaluationTarget(settings.model, None)]
+    query = "SELECT email_id, score FROM predictions WHERE adapter_id = ? ORDER BY email_id"
+    with Store.open(settings.store_path) as store:
+        store.execute("DELETE FROM predictions WHERE adapter_id = ?", [zero_shot])
+        evaluate(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                 progress=False, compile_mode="off", precision="int8")
+        local = store.query(query, [zero_shot])
+        store.execute("DELETE FROM predictions WHERE adapter_id = ?", [zero_shot])
+        run_id = evaluate_on_ray(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed,
+                                 "cpu", tmp_path / "shards", emails_per_task=12, progress=False, precision="int8")
+        remote = store.query(query, [zero_shot])
+        params = json.loads(store.scalar("SELECT params FROM runs WHERE id = ?", [run_id]))
+    assert params["precision"] == "int8" and list(remote["email_id"]) == list(local["email_id"])
+    # 1 thread per worker against 2 locally: float sums differ in order, so an activation can round
+    # to the neighbouring int8 step; the scores still agree closely.
+    np.testing.assert_allclose(remote["score"], local["score"], atol=0.05)
+
+
 def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evaluated_copy):
     from typer.testing import CliRunner
 

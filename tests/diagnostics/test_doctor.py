@@ -42,3 +42,13 @@ def test_doctor_command_exit_code(settings):
     result = CliRunner().invoke(app, ["--home", str(settings.home), "doctor"])
     assert result.exit_code == 1
     assert "fail" in result.output and "store" in result.output
+
+
+def test_device_check_names_the_scoring_precision_and_refuses_an_unknown_one(settings):
+    from models.precision import native_bf16
+
+    device = _by_name(run_checks(settings.with_overrides(device="cpu")))["device"]
+    assert device.status == OK and "scoring in fp32" in device.detail
+    assert ("bf16 runs in hardware" in device.detail) == native_bf16()
+    bad = _by_name(run_checks(settings.with_overrides(device="cpu", precision="fp8")))["device"]
+    assert bad.status == FAIL and "fp32, bf16, int8" in bad.detail

@@ -40,9 +40,10 @@ def test_int8_quantizes_the_linear_layers_and_tracks_fp32_on_real_emails(default
         at_precision(loaded, "int8")
     quantized = at_precision(loaded, "int8", [builder.build(m).input_ids for m in calibration])
     layer = quantized.model.model.layers[0]
-    for quantized_layer in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.mlp.gate_proj, layer.mlp.up_proj):
+    for quantized_layer in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.o_proj, layer.mlp.gate_proj):
         assert "Int8" in type(quantized_layer.weight).__name__
-    for kept in (layer.mlp.down_proj, quantized.model.lm_head):  # outlier-heavy / one position per email
+    kept_layers = (layer.self_attn.k_proj, layer.mlp.up_proj, layer.mlp.down_proj, quantized.model.lm_head)
+    for kept in kept_layers:  # the most outlier-sensitive, and the one-position vocabulary projection
         assert type(kept.weight) is torch.nn.Parameter and kept.weight.dtype == int8_float_dtype()
     assert quantized.dtype == int8_float_dtype()
     fp32, int8 = score_emails(loaded, test, 128), score_emails(quantized, test, 128)
