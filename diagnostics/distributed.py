@@ -27,9 +27,9 @@ from tqdm import tqdm
 from data.records import Email
 from data.settings import PROJECT_ROOT, Settings
 from data.store import Store
-from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluation_samples
+from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluation_params, evaluation_samples
 from models.loading import pick_device, read_adapter_info, zero_shot_id
-from models.precision import check_precision, describe_precision
+from models.precision import check_precision
 from models.registry import resolve_model
 
 EXECUTORS = ("local", "ray")
@@ -197,14 +197,13 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
     Skips (adapter, email) pairs the store holds; each finished shard is ingested as it
     arrives, so an interrupted run keeps what finished and a rerun does only the rest.
     """
+    check_precision(precision, pick_device(device)[0])  # before Ray starts
     ray = connect_ray(address, workers)
     remote = remote_task(ray, score_shard, device, threads_per_worker)
-    check_precision(precision, pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = tuple(calibration_emails(store, corpora, seed)) if precision == "int8" else ()
-    params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets], "corpora": list(corpora),
-              "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "precision": precision,
-              "precision_detail": describe_precision(precision), "executor": "ray", "address": address}
+    params = {**evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision),
+              "executor": "ray", "address": address}
     with store.run("evaluate", params) as run_id:
         shards = Path(shard_dir) / run_id
         shards.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,14 @@ def scoring_model(loaded: LoadedModel, precision: str, calibration: Sequence[Ema
     return at_precision(loaded, precision, [builder.build(m).input_ids for m in calibration])
 
 
+def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str], sample_size: int | None,
+                      max_tokens: int, seed: int, precision: str) -> dict:
+    """What an evaluation run records (its executor adds where it ran)."""
+    return {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets], "corpora": list(corpora),
+            "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "precision": precision,
+            "precision_detail": describe_precision(precision)}
+
+
 def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
              sample_size: int | None, max_tokens: int, seed: int = 13, device: str = "auto",
              batch_size: int = 8, progress: bool = True, compile_mode: str = "auto", precision: str = "fp32") -> str:
@@ -96,9 +104,7 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
     check_precision(precision, pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
-    params = {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets],
-              "corpora": list(corpora), "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed,
-              "precision": precision, "precision_detail": describe_precision(precision)}
+    params = evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision)
     with store.run("evaluate", params) as run_id:
         for target in targets:
             loaded = load_model(target.model, target.adapter_dir, models_dir, device, target.quantize)
