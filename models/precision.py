@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -73,9 +72,7 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def _torchao():
-    """Import torchao quietly: on a CPU-only machine it logs a warning per CUDA kernel library."""
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """torchao's quantization API (imported on first use; models/__init__ quiets its logging)."""
     import torchao.quantization as quantization
     from torchao.prototype import smoothquant
     from torchao.quantization.quantize_.common.quantization_step import QuantizationStep
