@@ -3,7 +3,9 @@
 For the zero-shot base model and each adapter given: every corpus' seeded test sample (the
 one `evaluate` draws) is scored in fp32, bf16 and int8 (SmoothQuant, calibrated on training
 split emails and compiled, as `evaluate` does), and F1 per corpus is compared with fp32's.
-Flips are emails whose verdict changed. emails_per_s includes int8's one-off compile.
+Flips are emails whose verdict changed; for each precision the run also reports how close to
+the threshold (score 0) the flipped emails were in fp32. emails_per_s includes int8's one-off
+compile.
 
 Usage: .venv/bin/python benchmarks/bench_precision.py --store STORE [--adapter DIR ...]
        [--per-corpus 200] [--max-tokens 256]
@@ -55,6 +57,12 @@ def compare_precisions(loaded, tests: dict, calibration: list, max_tokens: int, 
             "f1_change": {p: f1[p] - f1["fp32"] for p in PRECISIONS[1:]},
             "verdicts_flipped": {p: int(((scores[p][corpus] > 0) != (reference > 0)).sum()) for p in PRECISIONS[1:]},
             "max_abs_score_diff": {p: float(np.abs(scores[p][corpus] - reference).max()) for p in PRECISIONS[1:]},
+            "mean_abs_score_diff": {p: float(np.abs(scores[p][corpus] - reference).mean()) for p in PRECISIONS[1:]},
+            # How close to the decision threshold the flipped emails were in fp32, and how many
+            # emails sit that close: a flip there is a coin toss, not a systematic error.
+            "flipped_max_abs_fp32_score": {p: float(np.abs(reference[(scores[p][corpus] > 0) != (reference > 0)])
+                                                    .max(initial=0.0)) for p in PRECISIONS[1:]},
+            "emails_within_0.1_of_threshold": int((np.abs(reference) < 0.1).sum()),
         }
     result["max_abs_f1_change"] = {p: max(abs(c["f1_change"][p]) for c in result["corpora"].values())
                                    for p in PRECISIONS[1:]}

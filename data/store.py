@@ -615,6 +615,17 @@ class Store:
                          [run_id, kind, "running", json.dumps(params, default=str), _now()])
         return run_id
 
+    def add_run_params(self, run_id: str, params: dict) -> None:
+        """Merge what a run learned while running (e.g. precision checks) into its params
+        (JSON merge patch: nested objects are merged, not replaced)."""
+        self.execute("UPDATE runs SET params = json_merge_patch(params, ?::JSON) WHERE id = ?",
+                     [json.dumps(params, default=str), run_id])
+
+    def run_params(self, run_id: str) -> dict:
+        """A run's params ({} for an unknown run)."""
+        rows = self.rows("SELECT params FROM runs WHERE id = ?", [run_id])
+        return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+
     def finish_run(self, run_id: str, error: str | None = None) -> None:
         self.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                          ["failed" if error else "done", _now(), error, run_id])

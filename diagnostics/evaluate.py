@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,7 +19,8 @@ from data.records import Email, Prediction
 from data.splits import sample_stratified, test_sample
 from data.store import Store
 from models.loading import LoadedModel, load_model, pick_device
-from models.precision import at_precision, check_precision, describe_precision, merge_adapter
+from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
+                              merge_adapter)
 from models.scoring import compiled_for_scoring, prompt_builder, score_prompts
 
 
@@ -28,6 +29,9 @@ from models.scoring import compiled_for_scoring, prompt_builder, score_prompts
 AUTO_COMPILE_EMAILS = 2000
 # int8 (SmoothQuant) measures activation ranges on this many training emails per corpus.
 CALIBRATION_EMAILS_PER_CORPUS = 8
+# A bf16 or int8 run scores this many other training emails per corpus in fp32 and in its own
+# precision too, and records how far its precision moved the scores (~5 s for SmolLM2 on CPU).
+PRECISION_CHECK_EMAILS_PER_CORPUS = 8
 
 
 @dataclass(frozen=True)
@@ -66,16 +70,42 @@ def evaluation_samples(store: Store, corpora: Sequence[str], sample_size: int | 
     return {c: test_sample(store, c, sample_size, seed) for c in corpora}
 
 
+def training_sample(store: Store, corpora: Sequence[str], seed: int, per_corpus: int,
+                    exclude: frozenset[str] = frozenset()) -> list[Email]:
+    """A seeded, stratified sample of each corpus' training split (never the test emails scored),
+    leaving out the ids in `exclude`."""
+    sample = []
+    for corpus in corpora:
+        train = store.split_ids(corpus, "train")
+        sample += store.emails_by_ids(sample_stratified(train[~train["id"].isin(exclude)], per_corpus, seed))
+    return sample
+
+
 def calibration_emails(store: Store, corpora: Sequence[str], seed: int,
                        per_corpus: int = CALIBRATION_EMAILS_PER_CORPUS) -> list[Email]:
-    """A seeded, stratified sample of each corpus' training split (never the test emails scored)."""
-    return [mail for c in corpora
-            for mail in store.emails_by_ids(sample_stratified(store.split_ids(c, "train"), per_corpus, seed))]
+    """The training emails int8 is calibrated on."""
+    return training_sample(store, corpora, seed, per_corpus)
+
+
+def precision_check_emails(store: Store, corpora: Sequence[str], seed: int,
+                           calibration: Sequence[Email]) -> list[Email]:
+    """Training emails, none of them a calibration email, to compare a precision with fp32 on."""
+    return training_sample(store, corpora, seed, PRECISION_CHECK_EMAILS_PER_CORPUS,
+                           frozenset(m.id for m in calibration))
+
+
+def check_against_fp32(fp32: LoadedModel, scorer: LoadedModel, precision: str, emails: Sequence[Email],
+                       max_tokens: int, batch_size: int = 8) -> PrecisionCheck:
+    """Score `emails` with the fp32 model and with its lower-precision copy, and compare."""
+    prompts = [prompt_builder(fp32, max_tokens).build(m).input_ids for m in emails]
+    return compare_with_fp32(precision, score_prompts(fp32, prompts, batch_size),
+                             score_prompts(scorer, prompts, batch_size))
 
 
 def scoring_model(loaded: LoadedModel, precision: str, calibration: Sequence[Email], max_tokens: int) -> LoadedModel:
     """The loaded scorer, its adapter merged, at the scoring precision (int8 is calibrated on
-    `calibration`). Consumes `loaded`: only scoring may use it afterwards."""
+    `calibration`). The merge changes `loaded` in place: pass `merge_adapter(loaded)` to keep
+    using it; bf16 and int8 return a copy, so that merged fp32 model still scores as before."""
     loaded = merge_adapter(loaded)
     if precision != "int8":
         return at_precision(loaded, precision)
@@ -97,13 +127,15 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
     """Evaluate every target on every corpus' (sampled) test split; returns the run id.
 
     compile_mode: "on", "off", or "auto" (torch.compile when a target has AUTO_COMPILE_EMAILS or more
-    emails to score, or in int8). precision: fp32, bf16 or int8 (models.precision); the run's params record it.
+    emails to score, or in int8). precision: fp32, bf16 or int8 (models.precision); the run's params record it
+    and, for bf16 and int8, each target's precision check (held-out training emails scored in fp32 too).
     """
     if compile_mode not in ("auto", "on", "off"):
         raise ValueError(f"PHISHLENS_COMPILE must be auto, on or off, not {compile_mode!r}")
     check_precision(precision, pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
+    check_emails = precision_check_emails(store, corpora, seed, calibration) if precision != "fp32" else []
     params = evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision)
     with store.run("evaluate", params) as run_id:
         for target in targets:
@@ -113,16 +145,24 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
             total = sum(len(v) for v in todo.values())
             if not total:
                 continue
-            loaded = scoring_model(loaded, precision, calibration, max_tokens)
+            loaded = merge_adapter(loaded)
+            scorer = scoring_model(loaded, precision, calibration, max_tokens)
+            converted = scorer is not loaded
             # Eager int8 spends its time quantizing activations; only compiled (fused) does it pay.
             if compile_mode == "on" or compile_mode == "auto" and (total >= AUTO_COMPILE_EMAILS or precision == "int8"):
-                loaded = compiled_for_scoring(loaded)
-            with tqdm(total=total, desc=f"evaluate {loaded.adapter_id}", unit=" mails", disable=not progress) as bar:
+                scorer = compiled_for_scoring(scorer)
+            if check_emails and converted:  # the scorer that scores the run, against its fp32 original
+                check = check_against_fp32(loaded, scorer, precision, check_emails, max_tokens, batch_size)
+                store.add_run_params(run_id, {"precision_checks": {loaded.adapter_id: asdict(check)}})
+                if progress:
+                    tqdm.write(f"{loaded.adapter_id}: {check.summary()}")
+            del loaded
+            with tqdm(total=total, desc=f"evaluate {scorer.adapter_id}", unit=" mails", disable=not progress) as bar:
                 for corpus, ids in todo.items():
                     if ids:
-                        rows = predictions_for(loaded, store, run_id, corpus, ids, max_tokens, batch_size, bar.update)
+                        rows = predictions_for(scorer, store, run_id, corpus, ids, max_tokens, batch_size, bar.update)
                         store.add_predictions(rows)
-            del loaded
+            del scorer
     return run_id
 
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -36,6 +37,30 @@ INT8_KEPT = ("down_proj", "k_proj", "up_proj", "lm_head")  # left in floating po
 
 class PrecisionError(ValueError):
     """A scoring precision that cannot run here; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """How far a scoring precision moved scores from fp32 on the same (held-out) emails."""
+
+    precision: str
+    emails: int
+    mean_abs_score_change: float
+    max_abs_score_change: float
+    verdicts_flipped: int
+
+    def summary(self) -> str:
+        return (f"{self.precision} moved scores by {self.mean_abs_score_change:.3f} on average "
+                f"(at most {self.max_abs_score_change:.3f}) against fp32 on {self.emails} held-out training "
+                f"emails; {self.verdicts_flipped} verdict(s) flipped")
+
+
+def compare_with_fp32(precision: str, fp32_scores: np.ndarray, scores: np.ndarray) -> PrecisionCheck:
+    """The change `precision` made to fp32's scores of the same emails."""
+    change = np.abs(np.asarray(scores, dtype=np.float64) - np.asarray(fp32_scores, dtype=np.float64))
+    flipped = (np.asarray(scores) > 0) != (np.asarray(fp32_scores) > 0)
+    return PrecisionCheck(precision, len(change), float(change.mean()) if len(change) else 0.0,
+                          float(change.max(initial=0.0)), int(flipped.sum()))
 
 
 def native_bf16() -> bool:

@@ -88,6 +88,16 @@ def save_explanation(path: Path, explanation, corpus: str) -> str | None:
     return None
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _run_params(path: str, stamp: float, run_id: str) -> dict:
+    return Store.open(Path(path), read_only=True, busy_timeout=15).run_params(run_id)
+
+
+def run_params(path: Path, run_id: str) -> dict:
+    """What a run was asked to do and what it recorded while running (cached until the store changes)."""
+    return _run_params(str(path), _stamp(path), run_id)
+
+
 @st.cache_data(show_spinner=False)
 def _examples(path: str, stamp: float, adapter_id: str | None, limit: int) -> pd.DataFrame:
     store = Store.open(Path(path), read_only=True, busy_timeout=15)

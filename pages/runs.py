@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from diagnostics.launcher import list_jobs, start_job
-from pages._cache import results_or_stop
+from pages._cache import results_or_stop, run_params
 
 settings = st.session_state["settings"]
 st.title("Runs")
@@ -76,3 +76,8 @@ else:
     st.dataframe(runs, hide_index=True, key="runs_history")
     st.download_button("Download run history (CSV)", runs.to_csv(index=False), "phishlens-runs.csv", "text/csv",
                        key="runs_download")
+    if not runs.empty:
+        chosen = st.selectbox("Run details", runs["id"], key="runs_detail",
+                              help="What the run was asked to do, and what it recorded while running: an evaluation "
+                                   "in bf16 or int8 records how far that precision moved scores against fp32.")
+        st.json(run_params(settings.store_path, chosen), expanded=2)

@@ -62,6 +62,15 @@ def test_failed_run_is_recorded_with_its_error(store):
     assert row["status"] == "failed" and "bad input" in row["error"]
 
 
+def test_run_params_merge_what_a_run_learns_while_running(store):
+    with store.run("evaluate", {"precision": "int8", "targets": ["a", "b"]}) as run_id:
+        store.add_run_params(run_id, {"precision_checks": {"a": {"verdicts_flipped": 0}}})
+        store.add_run_params(run_id, {"precision_checks": {"b": {"verdicts_flipped": 2}}})
+    assert store.run_params(run_id) == {"precision": "int8", "targets": ["a", "b"], "precision_checks": {
+        "a": {"verdicts_flipped": 0}, "b": {"verdicts_flipped": 2}}}
+    assert store.run_params("no-such-run") == {}
+
+
 def test_migration_backs_up_the_store_first(tmp_path, monkeypatch):
     import data.store as store_module
 

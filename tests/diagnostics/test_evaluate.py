@@ -93,12 +93,10 @@ def test_token_budget_truncation_is_recorded(evaluated_settings):
 
 def test_evaluation_in_int8_rescores_with_calibration_from_training_emails(evaluated_copy):
     """An int8 evaluation scores the same test emails, calibrated on training-split emails only,
-    and its run says it ran in int8."""
-    import json
-
+    and its run says it ran in int8 and how far int8 moved scores on other training emails."""
     import numpy as np
 
-    from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluate
+    from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluate, precision_check_emails
 
     with Store.open(evaluated_copy.store_path) as store:
         fp32 = store.query("SELECT email_id, score FROM predictions WHERE adapter_id LIKE 'zero-shot:%' "
@@ -107,13 +105,18 @@ def test_evaluation_in_int8_rescores_with_calibration_from_training_emails(evalu
         calibration = calibration_emails(store, store.corpus_names(), evaluated_copy.seed)
         train_ids = set(store.query("SELECT email_id FROM splits WHERE split = 'train'")["email_id"])
         assert calibration and {m.id for m in calibration} <= train_ids
+        check = precision_check_emails(store, store.corpus_names(), evaluated_copy.seed, calibration)
+        assert check and {m.id for m in check} <= train_ids and not {m.id for m in check} & {m.id for m in calibration}
         run_id = evaluate(store, [EvaluationTarget(evaluated_copy.model)], store.corpus_names(),
                           evaluated_copy.models_dir, 20, 96, evaluated_copy.seed, "cpu", progress=False,
                           compile_mode="off", precision="int8")
         int8 = store.query("SELECT email_id, score FROM predictions WHERE adapter_id LIKE 'zero-shot:%' "
                            "ORDER BY email_id")
-        params = json.loads(store.scalar("SELECT params FROM runs WHERE id = ?", [run_id]))
+        params = store.run_params(run_id)
     assert params["precision"] == "int8"
+    [(scorer, checked)] = params["precision_checks"].items()
+    assert scorer.startswith("zero-shot:") and checked["precision"] == "int8" and checked["emails"] == len(check)
+    assert 0 < checked["mean_abs_score_change"] <= checked["max_abs_score_change"] < 2
     assert list(int8["email_id"]) == list(fp32["email_id"])
     assert not np.allclose(int8["score"], fp32["score"], atol=1e-5)
     assert np.corrcoef(int8["score"], fp32["score"])[0, 1] > 0.9

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from models.loading import load_base, load_with_adapter
-from models.precision import PrecisionError, at_precision, check_precision, describe_precision, int8_float_dtype
+from models.precision import (PrecisionError, at_precision, check_precision, compare_with_fp32, describe_precision,
+                              int8_float_dtype)
 from models.scoring import PromptBuilder, score_emails
 
 
@@ -30,6 +31,17 @@ def test_bf16_scores_real_emails_close_to_fp32_and_keeps_the_original(default_mo
     scores = score_emails(half, real_emails, 128)
     assert np.abs(scores - fp32).max() < 0.5
     assert np.corrcoef(scores, fp32)[0, 1] > 0.98
+    check = compare_with_fp32("bf16", fp32, scores)
+    assert check.emails == len(real_emails) and check.max_abs_score_change == pytest.approx(np.abs(scores - fp32).max())
+    assert check.verdicts_flipped == int(((scores > 0) != (fp32 > 0)).sum())
+    assert "bf16 moved scores by" in check.summary()
+
+
+def test_precision_check_counts_flipped_verdicts():
+    check = compare_with_fp32("int8", np.array([0.5, -0.02, 1.0, -2.0]), np.array([0.4, 0.03, 1.0, -1.5]))
+    assert check.verdicts_flipped == 1
+    assert check.mean_abs_score_change == pytest.approx((0.1 + 0.05 + 0 + 0.5) / 4)
+    assert check.max_abs_score_change == pytest.approx(0.5)
 
 
 def test_int8_quantizes_the_linear_layers_and_tracks_fp32_on_real_emails(default_model_dir, settings, real_emails):

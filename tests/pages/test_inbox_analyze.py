@@ -1,5 +1,6 @@
 """AppTest: Inbox filters and email view; Analyze scores pasted mail and saves it."""
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -83,6 +84,11 @@ def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_setting
     assert not at.exception
     history = _frame_with(at, "kind")
     assert {"train", "evaluate"} <= set(history["kind"])
+    # The newest run's params are shown; picking another run shows its own.
+    evaluation = history.loc[history["kind"] == "evaluate", "id"].iloc[0]
+    at.selectbox(key="runs_detail").set_value(evaluation).run()
+    with Store.open(settings.store_path, read_only=True) as store:
+        assert json.loads(at.json[0].value) == store.run_params(evaluation) != {}
     at.selectbox(key="runs_kind").set_value("evaluate")
     at.number_input(key="runs_sample").set_value(5)
     at.button[0].click().run()
