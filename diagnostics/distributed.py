@@ -27,7 +27,8 @@ from tqdm import tqdm
 from data.records import Email
 from data.settings import PROJECT_ROOT, Settings
 from data.store import Store
-from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluation_params, evaluation_samples
+from diagnostics.evaluate import (EvaluationTarget, calibration_emails, evaluation_params, evaluation_samples,
+                                  note_already_scored)
 from models.loading import pick_device, read_adapter_info, zero_shot_id
 from models.precision import check_precision
 from models.registry import resolve_model
@@ -211,6 +212,8 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
         for target in targets:
             adapter_id, files = shipped_scorer(ray, target.model, target.adapter_dir)
             done = store.predicted_email_ids(adapter_id)
+            if all(i in done for ids in samples.values() for i in ids):
+                note_already_scored(store, run_id, adapter_id, precision, progress)
             for corpus, ids in samples.items():
                 todo = [i for i in ids if i not in done]
                 for start in range(0, len(todo), emails_per_task):

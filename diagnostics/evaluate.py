@@ -113,6 +113,16 @@ def scoring_model(loaded: LoadedModel, precision: str, calibration: Sequence[Ema
     return at_precision(loaded, precision, [builder.build(m).input_ids for m in calibration])
 
 
+def note_already_scored(store: Store, run_id: str, adapter_id: str, precision: str, progress: bool) -> None:
+    """Record (and say) that a target had nothing left to score. Resumption is by (scorer, email)
+    whatever the precision, so a store scored in fp32 is not rescored in int8."""
+    store.add_run_params(run_id, {"already_scored": {adapter_id: True}})  # an object: merge patches replace lists
+    if progress:
+        tqdm.write(f"{adapter_id}: every sampled test email already has a prediction in this store; nothing "
+                   f"scored{'' if precision == 'fp32' else f' in {precision}'}. To compare precisions, evaluate "
+                   "into another store (PHISHLENS_STORE=...).")
+
+
 def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str], sample_size: int | None,
                       max_tokens: int, seed: int, precision: str) -> dict:
     """What an evaluation run records (its executor adds where it ran)."""
@@ -144,6 +154,7 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
             todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
             total = sum(len(v) for v in todo.values())
             if not total:
+                note_already_scored(store, run_id, loaded.adapter_id, precision, progress)
                 continue
             loaded = merge_adapter(loaded)
             scorer = scoring_model(loaded, precision, calibration, max_tokens)

@@ -71,10 +71,12 @@ def test_evaluation_resumes_without_rescoring(evaluated_settings):
 
     with Store.open(evaluated_settings.store_path) as store:
         before = store.query("SELECT count(*) AS n FROM predictions")["n"][0]
-        evaluate(store, [EvaluationTarget(evaluated_settings.model)], store.corpus_names(),
-                 evaluated_settings.models_dir, 20, 96, evaluated_settings.seed, "cpu", progress=False)
+        run_id = evaluate(store, [EvaluationTarget(evaluated_settings.model)], store.corpus_names(),
+                          evaluated_settings.models_dir, 20, 96, evaluated_settings.seed, "cpu", progress=False)
         after = store.query("SELECT count(*) AS n FROM predictions")["n"][0]
+        params = store.run_params(run_id)
     assert after == before
+    assert list(params["already_scored"]) == [f"zero-shot:{evaluated_settings.model}"]  # the run says why
 
 
 def test_token_budget_truncation_is_recorded(evaluated_settings):
