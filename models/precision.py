@@ -13,11 +13,10 @@ the weight's column multiplied by it. A LoRA adapter is merged into the base wei
 Four projections stay in floating point (INT8_KEPT). Measured on SmolLM2 with a fine-tuned
 adapter (64 emails, int8 on one projection type at a time), the mean score change was q 0.03,
 v 0.03, o 0.04, gate 0.04, up 0.07, k 0.08 and down 0.12 (its gated input is the most
-outlier-heavy). int8 on all of them moved scores by 0.15 on average; on all but down, by 0.10,
-which still changed F1 by up to 2.1 points on 300 emails per corpus; keeping k and up in
-floating point too brought the mean change to 0.08, next to bf16's own 0.06. The vocabulary projection runs on one position per email. The
-kept layers run in bf16 where the CPU has it in hardware, in fp32 elsewhere (fp32 there costs
-much of the int8 speed-up).
+outlier-heavy); int8 on all of them moved scores by 0.15 on average, with k, up and down kept
+by 0.08, next to bf16's own 0.05–0.07. The vocabulary projection runs on one position per email.
+The kept layers run in bf16 where the CPU has it in hardware, in fp32 elsewhere (fp32 there
+costs half the int8 speed-up). F1 against fp32 per corpus: benchmarks/README.md.
 """
 
 from __future__ import annotations
