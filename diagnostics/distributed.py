@@ -199,9 +199,9 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
     arrives, so an interrupted run keeps what finished and a rerun does only the rest.
     """
     check_precision(precision, pick_device(device)[0])  # before Ray starts
+    samples = evaluation_samples(store, corpora, sample_size, seed)
     ray = connect_ray(address, workers)
     remote = remote_task(ray, score_shard, device, threads_per_worker)
-    samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = tuple(calibration_emails(store, corpora, seed)) if precision == "int8" else ()
     params = {**evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision),
               "executor": "ray", "address": address}

@@ -67,7 +67,11 @@ def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str,
 
 def evaluation_samples(store: Store, corpora: Sequence[str], sample_size: int | None, seed: int) -> dict[str, list[str]]:
     """Each corpus' seeded, stratified test sample: every scorer is evaluated on the same emails."""
-    return {c: test_sample(store, c, sample_size, seed) for c in corpora}
+    samples = {c: test_sample(store, c, sample_size, seed) for c in corpora}
+    if not any(samples.values()):
+        raise ValueError(f"no test emails to score in {', '.join(corpora) or 'this store'}: ingest corpora first "
+                         "(`cli.py ingest --data DIR`, or `cli.py demo`)")
+    return samples
 
 
 def training_sample(store: Store, corpora: Sequence[str], seed: int, per_corpus: int,

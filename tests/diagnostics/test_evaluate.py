@@ -124,6 +124,16 @@ def test_evaluation_in_int8_rescores_with_calibration_from_training_emails(evalu
     assert np.corrcoef(int8["score"], fp32["score"])[0, 1] > 0.9
 
 
+def test_evaluating_a_store_without_test_emails_says_to_ingest_first(tmp_path, settings):
+    from diagnostics.evaluate import EvaluationTarget, evaluate
+
+    with Store.open(tmp_path / "empty.duckdb") as store:
+        with pytest.raises(ValueError, match="ingest corpora first"):
+            evaluate(store, [EvaluationTarget("smollm2-135m")], store.corpus_names(), settings.models_dir, 20, 96,
+                     progress=False)
+        assert store.scalar("SELECT count(*) FROM runs") == 0
+
+
 def test_unknown_precision_fails_before_any_work(evaluated_copy):
     from diagnostics.evaluate import EvaluationTarget, evaluate
     from models.precision import PrecisionError
