@@ -205,6 +205,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Training seed")] = LoraSettings.seed,
     context_examples: Annotated[int, typer.Option(help="FTICL: labelled training emails in each prompt (an fticl-CORPUS set needs > 0)")] = LoraSettings.context_examples,
     context_tokens: Annotated[int, typer.Option(help="FTICL: token budget per in-context example")] = LoraSettings.context_tokens,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; CPUs with AMX or AVX-512 BF16): 1.7× faster on such a CPU, a different adapter id")] = LoraSettings.precision,
 ):
     """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
     from data.store import Store
@@ -213,8 +214,12 @@ def train(
     settings = _settings(ctx)
     lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
                         epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed,
-                        context_examples=context_examples, context_tokens=context_tokens)
+                        context_examples=context_examples, context_tokens=context_tokens, precision=precision)
     with _clear_errors():
+        from models.finetune import check_training_precision
+        from models.loading import pick_device
+
+        check_training_precision(precision, pick_device(settings.device)[0])
         _echo_memory_estimate(settings, settings.model, lora)
         with Store.open(settings.store_path) as store:
             folder = train_training_set(store, settings, training_set, lora)

@@ -6,6 +6,8 @@ corpus of ../shared/data) for one epoch:
               (what a causal-LM training loop computes by default), loss at the last position
   phishlens - models.finetune.finetune_adapter: last-position logits only (logits_to_keep=1),
               cross-entropy over the two label words, the loop the product runs
+  phishlens_bf16 - the same under bf16 autocast (`train --precision bf16`), where the CPU has
+              bf16 hardware; its MFU is also given against a bf16 matmul's rate (mfu_own_dtype)
 Tokens are real prompt tokens (no padding). MFU: useful FLOPs (forward + backward to the
 activations; models/flops.py) per second over a large fp32 matmul's rate in the same run.
 
@@ -20,6 +22,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +35,7 @@ from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.flops import lora_training_flops, matmul_rate  # noqa: E402
 from models.loading import load_base  # noqa: E402
+from models.precision import native_bf16  # noqa: E402
 from models.scoring import PromptBuilder, label_token_ids, pad_left  # noqa: E402
 
 
@@ -83,12 +87,28 @@ def main() -> None:
     # PhishLens first: the process's peak RSS after it is its own (the naive loop's full logits peak higher).
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        finetune_adapter(base, emails, "bench", lora, Path(tmp), progress=False)
+        trained = finetune_adapter(base, emails, "bench", lora, Path(tmp), progress=False)
         t_ours = time.perf_counter() - started
+    mean_loss_fp32 = sum(trained.train_loss) / len(trained.train_loss)
     rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t_naive = naive_training(settings, emails, lora)
     rate = (rate_before + matmul_rate(torch.float32)) / 2
     tokens = sum(lengths)
+    bf16 = {}
+    if native_bf16():
+        half = replace(lora, precision="bf16")
+        with tempfile.TemporaryDirectory() as tmp:
+            finetune_adapter(load_base(settings.model, settings.models_dir, settings.device),
+                             emails[: args.batch_size], "warm-up", half, Path(tmp), progress=False)
+            started = time.perf_counter()
+            info = finetune_adapter(load_base(settings.model, settings.models_dir, settings.device), emails, "bench",
+                                    half, Path(tmp), progress=False)
+            t_bf16 = time.perf_counter() - started
+        bf16_rate = matmul_rate(torch.bfloat16)
+        bf16 = {"tokens_per_s": tokens / t_bf16, "seconds": t_bf16, "mfu": useful / t_bf16 / rate,
+                "mfu_own_dtype": useful / t_bf16 / bf16_rate, "bf16_matmul_gflops": bf16_rate / 1e9,
+                "speedup_vs_fp32": t_ours / t_bf16, "speedup_vs_naive": t_naive / t_bf16,
+                "mean_loss": sum(info.train_loss) / len(info.train_loss), "mean_loss_fp32": mean_loss_fp32}
     print(json.dumps({
         "benchmark": "training", "model": base.spec.name, "device": str(base.device), "dtype": str(base.dtype),
         "threads": torch.get_num_threads(), "emails": len(emails), "tokens": tokens,
@@ -101,6 +121,7 @@ def main() -> None:
         "seconds": {"naive": t_naive, "phishlens": t_ours},
         "peak_rss_mb": {"phishlens": rss_ours,
                         "naive": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        "phishlens_bf16": bf16 or "skipped: this CPU has no bf16 hardware",
     }, indent=1))
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from data.records import AdapterInfo, Demonstration, Email, LoraSettings
 from models.loading import ADAPTER_INFO_FILE, LoadedModel
+from models.precision import PrecisionError, native_bf16
 from models.scoring import PromptBuilder, label_token_ids, last_position_logits, pad_left, render_email
 
 
@@ -33,6 +34,8 @@ def adapter_id(model: str, training_set: str, lora: LoraSettings) -> str:
     hashed = asdict(lora)
     if not lora.context_examples:  # plain adapters keep the ids they had before FTICL existed
         del hashed["context_examples"], hashed["context_tokens"]
+    if lora.precision == "fp32":  # and fp32 adapters the ids they had before bf16 training
+        del hashed["precision"]
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:6]
     return f"{model}--{training_set}--r{lora.r}-s{lora.seed}-{digest}"
 
@@ -64,6 +67,18 @@ def training_prompts(builder: PromptBuilder, emails: Sequence[Email], k: int, rn
     return prompts
 
 
+TRAINING_PRECISIONS = ("fp32", "bf16")
+
+
+def check_training_precision(precision: str, device: torch.device) -> None:
+    """Refuse a training precision that is unknown, or bf16 on a CPU that emulates it."""
+    if precision not in TRAINING_PRECISIONS:
+        raise PrecisionError(f"training precision must be fp32 or bf16, not {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not native_bf16():
+        raise PrecisionError("this CPU has no bf16 hardware (AMX or AVX-512 BF16): bf16 training would be far "
+                             "slower than fp32; train in fp32")
+
+
 def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: str,
                      lora: LoraSettings, adapters_dir: Path, progress: bool = True,
                      on_step=None) -> AdapterInfo:
@@ -76,6 +91,7 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
 
     if len({m.label for m in emails}) < 2:
         raise ValueError(f"training set {training_set!r} holds one class only; it needs both labels")
+    check_training_precision(lora.precision, base.device)
     torch.manual_seed(lora.seed)
     rng = random.Random(lora.seed)
     targets = list(lora.target_modules or base.spec.lora_target_modules)
@@ -113,7 +129,8 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
                 chunk = [examples[i] for i in order[start: start + lora.batch_size]]
                 batch = pad_left([ids for ids, _ in chunk], base.tokenizer.pad_token_id, base.device)
                 labels = torch.tensor([label for _, label in chunk], device=base.device)
-                logits = last_position_logits(model, batch)[:, [negative, positive]].float()
+                with torch.autocast(base.device.type, dtype=torch.bfloat16, enabled=lora.precision == "bf16"):
+                    logits = last_position_logits(model, batch)[:, [negative, positive]].float()
                 loss = torch.nn.functional.cross_entropy(logits, labels)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

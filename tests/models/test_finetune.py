@@ -1,3 +1,4 @@
+from pathlib import Path
 
 import pytest
 from safetensors import safe_open
@@ -179,3 +180,33 @@ def test_fticl_adapter_trains_with_examples_and_scores_after_its_own(tiny_model_
     plain = np.array([float(s) for s in __import__("models.scoring", fromlist=["score_prompts"]).score_prompts(
         tuned, [PromptBuilder(tuned.tokenizer, tuned.spec, 96).build(m).input_ids for m in test])])
     assert np.abs(with_examples - plain).max() > 1e-4  # the examples are really in the scoring prompt
+
+
+@pytest.mark.skipif(not __import__("models.precision", fromlist=["native_bf16"]).native_bf16(),
+                    reason="this CPU emulates bf16 (no AMX or AVX-512 BF16): bf16 training is refused here")
+def test_bf16_training_follows_fp32_and_keeps_fp32_adapter_weights(default_model_dir, settings, real_emails, tmp_path):
+    """The same seed and emails trained under bf16 autocast: losses close to fp32's, LoRA weights
+    saved in fp32, and a different adapter id (it is a different adapter)."""
+    import torch
+
+    infos = {}
+    for precision in ("fp32", "bf16"):
+        base = load_base("smollm2-135m", settings.models_dir, "cpu")
+        lora = LoraSettings(epochs=1, batch_size=8, max_tokens=96, precision=precision)
+        infos[precision] = finetune_adapter(base, real_emails, "mixed", lora, tmp_path / precision, progress=False)
+    fp32, bf16 = infos["fp32"], infos["bf16"]
+    assert bf16.hyperparameters["precision"] == "bf16" and bf16.id != fp32.id
+    assert abs(bf16.train_loss[0] - fp32.train_loss[0]) < 0.1  # the same first batch, before any update
+    assert all(abs(a - b) < 0.5 for a, b in zip(bf16.train_loss, fp32.train_loss))
+    with safe_open(Path(bf16.path) / "adapter_model.safetensors", "pt") as handle:
+        assert {handle.get_tensor(k).dtype for k in handle.keys()} == {torch.float32}
+
+
+def test_unknown_training_precision_is_refused(tiny_model_dir, synthetic_emails, tmp_path):
+    from data.settings import load_settings
+    from models.precision import PrecisionError
+
+    base = load_base(str(tiny_model_dir), load_settings().models_dir, "cpu")
+    with pytest.raises(PrecisionError, match="fp32 or bf16"):
+        finetune_adapter(base, synthetic_emails[0][1][:16], "x", LoraSettings(precision="int8"), tmp_path,
+                         progress=False)
