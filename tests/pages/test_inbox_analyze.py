@@ -89,16 +89,26 @@ def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_setting
     at.selectbox(key="runs_detail").set_value(evaluation).run()
     with Store.open(settings.store_path, read_only=True) as store:
         assert json.loads(at.json[0].value) == store.run_params(evaluation) != {}
+    at.selectbox(key="runs_kind").set_value("train")
+    at.selectbox(key="runs_precision").set_value("int8")
+    at.button[0].click().run()
+    assert any("int8 is a scoring precision" in e.value for e in at.error) and not at.success
     at.selectbox(key="runs_kind").set_value("evaluate")
+    at.selectbox(key="runs_precision").set_value("bf16")
     at.number_input(key="runs_sample").set_value(5)
     at.button[0].click().run()
-    assert any("Started" in s.value for s in at.success)
+    assert any("Started" in s.value and "--precision bf16" in s.value for s in at.success)
     from diagnostics.launcher import list_jobs
 
     deadline = time.time() + 120
     while list_jobs(settings)[0].status == "running" and time.time() < deadline:
         time.sleep(0.5)
     assert list_jobs(settings)[0].status == "done", list_jobs(settings)[0].last_line
+    with Store.open(settings.store_path, read_only=True) as store:
+        # The job's model evaluation (its reference-model evaluation, which has no precision, ran after it).
+        newest = next(p for p in map(store.run_params, store.runs()["id"]) if "targets" in p)
+        # Every sampled email was scored when the fixture store was built: the run says so.
+        assert newest["precision"] == "bf16" and len(newest["already_scored"]) == len(newest["targets"])
 
 
 def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings):
