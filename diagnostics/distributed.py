@@ -28,8 +28,8 @@ from data.records import Email
 from data.settings import PROJECT_ROOT, Settings
 from data.store import Store
 from diagnostics.evaluate import (EvaluationTarget, calibration_emails, evaluation_params, evaluation_samples,
-                                  note_already_scored)
-from models.loading import pick_device, read_adapter_info, zero_shot_id
+                                  note_already_scored, unscored)
+from models.loading import pick_device, read_adapter_info, scorer_id
 from models.precision import check_precision
 from models.registry import resolve_model
 
@@ -161,11 +161,6 @@ def connect_ray(address: str | None, workers: int | None):
     return ray
 
 
-def scorer_id(model: str, adapter_dir: Path | None) -> str:
-    """The id a scorer's results are stored under: its adapter's, or the zero-shot base's."""
-    return read_adapter_info(adapter_dir).id if adapter_dir else zero_shot_id(resolve_model(model).name)
-
-
 def shipped_scorer(ray, model: str, adapter_dir: Path | None) -> tuple[str, object]:
     """A scorer's id and its adapter's files in Ray's object store (None: the zero-shot base)."""
     return scorer_id(model, adapter_dir), ray.put(adapter_files(adapter_dir)) if adapter_dir else None
@@ -211,13 +206,12 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
         pending, total = [], 0
         for target in targets:
             adapter_id, files = shipped_scorer(ray, target.model, target.adapter_dir)
-            done = store.predicted_email_ids(adapter_id)
-            if all(i in done for ids in samples.values() for i in ids):
+            todo = unscored(store, adapter_id, samples)
+            if not any(todo.values()):
                 note_already_scored(store, run_id, adapter_id, precision, progress)
-            for corpus, ids in samples.items():
-                todo = [i for i in ids if i not in done]
-                for start in range(0, len(todo), emails_per_task):
-                    emails = tuple(store.emails_by_ids(todo[start: start + emails_per_task]))
+            for corpus, ids in todo.items():
+                for start in range(0, len(ids), emails_per_task):
+                    emails = tuple(store.emails_by_ids(ids[start: start + emails_per_task]))
                     task = ShardTask(target.model, adapter_id, corpus, emails, max_tokens, batch_size, run_id,
                                      str(shards / shard_name(adapter_id, corpus, start // emails_per_task)),
                                      precision, calibration)

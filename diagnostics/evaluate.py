@@ -18,7 +18,7 @@ from tqdm import tqdm
 from data.records import Email, Prediction
 from data.splits import sample_stratified, test_sample
 from data.store import Store
-from models.loading import LoadedModel, load_model, pick_device
+from models.loading import LoadedModel, load_model, pick_device, scorer_id
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
                               merge_adapter)
 from models.scoring import compiled_for_scoring, prompt_builder, score_prompts
@@ -117,6 +117,12 @@ def scoring_model(loaded: LoadedModel, precision: str, calibration: Sequence[Ema
     return at_precision(loaded, precision, [builder.build(m).input_ids for m in calibration])
 
 
+def unscored(store: Store, adapter_id: str, samples: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each corpus' sampled emails that the scorer has no prediction for yet (resumption)."""
+    done = store.predicted_email_ids(adapter_id)
+    return {corpus: [i for i in ids if i not in done] for corpus, ids in samples.items()}
+
+
 def note_already_scored(store: Store, run_id: str, adapter_id: str, precision: str, progress: bool) -> None:
     """Record (and say) that a target had nothing left to score. Resumption is by (scorer, email)
     whatever the precision, so a store scored in fp32 is not rescored in int8."""
@@ -153,14 +159,13 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
     params = evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision)
     with store.run("evaluate", params) as run_id:
         for target in targets:
-            loaded = load_model(target.model, target.adapter_dir, models_dir, device, target.quantize)
-            done = store.predicted_email_ids(loaded.adapter_id)
-            todo = {c: [i for i in ids if i not in done] for c, ids in samples.items()}
+            adapter_id = scorer_id(target.model, target.adapter_dir)
+            todo = unscored(store, adapter_id, samples)
             total = sum(len(v) for v in todo.values())
-            if not total:
-                note_already_scored(store, run_id, loaded.adapter_id, precision, progress)
+            if not total:  # known before loading the model
+                note_already_scored(store, run_id, adapter_id, precision, progress)
                 continue
-            loaded = merge_adapter(loaded)
+            loaded = merge_adapter(load_model(target.model, target.adapter_dir, models_dir, device, target.quantize))
             scorer = scoring_model(loaded, precision, calibration, max_tokens)
             converted = scorer is not loaded
             # Eager int8 spends its time quantizing activations; only compiled (fused) does it pay.

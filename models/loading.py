@@ -52,6 +52,12 @@ def zero_shot_id(model: str) -> str:
     return f"zero-shot:{model}"
 
 
+def scorer_id(model: str, adapter_dir: Path | None) -> str:
+    """The id a scorer's results are stored under, without loading it: its adapter's, or the
+    zero-shot base's."""
+    return read_adapter_info(adapter_dir).id if adapter_dir else zero_shot_id(resolve_model(model).name)
+
+
 def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
     """CUDA in bf16 when present, CPU in fp32 otherwise: fp32 is the CPU reference (bf16 runs fast
     only on CPUs with AMX or AVX-512 BF16, and is then an opt-in scoring precision: models.precision)."""
