@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,8 @@ from tqdm import tqdm
 from data.records import Email
 from data.settings import PROJECT_ROOT, Settings
 from data.store import Store
-from diagnostics.evaluate import (EvaluationTarget, calibration_emails, evaluation_params, evaluation_samples,
-                                  note_already_scored, unscored)
+from diagnostics.evaluate import (EvaluationTarget, calibration_emails, check_compile_mode, compiles, evaluation_params,
+                                  evaluation_samples, note_already_scored, precision_check_emails, unscored)
 from models.loading import pick_device, read_adapter_info, scorer_id
 from models.precision import check_precision
 from models.registry import resolve_model
@@ -50,6 +50,7 @@ class ShardTask:
     shard_path: str
     precision: str = "fp32"
     calibration: tuple[Email, ...] = ()  # int8's SmoothQuant calibration emails (same for every task)
+    compile: bool = False  # torch.compile the scorer (once per worker; diagnostics.evaluate.compiles)
 
 
 def adapter_files(folder: Path) -> dict[str, bytes]:
@@ -68,49 +69,83 @@ def write_shard(records: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-_WORKER_MODEL: dict[tuple[str, str], object] = {}  # per worker process: the scorer it loaded last
+_WORKER_MODEL: dict[tuple, object] = {}  # per worker process: the scorer it loaded last
+
+
+def _load_on_worker(model: str, files: dict[str, bytes] | None, models_dir: str, device: str):
+    """The base model with the shipped adapter's files (written to a temporary folder) applied."""
+    from models.loading import load_model
+
+    folder = None
+    if files is not None:
+        folder = Path(tempfile.mkdtemp(prefix="phishlens-adapter-"))
+        for name, content in files.items():
+            (folder / name).write_bytes(content)
+    try:
+        return load_model(model, folder, Path(models_dir), device)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _keep_on_worker(key: tuple, loaded) -> None:
+    _WORKER_MODEL.clear()  # one model per worker, so memory stays that of one scorer
+    _WORKER_MODEL[key] = loaded
 
 
 def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, models_dir: str, device: str,
-                 threads: int, precision: str | None = None, calibration: Sequence[Email] = (), max_tokens: int = 0):
-    """On a worker: the model for adapter_id, loaded once and kept for the worker's next tasks (one
-    model per worker, so memory stays that of one scorer). With a precision it is the evaluation
-    scorer (adapter merged, at that precision); without, the adapter stays a PEFT model (explain)."""
+                 threads: int, precision: str | None = None, calibration: Sequence[Email] = (), max_tokens: int = 0,
+                 compile: bool = False):
+    """On a worker: the model for adapter_id, loaded once and kept for the worker's next tasks.
+    With a precision it is the evaluation scorer (adapter merged, at that precision, compiled if
+    asked); without, the adapter stays a PEFT model (explain)."""
     import torch
 
     from diagnostics.evaluate import scoring_model
-    from models.loading import load_model
+    from models.scoring import compiled_for_scoring
 
     torch.set_num_threads(threads)
-    loaded = _WORKER_MODEL.get((adapter_id, precision))
+    key = (adapter_id, precision, compile)
+    loaded = _WORKER_MODEL.get(key)
     if loaded is None:
-        _WORKER_MODEL.clear()
-        folder = None
-        if files is not None:
-            folder = Path(tempfile.mkdtemp(prefix="phishlens-adapter-"))
-            for name, content in files.items():
-                (folder / name).write_bytes(content)
-        try:
-            loaded = load_model(model, folder, Path(models_dir), device)
-        finally:
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+        loaded = _load_on_worker(model, files, models_dir, device)
         if precision is not None:
             loaded = scoring_model(loaded, precision, calibration, max_tokens)
-        _WORKER_MODEL[(adapter_id, precision)] = loaded
+            if compile:
+                loaded = compiled_for_scoring(loaded)
+        _keep_on_worker(key, loaded)
     return loaded
+
+
+def check_shard_precision(task: ShardTask, emails: Sequence[Email], files: dict[str, bytes] | None,
+                          models_dir: str, device: str, threads: int):
+    """Run on a worker: the task's scorer (bf16 or int8, compiled if the task is) against the fp32
+    model it is made from, on `emails` (models.precision.PrecisionCheck). The worker keeps the
+    scorer for its next shards."""
+    import torch
+
+    from diagnostics.evaluate import check_against_fp32, scoring_model
+    from models.precision import merge_adapter
+    from models.scoring import compiled_for_scoring
+
+    torch.set_num_threads(threads)
+    fp32 = merge_adapter(_load_on_worker(task.model, files, models_dir, device))
+    scorer = scoring_model(fp32, task.precision, task.calibration, task.max_tokens)  # a copy: fp32 stays
+    if task.compile:
+        scorer = compiled_for_scoring(scorer)
+    check = check_against_fp32(fp32, scorer, task.precision, emails, task.max_tokens, task.batch_size)
+    _keep_on_worker((task.adapter_id, task.precision, task.compile), scorer)
+    return check
 
 
 def score_shard(task: ShardTask, files: dict[str, bytes] | None, models_dir: str, device: str,
                 threads: int) -> tuple[str, int]:
     """Run on a worker: score the task's emails and write its shard; returns the shard's path
     and how many emails it holds."""
-    from dataclasses import asdict
-
     from diagnostics.evaluate import score_to_predictions
 
     loaded = worker_model(task.model, task.adapter_id, files, models_dir, device, threads, task.precision,
-                          task.calibration, task.max_tokens)
+                          task.calibration, task.max_tokens, task.compile)
     rows = score_to_predictions(loaded, task.emails, task.run_id, task.corpus, task.max_tokens, task.batch_size)
     write_shard([asdict(r) for r in rows], Path(task.shard_path))
     return task.shard_path, len(rows)
@@ -187,40 +222,57 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
                     sample_size: int | None, max_tokens: int, seed: int, device: str, shard_dir: Path,
                     batch_size: int = 8, emails_per_task: int = 64, address: str | None = None,
                     workers: int | None = None, threads_per_worker: int = 1, progress: bool = True,
-                    precision: str = "fp32") -> str:
+                    precision: str = "fp32", compile_mode: str = "auto") -> str:
     """Evaluate every target on every corpus' test sample on Ray; returns the run id.
 
     Skips (adapter, email) pairs the store holds; each finished shard is ingested as it
-    arrives, so an interrupted run keeps what finished and a rerun does only the rest.
+    arrives, so an interrupted run keeps what finished and a rerun does only the rest. In bf16
+    and int8, one task per target runs the precision check (as `evaluate` does) next to the shards.
+    compile_mode as for `evaluate`, decided per target from its emails to score.
     """
+    check_compile_mode(compile_mode)
     check_precision(precision, pick_device(device)[0])  # before Ray starts
     samples = evaluation_samples(store, corpora, sample_size, seed)
     ray = connect_ray(address, workers)
     remote = remote_task(ray, score_shard, device, threads_per_worker)
+    remote_check = remote_task(ray, check_shard_precision, device, threads_per_worker)
     calibration = tuple(calibration_emails(store, corpora, seed)) if precision == "int8" else ()
+    check_emails = tuple(precision_check_emails(store, corpora, seed, calibration)) if precision != "fp32" else ()
     params = {**evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision),
               "executor": "ray", "address": address}
     with store.run("evaluate", params) as run_id:
         shards = Path(shard_dir) / run_id
         shards.mkdir(parents=True, exist_ok=True)
-        pending, total = [], 0
+        pending, checks, total = [], {}, 0
         for target in targets:
             adapter_id, files = shipped_scorer(ray, target.model, target.adapter_dir)
             todo = unscored(store, adapter_id, samples)
-            if not any(todo.values()):
+            emails_to_score = sum(len(ids) for ids in todo.values())
+            if not emails_to_score:
                 note_already_scored(store, run_id, adapter_id, precision, progress)
+                continue
+            compile = compiles(compile_mode, emails_to_score, precision)
+            tasks = []
             for corpus, ids in todo.items():
                 for start in range(0, len(ids), emails_per_task):
                     emails = tuple(store.emails_by_ids(ids[start: start + emails_per_task]))
-                    task = ShardTask(target.model, adapter_id, corpus, emails, max_tokens, batch_size, run_id,
-                                     str(shards / shard_name(adapter_id, corpus, start // emails_per_task)),
-                                     precision, calibration)
-                    pending.append(remote.remote(task, files, str(models_dir), device, threads_per_worker))
-                    total += len(emails)
+                    shard = str(shards / shard_name(adapter_id, corpus, start // emails_per_task))
+                    tasks.append(ShardTask(target.model, adapter_id, corpus, emails, max_tokens, batch_size, run_id,
+                                           shard, precision, calibration, compile))
+            if check_emails:
+                checks[adapter_id] = remote_check.remote(tasks[0], check_emails, files, str(models_dir), device,
+                                                         threads_per_worker)
+            pending += [remote.remote(task, files, str(models_dir), device, threads_per_worker) for task in tasks]
+            total += emails_to_score
         with tqdm(total=total, desc="evaluate on ray", unit=" mails", disable=not progress) as bar:
             for path, scored in as_finished(ray, pending):
                 store.add_prediction_shards([Path(path)])
                 bar.update(scored)
+        for adapter_id, ref in checks.items():
+            check = ray.get(ref)
+            store.add_run_params(run_id, {"precision_checks": {adapter_id: asdict(check)}})
+            if progress:
+                tqdm.write(f"{adapter_id}: {check.summary()}")
     return run_id
 
 
@@ -243,7 +295,8 @@ def evaluate_with(settings: Settings, store: Store, targets: Sequence[Evaluation
                         settings.device, batch_size, progress, settings.compile, settings.precision)
     return evaluate_on_ray(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
                            settings.device, settings.shards_path, batch_size, address=settings.ray_address,
-                           workers=settings.ray_workers, progress=progress, precision=settings.precision)
+                           workers=settings.ray_workers, progress=progress, precision=settings.precision,
+                           compile_mode=settings.compile)
 
 
 def explain_on_ray(store: Store, model: str, adapter_dir: Path | None, corpus: str, size: int, method: str,

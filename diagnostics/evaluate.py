@@ -133,6 +133,18 @@ def note_already_scored(store: Store, run_id: str, adapter_id: str, precision: s
                    "into another store (PHISHLENS_STORE=...).")
 
 
+def check_compile_mode(compile_mode: str) -> None:
+    """A clear error for a PHISHLENS_COMPILE value that is not auto, on or off."""
+    if compile_mode not in ("auto", "on", "off"):
+        raise ValueError(f"PHISHLENS_COMPILE must be auto, on or off, not {compile_mode!r}")
+
+
+def compiles(compile_mode: str, emails: int, precision: str) -> bool:
+    """Whether a scorer with this many emails to score is compiled: "auto" compiles long jobs and
+    int8 (eager int8 spends its time quantizing activations; only compiled, fused, does it pay)."""
+    return compile_mode == "on" or compile_mode == "auto" and (emails >= AUTO_COMPILE_EMAILS or precision == "int8")
+
+
 def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str], sample_size: int | None,
                       max_tokens: int, seed: int, precision: str) -> dict:
     """What an evaluation run records (its executor adds where it ran)."""
@@ -150,8 +162,7 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
     emails to score, or in int8). precision: fp32, bf16 or int8 (models.precision); the run's params record it
     and, for bf16 and int8, each target's precision check (held-out training emails scored in fp32 too).
     """
-    if compile_mode not in ("auto", "on", "off"):
-        raise ValueError(f"PHISHLENS_COMPILE must be auto, on or off, not {compile_mode!r}")
+    check_compile_mode(compile_mode)
     check_precision(precision, pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
@@ -168,8 +179,7 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
             loaded = merge_adapter(load_model(target.model, target.adapter_dir, models_dir, device, target.quantize))
             scorer = scoring_model(loaded, precision, calibration, max_tokens)
             converted = scorer is not loaded
-            # Eager int8 spends its time quantizing activations; only compiled (fused) does it pay.
-            if compile_mode == "on" or compile_mode == "auto" and (total >= AUTO_COMPILE_EMAILS or precision == "int8"):
+            if compiles(compile_mode, total, precision):
                 scorer = compiled_for_scoring(scorer)
             if check_emails and converted:  # the scorer that scores the run, against its fp32 original
                 check = check_against_fp32(loaded, scorer, precision, check_emails, max_tokens, batch_size)

@@ -30,8 +30,9 @@ def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(loca
         assert len(local) > 40
         store.execute("DELETE FROM predictions WHERE adapter_id IN (?, ?)", [adapter["id"], f"zero-shot:{settings.model}"])
         targets = [EvaluationTarget(settings.model, None), EvaluationTarget(settings.model, adapter["path"])]
+        # Compiled on the workers (once each): the scores stay the eager local ones.
         evaluate_on_ray(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
-                        tmp_path / "shards", emails_per_task=8, progress=False)
+                        tmp_path / "shards", emails_per_task=8, progress=False, compile_mode="on")
         remote = store.query("SELECT adapter_id, email_id, score, predicted FROM predictions "
                              "WHERE adapter_id IN (?, ?)", [adapter["id"], f"zero-shot:{settings.model}"])
         merged = local.merge(remote, on=["adapter_id", "email_id"], suffixes=("_local", "_ray"))
@@ -50,7 +51,8 @@ def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(loca
 
 
 def test_ray_evaluation_in_int8_matches_the_local_int8_scorer(local_ray, evaluated_copy, tmp_path):
-    """Workers build the same SmoothQuant scorer from the calibration emails the task carries."""
+    """Workers build the same SmoothQuant scorer from the calibration emails the task carries, and
+    the run records the same precision check as a local one."""
     import json
 
     from diagnostics.distributed import evaluate_on_ray
@@ -62,15 +64,20 @@ def test_ray_evaluation_in_int8_matches_the_local_int8_scorer(local_ray, evaluat
     query = "SELECT email_id, score FROM predictions WHERE adapter_id = ? ORDER BY email_id"
     with Store.open(settings.store_path) as store:
         store.execute("DELETE FROM predictions WHERE adapter_id = ?", [zero_shot])
-        evaluate(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
-                 progress=False, compile_mode="off", precision="int8")
+        local_run = evaluate(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                             progress=False, compile_mode="off", precision="int8")
         local = store.query(query, [zero_shot])
+        local_check = store.run_params(local_run)["precision_checks"][zero_shot]
         store.execute("DELETE FROM predictions WHERE adapter_id = ?", [zero_shot])
         run_id = evaluate_on_ray(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed,
-                                 "cpu", tmp_path / "shards", emails_per_task=12, progress=False, precision="int8")
+                                 "cpu", tmp_path / "shards", emails_per_task=12, progress=False, precision="int8",
+                                 compile_mode="off")
         remote = store.query(query, [zero_shot])
         params = json.loads(store.scalar("SELECT params FROM runs WHERE id = ?", [run_id]))
     assert params["precision"] == "int8" and list(remote["email_id"]) == list(local["email_id"])
+    ray_check = params["precision_checks"][zero_shot]
+    assert ray_check["emails"] == local_check["emails"] == 8 * 3
+    assert ray_check["mean_abs_score_change"] == pytest.approx(local_check["mean_abs_score_change"], abs=0.05)
     # 1 thread per worker against 2 locally: float sums differ in order, so an activation can round
     # to the neighbouring int8 step; the scores still agree closely.
     np.testing.assert_allclose(remote["score"], local["score"], atol=0.05)
@@ -147,3 +154,20 @@ def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_copy):
     np.testing.assert_allclose(a["delta_f1"], b["delta_f1"], atol=1e-9)
     np.testing.assert_allclose(remote.lens["mean_score"], local.lens["mean_score"], atol=1e-4)
     assert remote.n_emails == local.n_emails == 10 and remote.clean_f1 == pytest.approx(local.clean_f1)
+
+
+def test_worker_keeps_one_scorer_compiled_when_its_task_asks(evaluated_copy):
+    """A worker compiles the scorer once and reuses it for its next tasks; a different
+    (scorer, precision, compile) replaces it, so a worker holds one model."""
+    import torch
+
+    from diagnostics.distributed import _WORKER_MODEL, worker_model
+
+    settings = evaluated_copy
+    args = (settings.model, f"zero-shot:{settings.model}", None, str(settings.models_dir), "cpu", 1, "fp32", (), 96)
+    compiled = worker_model(*args, compile=True)
+    assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
+    assert worker_model(*args, compile=True) is compiled
+    eager = worker_model(*args, compile=False)
+    assert not isinstance(eager.model, torch._dynamo.eval_frame.OptimizedModule)
+    assert list(_WORKER_MODEL) == [(f"zero-shot:{settings.model}", "fp32", False)]
