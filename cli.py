@@ -234,7 +234,7 @@ def evaluate(
     corpora: Annotated[Optional[list[str]], typer.Option("--corpus", help="Corpus to test on (repeat; default: all)")] = None,
     sample_size: Annotated[Optional[int], typer.Option(help="Seeded stratified sample per test split (default: all)")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
-    batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option(help="Emails per forward pass (default: 8 on CPU, 64 on CUDA)")] = None,
     reference: Annotated[bool, typer.Option(help="Also train and score the TF-IDF + logistic regression reference on every training set")] = True,
     executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks per (adapter, corpus, email batch) [env PHISHLENS_EXECUTOR]")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. ray://head:10001 (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,

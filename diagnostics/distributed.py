@@ -32,6 +32,7 @@ from diagnostics.evaluate import (EvaluationTarget, calibration_emails, check_co
 from models.loading import pick_device, read_adapter_info, scorer_id
 from models.precision import check_precision
 from models.registry import resolve_model
+from models.scoring import default_batch_size
 
 EXECUTORS = ("local", "ray")
 
@@ -220,7 +221,7 @@ def shard_name(adapter_id: str, corpus: str, index: int) -> str:
 
 def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
                     sample_size: int | None, max_tokens: int, seed: int, device: str, shard_dir: Path,
-                    batch_size: int = 8, emails_per_task: int = 64, address: str | None = None,
+                    batch_size: int | None = None, emails_per_task: int = 64, address: str | None = None,
                     workers: int | None = None, threads_per_worker: int = 1, progress: bool = True,
                     precision: str = "fp32", compile_mode: str = "auto") -> str:
     """Evaluate every target on every corpus' test sample on Ray; returns the run id.
@@ -232,6 +233,7 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
     """
     check_compile_mode(compile_mode)
     check_precision(precision, pick_device(device)[0])  # before Ray starts
+    batch_size = batch_size or default_batch_size(pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
     ray = connect_ray(address, workers)
     remote = remote_task(ray, score_shard, device, threads_per_worker)
@@ -285,7 +287,8 @@ def check_executor(settings: Settings) -> None:
 
 
 def evaluate_with(settings: Settings, store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str],
-                  sample_size: int | None, max_tokens: int, batch_size: int = 8, progress: bool = True) -> str:
+                  sample_size: int | None, max_tokens: int, batch_size: int | None = None,
+                  progress: bool = True) -> str:
     """Evaluate on the executor the settings name: in this process (local) or on Ray."""
     check_executor(settings)
     if settings.executor == "local":

@@ -21,7 +21,7 @@ from data.store import Store
 from models.loading import LoadedModel, load_model, pick_device, scorer_id
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
                               merge_adapter)
-from models.scoring import compiled_for_scoring, prompt_builder, score_prompts
+from models.scoring import compiled_for_scoring, default_batch_size, prompt_builder, score_prompts
 
 
 # torch.compile costs ~30–90 s once per process and saves ~15% of scoring time on CPU: on by
@@ -155,15 +155,18 @@ def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str
 
 def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
              sample_size: int | None, max_tokens: int, seed: int = 13, device: str = "auto",
-             batch_size: int = 8, progress: bool = True, compile_mode: str = "auto", precision: str = "fp32") -> str:
+             batch_size: int | None = None, progress: bool = True, compile_mode: str = "auto",
+             precision: str = "fp32") -> str:
     """Evaluate every target on every corpus' (sampled) test split; returns the run id.
 
     compile_mode: "on", "off", or "auto" (torch.compile when a target has AUTO_COMPILE_EMAILS or more
-    emails to score, or in int8). precision: fp32, bf16 or int8 (models.precision); the run's params record it
+    emails to score, or in int8). batch_size: emails per forward pass (default: models.scoring.
+    default_batch_size for the device). precision: fp32, bf16 or int8 (models.precision); the run's params record it
     and, for bf16 and int8, each target's precision check (held-out training emails scored in fp32 too).
     """
     check_compile_mode(compile_mode)
     check_precision(precision, pick_device(device)[0])
+    batch_size = batch_size or default_batch_size(pick_device(device)[0])
     samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
     check_emails = precision_check_emails(store, corpora, seed, calibration) if precision != "fp32" else []

@@ -62,6 +62,8 @@ def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: f
         b = torch.randn(size, size, dtype=dtype, device=device)
         multiply = torch.mm
     multiply(a, b)  # warm-up: threads started, kernels chosen
+    if device == "cuda":
+        torch.cuda.synchronize()
     runs, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         multiply(a, b)

@@ -112,6 +112,12 @@ def pad_left(sequences: Sequence[list[int]], pad_id: int, device: torch.device) 
             "position_ids": positions.to(device)}
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Emails per forward pass: 8 on CPU (bigger batches pad more and ran slower on 2 cores:
+    benchmarks/README.md), 64 on CUDA, where a small model needs large batches to fill the GPU."""
+    return 64 if device.type == "cuda" else 8
+
+
 def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (longest first: fail fast on memory)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
