@@ -35,6 +35,7 @@ from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.flops import lora_training_flops, matmul_rate  # noqa: E402
 from models.loading import load_base  # noqa: E402
+from models.memory import estimate_memory, prompt_tokens  # noqa: E402
 from models.precision import native_bf16  # noqa: E402
 from models.scoring import PromptBuilder, label_token_ids, pad_left  # noqa: E402
 
@@ -121,6 +122,9 @@ def main() -> None:
         "seconds": {"naive": t_naive, "phishlens": t_ours},
         "peak_rss_mb": {"phishlens": rss_ours,
                         "naive": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+        # What `train` prints before it starts, for the same batch and token budget.
+        "memory_estimate_mb": estimate_memory(base.model.config, "fp32", lora, args.batch_size,
+                                              prompt_tokens(lora)).total_gb * 1e9 / 2**20,
         "phishlens_bf16": bf16 or "skipped: this CPU has no bf16 hardware",
     }, indent=1))
 

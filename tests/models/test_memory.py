@@ -28,3 +28,21 @@ def test_an_8b_model_fits_one_80gb_gpu_in_bf16_and_4bit_is_smaller():
     assert estimate_memory(llama_8b, "fp32").weights_gb > 30  # why CPU fp32 is no place for it
     with pytest.raises(ValueError, match="precision must be one of"):
         estimate_memory(llama_8b, "int3")
+
+
+def test_lora_dropout_and_longer_prompts_cost_activation_memory(default_model_dir):
+    """Dropout keeps a copy of each adapted projection's input; attention's scores grow with the
+    square of the prompt, the rest linearly (what makes `train`'s estimate follow the measured
+    peak RSS: benchmarks/last-run-training.json)."""
+    from dataclasses import replace
+
+    config = AutoConfig.from_pretrained(default_model_dir)
+    lora = LoraSettings(max_tokens=256, batch_size=8)
+    with_dropout = estimate_memory(config, "fp32", lora, 8, 256)
+    without = estimate_memory(config, "fp32", replace(lora, dropout=0.0), 8, 256)
+    assert without.activations_gb < with_dropout.activations_gb < 1.5 * without.activations_gb
+    half_prompt = estimate_memory(config, "fp32", lora, 8, 128)
+    half_batch = estimate_memory(config, "fp32", lora, 4, 256)
+    assert half_prompt.activations_gb < half_batch.activations_gb == pytest.approx(with_dropout.activations_gb / 2)
+    assert with_dropout.total_gb == pytest.approx(with_dropout.weights_gb + with_dropout.lora_gb
+                                                  + with_dropout.activations_gb + with_dropout.runtime_gb)
