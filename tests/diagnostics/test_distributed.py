@@ -164,7 +164,10 @@ def test_worker_keeps_one_scorer_compiled_when_its_task_asks(evaluated_copy):
     from diagnostics.distributed import _WORKER_MODEL, worker_model
 
     settings = evaluated_copy
-    args = (settings.model, f"zero-shot:{settings.model}", None, str(settings.models_dir), "cpu", 1, "fp32", (), 96)
+    # This process's own thread count: worker_model sets it, and later tests must keep theirs.
+    threads = torch.get_num_threads()
+    args = (settings.model, f"zero-shot:{settings.model}", None, str(settings.models_dir), "cpu", threads, "fp32", (),
+            96)
     compiled = worker_model(*args, compile=True)
     assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
     assert worker_model(*args, compile=True) is compiled
