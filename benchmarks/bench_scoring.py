@@ -120,6 +120,7 @@ def main() -> None:
     emails, calibration = emails[:args.n], emails[args.n:]
     builder = PromptBuilder(loaded.tokenizer, loaded.spec, args.max_tokens)
     prompts = [builder.build(m).input_ids for m in emails]
+    lengths = [len(p) for p in prompts]
     score_emails(loaded, emails[:4], args.max_tokens, args.batch_size)  # warm-up
 
     def reference_rate():  # the loaded dtype's matmul rate on the model's device (fp32 on CPU)
@@ -153,7 +154,7 @@ def main() -> None:
         rates |= {"bf16": matmul_rate(torch.bfloat16), "int8": matmul_rate(torch.int8)}
         lower_precision = {"bf16": bf16, "int8_eager": int8_eager, "int8": int8}
 
-    useful = scoring_flops(loaded.model.config, [len(p) for p in prompts])
+    useful = scoring_flops(loaded.model.config, lengths)
     n = len(emails)
 
     def agreement(scores):
@@ -165,9 +166,9 @@ def main() -> None:
         "benchmark": "scoring",
         "model": loaded.spec.name, "device": str(loaded.device), "dtype": str(loaded.dtype),
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "emails": n, "padding_share": padding_share([len(p) for p in prompts], args.batch_size),
+        "emails": n, "padding_share": padding_share(lengths, args.batch_size),
         "max_tokens": args.max_tokens, "batch_size": args.batch_size,
-        "mean_prompt_tokens": float(np.mean([len(p) for p in prompts])),
+        "mean_prompt_tokens": float(np.mean(lengths)),
         "emails_per_s": {name: n / t for name, t in seconds.items()},
         "reference_matmul_gflops": rate / 1e9,
         "matmul_gflops": {k: v / 1e9 for k, v in rates.items()},

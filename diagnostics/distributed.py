@@ -89,6 +89,15 @@ def _load_on_worker(model: str, files: dict[str, bytes] | None, models_dir: str,
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _scorer_from(loaded, precision: str, calibration: Sequence[Email], max_tokens: int, compile: bool):
+    """The evaluation scorer made from a loaded model: adapter merged, at the precision, compiled if asked."""
+    from diagnostics.evaluate import scoring_model
+    from models.scoring import compiled_for_scoring
+
+    scorer = scoring_model(loaded, precision, calibration, max_tokens)
+    return compiled_for_scoring(scorer) if compile else scorer
+
+
 def _keep_on_worker(key: tuple, loaded) -> None:
     _WORKER_MODEL.clear()  # one model per worker, so memory stays that of one scorer
     _WORKER_MODEL[key] = loaded
@@ -102,18 +111,13 @@ def worker_model(model: str, adapter_id: str, files: dict[str, bytes] | None, mo
     asked); without, the adapter stays a PEFT model (explain)."""
     import torch
 
-    from diagnostics.evaluate import scoring_model
-    from models.scoring import compiled_for_scoring
-
     torch.set_num_threads(threads)
     key = (adapter_id, precision, compile)
     loaded = _WORKER_MODEL.get(key)
     if loaded is None:
         loaded = _load_on_worker(model, files, models_dir, device)
         if precision is not None:
-            loaded = scoring_model(loaded, precision, calibration, max_tokens)
-            if compile:
-                loaded = compiled_for_scoring(loaded)
+            loaded = _scorer_from(loaded, precision, calibration, max_tokens, compile)
         _keep_on_worker(key, loaded)
     return loaded
 
@@ -125,15 +129,13 @@ def check_shard_precision(task: ShardTask, emails: Sequence[Email], files: dict[
     scorer for its next shards."""
     import torch
 
-    from diagnostics.evaluate import check_against_fp32, scoring_model
+    from diagnostics.evaluate import check_against_fp32
     from models.precision import merge_adapter
-    from models.scoring import compiled_for_scoring
 
     torch.set_num_threads(threads)
     fp32 = merge_adapter(_load_on_worker(task.model, files, models_dir, device))
-    scorer = scoring_model(fp32, task.precision, task.calibration, task.max_tokens)  # a copy: fp32 stays
-    if task.compile:
-        scorer = compiled_for_scoring(scorer)
+    # bf16 and int8 scorers are copies, so the merged fp32 model still scores as before.
+    scorer = _scorer_from(fp32, task.precision, task.calibration, task.max_tokens, task.compile)
     check = check_against_fp32(fp32, scorer, task.precision, emails, task.max_tokens, task.batch_size)
     _keep_on_worker((task.adapter_id, task.precision, task.compile), scorer)
     return check
@@ -232,8 +234,9 @@ def evaluate_on_ray(store: Store, targets: Sequence[EvaluationTarget], corpora: 
     compile_mode as for `evaluate`, decided per target from its emails to score.
     """
     check_compile_mode(compile_mode)
-    check_precision(precision, pick_device(device)[0])  # before Ray starts
-    batch_size = batch_size or default_batch_size(pick_device(device)[0])
+    driver_device = pick_device(device)[0]
+    check_precision(precision, driver_device)  # before Ray starts
+    batch_size = batch_size or default_batch_size(driver_device)
     samples = evaluation_samples(store, corpora, sample_size, seed)
     ray = connect_ray(address, workers)
     remote = remote_task(ray, score_shard, device, threads_per_worker)

@@ -165,8 +165,9 @@ def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequenc
     and, for bf16 and int8, each target's precision check (held-out training emails scored in fp32 too).
     """
     check_compile_mode(compile_mode)
-    check_precision(precision, pick_device(device)[0])
-    batch_size = batch_size or default_batch_size(pick_device(device)[0])
+    scoring_device = pick_device(device)[0]
+    check_precision(precision, scoring_device)
+    batch_size = batch_size or default_batch_size(scoring_device)
     samples = evaluation_samples(store, corpora, sample_size, seed)
     calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
     check_emails = precision_check_emails(store, corpora, seed, calibration) if precision != "fp32" else []

@@ -53,6 +53,7 @@ def prompt_tokens(lora: LoraSettings) -> int:
     return lora.max_tokens + lora.context_examples * (lora.context_tokens + 48)
 
 
+ALL_PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")  # LoRA targets when a run names none
 RUNTIME_GB = 1.0  # the Python process with torch (0.33 GB on CPU) plus allocator and autograd overhead
 
 
@@ -66,7 +67,7 @@ def stored_values_per_token(config, lora: LoraSettings | None) -> float:
     hidden, intermediate = config.hidden_size, config.intermediate_size
     values = 8.7 * hidden + 4 * intermediate
     if lora is not None and lora.dropout > 0:
-        targets = lora.target_modules or ("q", "k", "v", "o", "gate", "up", "down")
+        targets = lora.target_modules or ALL_PROJECTIONS
         values += sum(intermediate if "down" in name else hidden for name in targets)
     return values
 
@@ -85,7 +86,7 @@ def estimate_memory(config, precision: str, lora: LoraSettings | None = None, ba
     per_layer = batch_size * tokens * per_token * activation_bytes
     if lora is None:
         return MemoryEstimate(weights / 1e9, 0.0, per_layer / 1e9, RUNTIME_GB)
-    targets = len(lora.target_modules or ("q", "k", "v", "o", "gate", "up", "down"))
+    targets = len(lora.target_modules or ALL_PROJECTIONS)
     lora_params = layers * targets * lora.r * (2 * hidden)  # rough: A and B of each adapted projection
     lora_bytes = lora_params * (4 + 4 + 8)  # fp32 weights, gradients, AdamW's two moments
     return MemoryEstimate(weights / 1e9, lora_bytes / 1e9, per_layer * layers / 1e9, RUNTIME_GB)
