@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import sys
@@ -48,7 +47,7 @@ import torch  # noqa: E402
 
 from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
-from models.flops import matmul_rate, scoring_flops  # noqa: E402
+from models.flops import describe_cpu, matmul_rate, scoring_flops  # noqa: E402
 from models.loading import load_base  # noqa: E402
 from models.precision import at_precision  # noqa: E402
 from models.scoring import (PromptBuilder, compiled_for_scoring, default_batch_size, label_token_ids,  # noqa: E402
@@ -165,7 +164,7 @@ def main() -> None:
     result = {
         "benchmark": "scoring",
         "model": loaded.spec.name, "device": str(loaded.device), "dtype": str(loaded.dtype),
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "cpu": describe_cpu(),
         "emails": n, "padding_share": padding_share(lengths, args.batch_size),
         "max_tokens": args.max_tokens, "batch_size": args.batch_size,
         "mean_prompt_tokens": float(np.mean(lengths)),

@@ -33,7 +33,7 @@ from benchmarks.bench_scoring import sample_emails  # noqa: E402
 from data.records import LoraSettings  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
-from models.flops import lora_training_flops, matmul_rate  # noqa: E402
+from models.flops import describe_cpu, lora_training_flops, matmul_rate  # noqa: E402
 from models.loading import load_base  # noqa: E402
 from models.memory import estimate_memory, prompt_tokens  # noqa: E402
 from models.precision import native_bf16  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> None:
                 "mean_loss": sum(info.train_loss) / len(info.train_loss), "mean_loss_fp32": mean_loss_fp32}
     print(json.dumps({
         "benchmark": "training", "model": base.spec.name, "device": str(base.device), "dtype": str(base.dtype),
-        "threads": torch.get_num_threads(), "emails": len(emails), "tokens": tokens,
+        "threads": torch.get_num_threads(), "cpu": describe_cpu(), "emails": len(emails), "tokens": tokens,
         "max_tokens": args.max_tokens, "batch_size": args.batch_size, "lora_r": lora.r,
         "fp32_matmul_gflops": rate / 1e9,
         "tokens_per_s": {"naive": tokens / t_naive, "phishlens": tokens / t_ours},

@@ -8,8 +8,11 @@ softmax and rotary embeddings are left out (well under 1% here), as is usual for
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -71,3 +74,27 @@ def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: f
     if device == "cuda":
         torch.cuda.synchronize()
     return 2 * size**3 * runs / (time.perf_counter() - started)
+
+
+# CPU features that decide which precision runs fast: AMX tiles and AVX-512 BF16 run bf16 in
+# hardware, VNNI int8; without them torch emulates bf16 (slower than fp32).
+MATMUL_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def describe_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU a benchmark ran on: model name, cores torch may use, and its matmul-relevant
+    features (Linux /proc/cpuinfo; elsewhere the model name only), so that runs on different
+    machines are not compared as if they were one."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"model": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "features": [f for f in MATMUL_FEATURES if f in flags]}

@@ -4,7 +4,7 @@ FLOP counter sees in a real forward; attention is counted over the causal triang
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.flops import forward_flops, linear_parameters, lora_training_flops, matmul_rate, scoring_flops
+from models.flops import describe_cpu, forward_flops, linear_parameters, lora_training_flops, matmul_rate, scoring_flops
 from models.loading import load_base
 
 
@@ -41,3 +41,19 @@ def test_forward_flops_match_torch_flop_counter_on_a_real_forward(tiny_model_dir
 def test_matmul_rate_is_a_positive_rate_in_every_scoring_dtype():
     for dtype in (torch.float32, torch.bfloat16, torch.int8):
         assert matmul_rate(dtype, size=256, seconds=0.05) > 1e8
+
+
+def test_describe_cpu_reads_the_model_name_and_matmul_features_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n"
+                       "flags\t\t: fpu sse avx2 avx512f avx512_vnni amx_tile amx_bf16 avx512_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t\t: fpu\n")
+    cpu = describe_cpu(cpuinfo)
+    assert cpu["model"] == "Intel(R) Xeon(R) Platinum 8481C"
+    assert cpu["features"] == ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"]
+    assert cpu["threads"] == torch.get_num_threads()
+
+
+def test_describe_cpu_without_cpuinfo_still_names_the_machine(tmp_path):
+    cpu = describe_cpu(tmp_path / "missing")
+    assert cpu["model"] and cpu["features"] == []
