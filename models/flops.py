@@ -1,5 +1,6 @@
 """Model FLOPs of a decoder-only transformer, counted from its HF config, and the machine's
-achievable matmul rate: together they give model FLOPs utilization (MFU).
+achievable matmul rate: together they give model FLOPs utilization (MFU). describe_cpu names
+the CPU a rate was measured on (rates differ several-fold between CPUs and dtypes).
 
 Only useful work is counted: real tokens (never padding), causal attention's lower
 triangle, and the vocabulary projection only where logits are read. Norms, activations,
