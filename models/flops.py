@@ -83,7 +83,7 @@ MATMUL_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", 
 
 
 def describe_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
-    """The CPU a benchmark ran on: model name, cores torch may use, and its matmul-relevant
+    """The CPU a benchmark ran on: model name, cores, torch's thread count, and its matmul-relevant
     features (Linux /proc/cpuinfo; elsewhere the model name only), so that runs on different
     machines are not compared as if they were one."""
     model, flags = platform.processor() or platform.machine(), set()
