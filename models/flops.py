@@ -83,19 +83,20 @@ MATMUL_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", 
 
 
 def describe_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
-    """The CPU a benchmark ran on: model name, cores, torch's thread count, and its matmul-relevant
-    features (Linux /proc/cpuinfo; elsewhere the model name only), so that runs on different
-    machines are not compared as if they were one."""
-    model, flags = platform.processor() or platform.machine(), set()
+    """The CPU a benchmark ran on: model name, family/model numbers, cores, torch's thread count,
+    and its matmul-relevant features (Linux /proc/cpuinfo; elsewhere the model name only), so that
+    runs on different machines are not compared as if they were one. Cloud VMs may report a bare
+    "AMD EPYC": the family/model numbers still tell the generations apart (25/17 is Zen 4)."""
+    fields, flags = {"model name": platform.processor() or platform.machine()}, set()
     try:
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
+            if key.strip() == "flags":
                 flags = set(value.split())
                 break
+            fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return {"model": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "features": [f for f in MATMUL_FEATURES if f in flags]}
+    family = "/".join(fields[k] for k in ("cpu family", "model") if k in fields)
+    return {"model": fields["model name"], "family_model": family, "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "features": [f for f in MATMUL_FEATURES if f in flags]}

@@ -45,11 +45,12 @@ def test_matmul_rate_is_a_positive_rate_in_every_scoring_dtype():
 
 def test_describe_cpu_reads_the_model_name_and_matmul_features_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n"
                        "flags\t\t: fpu sse avx2 avx512f avx512_vnni amx_tile amx_bf16 avx512_bf16\n\n"
                        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t\t: fpu\n")
     cpu = describe_cpu(cpuinfo)
     assert cpu["model"] == "Intel(R) Xeon(R) Platinum 8481C"
+    assert cpu["family_model"] == "6/143"
     assert cpu["features"] == ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16"]
     assert cpu["threads"] == torch.get_num_threads()
 
