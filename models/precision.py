@@ -10,16 +10,17 @@ int8 × int8 matmuls. LLM activations have a few channels ~100× larger than the
 ruins a shared int8 scale, so SmoothQuant first moves that range into the weights: each
 input channel is divided by s = max|x|^α / max|w|^(1-α), measured on calibration emails, and
 the weight's column multiplied by it. A LoRA adapter is merged into the base weights first.
-Four projections stay in floating point (INT8_KEPT). Measured on SmolLM2 with a fine-tuned
+Some projections stay in floating point (int8_layout). Measured on SmolLM2 with a fine-tuned
 adapter (64 emails, int8 on one projection type at a time), the mean score change was q 0.03,
 v 0.03, o 0.04, gate 0.04, up 0.07, k 0.08 and down 0.12 (its gated input is the most
 outlier-heavy); int8 on all of them moved scores by 0.15 on average, with k, up and down kept
 by 0.08, next to bf16's own 0.05–0.07. The vocabulary projection runs on one position per email.
-The kept layers run in bf16 where the CPU has it in hardware, in fp32 elsewhere (fp32 there
-costs half the int8 speed-up). On AVX-512 BF16 CPUs without AMX (Zen 4/5) those bf16 layers
-move zero-shot SpamAssassin's F1 by 1.2 points, in fp32 by 0.4 at 2.3× instead of 3.2× the
-one-email baseline; there bf16 precision is the fast path within a point. F1 against fp32 per
-corpus: benchmarks/README.md.
+Which layers stay, and in which dtype, depends on the CPU (measured, zero-shot SpamAssassin,
+the corpus most sensitive to it): with AMX, k, up and down stay in bf16 (Sapphire Rapids: F1
+within 0.9 points on every corpus at 4.4× the one-email baseline); elsewhere bf16 there moves
+F1 by 1.2 points (AVX-512 BF16 on Zen 4/5 shifts SpamAssassin's scores down), so k and down
+stay in fp32 and up joins int8 to pay for it (Zen 4: −0.1 points instead of +1.2, at 2.8×
+instead of 3.2×). Details: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import torch
 
 PRECISIONS = ("fp32", "bf16", "int8")
 SMOOTHQUANT_ALPHA = 0.5
-INT8_KEPT = ("down_proj", "k_proj", "up_proj", "lm_head")  # left in floating point by the int8 path (see above)
 
 
 class PrecisionError(ValueError):
@@ -74,17 +74,42 @@ def native_bf16() -> bool:
         return False
 
 
-def int8_float_dtype() -> torch.dtype:
-    """The dtype of the layers the int8 path keeps in floating point."""
-    return torch.bfloat16 if native_bf16() else torch.float32
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Int8Layout:
+    """Which linear layers the int8 path leaves in floating point (by name suffix), and in which dtype."""
+
+    kept: tuple[str, ...]
+    float_dtype: torch.dtype
+
+    @property
+    def quantized(self) -> tuple[str, ...]:
+        return tuple(p for p in PROJECTIONS if p not in self.kept)
+
+
+def int8_layout(cpu_features: Sequence[str] | None = None) -> Int8Layout:
+    """The int8 layout for a CPU with these /proc/cpuinfo features (default: this one's). AMX
+    runs the kept layers in bf16 within the F1 bar; AVX-512 BF16 alone does not (see above)."""
+    if cpu_features is None:
+        from models.flops import describe_cpu
+
+        cpu_features = describe_cpu()["features"]
+    if "amx_bf16" in cpu_features:
+        return Int8Layout(("down_proj", "k_proj", "up_proj", "lm_head"), torch.bfloat16)
+    return Int8Layout(("down_proj", "k_proj", "lm_head"), torch.float32)
 
 
 def describe_precision(precision: str) -> str:
     """What a precision means on this machine, for run records and reports."""
     if precision != "int8":
         return precision
-    kept = "bf16" if int8_float_dtype() == torch.bfloat16 else "fp32"
-    return f"int8 (SmoothQuant W8A8 on q, v, o and gate projections; the rest in {kept})"
+    layout = int8_layout()
+    quantized = ", ".join(n.removesuffix("_proj") for n in layout.quantized)
+    kept = ", ".join(n.removesuffix("_proj") for n in layout.kept if n in PROJECTIONS)
+    dtype = "bf16" if layout.float_dtype == torch.bfloat16 else "fp32"
+    return f"int8 (SmoothQuant W8A8 on {quantized} projections; {kept} in {dtype})"
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -107,17 +132,15 @@ def _torchao():
     return quantization, smoothquant, QuantizationStep
 
 
-def _is_quantizable(module: torch.nn.Module, name: str) -> bool:
-    return isinstance(module, torch.nn.Linear) and not name.endswith(INT8_KEPT)
-
-
-def smoothquant_int8(model: torch.nn.Module, calibrate, alpha: float = SMOOTHQUANT_ALPHA) -> torch.nn.Module:
-    """`model` (merged) with its linear layers in SmoothQuant int8; `calibrate(model)` runs
-    calibration emails through the observed model once. Changes `model` in place."""
+def smoothquant_int8(model: torch.nn.Module, calibrate, kept: tuple[str, ...],
+                     alpha: float = SMOOTHQUANT_ALPHA) -> torch.nn.Module:
+    """`model` (merged) with its linear layers, but those whose names end in `kept`, in
+    SmoothQuant int8; `calibrate(model)` runs calibration emails through the observed model
+    once. Changes `model` in place."""
     quantization, smoothquant, step = _torchao()
     base = quantization.Int8DynamicActivationInt8WeightConfig()
     quantization.quantize_(model, smoothquant.SmoothQuantConfig(base, step.PREPARE, alpha=alpha, use_running_absmax=True),
-                           filter_fn=_is_quantizable)
+                           filter_fn=lambda module, name: isinstance(module, torch.nn.Linear) and not name.endswith(kept))
     calibrate(model)
     quantization.quantize_(model, smoothquant.SmoothQuantConfig(base, step.CONVERT, alpha=alpha, use_running_absmax=True),
                            filter_fn=lambda module, name: isinstance(module, smoothquant.SmoothQuantObservedLinear))
@@ -177,6 +200,7 @@ def at_precision(loaded, precision: str, calibration_prompts: Sequence[list[int]
     def calibrate(model):
         score_prompts(replace(loaded, model=model), calibration_prompts)
 
-    dtype = int8_float_dtype()
-    model = smoothquant_int8(with_contiguous_head_input(merged(loaded.model).to(dtype)), calibrate)
-    return replace(loaded, model=model, dtype=dtype)
+    layout = int8_layout()
+    model = smoothquant_int8(with_contiguous_head_input(merged(loaded.model).to(layout.float_dtype)), calibrate,
+                             layout.kept)
+    return replace(loaded, model=model, dtype=layout.float_dtype)

@@ -4,7 +4,7 @@ import torch
 
 from models.loading import load_base, load_with_adapter
 from models.precision import (PrecisionError, at_precision, check_precision, compare_with_fp32, describe_precision,
-                              int8_float_dtype)
+                              int8_layout)
 from models.scoring import PromptBuilder, score_emails
 
 
@@ -19,7 +19,17 @@ def test_fp32_is_the_model_unchanged(tiny_model_dir, settings):
     loaded = load_base(str(tiny_model_dir), settings.models_dir, "cpu")
     assert at_precision(loaded, "fp32") is loaded
     assert describe_precision("fp32") == "fp32"
-    assert describe_precision("int8").startswith("int8 (SmoothQuant")
+    assert describe_precision("int8").startswith("int8 (SmoothQuant W8A8 on q, v, o, gate")
+
+
+def test_int8_layout_keeps_bf16_layers_only_where_the_cpu_has_amx():
+    sapphire_rapids = int8_layout(["avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"])
+    assert sapphire_rapids.float_dtype == torch.bfloat16
+    assert sapphire_rapids.quantized == ("q_proj", "v_proj", "o_proj", "gate_proj")
+    zen4 = int8_layout(["avx2", "avx512f", "avx512_bf16", "avx512_vnni"])  # bf16 in hardware, but no AMX
+    assert zen4.float_dtype == torch.float32
+    assert zen4.quantized == ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj")
+    assert "lm_head" in zen4.kept and int8_layout([]) == zen4
 
 
 def test_bf16_scores_real_emails_close_to_fp32_and_keeps_the_original(default_model_dir, settings, real_emails):
@@ -51,13 +61,17 @@ def test_int8_quantizes_the_linear_layers_and_tracks_fp32_on_real_emails(default
     with pytest.raises(PrecisionError, match="calibration"):
         at_precision(loaded, "int8")
     quantized = at_precision(loaded, "int8", [builder.build(m).input_ids for m in calibration])
-    layer = quantized.model.model.layers[0]
-    for quantized_layer in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.o_proj, layer.mlp.gate_proj):
-        assert "Int8" in type(quantized_layer.weight).__name__
-    kept_layers = (layer.self_attn.k_proj, layer.mlp.up_proj, layer.mlp.down_proj, quantized.model.lm_head)
-    for kept in kept_layers:  # the most outlier-sensitive, and the one-position vocabulary projection
-        assert type(kept.weight) is torch.nn.Parameter and kept.weight.dtype == int8_float_dtype()
-    assert quantized.dtype == int8_float_dtype()
+    layer, layout = quantized.model.model.layers[0], int8_layout()
+    projections = {**{n: getattr(layer.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")},
+                   **{n: getattr(layer.mlp, n) for n in ("gate_proj", "up_proj", "down_proj")}}
+    assert {"q_proj", "v_proj", "o_proj", "gate_proj"} <= set(layout.quantized)
+    for name in layout.quantized:
+        assert "Int8" in type(projections[name].weight).__name__
+    kept_layers = [projections[n] for n in layout.kept if n in projections] + [quantized.model.lm_head]
+    assert len(kept_layers) >= 3  # down and k (the most outlier-sensitive) and the one-position vocabulary projection
+    for kept in kept_layers:
+        assert type(kept.weight) is torch.nn.Parameter and kept.weight.dtype == layout.float_dtype
+    assert quantized.dtype == layout.float_dtype
     fp32, int8 = score_emails(loaded, test, 128), score_emails(quantized, test, 128)
     assert np.abs(int8 - fp32).max() < 1.5
     assert np.corrcoef(int8, fp32)[0, 1] > 0.9
