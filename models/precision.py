@@ -19,8 +19,8 @@ Which layers stay, and in which dtype, depends on the CPU (measured, zero-shot S
 the corpus most sensitive to it): with AMX, k, up and down stay in bf16 (Sapphire Rapids: F1
 within 0.9 points on every corpus at 4.4× the one-email baseline); elsewhere bf16 there moves
 F1 by 1.2 points (AVX-512 BF16 on Zen 4/5 shifts SpamAssassin's scores down), so k and down
-stay in fp32 and up joins int8 to pay for it (Zen 4: −0.1 points instead of +1.2, at 2.8×
-instead of 3.2×). Details: benchmarks/README.md.
+stay in fp32 and up joins int8 to pay for it (Zen 4: every corpus within 0.2 points, at 3.1×
+the one-email baseline). Details: benchmarks/README.md.
 """
 
 from __future__ import annotations
