@@ -32,10 +32,8 @@ from data.store import Store  # noqa: E402
 from diagnostics.evaluate import calibration_emails, evaluation_samples, scoring_model  # noqa: E402
 from models.flops import describe_cpu  # noqa: E402
 from models.loading import load_model  # noqa: E402
-from models.precision import describe_precision, merge_adapter  # noqa: E402
+from models.precision import PRECISIONS, describe_precision, merge_adapter  # noqa: E402
 from models.scoring import compiled_for_scoring, score_emails  # noqa: E402
-
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def compare_precisions(loaded, tests: dict, calibration: list, max_tokens: int, batch_size: int,
@@ -82,10 +80,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     args = parser.parse_args()
-    unknown = set(args.precisions.split(",")) - set(PRECISIONS)
-    if unknown:
-        parser.error(f"--precisions takes {', '.join(PRECISIONS)}, not {', '.join(sorted(unknown))}")
-    precisions = tuple(p for p in PRECISIONS if p == "fp32" or p in args.precisions.split(","))
+    requested = set(args.precisions.split(","))
+    if requested - set(PRECISIONS):
+        parser.error(f"--precisions takes {', '.join(PRECISIONS)}, not {', '.join(sorted(requested - set(PRECISIONS)))}")
+    precisions = tuple(p for p in PRECISIONS if p == "fp32" or p in requested)  # fp32 first: the reference
 
     settings = load_settings()
     with Store.open(args.store, read_only=True) as store:
