@@ -116,6 +116,10 @@ def ingest(
         typer.echo(f"{r.corpus}: parsed {r.parsed}, errors {r.parse_errors}, duplicates within {r.duplicates_within}, "
                    f"label conflicts dropped {r.label_conflicts}, duplicates of other corpora {r.duplicates_across}, "
                    f"kept {r.kept} ({r.normalisation})")
+        for ref, error in r.errors[:5]:
+            typer.echo(f"  not parsed: {ref}: {error}")
+        if r.parse_errors > 5:
+            typer.echo(f"  … and {r.parse_errors - 5} more (`status` and the Corpora page list them)")
 
 
 def _build_one_corpus_set(ctx: typer.Context, corpus: str, size: int | None, seed: int | None, kind: str) -> None:

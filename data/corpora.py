@@ -120,27 +120,34 @@ def _mbox_files(path: Path) -> list[Path]:
 def _label_of_file(path: Path) -> int:
     label = label_from_file_name(path)
     if label is None:
-        raise IngestError(f"cannot tell the label of {path.name}: name mbox/.eml files *ham* or *spam*")
+        raise ParseError(f"cannot tell the label of {path.name}: name mbox/.eml files *ham* or *spam*")
     return label
 
 
 def _raw_items(source: CorpusSource, limits: ParseLimits):
-    """(source_ref, fields or ParseError, label, truncated) for each input of a source."""
+    """(source_ref, fields or ParseError, label, truncated) for each input of a source.
+
+    A fault of one file (unreadable, a directory, a dangling link, corrupt gzip, no label in
+    its name) is a ParseError for that file; the corpus keeps every other file's messages."""
     if source.format == "csv":
         yield from iter_csv(source.path, limits)
     elif source.format == "mbox":
         for box in _mbox_files(source.path):
-            label = _label_of_file(box)
+            try:
+                label = _label_of_file(box)
+            except ParseError as exc:
+                yield box.name, exc, None, False
+                continue
             for ref, fields, truncated in iter_mbox(box, limits):
                 yield ref, fields, label, truncated
     elif source.format == "eml":
         for path in [source.path] if source.path.is_file() else sorted(source.path.glob("*.eml")):
-            label = _label_of_file(path)
             try:
+                label = _label_of_file(path)
                 fields, truncated = read_eml(path, limits)
                 yield path.name, fields, label, truncated
             except ParseError as exc:
-                yield path.name, exc, label, False
+                yield path.name, exc, None, False
     else:
         raise IngestError(f"unknown corpus format {source.format!r}")
 

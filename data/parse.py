@@ -14,9 +14,8 @@ import email.header
 import email.policy
 import gzip
 import io
-import mailbox
 import re
-import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -32,10 +31,23 @@ class ParseError(ValueError):
 
 @dataclass(frozen=True)
 class ParseLimits:
-    """Size caps that keep a hostile message cheap; whatever they cut is flagged `truncated`."""
+    """Size caps that keep a hostile message cheap; whatever they cut is flagged `truncated`.
+
+    The defaults bound any single message to well under 2 s and 512 MB (benchmarks/
+    bench_hostile.py measures the worst inputs we know): the standard library's parser
+    costs about 40 bytes of memory per input byte on short-line messages, so the raw cap
+    sets the memory bound, and the other caps stop the parts of it whose cost grows
+    faster than linearly (header decoding, MIME part count, HTML nesting).
+    """
 
     max_body_chars: int = 100_000  # visible text kept per email
     max_message_bytes: int = 25 * 2**20  # raw bytes read per message (headers, all parts)
+    max_header_chars: int = 2_000  # decoded text kept of sender, receiver and subject each
+    max_date_chars: int = 200  # decoded text kept of the date
+    max_message_lines: int = 400_000  # lines read per message (a 25 MiB base64 attachment has 340,000)
+    max_header_block_bytes: int = 256 * 2**10  # the top-level headers together; later header lines are dropped
+    max_mime_parts: int = 1_000  # MIME boundary lines read; the message is cut at the next one
+    max_html_chars: int = 1_000_000  # HTML fed to the text extractor, over all HTML parts
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -65,6 +77,11 @@ def extract_urls(text: str) -> list[str]:
 
 def _unique(items) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
+
+
+def _capped(text: str, limit: int) -> tuple[str, bool]:
+    """`text` cut to `limit` characters, and whether it was cut."""
+    return (text[:limit], True) if len(text) > limit else (text, False)
 
 
 class _VisibleText(HTMLParser):
@@ -99,11 +116,14 @@ class _VisibleText(HTMLParser):
             self.parts.append(data)
 
 
-def html_to_text(html: str) -> tuple[str, list[str]]:
-    """Visible text and the link targets of an HTML document. Never executes or fetches."""
+def html_to_text(html: str, max_chars: int = DEFAULT_LIMITS.max_html_chars) -> tuple[str, list[str]]:
+    """Visible text and the link targets of an HTML document. Never executes or fetches.
+
+    Only the first `max_chars` characters are read: html.parser's time grows with tag
+    count (20 MB of nested <div> took 14 s), so the cap bounds it."""
     parser = _VisibleText()
     try:
-        parser.feed(html)
+        parser.feed(html[:max_chars])
         parser.close()
     except Exception:  # html.parser is lenient; this guards pathological input only
         pass
@@ -125,6 +145,66 @@ def decode_bytes(payload: bytes, declared: str | None) -> str:
 
 
 # ---------------------------------------------------------------- RFC822 / MIME
+#
+# Messages are split into parts by the standard library with its compat32 policy, whose
+# header handling is linear in a header's size. The modern policy's structured header
+# parser is not (a 280 KB Subject took 2.4 s and 2.7 GB, a 980 KB one was killed), so it
+# only ever sees the four headers we read, each cut to a few kilobytes first.
+
+_HEADER_BLOCK_END = re.compile(rb"\r?\n\r?\n")
+_MIME_BOUNDARY_LINE = b"\n--"
+# Raw header text kept per decoded character: encoded words take up to ~4 bytes each
+# ("=?utf-8?q?=C3=A9?=" for one "é" in a run of them).
+_RAW_HEADER_FACTOR = 4
+
+
+_HEADER_UNIT = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*(?:\n|$)")  # one header with its folded lines
+
+
+def _bounded_header_block(block: bytes, limits: ParseLimits) -> tuple[bytes, bool]:
+    """The top-level headers with each cut to the per-header raw cap and all of them to the
+    block cap, so one huge header does not hide the ones after it."""
+    per_header = limits.max_header_chars * _RAW_HEADER_FACTOR
+    kept, size, cut = [], 0, False
+    for unit in _HEADER_UNIT.finditer(block):
+        start, end = unit.span()
+        if start == end:
+            break
+        if end - start > per_header:
+            end, cut = start + per_header, True
+        if size + end - start > limits.max_header_block_bytes:
+            cut = True
+            break
+        piece = block[start:end]
+        kept.append(piece if piece.endswith(b"\n") else piece + b"\n")
+        size += end - start
+    return b"".join(kept).rstrip(b"\r\n"), cut
+
+
+def _bounded_message(raw: bytes, limits: ParseLimits) -> tuple[bytes, bool]:
+    """The message cut to what the parser may read, and whether anything was cut: the raw
+    size cap, the header caps, the line cap and the MIME part cap."""
+    cut = len(raw) > limits.max_message_bytes
+    raw = raw[: limits.max_message_bytes]
+    end = match.start() if (match := _HEADER_BLOCK_END.search(raw)) else len(raw)
+    if end > limits.max_header_chars * _RAW_HEADER_FACTOR:  # one header or the block may be over its cap
+        head, cut_head = _bounded_header_block(raw[:end], limits)
+        if cut_head:
+            raw, cut = head + raw[end:], True
+    if raw.count(b"\n") > limits.max_message_lines:  # the parser's cost is per line: cut at the last one kept
+        position = -1
+        for _ in range(limits.max_message_lines):
+            position = raw.find(b"\n", position + 1)
+        raw, cut = raw[: position + 1], True
+    position = 0
+    for _ in range(limits.max_mime_parts + 1):
+        position = raw.find(_MIME_BOUNDARY_LINE, position + 1)
+        if position < 0:
+            break
+    else:  # more boundary lines than parts allowed: stop before the next one
+        raw, cut = raw[: position + 1], True
+    return raw, cut
+
 
 def _declared_charsets(msg: email.message.Message) -> list[str]:
     try:
@@ -133,23 +213,30 @@ def _declared_charsets(msg: email.message.Message) -> list[str]:
         return []
 
 
-def _header(msg: email.message.Message, name: str) -> str:
-    """A header as text. Raw 8-bit headers (no encoded-words, common in old spam) are
-    decoded with the message's declared charset; malformed ones leniently."""
+def _header(msg: email.message.Message, name: str, limit: int) -> tuple[str, bool]:
+    """A header as text, at most `limit` characters, and whether it was cut.
+
+    Raw 8-bit headers (no encoded-words, common in old spam) are decoded with the
+    message's declared charset; encoded words by the modern policy's parser on a raw
+    value cut to a bounded size; malformed ones leniently, falling back to the raw text."""
     raw = next((v for k, v in msg.raw_items() if k.lower() == name), None)
     if raw is None:
-        return ""
+        return "", False
+    raw, cut = _capped("".join(str(raw).splitlines()), limit * _RAW_HEADER_FACTOR)  # unfolded
     if any("\udc80" <= ch <= "\udcff" for ch in raw):  # undecoded 8-bit bytes, kept as surrogates
         data = raw.encode("ascii", "surrogateescape")
         charsets = _declared_charsets(msg)
-        return decode_bytes(data, charsets[0] if charsets else None)
-    try:
-        return str(msg.get(name))
-    except Exception:
+        text = decode_bytes(data, charsets[0] if charsets else None)
+    else:
         try:
-            return str(email.header.make_header(email.header.decode_header(raw)))
+            text = str(email.policy.default.header_factory(name, raw))
         except Exception:
-            return raw
+            try:
+                text = str(email.header.make_header(email.header.decode_header(raw)))
+            except Exception:
+                text = raw
+    text, cut_text = _capped(text, limit)
+    return text, cut or cut_text
 
 
 def _part_text(part: email.message.Message) -> str:
@@ -168,20 +255,23 @@ def parse_message_bytes(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> tup
     """Parse one RFC822 message; returns its fields and whether a size cap cut it."""
     if not raw or not raw.strip():
         raise ParseError("empty message: no headers and no body")
-    cut = len(raw) > limits.max_message_bytes
-    raw = raw[: limits.max_message_bytes]
+    raw, cut = _bounded_message(raw, limits)
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:
+        raise ParseError("MIME structure nested too deeply to read") from None
     except Exception as exc:  # the parser is lenient; this is a last resort
         raise ParseError(f"not an RFC822 message: {type(exc).__name__}: {exc}") from exc
-    fields, truncated = _fields_from_message(msg, limits.max_body_chars)
+    fields, truncated = _fields_from_message(msg, limits)
     return fields, truncated or cut
 
 
-def _fields_from_message(msg: email.message.Message, max_body_chars: int) -> tuple[RawFields, bool]:
+def _fields_from_message(msg: email.message.Message, limits: ParseLimits) -> tuple[RawFields, bool]:
     plain: list[str] = []
     html: list[str] = []
     links: list[str] = []
+    html_budget = limits.max_html_chars
+    truncated = False
     try:
         parts = list(msg.walk())
     except RecursionError:
@@ -194,27 +284,27 @@ def _fields_from_message(msg: email.message.Message, max_body_chars: int) -> tup
             if part.get_content_disposition() == "attachment":
                 continue
             if ctype == "text/html":
-                text, found = html_to_text(_part_text(part))
+                source = _part_text(part)
+                truncated |= len(source) > html_budget
+                text, found = html_to_text(source, html_budget)
+                html_budget = max(0, html_budget - len(source))
                 html.append(text)
                 links.extend(found)
             elif ctype.startswith("text/") or ctype == "message/rfc822":
                 plain.append(_part_text(part))
+        except RecursionError:
+            raise ParseError("MIME structure nested too deeply to read") from None
         except Exception:
             continue  # one broken part must not lose the rest of the message
     # Prefer the plain alternative; HTML-only messages get their visible text.
-    body = "\n\n".join(t for t in (plain or html) if t.strip())
-    truncated = len(body) > max_body_chars
-    body = body[:max_body_chars]
+    body, cut_body = _capped("\n\n".join(t for t in (plain or html) if t.strip()), limits.max_body_chars)
     urls = _unique([*extract_urls(body), *links])
-    fields = RawFields(
-        sender=_header(msg, "from"),
-        receiver=_header(msg, "to"),
-        date=_header(msg, "date"),
-        subject=_header(msg, "subject"),
-        body=body,
-        urls=urls,
-    )
-    return fields, truncated
+    sender, cut_sender = _header(msg, "from", limits.max_header_chars)
+    receiver, cut_receiver = _header(msg, "to", limits.max_header_chars)
+    date, cut_date = _header(msg, "date", limits.max_date_chars)
+    subject, cut_subject = _header(msg, "subject", limits.max_header_chars)
+    fields = RawFields(sender=sender, receiver=receiver, date=date, subject=subject, body=body, urls=urls)
+    return fields, truncated or cut_body or cut_sender or cut_receiver or cut_date or cut_subject
 
 
 def make_email(fields: RawFields, corpus: str, label: int, source_ref: str,
@@ -238,7 +328,26 @@ def make_email(fields: RawFields, corpus: str, label: int, source_ref: str,
     )
 
 
+# Faults of a file rather than of its content: unreadable, a directory, a dangling link,
+# a corrupt or truncated gzip stream. Each becomes a ParseError for that file.
+FILE_FAULTS = (OSError, EOFError, zlib.error)
+
+
+def file_fault(path: Path, exc: BaseException) -> ParseError:
+    """A ParseError saying why a file could not be read."""
+    if isinstance(exc, IsADirectoryError):
+        reason = "is a directory, not a file"
+    elif isinstance(exc, FileNotFoundError):
+        reason = "does not exist (a dangling link?)"
+    elif isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        reason = f"is a corrupt or truncated gzip file ({exc})"
+    else:
+        reason = f"cannot be read ({type(exc).__name__}: {exc})"
+    return ParseError(f"{path.name} {reason}")
+
+
 def _open_maybe_gzip(path: Path):
+    """The file's bytes as a stream, decompressed on the fly when it starts with gzip's magic."""
     with open(path, "rb") as handle:
         magic = handle.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
@@ -246,41 +355,71 @@ def _open_maybe_gzip(path: Path):
 
 def read_eml(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
     """Parse one .eml / raw RFC822 file (gzip allowed); reads no more than the size cap."""
-    with _open_maybe_gzip(path) as handle:
-        return parse_message_bytes(handle.read(limits.max_message_bytes + 1), limits)
+    try:
+        with _open_maybe_gzip(path) as handle:
+            raw = handle.read(limits.max_message_bytes + 1)
+    except FILE_FAULTS as exc:
+        raise file_fault(path, exc) from exc
+    return parse_message_bytes(raw, limits)
+
+
+_LINE_PIECE = 1 << 16  # an mbox is read in lines of at most this many bytes: a huge line comes in pieces
+
+
+def _mbox_messages(stream, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """Split an mbox byte stream at its "From " lines as mailbox.mbox does (the blank line
+    before a From_ line is not part of the message), keeping at most `max_bytes` of each
+    message and discarding the rest as it is read."""
+    kept: list[bytes] = []
+    size, cut, started, line_start, in_from_line, last_was_empty = 0, False, False, True, False, False
+
+    def message() -> tuple[bytes, bool]:
+        raw = b"".join(kept)
+        return (raw[:-1] if last_was_empty and raw.endswith(b"\n") else raw), cut
+
+    while piece := stream.readline(_LINE_PIECE):
+        starts_line, line_start = line_start, piece.endswith(b"\n")
+        if starts_line and piece.startswith(b"From "):
+            if started:
+                yield message()
+            kept, size, cut, started, in_from_line, last_was_empty = [], 0, False, True, not line_start, False
+            continue
+        if in_from_line:  # the rest of a From_ line longer than one piece
+            in_from_line = not line_start
+            continue
+        if not started:  # text before the first From_ line belongs to no message
+            continue
+        last_was_empty = starts_line and piece == b"\n"
+        room = max_bytes - size
+        if len(piece) > room:
+            piece, cut = piece[:room], True
+        if piece:
+            kept.append(piece)
+            size += len(piece)
+    if started:
+        yield message()
 
 
 def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, RawFields | ParseError, bool]]:
     """Yield (key, fields or error, truncated) for every message of an mbox file (gzip allowed).
 
-    mailbox.mbox needs a real file; gzipped mboxes are streamed to a temporary file first.
-    """
-    tmp = None
+    The file is streamed (decompressed on the fly): no more than the message cap of any one
+    message is held in memory. A file fault (a truncated gzip stream, say) ends the file with
+    one ParseError after the messages read before it."""
+    count = 0
     try:
-        if path.suffix == ".gz":
-            tmp = tempfile.NamedTemporaryFile(suffix=".mbox", delete=False)
-            with gzip.open(path, "rb") as src:
-                while chunk := src.read(1 << 20):
-                    tmp.write(chunk)
-            tmp.close()
-            box_path = tmp.name
-        else:
-            box_path = str(path)
-        box = mailbox.mbox(box_path, factory=None, create=False)
-        try:
-            for key in box.iterkeys():
-                ref = f"{path.name}#{key}"
+        with _open_maybe_gzip(path) as stream:
+            for raw, cut in _mbox_messages(stream, limits.max_message_bytes):
+                ref = f"{path.name}#{count}"
+                count += 1
                 try:
-                    raw = box.get_bytes(key)
                     fields, truncated = parse_message_bytes(raw, limits)
-                    yield ref, fields, truncated
+                    yield ref, fields, truncated or cut
                 except ParseError as exc:
                     yield ref, exc, False
-        finally:
-            box.close()
-    finally:
-        if tmp is not None:
-            Path(tmp.name).unlink(missing_ok=True)
+    except FILE_FAULTS as exc:
+        fault = file_fault(path, exc)
+        yield f"{path.name}#{count}", ParseError(f"{fault}; the {count} messages before it were kept"), False
 
 
 # ---------------------------------------------------------------- CSV corpora
@@ -332,15 +471,25 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
     """Yield (row ref, fields or error, label or None, truncated) for each CSV row (gzip allowed).
 
     A `urls` column that holds only 0/1 is a "has a URL" flag (as in Nazario), not a
-    list: then URLs are extracted from the body instead.
+    list: then URLs are extracted from the body instead. A row is one message: a cell
+    longer than the message cap is an error for that row, and a file fault part-way (a
+    truncated gzip stream) ends the file with one error after the rows read before it.
     """
-    csv.field_size_limit(1 << 30)
-    with _open_maybe_gzip(path) as raw:
+    csv.field_size_limit(limits.max_message_bytes)
+    try:
+        raw = _open_maybe_gzip(path)
+    except FILE_FAULTS as exc:
+        raise file_fault(path, exc) from exc
+    with raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         reader = csv.DictReader(text)
-        if reader.fieldnames is None:
+        try:
+            fieldnames = reader.fieldnames
+        except FILE_FAULTS as exc:
+            raise file_fault(path, exc) from exc
+        if fieldnames is None:
             raise ParseError(f"{path.name}: empty CSV file")
-        columns = detect_csv_columns(list(reader.fieldnames))
+        columns = detect_csv_columns(list(fieldnames))
         row_number = 1
         while True:
             try:
@@ -349,36 +498,46 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
                 break
             except csv.Error as exc:
                 row_number += 1
-                yield f"{path.name}:row{row_number}", ParseError(f"broken CSV quoting: {exc}"), None, False
+                yield f"{path.name}:row{row_number}", ParseError(f"broken CSV row: {exc}"), None, False
                 continue
+            except FILE_FAULTS as exc:
+                fault = file_fault(path, exc)
+                yield (f"{path.name}:row{row_number + 1}",
+                       ParseError(f"{fault}; the {row_number - 1} rows before it were read"), None, False)
+                return
             row_number += 1
             ref = f"{path.name}:row{row_number}"
             try:
-                label = map_label(row.get(columns["label"]) or "")
+                label = map_label((row.get(columns["label"]) or "")[:100])
             except ParseError as exc:
                 yield ref, exc, None, False
                 continue
-            body = row.get(columns["body"]) or ""
-            truncated = len(body) > limits.max_body_chars
-            body = body[: limits.max_body_chars]
-            url_cell = (row.get(columns["urls"]) or "") if "urls" in columns else ""
-            listed = [] if url_cell.strip() in {"", "0", "1"} else extract_urls(url_cell)
-            fields = RawFields(
-                sender=row.get(columns.get("sender", ""), "") or "",
-                receiver=row.get(columns.get("receiver", ""), "") or "",
-                date=row.get(columns.get("date", ""), "") or "",
-                subject=row.get(columns.get("subject", ""), "") or "",
-                body=body,
-                urls=_unique([*listed, *extract_urls(body)]),
-            )
+            fields, truncated = _csv_fields(row, columns, limits)
             yield ref, fields, label, truncated
+
+
+def _csv_fields(row: dict, columns: dict[str, str], limits: ParseLimits) -> tuple[RawFields, bool]:
+    """One CSV row's fields, each cut to its cap, and whether any was cut."""
+    def cell(name: str, limit: int) -> tuple[str, bool]:
+        return _capped(row.get(columns.get(name, ""), "") or "", limit)
+
+    body, cut_body = cell("body", limits.max_body_chars)
+    sender, cut_sender = cell("sender", limits.max_header_chars)
+    receiver, cut_receiver = cell("receiver", limits.max_header_chars)
+    date, cut_date = cell("date", limits.max_date_chars)
+    subject, cut_subject = cell("subject", limits.max_header_chars)
+    url_cell, cut_urls = cell("urls", limits.max_body_chars) if "urls" in columns else ("", False)
+    listed = [] if url_cell.strip() in {"", "0", "1"} else extract_urls(url_cell)
+    fields = RawFields(sender=sender, receiver=receiver, date=date, subject=subject, body=body,
+                       urls=_unique([*listed, *extract_urls(body)]))
+    return fields, cut_body or cut_sender or cut_receiver or cut_date or cut_subject or cut_urls
 
 
 def parse_pasted_text(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
     """A pasted email: a full RFC822 message when it starts with headers, else a plain body."""
     if not text.strip():
         raise ParseError("empty email: paste a message or its text")
-    if re.match(r"(?is)^(from |[a-z-]+: )", text.lstrip()):
-        return parse_message_bytes(text.encode("utf-8", "surrogatepass"), limits)
-    body = text[: limits.max_body_chars]
-    return RawFields("", "", "", "", body, _unique(extract_urls(body))), len(text) > limits.max_body_chars
+    if re.match(r"(?is)^(from |[a-z-]+: )", text[:1000].lstrip()):
+        return parse_message_bytes(text[: limits.max_message_bytes + 1].encode("utf-8", "surrogatepass"), limits)
+    body, truncated = _capped(text, limits.max_body_chars)
+    return RawFields("", "", "", "", body, _unique(extract_urls(body))), truncated
