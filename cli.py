@@ -527,6 +527,7 @@ def status(ctx: typer.Context):
                  metrics[["training_set", "corpus", "n", "f1", "recall", "in_domain"]]),
             ]:
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
+            typer.echo("\n(status reads what it shows; `python cli.py doctor` reads every table to find damage)")
 
 
 @app.command()

@@ -164,6 +164,7 @@ def read_corpus(source: CorpusSource, lowercase: bool, limits: ParseLimits = DEF
                 yield make_email(fields, source.name, label, ref, lowercase, truncated)
 
 
+INGEST_SCRATCH_PREFIX = "phishlens-ingest-"  # beside the store; only a killed ingest leaves one (`doctor` lists them)
 INGEST_BATCH = 2000  # emails parsed per batch written to the staging file: bounds ingest memory
 
 
@@ -173,7 +174,7 @@ def ingest_emails(store: Store, info: CorpusInfo, items: Iterable[Email | tuple[
     against every corpus already stored (in SQL) and write, all in one transaction."""
     if store.has_corpus(info.name):
         raise IngestError(f"corpus {info.name!r} is already in the store; nothing was changed")
-    with tempfile.TemporaryDirectory(prefix="phishlens-ingest-", dir=store.path.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=INGEST_SCRATCH_PREFIX, dir=store.path.parent) as scratch:
         staged = StagedCorpus(Path(scratch) / "staged.duckdb")
         try:
             emails: list[Email] = []

@@ -82,6 +82,31 @@ class StoreError(RuntimeError):
     """The store cannot be used as asked; the message says what to do."""
 
 
+# DuckDB errors that say the file is damaged (or not a PhishLens store), not that a query is
+# wrong: catalog errors (missing tables), internal and serialization errors, I/O errors on
+# reading (a truncated file), and the plain duckdb.Error raised for a block whose checksum
+# does not match.
+_DAMAGE = (duckdb.CatalogException, duckdb.InternalException, duckdb.FatalException, duckdb.SerializationException)
+_READ_FAULT_WORDS = ("read", "corrupt", "checksum", "truncat")
+DUCKDB_HEADER_BYTES = 3 * 4096  # the file header and two database headers, before the first block
+
+
+def store_error_for(path: Path, exc: BaseException) -> StoreError | None:
+    """The StoreError (what happened, what to do) for a DuckDB error that is the file's fault,
+    or None for an error in a query, which is a bug to report as it is."""
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    damaged = isinstance(exc, _DAMAGE) or type(exc) is duckdb.Error or (
+        isinstance(exc, duckdb.IOException) and any(word in first_line.lower() for word in _READ_FAULT_WORDS))
+    if damaged:
+        return StoreError(f"The store {path} is damaged or not a PhishLens store ({first_line}). It was not "
+                          f"modified: move it aside and rebuild it (`python cli.py demo`, or ingest, train and "
+                          f"evaluate again); `python cli.py doctor` reads every table to find what is damaged.")
+    if isinstance(exc, duckdb.IOException):
+        return StoreError(f"Could not write to the store {path} ({first_line}); the step was rolled back. "
+                          f"Free disk space or fix the folder's permissions, then rerun the command.")
+    return None
+
+
 # Each entry migrates from version i to i+1. Append, never edit: stores in the field
 # were built by the old entries.
 MIGRATIONS: list[str] = [
@@ -351,6 +376,10 @@ class Store:
         self._pinned = con
         try:
             yield con
+        except duckdb.Error as exc:
+            if (error := store_error_for(self.path, exc)) is not None:
+                raise error from exc
+            raise
         finally:
             self._pinned = None
             con.close()
@@ -363,7 +392,10 @@ class Store:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # a failed connection has rolled back already; the original error is what matters
                 raise
             con.execute("COMMIT")
 
@@ -373,7 +405,38 @@ class Store:
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'")
             return self.scalar("SELECT coalesce(max(version), 0) FROM schema_version") if exists else 0
 
+    def truncation(self) -> str | None:
+        """Why the file is too short to hold the blocks its header says are in use (a copy cut short),
+        or None. A cheap check on every open; `damaged_tables` reads everything."""
+        with self.connection() as con:
+            block_size, used_blocks = con.execute("SELECT block_size, used_blocks FROM pragma_database_size() "
+                                                  "WHERE database_name = current_database()").fetchone()
+        # Free blocks at the end need not be on disk, so only the used ones set a lower bound.
+        least = DUCKDB_HEADER_BYTES + block_size * used_blocks
+        size = self.path.stat().st_size
+        return None if size >= least else (f"{size:,} bytes, too short for the {used_blocks} blocks of "
+                                           f"{block_size:,} bytes its header says are in use: the file was cut short")
+
+    def damaged_tables(self) -> dict[str, str]:
+        """Every table read in full, every column (DuckDB checks each block's checksum as it reads it):
+        the first line of the error for each table that cannot be read."""
+        with self.connection() as con:
+            tables = [row[0] for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "ORDER BY table_name").fetchall()]
+        damaged = {}
+        for table in tables:
+            try:
+                with self.connection() as con:  # one connection per table: a damaged block may spoil it
+                    con.execute(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{table}"').fetchall()
+            except StoreError as exc:
+                damaged[table] = str(exc.__cause__ or exc).splitlines()[0]
+        return damaged
+
     def _check_and_migrate(self) -> None:
+        if (short := self.truncation()) is not None:
+            raise StoreError(f"The store {self.path} is damaged ({short}). It was not modified: move it aside "
+                             f"and rebuild it, or restore the full file.")
         version = self.schema_version()
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema version {version}, newer than this PhishLens "

@@ -101,8 +101,15 @@ def check_store(settings: Settings) -> list[Check]:
     path = settings.store_path
     if not path.exists():
         return [Check("store", WARN, f"no store at {path}; `python cli.py demo` builds one")]
+    checks = [*check_ingest_scratch(path)]
     try:
         store = Store.open(path, read_only=True, busy_timeout=10)
+        damaged = store.damaged_tables()  # a full read: block corruption shows nowhere else
+        if damaged:
+            table, error = next(iter(damaged.items()))
+            return [*checks, Check("store", FAIL, f"{path}: {len(damaged)} damaged tables ({', '.join(damaged)}); "
+                                                  f"reading {table}: {error}. The file was not modified: move it "
+                                                  f"aside and rebuild it, or restore it from a copy.")]
         with store.connection():
             version = store.schema_version()
             problems = store.integrity_problems()
@@ -110,8 +117,8 @@ def check_store(settings: Settings) -> list[Check]:
         orphans, unsplit = problems["orphan_predictions"], problems["emails_without_split"]
         stuck = problems["runs_left_running"]
     except StoreError as exc:
-        return [Check("store", FAIL, str(exc))]
-    checks = [Check("store", OK, f"{path}, schema {version}")]
+        return [*checks, Check("store", FAIL, str(exc))]
+    checks.append(Check("store", OK, f"{path}, schema {version}, every table read in full"))
     if orphans or unsplit:
         checks.append(Check("store integrity", FAIL, f"{orphans} predictions of unknown emails, {unsplit} emails "
                                                    f"without a split; rebuild the store"))
@@ -124,6 +131,18 @@ def check_store(settings: Settings) -> list[Check]:
     if missing:
         checks.append(Check("adapters", FAIL, f"{len(missing)} adapter folders missing, e.g. {missing[0]}; retrain"))
     return checks
+
+
+def check_ingest_scratch(store_path: Path) -> list[Check]:
+    """Scratch folders an ingest leaves beside the store only when it was killed."""
+    from data.corpora import INGEST_SCRATCH_PREFIX
+
+    left = sorted(store_path.parent.glob(f"{INGEST_SCRATCH_PREFIX}*"))
+    if not left:
+        return []
+    size = sum(f.stat().st_size for folder in left for f in folder.rglob("*") if f.is_file()) / 2**20
+    return [Check("ingest scratch", WARN, f"{len(left)} scratch folders of killed ingests ({size:.0f} MiB), e.g. "
+                                          f"{left[0]}: nothing in the store refers to them; delete them")]
 
 
 def check_disk(settings: Settings) -> Check:

@@ -165,3 +165,31 @@ def open_app_page(monkeypatch, settings: Settings, page: str, max_tokens: int | 
     for name, value in query.items():
         at.query_params[name] = value
     return at.run()
+
+
+def damage_store(source: Path, target: Path, how: str) -> Path:
+    """A copy of a store, damaged: 'truncated' (cut to half its length) or 'blocks' (the start of
+    every other data block overwritten, so checksums fail where the header is intact)."""
+    data = bytearray(source.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "blocks":
+        block = 256 * 2**10  # DuckDB's block size; blocks start after a 12 KiB header
+        for offset in range(12288 + block, len(data), 2 * block):
+            data[offset: offset + 4096] = b"\xaa" * 4096
+    else:
+        raise ValueError(how)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.fixture(scope="session")
+def synthetic_store_path(tmp_path_factory) -> Path:
+    """A store holding the three synthetic corpora, ingested and split (no models): read-only use."""
+    from diagnostics.jobs import ingest_synthetic
+
+    home = tmp_path_factory.mktemp("synthetic-store")
+    built = load_settings(home=home, store_path=home / "store.duckdb")
+    with Store.open(built.store_path) as opened:
+        ingest_synthetic(opened, built, per_corpus=240)
+    return built.store_path

@@ -89,3 +89,34 @@ def test_migration_backs_up_the_store_first(tmp_path, monkeypatch):
         Store.open(path)  # the migrated file is refused by the old code ...
     with Store.open(backup, read_only=True) as old:  # ... while the backup still opens
         assert old.schema_version() == SCHEMA_VERSION
+
+
+# ------------------------------------------------------------------ damage inside data blocks
+
+@pytest.mark.parametrize("how", ["truncated", "blocks"])
+def test_damaged_store_reads_are_store_errors_and_the_file_is_untouched(synthetic_store_path, tmp_path, how):
+    from tests.conftest import damage_store
+
+    path = damage_store(synthetic_store_path, tmp_path / f"{how}.duckdb", how)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="damaged"):
+        store = Store.open(path, read_only=True)
+        store.query("SELECT * FROM emails")  # every email body: reads the damaged blocks
+    with pytest.raises(StoreError, match="damaged"):
+        Store.open(path).query("SELECT * FROM emails")  # read-write open as well
+    assert path.read_bytes() == before
+
+
+def test_full_read_names_the_damaged_tables(synthetic_store_path, tmp_path):
+    from tests.conftest import damage_store
+
+    assert Store.open(synthetic_store_path, read_only=True).damaged_tables() == {}
+    path = damage_store(synthetic_store_path, tmp_path / "blocks.duckdb", "blocks")
+    store = Store.open(path, read_only=True)  # the header is intact: opening works
+    damaged = store.damaged_tables()
+    assert "emails" in damaged and all("checksum" in error for error in damaged.values())
+
+
+def test_a_query_error_is_not_reported_as_damage(store):
+    with pytest.raises(duckdb.BinderException):
+        store.query("SELECT no_such_column FROM emails")

@@ -52,3 +52,29 @@ def test_device_check_names_the_scoring_precision_and_refuses_an_unknown_one(set
     assert ("bf16 runs in hardware" in device.detail) == native_bf16()
     bad = _by_name(run_checks(settings.with_overrides(device="cpu", precision="fp8")))["device"]
     assert bad.status == FAIL and "fp32, bf16, int8" in bad.detail
+
+
+def test_block_and_truncation_damage_fail_with_what_to_do(synthetic_store_path, tmp_path):
+    from tests.conftest import damage_store
+
+    for how, words in (("blocks", "damaged tables"), ("truncated", "cut short")):
+        path = damage_store(synthetic_store_path, tmp_path / f"{how}.duckdb", how)
+        before = path.read_bytes()
+        checks = _by_name(run_checks(load_settings(home=tmp_path, store_path=path)))
+        assert checks["store"].status == FAIL and words in checks["store"].detail, checks["store"].detail
+        assert "move it aside" in checks["store"].detail
+        result = CliRunner().invoke(app, ["--home", str(tmp_path), "--store", str(path), "status"])
+        assert result.exit_code == 1 or how == "blocks", result.output  # status reads no damaged block
+        assert path.read_bytes() == before
+
+
+def test_scratch_folder_of_a_killed_ingest_is_reported(settings):
+    from data.corpora import INGEST_SCRATCH_PREFIX
+
+    Store.open(settings.store_path).close()
+    assert "ingest scratch" not in _by_name(run_checks(settings))
+    left = settings.store_path.parent / f"{INGEST_SCRATCH_PREFIX}killed"
+    left.mkdir()
+    (left / "staged.duckdb").write_bytes(b"x" * 2**20)
+    check = _by_name(run_checks(settings))["ingest scratch"]
+    assert "killed" in check.detail and "delete" in check.detail
