@@ -7,7 +7,9 @@ shared sidebar (which store, model and device are in use).
 import streamlit as st
 
 from data.settings import PROJECT_ROOT, load_settings
+from data.store import StoreError
 from pages._cache import device_in_use, explainer_warm_up
+from pages._safe import md
 
 # A local favicon: a ":material/...:" page icon makes the browser fetch it from Google's font CDN.
 st.set_page_config(page_title="PhishLens", page_icon=str(PROJECT_ROOT / "assets" / "phishlens.png"), layout="wide")
@@ -35,4 +37,7 @@ with st.sidebar:
     st.caption("PhishLens")
     st.text(f"Store: {settings.store_path}\nModel: {settings.model}\nDevice: {device_in_use(settings.device)}")
 
-page.run()
+try:
+    page.run()
+except StoreError as exc:  # a missing, busy or damaged store: say what to do instead of a traceback
+    st.error(md(exc, 2000))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from pages._safe import md
 
 from data.store import Store, StoreError
 from diagnostics.matrix import generalization_gap, with_f1_intervals
@@ -207,7 +208,7 @@ def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
     try:
         return read_results(path, what)
     except StoreError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc, 2000))
         st.stop()
 
 

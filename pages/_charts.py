@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from pages._safe import label as _safe  # corpus, training-set and email text: plotly renders HTML in labels
+
 
 def corpus_label(name: str, label_meaning: str, synthetic: bool) -> str:
     """Column label: the corpus, what its positive label means, and whether it is synthetic."""
-    return f"{name}<br>({label_meaning}{', synthetic' if synthetic else ''})"
+    return f"{_safe(name)}<br>({_safe(label_meaning)}{', synthetic' if synthetic else ''})"
 
 
 def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
@@ -38,7 +38,7 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
         else:
             text[i][j] = f"R {rec['recall']:.2f}{mark}" if not pd.isna(rec["recall"]) else "n/a"
         interval = f" [{rec['f1_low']:.2f}, {rec['f1_high']:.2f}]" if not pd.isna(rec.get("f1_low")) else ""
-        hover[i][j] = (f"{rec['training_set']} → {rec['corpus']}<br>n={rec['n']}  F1={_fmt(rec['f1'])}{interval}  "
+        hover[i][j] = (f"{_safe(rec['training_set'])} → {_safe(rec['corpus'])}<br>n={rec['n']}  F1={_fmt(rec['f1'])}{interval}  "
                        f"P={_fmt(rec['precision'])}  R={_fmt(rec['recall'])}  acc={_fmt(rec['accuracy'])}"
                        f"<br>{'in-domain' if rec['in_domain'] else 'out-of-domain'}")
         if rec["in_domain"]:
@@ -52,7 +52,7 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
     fig.update_layout(
         shapes=shapes, height=120 + 70 * len(rows), margin=dict(l=10, r=10, t=30, b=10),
         xaxis=dict(tickvals=list(range(len(cols))), ticktext=labels, side="top", title="test corpus"),
-        yaxis=dict(tickvals=list(range(len(rows))), ticktext=rows, autorange="reversed", title="training set"),
+        yaxis=dict(tickvals=list(range(len(rows))), ticktext=[_safe(r) for r in rows], autorange="reversed", title="training set"),
         plot_bgcolor="#eeeeee",
     )
     return fig
@@ -62,7 +62,7 @@ def gap_bars(gap: pd.DataFrame) -> go.Figure:
     """In-domain vs out-of-domain mean F1 per adapter, side by side."""
     fig = go.Figure()
     for column, name, color in (("in_domain_f1", "in-domain", "#2a9d8f"), ("out_of_domain_f1", "out-of-domain", "#e76f51")):
-        fig.add_bar(x=gap["training_set"], y=gap[column], name=name, marker_color=color,
+        fig.add_bar(x=[_safe(t) for t in gap["training_set"]], y=gap[column], name=name, marker_color=color,
                     text=[_fmt(v) for v in gap[column]], textposition="outside")
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], title="mean F1"), height=360,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
@@ -74,7 +74,7 @@ def loss_curves(adapters: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for rec in adapters.to_dict("records"):
         losses = list(rec["train_loss"] if rec["train_loss"] is not None else [])
-        fig.add_scatter(y=losses, x=list(range(1, len(losses) + 1)), mode="lines", name=rec["training_set"])
+        fig.add_scatter(y=losses, x=list(range(1, len(losses) + 1)), mode="lines", name=_safe(rec["training_set"]))
     fig.update_layout(xaxis_title="step", yaxis_title="loss", height=300, margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
@@ -85,7 +85,7 @@ def _fmt(value) -> str:
 
 def field_waterfall(totals: list[tuple[str, float]], base_value: float, score: float) -> go.Figure:
     """From the empty email's score (base) through each field's total to the email's score."""
-    names = ["empty email", *[name for name, _ in totals], "score"]
+    names = ["empty email", *[_safe(name) for name, _ in totals], "score"]
     measures = ["absolute", *["relative"] * len(totals), "total"]
     values = [base_value, *[value for _, value in totals], score]
     fig = go.Figure(go.Waterfall(x=names, y=values, measure=measures, text=[f"{v:+.3f}" for v in values],
@@ -130,16 +130,12 @@ def driver_bars(drivers: pd.DataFrame, n: int = 15, shortcuts: set[str] | None =
 def agreement_heatmap(names: list[str], matrix: np.ndarray) -> go.Figure:
     """Pairwise rank correlation of character-level attributions (1 = same ranking)."""
     text = [["–" if v != v else f"{v:.2f}" for v in row] for row in matrix]
+    names = [_safe(n) for n in names]
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
                                text=text, texttemplate="%{text}", colorbar={"title": "ρ"}))
     fig.update_layout(height=120 + 60 * len(names), margin=dict(l=10, r=10, t=30, b=10),
                       title="Agreement: Spearman ρ of character-level attributions")
     return fig
-
-
-def _safe(label: str) -> str:
-    """Email text as a plotly label: escaped, since plotly renders a subset of HTML in labels."""
-    return html.escape(label.replace("\n", "⏎"), quote=False)
 
 
 def head_heatmap(values: np.ndarray, title: str, colorbar: str, checked: np.ndarray | None = None,
@@ -153,7 +149,7 @@ def head_heatmap(values: np.ndarray, title: str, colorbar: str, checked: np.ndar
     fig = go.Figure(go.Heatmap(z=values, x=[f"H{h}" for h in range(heads)], y=[f"L{layer}" for layer in range(layers)],
                                text=text, texttemplate="%{text}", colorbar={"title": colorbar},
                                hovertemplate="%{y} %{x}: %{z:+.4f}<extra></extra>", **scale))
-    fig.update_layout(height=height or max(300, 16 * layers + 90), margin=dict(l=10, r=10, t=40, b=10), title=title)
+    fig.update_layout(height=height or max(300, 16 * layers + 90), margin=dict(l=10, r=10, t=40, b=10), title=_safe(title))
     return fig
 
 

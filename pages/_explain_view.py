@@ -16,6 +16,7 @@ from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_
                           save_explanation, stored_explanation)
 from pages._charts import faithfulness_figure, field_waterfall
 from pages._token_map import legend_html, token_map_html
+from pages._safe import md
 
 METHOD_NAMES = {"shap": "SHAP (fields → sentences → words)", "gradxinput": "Gradient × input (fast, not additive)"}
 METHOD_TITLES = {"shap": "SHAP", "gradxinput": "Gradient × input"}
@@ -43,7 +44,7 @@ def pick_email(settings, key: str, adapter_id: str | None) -> tuple[Email, bool]
         try:
             fields, truncated = parse_pasted_text(pasted, settings.parse_limits)
         except ParseError as exc:
-            st.error(f"Could not read this email: {exc}")
+            st.error(f"Could not read this email: {md(exc)}")
             st.stop()
         return make_email(fields, USER_CORPUS, label=1, source_ref="pasted", lowercase=settings.lowercase,
                           truncated=truncated), False
@@ -64,7 +65,7 @@ def pick_email(settings, key: str, adapter_id: str | None) -> tuple[Email, bool]
                             index=options.index(wanted) if wanted in options else 0)
     mail, _ = email_with_verdicts(settings.store_path, email_id)
     if mail is None:
-        st.error(f"No email {email_id!r} in the store.")
+        st.error(f"No email {md(email_id, 80)} in the store: open one from the Inbox.")
         st.stop()
     return mail, True
 
@@ -83,7 +84,7 @@ class ExplanationView:
         key = f"{key}_{self._drawn[key]}"
         verdict = "phishing/spam" if explanation.score > 0 else "legitimate"
         level = LEVEL_NOTE.get(explanation.level, explanation.level)
-        st.markdown(f"**{title}** · {verdict} (score {explanation.score:+.3f}) · map by {level} · "
+        st.markdown(f"**{md(title)}** · {verdict} (score {explanation.score:+.3f}) · map by {level} · "
                     f"{explanation.evaluations} model evaluations, {explanation.seconds:.1f} s")
         scale = scale or max((abs(v) for v in explanation.values), default=0.0)
         st.html(legend_html(scale))

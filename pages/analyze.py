@@ -7,6 +7,7 @@ from data.corpora import USER_CORPUS, save_user_email
 from data.parse import ParseError, make_email, parse_message_bytes, parse_pasted_text
 from pages._cache import classifier, results_or_stop
 from pages._email_view import show_email
+from pages._safe import md
 
 settings = st.session_state["settings"]
 st.title("Analyze an email")
@@ -29,7 +30,7 @@ try:
     else:
         fields, truncated = parse_pasted_text(pasted, settings.parse_limits)
 except ParseError as exc:
-    st.error(f"Could not read this email: {exc}")
+    st.error(f"Could not read this email: {md(exc)}")
     st.stop()
 mail = make_email(fields, USER_CORPUS, label=1, source_ref=uploaded.name if uploaded else "pasted",
                   lowercase=settings.lowercase, truncated=truncated)

@@ -11,6 +11,7 @@ from models.loading import zero_shot_id
 from pages._cache import classifier, disagreements, results_or_stop
 from pages._charts import agreement_heatmap
 from pages._explain_view import ExplanationView, pick_email, pick_method
+from pages._safe import md
 
 settings = st.session_state["settings"]
 st.title("Compare models on one email")
@@ -46,7 +47,7 @@ for row_start in range(0, len(picked), 3):
         loaded = classifier(record["model"] if record else settings.model, record["path"] if record else None,
                             str(settings.models_dir), settings.device)
         with column:
-            st.subheader(name)
+            st.subheader(md(name))
             explanation = view.explained(loaded, mail, method, f"compare_{name}", save=from_store, charts=False)
             if explanation is None:
                 st.stop()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages._cache import curated_examples, results_or_stop
 from pages._email_view import label_name
+from pages._safe import md
 
 settings = st.session_state["settings"]
 st.title("Live demo")
@@ -24,7 +25,7 @@ if examples.empty:
     st.stop()
 
 for corpus, group in examples.groupby("corpus", sort=False):
-    st.subheader(corpus)
+    st.subheader(md(corpus))
     for row in group.itertuples():
         left, middle, right = st.columns([6, 3, 1])
         left.text(row.subject[:100] or "(no subject)")  # escaped: email text is hostile

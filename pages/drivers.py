@@ -8,10 +8,12 @@ reason it fails out of domain. Sweeps run as jobs (`cli.py explain`), resumable.
 import pandas as pd
 import streamlit as st
 
+from data.export import download_name, spreadsheet_safe_csv
 from diagnostics.attribution import METHODS
 from diagnostics.launcher import start_job
 from pages._cache import drivers_and_shortcuts, explanation_sweeps, results_or_stop
 from pages._charts import driver_bars
+from pages._safe import md, started_message
 
 settings = st.session_state["settings"]
 st.title("Drivers")
@@ -36,8 +38,7 @@ with st.expander("Explain a sample of a test split (runs as a job)", expanded=sw
             if job_set != "zero-shot":
                 arguments += ["--training-set", job_set]
             job = start_job(settings, arguments)
-            st.success(f"Started `{job.command}` (job {job.id}); follow it on the Runs page. "
-                       "Results appear here as emails are explained.")
+            st.success(started_message(job) + " Results appear here as emails are explained.")
 
 if sweeps.empty:
     st.info("No corpus has been explained yet: start a sample above (or `python cli.py explain --corpus NAME`).")
@@ -59,9 +60,9 @@ for column, choice in zip(st.columns(max(len(picked), 1)), picked):
     drivers, shortcuts = drivers_and_shortcuts(settings.store_path, sweep["adapter_id"], sweep["method"],
                                                sweep["params"], chosen_corpora)
     with column:
-        st.subheader(choice)
+        st.subheader(md(choice))
         explained = sweeps[sweeps["choice"] == choice]
-        st.caption(", ".join(f"{r.corpus}: {r.emails} emails" for r in explained.itertuples()))
+        st.caption(md(", ".join(f"{r.corpus}: {r.emails} emails" for r in explained.itertuples())))
         flagged = set(shortcuts.loc[shortcuts["shortcut"], "feature"]) if len(shortcuts) else set()
         st.plotly_chart(driver_bars(drivers, 15, flagged), key=f"drivers_bars_{choice}")
         st.markdown("**Shortcut candidates** (top drivers by |total|; share = fraction of a corpus' emails containing the word)")
@@ -70,5 +71,5 @@ for column, choice in zip(st.columns(max(len(picked), 1)), picked):
                      column_config={"share_there": st.column_config.NumberColumn(format="%.2f"),
                                     "share_elsewhere": st.column_config.NumberColumn(format="%.3f"),
                                     "ratio": st.column_config.NumberColumn(format="%.1f")})
-        st.download_button("Drivers (CSV)", drivers.to_csv(index=False), f"drivers-{choice}.csv", "text/csv",
+        st.download_button("Drivers (CSV)", spreadsheet_safe_csv(drivers), download_name("drivers", choice), "text/csv",
                            key=f"drivers_csv_{choice}")

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from data.export import spreadsheet_safe_csv
 from diagnostics.heads import ABLATIONS
 from diagnostics.launcher import start_job
 from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, lora_norms, results_or_stop)
 from pages._charts import (attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap,
                            update_vs_effect)
 from pages._explain_view import pick_email
+from pages._safe import int_param, md, started_message
 
 settings = st.session_state["settings"]
 st.title("Heads")
@@ -62,9 +64,9 @@ with attention_tab:
                                  "tokens (vs instruction and question)", "share", diverging=False),
                     key="heads_share")
     left, right = st.columns(2)
-    layer = left.slider("Layer", 0, layers - 1, min(int(query.get("layer", layers - 1)), layers - 1),
+    layer = left.slider("Layer", 0, layers - 1, int_param("layer", layers - 1, 0, layers - 1),
                         key="heads_layer")
-    head = right.slider("Head", 0, heads - 1, min(int(query.get("head", 0)), heads - 1), key="heads_head")
+    head = right.slider("Head", 0, heads - 1, int_param("head", 0, 0, heads - 1), key="heads_head")
     st.query_params.update({"layer": str(layer), "head": str(head)})
     st.plotly_chart(attention_to_tokens(view.from_last_position()[layer], view.tokens, layer),
                     key="heads_to_tokens")
@@ -94,7 +96,7 @@ with effects_tab:
                 if job_set != "zero-shot":
                     arguments += ["--training-set", job_set]
                 job = start_job(settings, arguments)
-                st.success(f"Started `{job.command}` (job {job.id}); follow it on the Runs page.")
+                st.success(started_message(job))
     if sweeps.empty:
         st.info("No head sweep stored yet: start one above (or `python cli.py heads --corpus NAME`).")
     else:
@@ -122,7 +124,7 @@ with effects_tab:
                 st.dataframe(checked[["layer", "head", "estimated_delta_logit", "exact_delta_logit",
                                       "estimated_delta_f1", "exact_delta_f1"]], hide_index=True,
                              key=f"heads_checked_{label}")
-                st.download_button("Head effects (CSV)", effects.to_csv(index=False), "head-effects.csv",
+                st.download_button("Head effects (CSV)", spreadsheet_safe_csv(effects), "head-effects.csv",
                                    "text/csv", key=f"heads_csv_{label}")
         if len(grids) == 2 and grids[0].shape == grids[1].shape:
             st.plotly_chart(head_heatmap(grids[0] - grids[1], f"Difference: {picked[0]} minus {picked[1]}", "Δ−Δ"),
@@ -169,6 +171,6 @@ with update_tab:
                     effects = head_effects(settings.store_path, sweep["adapter_id"], sweep["params"])
                     joined = norms.merge(effects, on=["layer", "head"])
                     st.plotly_chart(update_vs_effect(joined), key="heads_update_vs_effect")
-                    st.caption(f"Effects from the {sweep['corpus']} sweep ({sweep['ablation']} ablation, "
+                    st.caption(f"Effects from the {md(sweep['corpus'])} sweep ({sweep['ablation']} ablation, "
                                f"{sweep['n_emails']} emails). Spearman ρ = "
                                f"{joined['total'].corr(joined['delta_logit'].abs(), method='spearman'):.2f}")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from data.export import spreadsheet_safe_csv
 from pages._cache import email_with_verdicts, inbox_page, results_or_stop
 from pages._email_view import show_email
 
@@ -65,7 +66,7 @@ table = page.assign(
 selection = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None,
                                                            "truncated_tokens": "tokens cut"})
-st.download_button("Download this page (CSV)", table.to_csv(index=False), "phishlens-inbox.csv", "text/csv",
+st.download_button("Download this page (CSV)", spreadsheet_safe_csv(table), "phishlens-inbox.csv", "text/csv",
                    key="inbox_download")
 
 rows = selection.selection.rows if selection else []

@@ -6,6 +6,7 @@ import streamlit as st
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from pages._cache import results_or_stop
+from pages._safe import md
 
 settings = st.session_state["settings"]
 st.title("Overview: does the detector generalize?")
@@ -33,7 +34,7 @@ model = st.selectbox("Base model", models, index=models.index(wanted) if wanted 
 st.query_params["model"] = model  # a link to this page reopens the same model's matrix
 shown = pd.concat([metrics[metrics["model"] == model], reference]) if model != REFERENCE_MODEL else reference
 
-st.subheader(f"F1 matrix — {model}")
+st.subheader(f"F1 matrix — {md(model)}")
 st.caption("Rows: training set (zero-shot = base model without adapter; *bag of words* = TF-IDF + logistic "
            "regression trained on the same set and scored on the same test emails, the reference to beat). "
            "Columns: test corpus and what its positive label means. ◆ and a frame mark in-domain cells.")
@@ -41,7 +42,7 @@ st.plotly_chart(_charts.f1_heatmap(shown, corpora), key="overview_matrix")
 
 one_class = sorted(shown.loc[~shown["both_classes"], "corpus"].unique())
 if one_class:
-    st.info(f"F1 is not shown for {', '.join(one_class)}: its test sample holds one class only "
+    st.info(f"F1 is not shown for {md(', '.join(one_class))}: its test sample holds one class only "
             f"(e.g. Nazario is all phishing), so precision and F1 cannot measure false alarms there. "
             f"The cell shows recall (R) instead.")
 

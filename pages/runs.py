@@ -5,8 +5,10 @@ import time
 import pandas as pd
 import streamlit as st
 
+from data.export import spreadsheet_safe_csv
 from diagnostics.launcher import list_jobs, start_job
 from pages._cache import results_or_stop, run_params
+from pages._safe import started_message
 
 settings = st.session_state["settings"]
 st.title("Runs")
@@ -57,7 +59,7 @@ if submitted:
         st.error("No training set yet: build one with `python cli.py trainset ...` or run the demo.")
     else:
         job = start_job(settings, arguments)
-        st.success(f"Started `{job.command}` (job {job.id}).")
+        st.success(started_message(job))
 
 
 @st.fragment(run_every=2)
@@ -82,7 +84,7 @@ if results is None:
 else:
     runs = results_or_stop(settings.store_path, "overview")["runs"]
     st.dataframe(runs, hide_index=True, key="runs_history")
-    st.download_button("Download run history (CSV)", runs.to_csv(index=False), "phishlens-runs.csv", "text/csv",
+    st.download_button("Download run history (CSV)", spreadsheet_safe_csv(runs), "phishlens-runs.csv", "text/csv",
                        key="runs_download")
     if not runs.empty:
         chosen = st.selectbox("Run details", runs["id"], key="runs_detail",

@@ -4,11 +4,13 @@ findings in plain words, and the whole report as one self-contained HTML file.""
 
 import streamlit as st
 
+from data.export import download_name, spreadsheet_safe_csv
 from data.store import StoreError
 from diagnostics.launcher import start_job
 from diagnostics.study import SpecError
 from diagnostics.study_report import study_figures, study_html
 from pages._cache import study_report
+from pages._safe import md, started_message
 
 settings = st.session_state["settings"]
 st.title("Study")
@@ -18,7 +20,7 @@ st.caption("Specialist vs generalist (and FTICL: fine-tuning with in-context exa
 
 specs = {p.stem: p for p in sorted(settings.studies_dir.glob("*.toml"))}
 if not specs:
-    st.info(f"No study spec (*.toml) in {settings.studies_dir}.")
+    st.info(f"No study spec (\\*.toml) in {md(settings.studies_dir)}.")
     st.stop()
 names = list(specs)
 wanted = st.query_params.get("spec")
@@ -27,7 +29,7 @@ st.query_params["spec"] = name
 try:
     spec, plan, results, summary, findings = study_report(settings.store_path, specs[name], settings.seed)
 except (SpecError, StoreError) as exc:
-    st.error(str(exc))
+    st.error(md(exc, 2000))
     st.stop()
 
 with st.expander("Spec"):
@@ -36,10 +38,10 @@ with st.expander("Spec"):
                f"× {len(spec.seeds)} seeds) on {len(plan.test_corpora)} test corpora.")
     if st.button("Run what is missing (as a job)", key="study_start"):
         job = start_job(settings, ["study", str(specs[name])])
-        st.success(f"Started `{job.command}` (job {job.id}); follow it on the Runs page.")
+        st.success(started_message(job))
 
 if results.empty:
-    st.info(f"Nothing of this study is stored yet: run `python cli.py study studies/{name}.toml` "
+    st.info(f"Nothing of this study is stored yet: run {md(f'python cli.py study studies/{name}.toml')} "
             "(or the button under Spec).")
     st.stop()
 
@@ -58,6 +60,6 @@ for i, figure in enumerate(figures):
 st.subheader("Summary")
 st.dataframe(summary, hide_index=True, key="study_summary")
 st.download_button("Report (self-contained HTML)", study_html(spec, summary, findings, figures),
-                   f"phishlens-study-{name}.html", "text/html", key="study_html")
-st.download_button("All runs (CSV)", results.to_csv(index=False), f"phishlens-study-{name}.csv", "text/csv",
+                   download_name("phishlens-study", name, suffix=".html"), "text/html", key="study_html")
+st.download_button("All runs (CSV)", spreadsheet_safe_csv(results), download_name("phishlens-study", name), "text/csv",
                    key="study_csv")

@@ -1,0 +1,56 @@
+"""Untrusted text made safe for the widgets that render it (pure, but for `int_param`).
+
+Streamlit renders Markdown (GitHub-flavoured, with its own :color[...] and :icon: syntax) in
+st.markdown, st.caption, st.error/warning/info/success, titles and headers, and in the
+labels of expanders, tabs, radios and buttons: `![x](http://host/t.png)` in a corpus name,
+an email id from the URL or an exception message would show a remote image and a live
+link. Plotly renders a subset of HTML (<a href>, <b>, <br>) in titles, tick labels, legend
+names and hover text. Every value that comes from a URL, an email, a file or corpus name,
+or an error message goes through `md` (Markdown) or `label` (plotly) before it is shown.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it also breaks
+# GFM's bare-URL autolinks ("http\:\/\/", "www\."), Streamlit's ":red[...]" and ":icon:"
+# directives, and "$...$" math.
+_MARKDOWN_PUNCTUATION = re.compile(r"""([!-/:-@\[-`{-~])""")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+MAX_SHOWN_CHARS = 500
+
+
+def md(value: object, max_chars: int = MAX_SHOWN_CHARS) -> str:
+    """`value` as Markdown that renders as exactly its text: one line, at most `max_chars`."""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    if len(text) > max_chars:
+        text = text[:max_chars] + "…"
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def label(value: object, max_chars: int = 200) -> str:
+    """`value` as a plotly label (title, tick, legend, hover): HTML-escaped, one line (⏎ marks breaks)."""
+    text = _LINE_BREAKS.sub("⏎", str(value))
+    return html.escape(text[:max_chars] + ("…" if len(text) > max_chars else ""), quote=True)
+
+
+def int_param(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter clamped to [low, high]; a value that is not a number is
+    reported (escaped) and replaced by `default`."""
+    import streamlit as st
+
+    raw = st.query_params.get(name)
+    if raw is None:
+        return max(low, min(default, high))
+    try:
+        return max(low, min(int(raw), high))
+    except ValueError:
+        st.warning(f"Ignored {md(name)}\\={md(raw, 60)} in the address: not a whole number; showing {default} instead.")
+        return max(low, min(default, high))
+
+
+def started_message(job) -> str:
+    """The success line for a job started from a page (its command holds paths and names)."""
+    return f"Started {md(job.command)} (job {md(job.id)}); follow it on the Runs page."
