@@ -493,13 +493,23 @@ def serve(
     ctx: typer.Context,
     port: Annotated[Optional[int], typer.Option(help="Port [env PHISHLENS_PORT]")] = None,
     host: Annotated[Optional[str], typer.Option(help="Address to bind; localhost by default [env PHISHLENS_HOST]")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(
+        help="A host name the dashboard may be opened by, besides localhost and IP addresses (repeatable) "
+             "[env PHISHLENS_ALLOWED_HOSTS, comma-separated]")] = None,
 ):
-    """Launch the dashboard (bound to localhost unless --host says otherwise)."""
+    """Launch the dashboard (bound to localhost unless --host says otherwise).
+
+    Requests whose Host header is not localhost, an IP address or an allowed name are refused
+    (DNS rebinding: see pages/_host_guard.py)."""
     settings = _settings(ctx).with_overrides(port=port, host=host)
-    env = {**os.environ, "PHISHLENS_STORE": str(settings.store_path), "PHISHLENS_HOME": str(settings.home)}
+    allowed = ",".join(filter(None, [os.environ.get("PHISHLENS_ALLOWED_HOSTS", ""), *(allowed_host or [])]))
+    env = {**os.environ, "PHISHLENS_STORE": str(settings.store_path), "PHISHLENS_HOME": str(settings.home),
+           "PHISHLENS_HOST": settings.host, "PHISHLENS_ALLOWED_HOSTS": allowed}
     url = f"http://{settings.host}:{settings.port}"
     typer.secho(f"PhishLens dashboard: {url}", fg="green", bold=True)
-    command = [sys.executable, "-c", STREAMLIT_LAUNCHER, "run", str(PROJECT_ROOT / "app.py"),
+    # 32 MB uploads: the parser reads at most PHISHLENS_MAX_MESSAGE_BYTES of a message anyway.
+    command = [sys.executable, "-c", STREAMLIT_LAUNCHER, "run", str(PROJECT_ROOT / "server.py"),
+               "--server.maxUploadSize", "32",
                "--server.address", settings.host, "--server.port", str(settings.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--server.runOnSave", "false",

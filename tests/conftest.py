@@ -193,3 +193,42 @@ def synthetic_store_path(tmp_path_factory) -> Path:
     with Store.open(built.store_path) as opened:
         ingest_synthetic(opened, built, per_corpus=240)
     return built.store_path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def die_with_test_run() -> None:
+    """preexec_fn for servers a test starts: SIGTERM when pytest dies, even by SIGKILL (Linux),
+    so a killed test run leaves no dashboard behind (`cli.py serve` passes it on to Streamlit)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def wait_until_served(process, url: str, timeout: float = 120) -> None:
+    """Block until `url`/_stcore/health answers; fail with the server's output if it exits or stalls."""
+    import os
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None:
+                output = process.stdout.read().decode()[-2000:] if process.stdout else ""
+                pytest.fail(f"the app exited: {output}")
+            time.sleep(0.5)
+    os.killpg(process.pid, 9)
+    pytest.fail(f"the app did not answer within {timeout:.0f} s")

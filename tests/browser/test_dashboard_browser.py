@@ -4,10 +4,7 @@ fetches nothing. Screenshots go to test-artifacts/."""
 
 import os
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +13,7 @@ import pytest
 from data.corpora import save_user_email
 from data.parse import make_email, parse_message_bytes
 from tests.conftest import HOSTILE_EMAIL as HOSTILE
-from tests.conftest import tiny_study
+from tests.conftest import die_with_test_run, free_port, tiny_study, wait_until_served
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -52,12 +49,6 @@ def _real_email():
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(evaluated_settings, tmp_path_factory):
     """The app started with the README's command on a copy of the test store, plus a hostile email in it."""
@@ -77,23 +68,14 @@ def served(evaluated_settings, tmp_path_factory):
 
 def _serve(home: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
     """`bash tasks.sh run` (the README's command) on a store in `home`; waits until it answers."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PHISHLENS_HOME": str(home), "PHISHLENS_STORE": str(home / "store.duckdb"),
            "PHISHLENS_DEVICE": "cpu", "PHISHLENS_PORT": str(port), **env_extra}
     server = subprocess.Popen(["bash", "tasks.sh", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+                              stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_test_run)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return server, url
-        except OSError:
-            if server.poll() is not None:
-                pytest.fail(f"the app exited: {server.stdout.read().decode()[-2000:]}")
-            time.sleep(0.5)
-    os.killpg(server.pid, 9)
-    pytest.fail("the app did not answer within 120 s")
+    wait_until_served(server, url)
+    return server, url
 
 
 @pytest.fixture(scope="module")
