@@ -204,12 +204,16 @@ def read_adapter_info(adapter_dir: Path) -> AdapterInfo:
     if not meta.exists():
         raise ModelError(f"{adapter_dir} is not a PhishLens adapter (no {ADAPTER_INFO_FILE})")
     try:
-        raw = json.loads(meta.read_text())
+        raw = json.loads(meta.read_bytes().decode("utf-8"))
+        if not isinstance(raw, dict):
+            raise TypeError(f"a JSON {type(raw).__name__}, not an object")
         raw["train_loss"] = tuple(raw.get("train_loss", ()))
         raw["demonstrations"] = tuple(Demonstration(**d) for d in raw.get("demonstrations", ()))
         return AdapterInfo(**raw)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ModelError(f"{meta} is corrupt ({exc}); retrain the adapter") from exc
+    except OSError as exc:
+        raise ModelError(f"cannot read {meta} ({exc}); check the file, or retrain the adapter") from exc
+    except (UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{meta} is corrupt ({type(exc).__name__}: {exc}); retrain the adapter") from exc
 
 
 def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",

@@ -74,6 +74,14 @@ def test_corrupt_adapter_metadata_is_a_clear_error(tiny_adapter, tmp_path):
         read_adapter_info(tmp_path)
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"[1, 2, 3]", b"\"a string\"", b"null",
+                                     b'{"id": "x", "demonstrations": [1]}'])
+def test_adapter_metadata_that_is_not_utf8_or_not_an_object_is_the_adapter_error(tmp_path, content):
+    (tmp_path / "phishlens_adapter.json").write_bytes(content)
+    with pytest.raises(ModelError, match="corrupt.*retrain"):
+        read_adapter_info(tmp_path)
+
+
 def test_one_class_training_set_is_refused(tiny_model_dir, synthetic_emails, tmp_path):
     from data.settings import load_settings
 
