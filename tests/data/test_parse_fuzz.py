@@ -29,11 +29,13 @@ def _parse_or_clear_error(raw: bytes) -> None:
         return
     assert isinstance(fields.body, str) and isinstance(fields.subject, str)
     assert len(fields.body) <= 50_000
+    for value in (fields.subject, fields.sender, fields.receiver):
+        assert len(value) <= ParseLimits().max_header_chars
 
 
 MUTATIONS = st.sampled_from([
     "truncate", "drop_boundary", "null_bytes", "bad_charset", "huge_header", "bad_base64", "bad_qp", "nest",
-    "splice",
+    "splice", "encoded_word_header", "address_header", "folded_header", "header_lines", "part_bomb",
 ])
 
 
@@ -58,6 +60,20 @@ def _mutate(raw: bytes, how: str, position: float, blob: bytes) -> bytes:
         depth = 1 + int(position * 100)
         head = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(depth))
         return b"Subject: deep\r\n" + head + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    repeats = 1_000 + int(position * 40_000)  # header-size mutations: up to ~600 KB of one header
+    if how == "encoded_word_header":
+        return b"Subject: " + b" ".join([b"=?utf-8?b?" + (blob[:9].hex().encode() or b"QQ==") + b"?="] * repeats) \
+            + b"\r\n" + raw
+    if how == "address_header":
+        return b"From: " + b", ".join([b"a%d@b.test" % i for i in range(repeats)]) + b"\r\n" + raw
+    if how == "folded_header":
+        return b"Subject: " + b"\r\n ".join([blob[:12].hex().encode() or b"w"] * repeats) + b"\r\n" + raw
+    if how == "header_lines":
+        return b"X-Many: " + blob[:20].hex().encode() + b"\r\n" + b"X-A: a\r\n" * (repeats * 10) + raw
+    if how == "part_bomb":
+        return (b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                + b"--b\r\nContent-Type: text/plain\r\n\r\n" + blob[:16] + b"\r\n"
+                + b"--b\r\n\r\nx\r\n" * repeats)
     return raw[:cut] + blob + raw[cut:]  # splice random bytes
 
 
@@ -120,3 +136,34 @@ def test_50mb_body_stays_within_the_caps():
     # The stdlib parser keeps several copies (bytes, surrogate-escaped str, decoded payload):
     # measured 281 MiB, about 11x the 25 MiB cap. The cap, not the input, sets the bound.
     assert peak < 12 * 25 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+@FUZZ
+@given(index=st.integers(0, len(SAMPLES) - 1), how=MUTATIONS, position=st.floats(0, 1), blob=st.binary(max_size=256),
+       cut=st.floats(0.05, 1), copies=st.integers(1, 40))
+def test_compressed_and_truncated_inputs_parse_or_fail_clearly(tmp_path_factory, index, how, position, blob, cut, copies):
+    """Compression mutations: a mutated message gzipped (repeated, so it inflates), cut anywhere,
+    read as .eml and inside an mbox; every outcome is a parse, a per-message or a per-file ParseError."""
+    import mailbox
+
+    from data.parse import read_eml
+
+    folder = tmp_path_factory.mktemp("gz")
+    message = _mutate(SAMPLES[index], how, position, blob)
+    limits = ParseLimits(max_body_chars=50_000, max_message_bytes=2 * 2**20)
+    packed = gzip.compress(message * copies, compresslevel=1)
+    (folder / "m.eml").write_bytes(packed[: max(2, int(len(packed) * cut))])
+    try:
+        fields, _ = read_eml(folder / "m.eml", limits)
+        assert len(fields.subject) <= limits.max_header_chars and len(fields.body) <= 50_000
+    except ParseError as exc:
+        assert str(exc)
+    box = mailbox.mbox(folder / "plain.mbox")
+    for _ in range(min(copies, 4)):
+        box.add(message)
+    box.flush()
+    box.close()
+    packed = gzip.compress((folder / "plain.mbox").read_bytes(), compresslevel=1)
+    (folder / "m.mbox.gz").write_bytes(packed[: max(2, int(len(packed) * cut))])
+    for _ref, fields, _ in iter_mbox(folder / "m.mbox.gz", limits):
+        assert isinstance(fields, ParseError) and str(fields) or len(fields.subject) <= limits.max_header_chars
