@@ -223,7 +223,7 @@ def train(
         from models.finetune import check_training_precision
         from models.loading import pick_device
 
-        check_training_precision(precision, pick_device(settings.device)[0])
+        check_training_precision(precision, pick_device(settings.device)[0], settings.models_dir)
         _echo_memory_estimate(settings, settings.model, lora)
         with Store.open(settings.store_path) as store:
             folder = train_training_set(store, settings, training_set, lora)
@@ -253,6 +253,7 @@ def evaluate(
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
                                              ray_workers=workers, precision=precision)
     _check_executor(settings)
+    _warn_if_slower_than_fp32(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
@@ -268,6 +269,17 @@ def evaluate(
             typer.echo(f"run {run_id}")
             typer.echo(store.metrics()[["adapter_id", "corpus", "n", "f1", "recall", "accuracy", "in_domain"]]
                        .to_string(index=False))
+
+
+def _warn_if_slower_than_fp32(settings: Settings) -> None:
+    """Before a long scoring run: say so when the precision asked for is slower than fp32 here."""
+    from models.loading import pick_device
+    from models.precision import precision_warning
+
+    with _clear_errors():
+        warning = precision_warning(settings.precision, pick_device(settings.device)[0], settings.models_dir)
+    if warning:
+        typer.secho(f"warning: {warning}. Continuing in {settings.precision} as asked.", fg="yellow", err=True)
 
 
 def _check_executor(settings: Settings) -> None:

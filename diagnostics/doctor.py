@@ -58,20 +58,27 @@ def check_device(settings: Settings) -> Check:
         return Check("device", OK, f"CUDA {torch.cuda.get_device_name(0)} (bf16); setting: {settings.device}")
     if settings.device.startswith("cuda"):
         return Check("device", FAIL, "PHISHLENS_DEVICE asks for cuda but no GPU is visible; use auto or cpu")
-    from models.precision import PrecisionError, check_precision, native_bf16
+    from models.precision import PrecisionError, check_precision, matmul_rates, native_bf16
 
     try:
         check_precision(settings.precision, torch.device("cpu"))
     except PrecisionError as exc:
         return Check("device", FAIL, str(exc))
     threads = f"CPU, {torch.get_num_threads()} threads, scoring in {settings.precision}"
-    if native_bf16():
-        return Check("device", OK, f"{threads}; bf16 runs in hardware here (AMX / AVX-512 BF16): "
-                                   f"PHISHLENS_PRECISION=bf16 or int8 scores several times faster than fp32")
-    if settings.precision == "bf16":
-        return Check("device", WARN, f"{threads}, but this CPU emulates bf16 (far slower than fp32); "
-                                     f"use PHISHLENS_PRECISION=fp32 or int8")
-    return Check("device", OK, f"{threads}; no bf16 in hardware: keep fp32, or int8 for speed")
+    # Advice from measured rates, not CPU flags: an AVX2-only CPU ran int8 at 1/50 of fp32.
+    rates = matmul_rates(settings.models_dir)
+    hardware = "bf16 runs in hardware here (AMX / AVX-512 BF16)" if native_bf16() else "no bf16 in hardware"
+    measured = f"measured matmul rates: {rates.describe()}"
+    slower = [p for p in ("bf16", "int8") if rates.slower_than_fp32(p)]
+    faster = sorted((p for p in ("bf16", "int8") if rates.against_fp32(p) >= 1.5), key=rates.against_fp32)
+    if settings.precision in slower:
+        return Check("device", WARN, f"{threads}; {hardware}; {measured}: {settings.precision} is slower than fp32 "
+                                     f"here; use PHISHLENS_PRECISION=fp32")
+    advice = (f"PHISHLENS_PRECISION={faster[-1]} scores faster than fp32" if faster
+              else "keep fp32: neither bf16 nor int8 is faster here")
+    if slower:
+        advice += f"; {' and '.join(slower)} would be slower than fp32 here"
+    return Check("device", OK, f"{threads}; {hardware}; {measured}: {advice}")
 
 
 def check_model(settings: Settings) -> Check:

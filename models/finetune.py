@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from data.records import AdapterInfo, Demonstration, Email, LoraSettings
 from models.loading import ADAPTER_INFO_FILE, LoadedModel
-from models.precision import PrecisionError, native_bf16
+from models.precision import PrecisionError, matmul_rates, measure_matmul_rates
 from models.scoring import PromptBuilder, label_token_ids, last_position_logits, pad_left, render_email
 
 
@@ -70,13 +70,16 @@ def training_prompts(builder: PromptBuilder, emails: Sequence[Email], k: int, rn
 TRAINING_PRECISIONS = ("fp32", "bf16")
 
 
-def check_training_precision(precision: str, device: torch.device) -> None:
-    """Refuse a training precision that is unknown, or bf16 on a CPU that emulates it."""
+def check_training_precision(precision: str, device: torch.device, rates_dir: Path | None = None) -> None:
+    """Refuse a training precision that is unknown, or bf16 on a CPU where its measured matmul rate
+    is below fp32's (emulated bf16: far slower). `rates_dir` caches the measurement (see
+    models.precision.matmul_rates); without it the rates are measured now (under a second)."""
     if precision not in TRAINING_PRECISIONS:
         raise PrecisionError(f"training precision must be fp32 or bf16, not {precision!r}")
-    if precision == "bf16" and device.type == "cpu" and not native_bf16():
-        raise PrecisionError("this CPU has no bf16 hardware (AMX or AVX-512 BF16): bf16 training would be far "
-                             "slower than fp32; train in fp32")
+    if precision == "bf16" and device.type == "cpu":
+        rates = matmul_rates(rates_dir) if rates_dir is not None else measure_matmul_rates()
+        if (slower := rates.slower_than_fp32("bf16")) is not None:
+            raise PrecisionError(f"{slower}: bf16 training would be slower than fp32; train in fp32")
 
 
 def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: str,

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,6 +65,99 @@ def compare_with_fp32(precision: str, fp32_scores: np.ndarray, scores: np.ndarra
     flipped = (np.asarray(scores) > 0) != (np.asarray(fp32_scores) > 0)
     return PrecisionCheck(precision, len(change), float(change.mean()) if len(change) else 0.0,
                           float(change.max(initial=0.0)), int(flipped.sum()))
+
+
+# ---------------------------------------------------------------- precision by measurement
+#
+# CPU flags do not say which precision is fast: on a 2-core AVX2-only EPYC torch's int8 matmul
+# ran at 1.6 GFLOP/s and bf16 at 0.9 against fp32's 85-114, so int8 scoring was 17x slower
+# than fp32 while the flags suggested it as the fast option. So the choice rests on a quick
+# same-process measurement of each dtype's matmul rate, cached per machine.
+
+RATES_FILE = "matmul-rates.json"
+RATE_PROBE_SIZE = 512  # one 512³ matmul: 0.3 s even where bf16 is emulated at ~1 GFLOP/s
+RATE_PROBE_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class MatmulRates:
+    """Each precision's measured matmul rate on this machine (GFLOP/s; int8: integer GOP/s)."""
+
+    machine: str  # what the measurement is valid for: CPU, thread count, torch version
+    gflops: dict
+
+    def against_fp32(self, precision: str) -> float:
+        """How many times fp32's rate `precision` runs at (below 1: slower than fp32)."""
+        return self.gflops[precision] / self.gflops["fp32"]
+
+    def slower_than_fp32(self, precision: str) -> str | None:
+        """Why `precision` would be slower than fp32 here, or None when it is not."""
+        if precision == "fp32" or precision not in self.gflops or self.against_fp32(precision) >= 1:
+            return None
+        return (f"{precision} matmuls run at {self.gflops[precision]:.1f} GFLOP/s on this CPU against fp32's "
+                f"{self.gflops['fp32']:.1f} ({self.against_fp32(precision):.2f}× fp32; measured): "
+                f"{precision} would be slower than fp32 here")
+
+    def too_slow_for(self, precision: str, fp32_seconds: float, limit_seconds: float) -> str | None:
+        """Why a run that takes `fp32_seconds` in fp32 should not be run in `precision` here (its
+        time estimated from the rates would pass `limit_seconds`), or None. For benchmark rows."""
+        estimate = fp32_seconds / self.against_fp32(precision)
+        if estimate <= limit_seconds:
+            return None
+        return (f"skipped: {precision} matmuls run at {self.gflops[precision]:.1f} GFLOP/s here, "
+                f"{self.against_fp32(precision):.3f}× fp32's {self.gflops['fp32']:.1f}, so this row would take about "
+                f"{estimate / 60:.0f} min (fp32: {fp32_seconds:.0f} s; limit {limit_seconds / 60:.0f} min)")
+
+    def describe(self) -> str:
+        return ", ".join(f"{p} {self.gflops[p]:.1f} GFLOP/s" + ("" if p == "fp32" else f" ({self.against_fp32(p):.2f}×)")
+                         for p in PRECISIONS if p in self.gflops)
+
+
+def machine_key() -> str:
+    """The machine a rate measurement is valid for: CPU model and features, threads, torch."""
+    from models.flops import describe_cpu
+
+    cpu = describe_cpu()
+    return (f"{cpu['model']} [{cpu['family_model']}] {'+'.join(cpu['features'])} · {cpu['threads']} threads · "
+            f"torch {torch.__version__}")
+
+
+def measure_matmul_rates(seconds: float = RATE_PROBE_SECONDS, size: int = RATE_PROBE_SIZE) -> MatmulRates:
+    """fp32, bf16 and int8 matmul rates measured now, in this process (about a second)."""
+    from models.flops import matmul_rate
+
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+    return MatmulRates(machine_key(), {p: matmul_rate(d, size, seconds) / 1e9 for p, d in dtypes.items()})
+
+
+def matmul_rates(cache_dir: Path, refresh: bool = False) -> MatmulRates:
+    """This machine's matmul rates: read from cache_dir's record when it was measured on this
+    machine (CPU, threads, torch version), else measured now and recorded."""
+    path = Path(cache_dir) / RATES_FILE
+    key = machine_key()
+    if not refresh:
+        try:
+            recorded = json.loads(path.read_text())
+            if recorded.get("machine") == key and set(PRECISIONS) <= set(recorded.get("gflops", {})):
+                return MatmulRates(key, {p: float(recorded["gflops"][p]) for p in PRECISIONS})
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # missing or unreadable: measure again
+    rates = measure_matmul_rates()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"machine": rates.machine, "gflops": rates.gflops}, indent=1))
+    except OSError:
+        pass  # a read-only cache folder: measure each time
+    return rates
+
+
+def precision_warning(precision: str, device: torch.device, cache_dir: Path) -> str | None:
+    """What to tell a user who asked for `precision` where it would be slower than fp32 (CPU,
+    by this machine's measured matmul rates), or None."""
+    if device.type != "cpu" or precision == "fp32" or precision not in PRECISIONS:
+        return None
+    slower = matmul_rates(cache_dir).slower_than_fp32(precision)
+    return f"{slower}; fp32 would be faster (--precision fp32)" if slower else None
 
 
 def native_bf16() -> bool:

@@ -211,6 +211,14 @@ def classifier(model: str, adapter_path: str | None, models_dir: str, device: st
     return load_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
 
 
+@st.cache_resource(show_spinner="Measuring this CPU's matmul rates…")
+def matmul_rates_here(models_dir: Path):
+    """This machine's fp32 / bf16 / int8 matmul rates (models.precision.matmul_rates: cached on disk)."""
+    from models.precision import matmul_rates
+
+    return matmul_rates(models_dir)
+
+
 @st.cache_resource(show_spinner=False)
 def device_in_use(requested: str) -> str:
     """What 'auto' resolves to here (imports torch once per server process)."""

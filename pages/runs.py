@@ -7,7 +7,8 @@ import streamlit as st
 
 from data.export import spreadsheet_safe_csv
 from diagnostics.launcher import list_jobs, start_job
-from pages._cache import results_or_stop, run_params
+from models.precision import PRECISIONS
+from pages._cache import matmul_rates_here, results_or_stop, run_params
 from pages._safe import started_message
 
 settings = st.session_state["settings"]
@@ -29,12 +30,16 @@ with st.form("runs_start"):
     sample = st.number_input("Test emails per corpus (evaluate; 0 = all) / sample to explain or sweep", 0, 100_000, 100,
                              key="runs_sample")
     corpus = st.selectbox("Corpus (explain, sweep heads)", corpora or ["(none yet)"], key="runs_corpus")
-    precisions = ["fp32", "bf16", "int8"]
-    precision = st.selectbox("Precision (evaluate, train)", precisions, key="runs_precision",
-                             index=precisions.index(settings.precision) if settings.precision in precisions else 0,
-                             help="fp32 is the reference. bf16 scores ~5× and trains ~1.4× faster on CPUs with AMX "
-                                  "or AVX-512 BF16; int8 (evaluate only) ~4×. Both are checked against fp32 in the "
-                                  "run's details; see benchmarks/README.md.")
+    rates = matmul_rates_here(settings.models_dir)
+    precision = st.selectbox("Precision (evaluate, train)", PRECISIONS, key="runs_precision",
+                             index=PRECISIONS.index(settings.precision) if settings.precision in PRECISIONS else 0,
+                             format_func=lambda p: p if p == "fp32" else
+                             f"{p} ({rates.against_fp32(p):.2g}× fp32's matmul rate here"
+                             f"{': slower' if rates.slower_than_fp32(p) else ''})",
+                             help="fp32 is the reference. The factors are this machine's measured matmul rates "
+                                  "(doctor shows them); a precision slower than fp32 here is refused for training "
+                                  "and warned about for evaluation. bf16 and int8 runs are checked against fp32 in "
+                                  "the run's details; see benchmarks/README.md.")
     submitted = st.form_submit_button("Start")
 
 if submitted:
@@ -55,9 +60,13 @@ if submitted:
         st.error("No corpus yet: ingest one first.")
     elif kind == "train" and precision == "int8":
         st.error("Training runs in fp32 or bf16; int8 is a scoring precision.")
+    elif kind == "train" and rates.slower_than_fp32(precision):
+        st.error(f"{rates.slower_than_fp32(precision)}: train in fp32.")
     elif kind == "train" and not training_sets:
         st.error("No training set yet: build one with `python cli.py trainset ...` or run the demo.")
     else:
+        if kind == "evaluate" and rates.slower_than_fp32(precision):
+            st.warning(f"{rates.slower_than_fp32(precision)}; started as asked, but fp32 would finish sooner.")
         job = start_job(settings, arguments)
         st.success(started_message(job))
 

@@ -93,3 +93,77 @@ def test_int8_merges_a_lora_adapter_before_quantizing(evaluated_settings, real_e
         base = score_emails(loaded, real_emails, 96)
     int8 = score_emails(quantized, real_emails, 96)
     assert np.abs(int8 - with_adapter).mean() < np.abs(int8 - base).mean()
+
+
+# ------------------------------------------------------------------ precision by measurement
+
+def _record_rates(folder, **gflops):
+    """A rates record for this machine with the given (fake) GFLOP/s: what doctor and evaluate read."""
+    import json
+
+    from models.precision import RATES_FILE, machine_key
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RATES_FILE).write_text(json.dumps({"machine": machine_key(), "gflops": gflops}))
+    return folder
+
+
+def test_rates_are_measured_once_per_machine_and_remeasured_elsewhere(tmp_path):
+    import json
+
+    from models.precision import RATES_FILE, matmul_rates
+
+    first = matmul_rates(tmp_path)
+    assert set(first.gflops) == {"fp32", "bf16", "int8"} and all(v > 0 for v in first.gflops.values())
+    assert matmul_rates(tmp_path) == first  # read back, not measured again
+    record = json.loads((tmp_path / RATES_FILE).read_text())
+    record["machine"] = "another CPU"
+    record["gflops"]["fp32"] = 1e9
+    (tmp_path / RATES_FILE).write_text(json.dumps(record))
+    assert matmul_rates(tmp_path).gflops["fp32"] < 1e9  # measured again for this machine
+
+
+def test_a_precision_slower_than_fp32_is_named_with_its_measured_rates(tmp_path):
+    from models.precision import matmul_rates, precision_warning
+
+    rates = matmul_rates(_record_rates(tmp_path, fp32=100.0, bf16=0.9, int8=1.6))
+    assert rates.slower_than_fp32("fp32") is None
+    assert "0.9 GFLOP/s" in rates.slower_than_fp32("bf16") and "slower than fp32" in rates.slower_than_fp32("int8")
+    assert "--precision fp32" in precision_warning("int8", torch.device("cpu"), tmp_path)
+    assert precision_warning("fp32", torch.device("cpu"), tmp_path) is None
+    fast = matmul_rates(_record_rates(tmp_path / "fast", fp32=100.0, bf16=600.0, int8=900.0))
+    assert fast.slower_than_fp32("int8") is None and fast.against_fp32("bf16") == 6
+
+
+def test_doctor_and_evaluate_say_when_a_precision_is_slower_than_fp32(settings, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from diagnostics.doctor import OK, WARN, check_device
+
+    slow = _record_rates(tmp_path / "slow", fp32=100.0, bf16=0.9, int8=1.6)
+    check = check_device(settings.with_overrides(device="cpu", precision="int8", models_dir=slow))
+    assert check.status == WARN and "int8 is slower than fp32" in check.detail and "1.6 GFLOP/s" in check.detail
+    check = check_device(settings.with_overrides(device="cpu", models_dir=slow))
+    assert check.status == OK and "keep fp32" in check.detail and "bf16 and int8 would be slower" in check.detail
+    fast = _record_rates(tmp_path / "fast", fp32=100.0, bf16=300.0, int8=800.0)
+    check = check_device(settings.with_overrides(device="cpu", models_dir=fast))
+    assert "PHISHLENS_PRECISION=int8 scores faster than fp32" in check.detail
+
+    monkeypatch.setenv("PHISHLENS_MODELS", str(slow))
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "--device", "cpu", "evaluate",
+                                      "--precision", "int8"])
+    assert "warning: int8 matmuls run at 1.6 GFLOP/s" in result.output, result.output
+    assert result.output.index("warning:") < result.output.index("error")  # warned before it started
+
+
+def test_bf16_training_is_refused_where_measured_slower_than_fp32(tmp_path):
+    from models.finetune import check_training_precision
+    from models.precision import PrecisionError
+
+    slow = _record_rates(tmp_path / "slow", fp32=100.0, bf16=0.9, int8=1.6)
+    with pytest.raises(PrecisionError, match="0.9 GFLOP/s.*train in fp32"):
+        check_training_precision("bf16", torch.device("cpu"), slow)
+    check_training_precision("fp32", torch.device("cpu"), slow)
+    check_training_precision("bf16", torch.device("cpu"), _record_rates(tmp_path / "fast", fp32=100.0, bf16=500.0,
+                                                                         int8=900.0))
