@@ -79,12 +79,13 @@ class ExplanationView:
 
     def draw(self, explanation: Explanation, title: str, key: str, scale: float | None = None,
              charts: bool = True) -> None:
-        """Verdict line, legend, map; with charts, the field waterfall and faithfulness curves."""
+        """Verdict line, legend, map; with charts, the field waterfall and faithfulness curves.
+        `title` is Markdown: escape any name in it with pages._safe.md."""
         self._drawn[key] = self._drawn.get(key, 0) + 1
         key = f"{key}_{self._drawn[key]}"
         verdict = "phishing/spam" if explanation.score > 0 else "legitimate"
         level = LEVEL_NOTE.get(explanation.level, explanation.level)
-        st.markdown(f"**{md(title)}** · {verdict} (score {explanation.score:+.3f}) · map by {level} · "
+        st.markdown(f"**{title}** · {verdict} (score {explanation.score:+.3f}) · map by {level} · "
                     f"{explanation.evaluations} model evaluations, {explanation.seconds:.1f} s")
         scale = scale or max((abs(v) for v in explanation.values), default=0.0)
         st.html(legend_html(scale))

@@ -51,6 +51,14 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
         return max(low, min(default, high))
 
 
+def code(value: object, max_chars: int = MAX_SHOWN_CHARS) -> str:
+    """`value` as a Markdown code span: shown literally (no links, images or directives), one line.
+    The fence is one backtick longer than the longest run inside, as CommonMark allows."""
+    text = _LINE_BREAKS.sub(" ", str(value))[:max_chars]
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
 def started_message(job) -> str:
     """The success line for a job started from a page (its command holds paths and names)."""
-    return f"Started {md(job.command)} (job {md(job.id)}); follow it on the Runs page."
+    return f"Started {code(job.command)} (job {md(job.id)}); follow it on the Runs page."

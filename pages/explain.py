@@ -10,6 +10,7 @@ import streamlit as st
 from diagnostics.attribution import adapter_disabled, lora_delta
 from pages._cache import classifier, email_with_verdicts, results_or_stop
 from pages._explain_view import ExplanationView, pick_email, pick_method
+from pages._safe import md
 
 settings = st.session_state["settings"]
 st.title("Explain an email")
@@ -51,7 +52,7 @@ for name in picked:
         st.caption("The base model with the adapter switched off, then the difference: what fine-tuning changed.")
         with adapter_disabled(loaded) as base_view:
             base = view.explained(base_view, mail, method, f"explain_{name}_base", save=from_store)
-        view.draw(lora_delta(adapted, base), f"LoRA delta: {name} minus base", f"explain_{name}_delta")
+        view.draw(lora_delta(adapted, base), f"LoRA delta: {md(name)} minus base", f"explain_{name}_delta")
 
 if from_store:
     _, verdicts = email_with_verdicts(settings.store_path, mail.id)

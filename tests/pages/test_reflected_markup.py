@@ -13,7 +13,7 @@ import pytest
 
 from data.export import neutralise_cell, spreadsheet_safe_csv
 from data.store import Store
-from pages._safe import label, md
+from pages._safe import code, label, md
 from tests.conftest import open_app_page
 
 EVIL_HOST = "evil.test"
@@ -42,8 +42,16 @@ def hostile_settings(evaluated_settings, tmp_path_factory):
     return settings
 
 
+CODE_SPAN = __import__("re").compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+
+
+def _outside_code_spans(text: str) -> str:
+    """Markdown text without its code spans, which render literally (no links, images, directives)."""
+    return CODE_SPAN.sub("", text)
+
+
 def _markdown_texts(at) -> list[str]:
-    """Every string the page hands to a Markdown-rendering element or label."""
+    """Every string the page hands to a Markdown-rendering element or label (code spans removed)."""
     texts = []
     for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "header", "subheader",
                  "latex", "toast"):
@@ -52,7 +60,7 @@ def _markdown_texts(at) -> list[str]:
                  "checkbox", "toggle", "button", "expander", "tabs", "metric"):
         texts += [str(getattr(e, "label", "")) for e in getattr(at, kind, [])]
     texts += [str(o) for r in at.radio for o in r.options]  # radio options render Markdown too
-    return texts
+    return [_outside_code_spans(t) for t in texts]
 
 
 def _plotly_strings(at) -> list[str]:
@@ -102,6 +110,13 @@ def test_escapes_render_as_the_same_text():
     assert shown == PAYLOAD and "](" not in md(PAYLOAD).replace("\\]\\(", "")
     assert md("line one\nline two") == "line one line two"
     assert "<" not in label(PAYLOAD) and "&lt;b&gt;" in label(PAYLOAD)
+
+
+def test_code_spans_cannot_be_closed_from_inside():
+    span = code("run ``` `x` ![i](http://evil.test/i.png)")
+    fence = span.split(" ", 1)[0]
+    assert fence == "````" and span.endswith(" " + fence)  # longer than any backtick run inside
+    assert _outside_code_spans(f"Started {span} ok") == "Started  ok"
 
 
 def test_csv_exports_neutralise_formulas():
