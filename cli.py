@@ -267,8 +267,18 @@ def evaluate(
                 evaluate_reference(store, list(store.training_sets()["name"]), corpora or store.corpus_names(),
                                    sample_size, settings.seed)
             typer.echo(f"run {run_id}")
-            typer.echo(store.metrics()[["adapter_id", "corpus", "n", "f1", "recall", "accuracy", "in_domain"]]
-                       .to_string(index=False))
+            typer.echo(_matrix_rows(store.metrics().round({"f1": 3, "recall": 3, "accuracy": 3}),
+                                    ["accuracy"]).to_string(index=False))
+
+
+def _matrix_rows(metrics, extra: list[str] | None = None):
+    """F1 matrix rows that name their scorer: the base model for adapters and zero-shot, "bag of
+    words" for the TF-IDF + logistic regression reference trained on the same training set."""
+    from models.bag_of_words import REFERENCE_MODEL
+
+    scorer = metrics["model"].where(metrics["model"] != REFERENCE_MODEL, "bag of words (TF-IDF + LR)")
+    rows = metrics.assign(scorer=scorer).sort_values(["scorer", "training_set", "corpus"])
+    return rows[["scorer", "training_set", "corpus", "n", "f1", "recall", *(extra or []), "in_domain"]]
 
 
 def _warn_if_slower_than_fp32(settings: Settings) -> None:
@@ -545,8 +555,7 @@ def status(ctx: typer.Context):
                 ("training sets", store.training_sets()[["name", "kind", "size"]]),
                 ("adapters", store.adapters()[["id", "n_train", "seconds"]].round({"seconds": 0})),
                 ("runs", store.runs()[["id", "status", "error"]].head(10)),
-                ("F1 matrix (recall where a test sample has one class)",
-                 metrics[["training_set", "corpus", "n", "f1", "recall", "in_domain"]]),
+                ("F1 matrix per scorer (recall where a test sample has one class)", _matrix_rows(metrics)),
             ]:
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
             typer.echo("\n(status reads what it shows; `python cli.py doctor` reads every table to find damage)")

@@ -70,3 +70,18 @@ def test_explain_a_corpus_sample_then_resume_and_reject_unknowns(evaluated_setti
     assert unknown.exit_code == 1 and "no corpus 'no-such-corpus'" in unknown.output
     bad = runner.invoke(app, [*common, "explain", "--corpus", "synthetic-webmail", "--method", "lime"])
     assert bad.exit_code == 1 and "--method must be one of" in bad.output
+
+
+def test_status_names_the_scorer_of_every_matrix_row(evaluated_settings):
+    result = runner.invoke(app, ["--home", str(evaluated_settings.home), "--store", str(evaluated_settings.store_path),
+                                 "status"])
+    assert result.exit_code == 0, result.output
+    block = result.output.split("F1 matrix per scorer", 1)[1].split("\n\n", 1)[0]
+    rows = [line.strip() for line in block.splitlines()[2:] if line.strip()]
+    bag = "bag of words (TF-IDF + LR)"
+    scorers = {bag if row.startswith(bag) else row.split()[0] for row in rows}
+    assert scorers == {bag, evaluated_settings.model}, scorers
+    # Each (scorer, training set, corpus) is one row: no two rows share a name.
+    keys = [(row.startswith(bag), *row.split()[-6:-4]) for row in rows]  # (is bag, training set, corpus)
+    assert len(keys) == len(set(keys))
+    assert {k[1:] for k in keys if k[0]} <= {k[1:] for k in keys if not k[0]}  # same sets, told apart
