@@ -14,10 +14,14 @@ from __future__ import annotations
 import html
 import re
 
-# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it also breaks
-# GFM's bare-URL autolinks ("http\:\/\/", "www\."), Streamlit's ":red[...]" and ":icon:"
-# directives, and "$...$" math.
+# CommonMark lets any ASCII punctuation be backslash-escaped, which disarms links, images,
+# emphasis, HTML, Streamlit's ":red[...]" and ":icon:" directives and "$...$" math. It does not
+# stop GFM's autolink literals: the browser still turned "http\:\/\/host" and "www\.host"
+# into links. A word joiner (U+2060, invisible, zero width) after every ":" and before every
+# "." and "@" breaks "http://", "www." and "a@b.c" apart.
 _MARKDOWN_PUNCTUATION = re.compile(r"""([!-/:-@\[-`{-~])""")
+_AUTOLINK_BREAKS = re.compile(r"(\\:)|(\\[.@])")
+WORD_JOINER = "\u2060"
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 MAX_SHOWN_CHARS = 500
 
@@ -27,7 +31,9 @@ def md(value: object, max_chars: int = MAX_SHOWN_CHARS) -> str:
     text = _LINE_BREAKS.sub(" ", str(value))
     if len(text) > max_chars:
         text = text[:max_chars] + "…"
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    escaped = _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    return _AUTOLINK_BREAKS.sub(lambda m: m.group(1) + WORD_JOINER if m.group(1) else WORD_JOINER + m.group(2),
+                                escaped)
 
 
 def label(value: object, max_chars: int = 200) -> str:

@@ -170,6 +170,28 @@ def test_hostile_email_runs_nothing_and_fetches_nothing(served, browser):
     page.close()
 
 
+def test_urls_and_query_values_are_shown_as_text_not_links(served, browser):
+    """A payload in ?email= reaches an error message: no link, no image, nothing fetched (the
+    browser is the judge of Markdown's autolinks, which AppTest cannot see)."""
+    from urllib.parse import quote
+
+    url, _, _ = served
+    payload = "![t](http://evil.test/t.png)[go](http://evil.test/x) www.evil.test a@evil.test <b>b</b>:red[r]"
+    page, events = _open(browser, f"{url}/explain?email={quote(payload)}")
+    page.get_by_text("in the store").first.wait_for(timeout=60_000)
+    main = page.locator("[data-testid='stMain']")
+    hrefs = main.locator("a").evaluate_all("links => links.map(a => a.href)")
+    assert [h for h in hrefs if urlsplit(h).netloc != urlsplit(url).netloc] == [], hrefs
+    assert main.locator("img").count() == 0 and main.locator("b").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "reflected-query.png"))
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
+    page.close()
+    page, _ = _open(browser, f"{url}/heads?layer=abc")
+    page.get_by_text("not a whole number").first.wait_for(timeout=120_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
 def _assert_no_script_ran_and_nothing_fetched(page, events, url):
     assert events["dialogs"] == []
     own = urlsplit(url).netloc
