@@ -444,6 +444,9 @@ def study(
         parsed = load_spec(spec)
     except SpecError as exc:
         _fail(str(exc))
+    from diagnostics.paired import power_note
+
+    typer.echo(f"power: {power_note(parsed.eval_size)}")
     with _clear_errors():
         if not report_only:
             for model in parsed.models:  # for the longest prompts: FTICL's, when the spec has it

@@ -159,3 +159,24 @@ class Explanation:
     evaluations: int  # model forward passes (one per scored prompt)
     seconds: float
     faithfulness: Faithfulness | None = None
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two scorers' F1 on the same emails: the difference with its paired-bootstrap interval,
+    and McNemar's exact test on which emails each got right."""
+
+    n: int
+    f1_a: float
+    f1_b: float
+    delta_f1: float  # f1_a - f1_b
+    delta_low: float
+    delta_high: float
+    only_a_right: int  # McNemar's discordant pairs
+    only_b_right: int
+    mcnemar_p: float
+    level: float = 0.95
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        """A difference the data supports: the interval excludes 0 and McNemar's p is below alpha."""
+        return (not (self.delta_low <= 0 <= self.delta_high)) and self.mcnemar_p < alpha

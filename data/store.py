@@ -758,6 +758,12 @@ class Store:
         """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags."""
         return self.query(METRICS_SQL)
 
+    def paired_verdicts(self, scorer_a: str, scorer_b: str) -> pd.DataFrame:
+        """The emails both scorers (adapter or reference ids) scored: corpus, true label and each verdict."""
+        return self.query("SELECT a.corpus, a.email_id, a.true_label, a.predicted AS verdict_a, b.predicted AS verdict_b "
+                          "FROM predictions a JOIN predictions b ON b.email_id = a.email_id AND b.adapter_id = ? "
+                          "WHERE a.adapter_id = ? ORDER BY a.corpus, a.email_id", [scorer_b, scorer_a])
+
     # ------------------------------------------------------------ inbox
     def inbox(self, adapter_id: str | None = None, corpora: list[str] | None = None, label: int | None = None,
               outcome: str = "all", min_confidence: float = 0.0, text: str | None = None,

@@ -211,6 +211,19 @@ def classifier(model: str, adapter_path: str | None, models_dir: str, device: st
     return load_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _paired(path: str, stamp: float, scorer_a: str, scorer_b: str):
+    from diagnostics.paired import compare_on_corpora
+
+    return compare_on_corpora(Store.open(Path(path), read_only=True, busy_timeout=15).paired_verdicts(scorer_a, scorer_b))
+
+
+@_stops_page_on_store_error
+def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
+    """corpus → PairedComparison of two scorers on the test emails both scored (cached)."""
+    return _paired(str(path), _stamp(path), scorer_a, scorer_b)
+
+
 @st.cache_resource(show_spinner="Measuring this CPU's matmul rates…")
 def matmul_rates_here(models_dir: Path):
     """This machine's fp32 / bf16 / int8 matmul rates (models.precision.matmul_rates: cached on disk)."""

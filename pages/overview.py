@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
+from diagnostics.paired import difference_sentence
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
-from pages._cache import results_or_stop
+from pages._cache import paired_comparisons, results_or_stop
 from pages._safe import md
 
 settings = st.session_state["settings"]
@@ -59,6 +60,32 @@ else:
         st.caption("An adapter trained on every corpus (a generalist over all of them) has no out-of-domain "
                    "cell, so no gap.")
     st.dataframe(gap.drop(columns=["model"]), hide_index=True, key="overview_gap_table")
+
+st.subheader("Is a difference real?")
+st.caption("Two scorers compared on the test emails both scored: the paired-bootstrap 95% interval of their F1 "
+           "difference (the emails resampled together) and McNemar's exact test on which emails each got right. A "
+           "difference is claimed only where the interval excludes 0 and p < 0.05.")
+scorer_names = {f"{r.training_set} · {'bag of words' if r.model == REFERENCE_MODEL else r.model}": r.adapter_id
+                for r in metrics.drop_duplicates("adapter_id").itertuples()}
+if len(scorer_names) >= 2:
+    names = list(scorer_names)
+    left, right = st.columns(2)
+    first = left.selectbox("Scorer A", names, key="overview_pair_a")
+    second = right.selectbox("Scorer B", [n for n in names if n != first], key="overview_pair_b")
+    compared = paired_comparisons(settings.store_path, scorer_names[first], scorer_names[second])
+    if not compared:
+        st.caption("These two scorers share no test emails.")
+    else:
+        st.dataframe(pd.DataFrame([{"corpus": corpus, "n": c.n, "F1 A": c.f1_a, "F1 B": c.f1_b, "ΔF1 (A − B)": c.delta_f1,
+                                    "95% CI low": c.delta_low, "95% CI high": c.delta_high,
+                                    "only A right": c.only_a_right, "only B right": c.only_b_right,
+                                    "McNemar p": c.mcnemar_p, "significant": c.significant()}
+                                   for corpus, c in compared.items()]),
+                     hide_index=True, key="overview_pairs", column_config={
+                         name: st.column_config.NumberColumn(format="%.3f")
+                         for name in ("F1 A", "F1 B", "ΔF1 (A − B)", "95% CI low", "95% CI high", "McNemar p")})
+        for corpus, c in compared.items():
+            st.text(difference_sentence(first, second, corpus, c))  # names come from files: shown as text
 
 st.subheader("All figures")
 st.dataframe(

@@ -7,6 +7,7 @@ import streamlit as st
 from data.export import download_name, spreadsheet_safe_csv
 from data.store import StoreError
 from diagnostics.launcher import start_job
+from diagnostics.paired import power_note
 from diagnostics.study import SpecError
 from diagnostics.study_report import study_figures, study_html
 from pages._cache import study_report
@@ -34,6 +35,8 @@ except (SpecError, StoreError) as exc:
 
 with st.expander("Spec"):
     st.json({k: str(v) for k, v in spec.__dict__.items()})
+    target = st.number_input("Wanted 95% half-width of F1 per cell", 0.01, 0.3, 0.04, step=0.01, key="study_target")
+    st.text(power_note(spec.eval_size, target))  # the test size needed for it, from the bootstrap
     st.caption(f"{len(plan.adapters)} adapters ({len(spec.models)} models × {len(plan.training_sets)} training sets "
                f"× {len(spec.seeds)} seeds) on {len(plan.test_corpora)} test corpora.")
     if st.button("Run what is missing (as a job)", key="study_start"):

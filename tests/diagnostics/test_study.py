@@ -124,6 +124,7 @@ def test_study_command_reports_and_refuses_a_badtiny_study(study_copy, tmp_path)
     result = CliRunner().invoke(app, base + [str(good), "--report-only"])
     assert result.exit_code == 0, result.output
     assert "study tiny: 2 adapters" in result.output and "specialists reach" in result.output
+    assert "power: eval_size = 20 test emails per corpus: each cell's 95% interval on F1 is about ±" in result.output
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nmodels = ["a"]\nseeds = []\n')
     result = CliRunner().invoke(app, base + [str(bad)])

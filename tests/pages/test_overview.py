@@ -75,3 +75,26 @@ def test_overview_shows_new_results_without_restart(monkeypatch, evaluated_setti
     at.run()
     after = len(next(d.value for d in at.dataframe if "tp" in d.value.columns))
     assert (before, after) == (15, 12)  # 3 corpora × (zero-shot, 2 adapters, 2 bag-of-words references)
+
+
+def test_difference_view_compares_two_scorers_on_the_same_emails(monkeypatch, evaluated_settings):
+    from data.store import Store
+    from diagnostics.paired import compare_scorers
+    from tests.conftest import open_app_page
+
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/overview.py")
+    assert not at.exception
+    first, second = at.selectbox(key="overview_pair_a"), at.selectbox(key="overview_pair_b")
+    assert first.value != second.value
+    table = next(d.value for d in at.dataframe if "McNemar p" in d.value.columns)
+    sentences = [t.value for t in at.text if "ΔF1" in t.value or "undefined" in t.value]
+    assert len(sentences) == len(table) > 0
+    # The page's figures are those of an independent recomputation on the same emails.
+    metrics = Store.open(evaluated_settings.store_path, read_only=True).metrics()
+    ids = {f"{r.training_set} · {'bag of words' if r.model == 'tfidf-lr' else r.model}": r.adapter_id
+           for r in metrics.drop_duplicates("adapter_id").itertuples()}
+    pairs = Store.open(evaluated_settings.store_path, read_only=True).paired_verdicts(ids[first.value], ids[second.value])
+    row = table.iloc[0]
+    rows = pairs[pairs["corpus"] == row["corpus"]]
+    expected = compare_scorers(rows["true_label"], rows["verdict_a"], rows["verdict_b"])
+    assert row["n"] == expected.n and row["McNemar p"] == expected.mcnemar_p

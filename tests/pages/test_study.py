@@ -57,3 +57,18 @@ def test_study_page_names_a_broken_spec(monkeypatch, evaluated_settings, tmp_pat
     at = open_app_page(monkeypatch, evaluated_settings, "pages/study.py", spec="broken")
     assert not at.exception
     assert any("not valid TOML" in e.value for e in at.error)
+
+
+def test_study_page_gives_the_power_of_the_spec_and_the_size_a_half_width_needs(monkeypatch, evaluated_settings,
+                                                                               tmp_path):
+    from diagnostics.paired import eval_size_for, f1_half_width
+
+    studies = tmp_path / "studies"
+    _write_spec(studies, evaluated_settings.model)
+    monkeypatch.setenv("PHISHLENS_STUDIES", str(studies))
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/study.py", spec="tiny")
+    note = next(t.value for t in at.text if t.value.startswith("eval_size = 20"))
+    assert f"±{f1_half_width(20):.2f}" in note and f"about {eval_size_for(0.04)} are needed" in note
+    at.number_input(key="study_target").set_value(0.2).run()
+    note = next(t.value for t in at.text if t.value.startswith("eval_size = 20"))
+    assert note.endswith("enough") == (f1_half_width(20) <= 0.2)
