@@ -137,5 +137,5 @@ class ExplanationView:
         if save:
             problem = save_explanation(settings.store_path, final, mail.corpus)
             if problem:
-                st.caption(f"Not cached: {problem}")
+                st.caption(f"Not cached: {md(problem)}")
         return final
