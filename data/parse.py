@@ -48,6 +48,10 @@ class ParseLimits:
     max_header_block_bytes: int = 256 * 2**10  # the top-level headers together; later header lines are dropped
     max_mime_parts: int = 1_000  # MIME boundary lines read; the message is cut at the next one
     max_html_chars: int = 1_000_000  # HTML fed to the text extractor, over all HTML parts
+    # Bytes of one mbox message read and discarded past the raw cap (to find the next message)
+    # before the rest of the file is given up: a gzip bomb inflating to 10 GB would otherwise
+    # cost seconds per GB to skip.
+    max_mbox_skip_bytes: int = 256 * 2**20
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -366,12 +370,18 @@ def read_eml(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawField
 _LINE_PIECE = 1 << 16  # an mbox is read in lines of at most this many bytes: a huge line comes in pieces
 
 
-def _mbox_messages(stream, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
+class _MessageTooLarge(Exception):
+    """An mbox message went on past the skip limit: the rest of the file is not read."""
+
+
+def _mbox_messages(stream, max_bytes: int, max_skipped: int) -> Iterator[tuple[bytes, bool]]:
     """Split an mbox byte stream at its "From " lines as mailbox.mbox does (the blank line
     before a From_ line is not part of the message), keeping at most `max_bytes` of each
-    message and discarding the rest as it is read."""
+    message and discarding the rest as it is read; a message that goes on for more than
+    `max_skipped` bytes past that is yielded cut, then _MessageTooLarge is raised."""
     kept: list[bytes] = []
     size, cut, started, line_start, in_from_line, last_was_empty = 0, False, False, True, False, False
+    skipped = 0
 
     def message() -> tuple[bytes, bool]:
         raw = b"".join(kept)
@@ -383,6 +393,7 @@ def _mbox_messages(stream, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
             if started:
                 yield message()
             kept, size, cut, started, in_from_line, last_was_empty = [], 0, False, True, not line_start, False
+            skipped = 0
             continue
         if in_from_line:  # the rest of a From_ line longer than one piece
             in_from_line = not line_start
@@ -392,7 +403,12 @@ def _mbox_messages(stream, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
         last_was_empty = starts_line and piece == b"\n"
         room = max_bytes - size
         if len(piece) > room:
+            skipped += len(piece) - room
             piece, cut = piece[:room], True
+            if skipped > max_skipped:
+                if kept:
+                    yield message()
+                raise _MessageTooLarge
         if piece:
             kept.append(piece)
             size += len(piece)
@@ -409,7 +425,7 @@ def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tupl
     count = 0
     try:
         with _open_maybe_gzip(path) as stream:
-            for raw, cut in _mbox_messages(stream, limits.max_message_bytes):
+            for raw, cut in _mbox_messages(stream, limits.max_message_bytes, limits.max_mbox_skip_bytes):
                 ref = f"{path.name}#{count}"
                 count += 1
                 try:
@@ -420,6 +436,11 @@ def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tupl
     except FILE_FAULTS as exc:
         fault = file_fault(path, exc)
         yield f"{path.name}#{count}", ParseError(f"{fault}; the {count} messages before it were kept"), False
+    except _MessageTooLarge:
+        limit = (limits.max_message_bytes + limits.max_mbox_skip_bytes) / 2**20
+        yield (f"{path.name}#{count}", ParseError(
+            f"{path.name}: message #{count - 1} goes on past {limit:.0f} MiB (a decompression bomb?); it was kept "
+            f"cut at the message cap, and the rest of the file was not read"), False)
 
 
 # ---------------------------------------------------------------- CSV corpora

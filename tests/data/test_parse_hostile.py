@@ -134,6 +134,19 @@ def test_gzip_mbox_bomb_is_streamed_and_each_message_cut_at_the_cap(tmp_path, ra
     assert not list(tmp_path.glob("*.mbox")) and not list(tmp_path.glob("tmp*"))
 
 
+def test_mbox_message_past_the_skip_limit_ends_the_file_with_a_reason(tmp_path, raw_samples):
+    good = raw_samples[0].read_bytes().replace(b"\r\n", b"\n")
+    bomb = b"Subject: bomb\n\n" + b"A" * (40 * 2**20)
+    path = tmp_path / "spam.mbox.gz"
+    _mbox_gz(path, [good, bomb, good])
+    limits = ParseLimits(max_message_bytes=2**20, max_mbox_skip_bytes=8 * 2**20)
+    results = list(iter_mbox(path, limits))
+    assert [r[0] for r in results] == ["spam.mbox.gz#0", "spam.mbox.gz#1", "spam.mbox.gz#2"]
+    assert results[1][1].subject == "bomb" and results[1][2]  # kept, cut at the cap
+    assert isinstance(results[2][1], ParseError) and "decompression bomb" in str(results[2][1])
+    assert len(list(iter_mbox(path, ParseLimits(max_message_bytes=2**20)))) == 3  # within the default skip limit
+
+
 def test_mbox_line_longer_than_the_cap_is_cut_while_reading(tmp_path):
     path = tmp_path / "ham.mbox"
     path.write_bytes(b"From a@b Mon Jan  1 00:00:00 2024\nSubject: one line\n\n" + b"x" * (50 * 2**20)
