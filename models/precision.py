@@ -130,18 +130,17 @@ def measure_matmul_rates(seconds: float = RATE_PROBE_SECONDS, size: int = RATE_P
     return MatmulRates(machine_key(), {p: matmul_rate(d, size, seconds) / 1e9 for p, d in dtypes.items()})
 
 
-def matmul_rates(cache_dir: Path, refresh: bool = False) -> MatmulRates:
+def matmul_rates(cache_dir: Path) -> MatmulRates:
     """This machine's matmul rates: read from cache_dir's record when it was measured on this
     machine (CPU, threads, torch version), else measured now and recorded."""
     path = Path(cache_dir) / RATES_FILE
     key = machine_key()
-    if not refresh:
-        try:
-            recorded = json.loads(path.read_text())
-            if recorded.get("machine") == key and set(PRECISIONS) <= set(recorded.get("gflops", {})):
-                return MatmulRates(key, {p: float(recorded["gflops"][p]) for p in PRECISIONS})
-        except (OSError, ValueError, TypeError, AttributeError):
-            pass  # missing or unreadable: measure again
+    try:
+        recorded = json.loads(path.read_text())
+        if recorded.get("machine") == key and set(PRECISIONS) <= set(recorded.get("gflops", {})):
+            return MatmulRates(key, {p: float(recorded["gflops"][p]) for p in PRECISIONS})
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass  # missing or unreadable: measure again
     rates = measure_matmul_rates()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

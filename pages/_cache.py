@@ -14,17 +14,19 @@ from diagnostics.matrix import generalization_gap, with_f1_intervals
 from pages._safe import md
 
 
-def _stops_page_on_store_error(read):
-    """A page's store read that, when the store is missing, busy or damaged, says so (what to
-    do, escaped) and stops the page instead of showing a traceback."""
-    @functools.wraps(read)
-    def guarded(*args, **kwargs):
-        try:
-            return read(*args, **kwargs)
-        except StoreError as exc:
-            st.error(md(exc, 2000))
-            st.stop()
-    return guarded
+def _stops_page_on_store_error(show=st.error):
+    """Decorates a page's store read: when the store is missing, busy or damaged, `show` says so
+    (what to do, escaped) and the page stops instead of showing a traceback."""
+    def decorate(read):
+        @functools.wraps(read)
+        def guarded(*args, **kwargs):
+            try:
+                return read(*args, **kwargs)
+            except StoreError as exc:
+                show(md(exc, 2000))
+                st.stop()
+        return guarded
+    return decorate
 
 
 def _stamp(path: Path) -> float:
@@ -63,7 +65,7 @@ def _inbox(path: str, stamp: float, filters: tuple, limit: int, offset: int) -> 
     return store.inbox(**dict(filters), limit=limit, offset=offset)
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def inbox_page(path: Path, filters: dict, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
     """One page of the inbox (cached until the store changes)."""
     return _inbox(str(path), _stamp(path), tuple(sorted(filters.items())), limit, offset)
@@ -76,7 +78,7 @@ def _email(path: str, stamp: float, email_id: str):
         return store.email(email_id), store.verdicts(email_id)
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def email_with_verdicts(path: Path, email_id: str):
     """(Email or None, its verdicts) from the store."""
     return _email(str(path), _stamp(path), email_id)
@@ -88,7 +90,7 @@ def _explanation(path: str, stamp: float, adapter_id: str, email_id: str, method
     return store.explanation(adapter_id, email_id, method, params)
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, params: str):
     """A cached explanation from the store, or None."""
     if not path.exists():
@@ -111,7 +113,7 @@ def _run_params(path: str, stamp: float, run_id: str) -> dict:
     return Store.open(Path(path), read_only=True, busy_timeout=15).run_params(run_id)
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def run_params(path: Path, run_id: str) -> dict:
     """What a run was asked to do and what it recorded while running (cached until the store changes)."""
     return _run_params(str(path), _stamp(path), run_id)
@@ -124,7 +126,7 @@ def _examples(path: str, stamp: float, adapter_id: str | None, limit: int) -> pd
     return page
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
     """The emails an adapter got most wrong (any emails without an adapter)."""
     return _examples(str(path), _stamp(path), adapter_id, limit)
@@ -143,7 +145,7 @@ def _drivers(path: str, stamp: float, adapter_id: str, method: str, params: str,
     return drivers, shortcut_candidates(drivers, shares, ShortcutRule(top=top))
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str, corpora: list[str],
                           top: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Corpus-level drivers of one adapter and its shortcut candidates (cached until the store changes)."""
@@ -155,7 +157,7 @@ def _sweeps(path: str, stamp: float) -> pd.DataFrame:
     return Store.open(Path(path), read_only=True, busy_timeout=15).explanation_sweeps()
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def explanation_sweeps(path: Path) -> pd.DataFrame:
     """Which corpus-level explanation sweeps the store holds."""
     return _sweeps(str(path), _stamp(path))
@@ -166,7 +168,7 @@ def _disagreements(path: str, stamp: float, corpus: str, adapter_ids: tuple[str,
     return Store.open(Path(path), read_only=True, busy_timeout=15).disagreements(corpus, list(adapter_ids))
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def disagreements(path: Path, corpus: str, adapter_ids: list[str]) -> pd.DataFrame:
     """Emails of a corpus on which the given adapters' verdicts differ."""
     return _disagreements(str(path), _stamp(path), corpus, tuple(adapter_ids))
@@ -177,7 +179,7 @@ def _curated(path: str, stamp: float) -> pd.DataFrame:
     return Store.open(Path(path), read_only=True, busy_timeout=15).curated_examples()
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def curated_examples(path: Path) -> pd.DataFrame:
     """Emails worth showing in a live demo (see Store.curated_examples)."""
     return _curated(str(path), _stamp(path))
@@ -218,7 +220,7 @@ def _paired(path: str, stamp: float, scorer_a: str, scorer_b: str):
     return compare_on_corpora(Store.open(Path(path), read_only=True, busy_timeout=15).paired_verdicts(scorer_a, scorer_b))
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
     """corpus → PairedComparison of two scorers on the test emails both scored (cached)."""
     return _paired(str(path), _stamp(path), scorer_a, scorer_b)
@@ -247,13 +249,10 @@ def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
     return _read(str(path), _stamp(path), what)
 
 
+@_stops_page_on_store_error(st.warning)  # no store yet is the usual case on a fresh machine: a warning
 def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
     """The page's frames, or a warning saying why the store cannot be read (and stop the page)."""
-    try:
-        return read_results(path, what)
-    except StoreError as exc:
-        st.warning(md(exc, 2000))
-        st.stop()
+    return read_results(path, what)
 
 
 @st.cache_resource(show_spinner="Booting the model in TransformerLens…", max_entries=2)
@@ -285,7 +284,7 @@ def _head_reads(path: str, stamp: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         return store.head_sweeps(), store.logit_lens()
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stored head sweeps and their dataset-averaged logit lens curves."""
     return _head_reads(str(path), _stamp(path))
@@ -296,7 +295,7 @@ def _effects(path: str, stamp: float, adapter_id: str, params: str) -> pd.DataFr
     return Store.open(Path(path), read_only=True, busy_timeout=15).head_effects(adapter_id, params)
 
 
-@_stops_page_on_store_error
+@_stops_page_on_store_error()
 def head_effects(path: Path, adapter_id: str, params: str) -> pd.DataFrame:
     """One stored sweep's per-head effects (estimated and, where checked, exact)."""
     return _effects(str(path), _stamp(path), adapter_id, params)
