@@ -247,25 +247,23 @@ def evaluate(
 ):
     """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
     from data.store import Store
-    from diagnostics.distributed import evaluate_with
-    from diagnostics.evaluate import EvaluationTarget, evaluate_reference
+    from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
                                              ray_workers=workers, precision=precision)
-    _check_executor(settings)
+    _executor(settings)  # a bad executor fails before anything is loaded
     _warn_if_slower_than_fp32(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
             folders = adapters or [Path(p) for p in store.adapters(settings.model)["path"]]
-            targets = ([EvaluationTarget(settings.model, None, settings.quantize)] if zero_shot else []) + \
-                      [EvaluationTarget(settings.model, f, settings.quantize) for f in folders]
+            targets = evaluation_targets(settings.model, folders, settings.quantize, zero_shot)
             if not targets:
                 _fail("nothing to evaluate: train an adapter or keep --zero-shot")
-            run_id = evaluate_with(settings, store, targets, corpora or store.corpus_names(), sample_size,
-                                   settings.max_tokens, batch_size)
+            corpora = corpora or store.corpus_names()
+            run_id = evaluate_as_configured(store, settings, targets, corpora, sample_size, settings.max_tokens,
+                                            batch_size)
             if reference and not store.training_sets().empty:
-                evaluate_reference(store, list(store.training_sets()["name"]), corpora or store.corpus_names(),
-                                   sample_size, settings.seed)
+                evaluate_reference(store, list(store.training_sets()["name"]), corpora, sample_size, settings.seed)
             typer.echo(f"run {run_id}")
             typer.echo(_matrix_rows(store.metrics().round({"f1": 3, "recall": 3, "accuracy": 3}),
                                     ["accuracy"]).to_string(index=False))
@@ -292,11 +290,12 @@ def _warn_if_slower_than_fp32(settings: Settings) -> None:
         typer.secho(f"warning: {warning}. Continuing in {settings.precision} as asked.", fg="yellow", err=True)
 
 
-def _check_executor(settings: Settings) -> None:
-    from diagnostics.distributed import check_executor
+def _executor(settings: Settings):
+    """The executor the settings name (diagnostics.distributed.executor_for), or a clear error."""
+    from diagnostics.distributed import executor_for
 
     with _clear_errors():
-        check_executor(settings)
+        return executor_for(settings)
 
 
 def _sample_target(store, settings: Settings, corpus: str, training_set: str | None) -> Path | None:
@@ -326,41 +325,23 @@ def explain(
     workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
 ):
     """Explain a sample of a corpus' test split with one adapter: the Drivers page's input (resumable)."""
-    from tqdm import tqdm
-
+    from data.records import EvaluationTarget
+    from data.splits import test_sample
     from data.store import Store
     from diagnostics.drivers import METHODS, explain_sample
-    from models.loading import load_model
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}")
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
                                              ray_workers=workers)
-    _check_executor(settings)
+    run_on = _executor(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            folder = _sample_target(store, settings, corpus, training_set)
-            if settings.executor == "ray":
-                from diagnostics.distributed import explain_on_ray
-
-                fresh = explain_on_ray(store, settings.model, folder, corpus, sample_size, method, settings.max_tokens,
-                                       settings.seed, settings.device, settings.models_dir, settings.shards_path,
-                                       address=settings.ray_address, workers=settings.ray_workers)
-                typer.echo(f"explained {fresh} emails of {corpus} on ray ({method})")
-                return
-            loaded = load_model(settings.model, folder, settings.models_dir, settings.device)
-            params = {"corpus": corpus, "adapter": loaded.adapter_id, "sample": sample_size, "method": method,
-                      "max_tokens": settings.max_tokens}
-            with store.run("explain", params), tqdm(total=sample_size, desc=f"explain {corpus}", unit="email") as bar:
-                def progress(done: int, total: int) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
-                fresh = explain_sample(store, loaded, corpus, sample_size, method, settings.max_tokens,
-                                       settings.seed, progress)
-            typer.echo(f"explained {fresh} emails of {corpus} with {loaded.adapter_id} ({method}); "
-                       f"{bar.n - fresh} were cached")
+            target = EvaluationTarget(settings.model, _sample_target(store, settings, corpus, training_set))
+            fresh = explain_sample(store, target, corpus, sample_size, method, settings.max_tokens, settings.seed,
+                                   run_on, progress=True)
+            sampled = len(test_sample(store, corpus, sample_size, settings.seed))
+    typer.echo(f"explained {fresh} emails of {corpus} ({method}, {run_on.name}); {sampled - fresh} were cached")
 
 
 @app.command()
@@ -378,51 +359,30 @@ def heads(
     workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
 ):
     """Every attention head's effect on the score and F1 over a corpus sample: the Heads page's sweep (cached)."""
-    from tqdm import tqdm
-
+    from data.records import EvaluationTarget
     from data.store import Store
     from diagnostics.head_sweep import sweep_corpus
-    from diagnostics.heads import ABLATIONS, load_head_model
+    from diagnostics.heads import ABLATIONS
 
     if ablation not in ABLATIONS:
         _fail(f"--ablation must be one of {', '.join(ABLATIONS)}")
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
                                              ray_workers=workers)
-    _check_executor(settings)
+    run_on = _executor(settings)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            folder = _sample_target(store, settings, corpus, training_set)
-            if settings.executor == "ray":
-                from diagnostics.distributed import sweep_heads_on_ray
-
-                sweep = sweep_heads_on_ray(store, settings.model, folder, corpus, sample_size, settings.max_tokens,
-                                           settings.seed, settings.device, settings.models_dir, ablation, top_k,
-                                           batch_size, address=settings.ray_address, workers=settings.ray_workers)
-                typer.echo("this sweep is already stored; nothing to do" if sweep is None else
-                           f"swept every head over {sweep.n_emails} emails of {corpus} on ray "
-                           f"in {sum(sweep.seconds.values()):.0f} s")
-                return
-            hm = load_head_model(settings.model, folder, settings.models_dir, settings.device)
-            bars: dict[str, tqdm] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="email"))
-                bar.n = done
-                bar.refresh()
-
-            sweep = sweep_corpus(store, hm, corpus, sample_size, settings.max_tokens, settings.seed, ablation,
-                                 top_k, batch_size, progress)
-            for bar in bars.values():
-                bar.close()
-            if sweep is None:
-                typer.echo(f"this sweep of {hm.adapter_id} on {corpus} is already stored; nothing to do")
-                return
-            exact = sweep.effects[sweep.effects["method"] == "exact"].sort_values("delta_logit", key=abs,
-                                                                                   ascending=False)
-            top = ", ".join(f"L{r.layer}H{r.head} {r.delta_logit:+.2f}" for r in exact.head(5).itertuples())
-            typer.echo(f"swept {hm.n_layers * hm.n_heads} heads of {hm.adapter_id} over {sweep.n_emails} emails of "
-                       f"{corpus} ({ablation} ablation) in {sum(sweep.seconds.values()):.0f} s; "
-                       f"largest exact effects on the mean score: {top}")
+            target = EvaluationTarget(settings.model, _sample_target(store, settings, corpus, training_set))
+            sweep = sweep_corpus(store, target, corpus, sample_size, settings.max_tokens, settings.seed, ablation,
+                                 top_k, batch_size, run_on, progress=True)
+    if sweep is None:
+        typer.echo(f"this sweep on {corpus} is already stored; nothing to do")
+        return
+    exact = sweep.effects[sweep.effects["method"] == "exact"].sort_values("delta_logit", key=abs, ascending=False)
+    top = ", ".join(f"L{r.layer}H{r.head} {r.delta_logit:+.2f}" for r in exact.head(5).itertuples())
+    heads = int((sweep.effects["method"] == "attribution").sum())
+    typer.echo(f"swept {heads} heads of {sweep.adapter_id} over {sweep.n_emails} emails of {corpus} ({ablation} "
+               f"ablation, {run_on.name}) in {sum(sweep.seconds.values()):.0f} s; largest exact effects on the mean "
+               f"score: {top}")
 
 
 @app.command()

@@ -41,8 +41,9 @@ from scipy.stats import spearmanr  # noqa: E402
 from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.records import Email  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
-from diagnostics.heads import (ablate_heads_exact, ablation_hook, attribution_patching,  # noqa: E402
-                               email_prompt, load_head_model, prompt_builder, score_from_logits)
+from diagnostics.bridge import email_prompt, load_head_model, score_from_logits  # noqa: E402
+from diagnostics.heads import ablate_heads_exact, ablation_hook, attribution_patching  # noqa: E402
+from models.scoring import prompt_builder  # noqa: E402
 from models.scoring import pad_left  # noqa: E402
 
 
@@ -50,12 +51,12 @@ def pick_emails(args) -> list[Email]:
     rng = random.Random(args.seed)
     if args.store:
         from data.store import Store
-        from diagnostics.drivers import sample_test_emails
+        from data.splits import test_sample
 
         with Store.open(args.store, read_only=True) as store:
             corpora = store.corpus_names()
             per = -(-args.emails // len(corpora))
-            ids = [i for corpus in corpora for i in sample_test_emails(store, corpus, per, args.seed)]
+            ids = [i for corpus in corpora for i in test_sample(store, corpus, per, args.seed)]
             return store.emails_by_ids(ids[: args.emails])
     sources = discover_corpora(args.data)
     per = -(-args.emails // len(sources))

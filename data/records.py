@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# ---------------------------------------------------------------- the shared vocabulary
 
 LEGITIMATE = 0
 POSITIVE = 1  # the classifier's positive class: "phishing/spam"
+LABEL_NAMES = {LEGITIMATE: "legitimate", POSITIVE: "phishing/spam"}
+# A verdict is positive when the score, logit(positive word) - logit(negative word), exceeds this.
+VERDICT_THRESHOLD = 0.0
+# The base model without an adapter: its scorer id is "zero-shot:<model>", its training set this.
+ZERO_SHOT = "zero-shot"
+PRECISIONS = ("fp32", "bf16", "int8")  # scoring precisions (models.precision)
+
+
+def verdict(score: float) -> int:
+    """The classifier's verdict for a score: 1 (phishing/spam) above the threshold, else 0."""
+    return int(score > VERDICT_THRESHOLD)
+
+
+def label_name(label: int) -> str:
+    return LABEL_NAMES[int(label)]
 
 
 @dataclass(frozen=True)
@@ -180,3 +202,76 @@ class PairedComparison:
     def significant(self, alpha: float = 0.05) -> bool:
         """A difference the data supports: the interval excludes 0 and McNemar's p is below alpha."""
         return (not (self.delta_low <= 0 <= self.delta_high)) and self.mcnemar_p < alpha
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class EvaluationTarget:
+    """What to evaluate: an adapter folder, or None for the zero-shot base model."""
+
+    model: str
+    adapter_dir: Path | None = None
+    quantize: str = "none"  # or "4bit" (CUDA only)
+
+
+@dataclass(frozen=True)
+class ScorerRef:
+    """The model a work item runs on, as a worker can open it: base model, adapter, and how the
+    job opens it (options: e.g. precision and compilation for scoring)."""
+
+    model: str
+    adapter_id: str
+    adapter_dir: str | None = None
+    quantize: str = "none"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+
+# ---------------------------------------------------------------- inside the model
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    """One prompt seen from inside: attention patterns, token strings and the logit lens."""
+
+    tokens: list[str]
+    patterns: np.ndarray  # float16, (n_layers, n_heads, n_tokens, n_tokens)
+    email_span: tuple[int, int]  # [start, end) of the email's tokens inside the prompt
+    lens: np.ndarray  # (n_layers + 1,): the score read off the residual after the embedding and each block
+    score: float
+
+    def from_last_position(self) -> np.ndarray:
+        """(n_layers, n_heads, n_tokens): what the answer position attends to."""
+        return self.patterns[:, :, -1, :].astype(np.float32)
+
+    def top_attended(self, layer: int, k: int = 5) -> pd.DataFrame:
+        """Per head of a layer, the k tokens the answer position attends to most."""
+        rows = []
+        last = self.from_last_position()[layer]
+        for head in range(last.shape[0]):
+            for rank, position in enumerate(np.argsort(-last[head])[:k]):
+                rows.append({"head": head, "rank": rank + 1, "position": int(position),
+                             "token": self.tokens[position], "weight": float(last[head, position])})
+        return pd.DataFrame(rows)
+
+    def email_share(self) -> np.ndarray:
+        """(n_layers, n_heads): the share of the answer position's attention on the email's tokens."""
+        start, end = self.email_span
+        return self.from_last_position()[:, :, start:end].sum(-1)
+
+
+@dataclass(frozen=True)
+class HeadSweep:
+    """Head effects of one adapter on one set of emails, and the logit lens over them."""
+
+    adapter_id: str
+    ablation: str
+    n_emails: int
+    effects: pd.DataFrame  # layer, head, method, delta_logit, delta_f1
+    lens: pd.DataFrame  # layer (-1 = embedding), mean_score, std_score
+    clean_f1: float
+    seconds: dict[str, float]

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from data.metrics import F1_SQL, PRECISION_SQL, RECALL_SQL
 from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 
 SCHEMA_VERSION = 5
@@ -275,7 +276,7 @@ MIGRATIONS: list[str] = [
 
 # Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample
 # holds one class only: there they would measure nothing but recall.
-METRICS_SQL = """
+METRICS_SQL = f"""
 WITH counts AS (
     SELECT adapter_id, any_value(model) AS model, corpus,
            count(*) AS n,
@@ -290,10 +291,9 @@ SELECT c.*,
        (tp + fn) AS n_positive,
        (tn + fp) AS n_negative,
        (tp + fn) > 0 AND (tn + fp) > 0 AS both_classes,
-       CASE WHEN tp + fn > 0 THEN tp / (tp + fn) END AS recall,
-       CASE WHEN (tp + fn) > 0 AND (tn + fp) > 0 AND tp + fp > 0 THEN tp / (tp + fp)
-            WHEN (tp + fn) > 0 AND (tn + fp) > 0 THEN 0.0 END AS precision,
-       CASE WHEN (tp + fn) > 0 AND (tn + fp) > 0 THEN 2.0 * tp / (2 * tp + fp + fn) END AS f1,
+       {RECALL_SQL} AS recall,
+       {PRECISION_SQL} AS precision,
+       {F1_SQL} AS f1,
        (tp + tn) / n AS accuracy,
        coalesce(a.training_set, 'zero-shot') AS training_set,
        coalesce(ts.kind, 'zero-shot') AS paradigm,
@@ -968,7 +968,7 @@ class Store:
 
     # ------------------------------------------------------------ head sweeps
     def add_head_sweep(self, run_id: str, corpus: str, params: str, sweep) -> None:
-        """Store a diagnostics.heads.HeadSweep, replacing one with the same adapter and params."""
+        """Store a data.records.HeadSweep, replacing one with the same adapter and params."""
         effects = sweep.effects.assign(run_id=run_id, adapter_id=sweep.adapter_id, corpus=corpus, params=params,
                                        ablation=sweep.ablation, n_emails=sweep.n_emails)
         lens = sweep.lens.assign(run_id=run_id, adapter_id=sweep.adapter_id, corpus=corpus, params=params,

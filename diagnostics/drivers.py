@@ -8,14 +8,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from data.records import Email, Explanation
+from data.records import Email, EvaluationTarget, Explanation, ScorerRef
+from data.settings import load_settings
+from data.splits import test_sample
 from data.store import Store
-from diagnostics.attribution import (METHODS, CoalitionScorer, explain_gradient, explain_shap, layout_email,
-                                     method_params)
+from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
+from diagnostics.explainers import METHODS, explainer, method_params  # noqa: F401 (METHODS: the CLI's choices)
+from diagnostics.layout import layout_email
+from models.classifier import Classifier
+from models.loading import LoadedModel, load_model, scorer_ref
 from models.scoring import prompt_builder
 
 _EDGE_PUNCTUATION = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
@@ -37,47 +42,97 @@ def features(explanation: Explanation) -> list[tuple[str, float]]:
     return [(name, float(v)) for name, v in pairs if name]
 
 
-def explain_one(loaded, mail: Email, method: str, max_tokens: int, seed: int = 0) -> Explanation:
-    """A word-level explanation of one email by the named method."""
-    layout = layout_email(prompt_builder(loaded, max_tokens), mail)
-    if method == "gradxinput":
-        return explain_gradient(loaded, layout, mail.id, max_tokens)
-    if method == "shap":
-        return explain_shap(CoalitionScorer(loaded, layout), mail.id, loaded.adapter_id, max_tokens, "word",
-                            seed=seed)
-    raise ValueError(f"method must be one of {METHODS}")
+def explain_one(loaded: Classifier, mail: Email, method: str, max_tokens: int, seed: int = 0) -> Explanation:
+    """A word-level explanation of one email by the named explainer (diagnostics.explainers.EXPLAINERS)."""
+    return explainer(method)(loaded, layout_email(prompt_builder(loaded, max_tokens), mail), mail.id, max_tokens,
+                             seed)
 
 
-def sample_test_emails(store: Store, corpus: str, size: int, seed: int) -> list[str]:
-    """A seeded sample of a corpus' test split (all of it when smaller)."""
-    ids = sorted(store.split_ids(corpus, "test")["id"])
-    if not ids:
-        raise ValueError(f"corpus {corpus!r} has no test split; ingest it first")
-    rng = np.random.default_rng(seed)
-    return [ids[i] for i in sorted(rng.choice(len(ids), size=min(size, len(ids)), replace=False))]
+@dataclass(frozen=True)
+class ExplainBatch:
+    """Work item: word-level explanations of a few test emails by one scorer and method."""
+
+    scorer: ScorerRef
+    corpus: str
+    emails: tuple[Email, ...]
+    method: str
+    max_tokens: int
+    seed: int
+
+    @property
+    def size(self) -> int:
+        return len(self.emails)
 
 
-def explain_sample(store: Store, loaded, corpus: str, size: int = 200, method: str = "shap", max_tokens: int = 256,
-                   seed: int = 0, on_email: Callable[[int, int], None] | None = None) -> int:
-    """Explain a sample of a test split and store each email's features as it is done.
+@dataclass
+class ExplainJob:
+    """A seeded sample of a corpus' test split explained and its word features stored (the
+    Drivers page's input). Resumable: emails explained with the same scorer, method and
+    parameters are skipped."""
 
-    Resumable: emails already explained with the same adapter, method and parameters are
-    skipped. Returns how many were explained now. on_email(done, total) reports progress.
-    """
-    params = method_params(method, max_tokens, seed)
-    sample = sample_test_emails(store, corpus, size, seed)
-    explained = store.explained_email_ids(loaded.adapter_id, method, params)
-    todo = [i for i in sample if i not in explained]
-    done = len(sample) - len(todo)
-    if on_email:
-        on_email(done, len(sample))
-    for mail in store.emails_by_ids(todo):
-        explanation = explain_one(loaded, mail, method, max_tokens, seed)
-        store.add_explanation(explanation, corpus, features(explanation))
-        done += 1
-        if on_email:
-            on_email(done, len(sample))
-    return len(todo)
+    target: EvaluationTarget
+    corpus: str
+    size: int = 200
+    method: str = "shap"
+    max_tokens: int = 256
+    seed: int = 0
+    emails_per_item: int | None = 1
+    name = "explain"
+
+    @property
+    def description(self) -> str:
+        return f"explain {self.corpus}"
+
+    def plan(self, store: Store) -> Plan:
+        explainer(self.method)  # an unknown method fails before anything runs
+        scorer = scorer_ref(self.target)
+        params = method_params(self.method, self.max_tokens, self.seed)
+        sample = test_sample(store, self.corpus, self.size, self.seed)
+        if not sample:
+            raise ValueError(f"corpus {self.corpus!r} has no test split; ingest it first")
+        explained = store.explained_email_ids(scorer.adapter_id, self.method, params)
+        todo = [i for i in sample if i not in explained]
+        step = self.emails_per_item or max(len(todo), 1)
+        items = [ExplainBatch(scorer, self.corpus, tuple(store.emails_by_ids(todo[i:i + step])), self.method,
+                              self.max_tokens, self.seed) for i in range(0, len(todo), step)]
+        run_params = {"corpus": self.corpus, "adapter": scorer.adapter_id, "sample": self.size,
+                      "method": self.method, "max_tokens": self.max_tokens}
+        return Plan(items, run_params, {"fresh": len(todo)}, done=len(sample) - len(todo))
+
+    def open(self, scorer: ScorerRef, adapter_dir: Path | None, env: WorkerEnv) -> LoadedModel:
+        return load_model(scorer.model, adapter_dir, Path(env.models_dir), env.device, scorer.quantize)
+
+    def run(self, item: ExplainBatch, model: LoadedModel, on_progress: Progress | None = None) -> list:
+        done = []
+        for mail in item.emails:
+            explanation = explain_one(model, mail, item.method, item.max_tokens, item.seed)
+            done.append((explanation, features(explanation)))
+            if on_progress:
+                on_progress(1)
+        return done
+
+    def shard_rows(self, item: ExplainBatch, records: list, run_id: str) -> list[dict]:
+        return [Store.explanation_record(e, item.corpus, f) for e, f in records]
+
+    def ingest_shard(self, store: Store, run_id: str, plan: Plan, item: ExplainBatch, path: Path) -> list:
+        store.add_explanation_shards([path])
+        return []
+
+    def ingest(self, store: Store, run_id: str, plan: Plan, item: ExplainBatch, records: list) -> list:
+        for explanation, feats in records:
+            store.add_explanation(explanation, item.corpus, feats)
+        return []
+
+
+def explain_sample(store: Store, target: EvaluationTarget, corpus: str, size: int = 200, method: str = "shap",
+                   max_tokens: int = 256, seed: int = 0, executor: Executor | None = None,
+                   on_email: Callable[[int, int], None] | None = None, progress: bool = False,
+                   models_dir: Path | None = None) -> int:
+    """Explain a sample of a test split (ExplainJob) on the executor (default: this process,
+    models from `models_dir`); returns how many were explained now. on_email(done, total)."""
+    executor = executor or LocalExecutor(models_dir or load_settings().models_dir)
+    job = ExplainJob(target, corpus, size, method, max_tokens, seed, executor.part_size("explain"))
+    return run_job(store, job, executor, progress, on_email).plan.state["fresh"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Score adapters (and the zero-shot base model) on corpora' test splits → predictions.
+"""Score adapters (and the zero-shot base model) on corpora' test splits → predictions: the
+evaluate job (plan → run → ingest, diagnostics.executor) and the bag-of-words reference.
 
 Metrics are not computed here: F1, precision, recall and accuracy come from SQL over
 the predictions table (data.store.METRICS_SQL). Evaluation is resumable: emails an
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from data.records import Email, Prediction
+from data.settings import Settings
+from data.records import Email, EvaluationTarget, Prediction, ScorerRef, verdict
 from data.splits import sample_stratified, test_sample
 from data.store import Store
-from models.loading import LoadedModel, load_model, pick_device, scorer_id
+from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
+from models.loading import LoadedModel, load_model, pick_device, scorer_id, scorer_ref
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
                               merge_adapter)
 from models.scoring import compiled_for_scoring, default_batch_size, prompt_builder, score_prompts
@@ -34,15 +37,6 @@ CALIBRATION_EMAILS_PER_CORPUS = 8
 PRECISION_CHECK_EMAILS_PER_CORPUS = 8
 
 
-@dataclass(frozen=True)
-class EvaluationTarget:
-    """What to evaluate: an adapter folder, or None for the zero-shot base model."""
-
-    model: str
-    adapter_dir: Path | None = None
-    quantize: str = "none"  # or "4bit" (CUDA only)
-
-
 def score_to_predictions(loaded: LoadedModel, emails: Sequence[Email], run_id: str, corpus: str, max_tokens: int,
                          batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
     """Score emails with one loaded model (no store needed: Ray workers call this too);
@@ -52,17 +46,10 @@ def score_to_predictions(loaded: LoadedModel, emails: Sequence[Email], run_id: s
     scores = score_prompts(loaded, [p.input_ids for p in prompts], batch_size, on_batch)
     return [
         Prediction(run_id=run_id, adapter_id=loaded.adapter_id, model=loaded.spec.name, email_id=m.id,
-                   corpus=corpus, score=float(s), predicted=int(s > 0), true_label=m.label,
+                   corpus=corpus, score=float(s), predicted=verdict(s), true_label=m.label,
                    truncated_tokens=p.truncated_tokens)
         for m, p, s in zip(emails, prompts, scores)
     ]
-
-
-def predictions_for(loaded: LoadedModel, store: Store, run_id: str, corpus: str, email_ids: Sequence[str],
-                    max_tokens: int, batch_size: int, on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
-    """Score the stored emails with these ids (see score_to_predictions)."""
-    return score_to_predictions(loaded, store.emails_by_ids(email_ids), run_id, corpus, max_tokens, batch_size,
-                                on_batch)
 
 
 def evaluation_samples(store: Store, corpora: Sequence[str], sample_size: int | None, seed: int) -> dict[str, list[str]]:
@@ -123,14 +110,12 @@ def unscored(store: Store, adapter_id: str, samples: dict[str, list[str]]) -> di
     return {corpus: [i for i in ids if i not in done] for corpus, ids in samples.items()}
 
 
-def note_already_scored(store: Store, run_id: str, adapter_id: str, precision: str, progress: bool) -> None:
-    """Record (and say) that a target had nothing left to score. Resumption is by (scorer, email)
+def already_scored_note(adapter_id: str, precision: str) -> str:
+    """What to say when a target has nothing left to score. Resumption is by (scorer, email)
     whatever the precision, so a store scored in fp32 is not rescored in int8."""
-    store.add_run_params(run_id, {"already_scored": {adapter_id: True}})  # an object: merge patches replace lists
-    if progress:
-        tqdm.write(f"{adapter_id}: every sampled test email already has a prediction in this store; nothing "
-                   f"scored{'' if precision == 'fp32' else f' in {precision}'}. To compare precisions, evaluate "
-                   "into another store (PHISHLENS_STORE=...).")
+    return (f"{adapter_id}: every sampled test email already has a prediction in this store; nothing "
+            f"scored{'' if precision == 'fp32' else f' in {precision}'}. To compare precisions, evaluate "
+            "into another store (PHISHLENS_STORE=...).")
 
 
 def check_compile_mode(compile_mode: str) -> None:
@@ -153,51 +138,161 @@ def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str
             "precision_detail": describe_precision(precision)}
 
 
+@dataclass(frozen=True)
+class ScoreBatch:
+    """Work item: score these test emails of one corpus with one scorer."""
+
+    scorer: ScorerRef
+    corpus: str
+    emails: tuple[Email, ...]
+    max_tokens: int
+    batch_size: int
+
+    @property
+    def size(self) -> int:
+        return len(self.emails)
+
+
+@dataclass(frozen=True)
+class CheckBatch:
+    """Work item: the precision-check emails scored by one of the two scorers compared (the
+    fp32 original or its bf16/int8 copy); the check is recorded once both are in."""
+
+    scorer: ScorerRef
+    checked: str  # the adapter id whose precision is checked
+    emails: tuple[Email, ...]
+    max_tokens: int
+    batch_size: int
+    size: int = 0  # not test emails: the progress bar counts those only
+
+
+@dataclass
+class EvaluateJob:
+    """Every target on every corpus' seeded test sample → predictions (diagnostics.executor's shape)."""
+
+    targets: Sequence[EvaluationTarget]
+    corpora: Sequence[str]
+    sample_size: int | None
+    max_tokens: int
+    seed: int = 13
+    device: str = "auto"
+    batch_size: int | None = None
+    compile_mode: str = "auto"
+    precision: str = "fp32"
+    emails_per_item: int | None = None  # None: one item per (target, corpus), one transaction each
+    progress: bool = True
+    name = "evaluate"
+    description = "evaluate"
+
+    def plan(self, store: Store) -> Plan:
+        check_compile_mode(self.compile_mode)
+        scoring_device = pick_device(self.device)[0]
+        check_precision(self.precision, scoring_device)
+        batch_size = self.batch_size or default_batch_size(scoring_device)
+        samples = evaluation_samples(store, self.corpora, self.sample_size, self.seed)
+        calibration = tuple(calibration_emails(store, self.corpora, self.seed)) if self.precision == "int8" else ()
+        check_emails = tuple(precision_check_emails(store, self.corpora, self.seed, calibration)) \
+            if self.precision != "fp32" else ()
+        plan = Plan([], evaluation_params(self.targets, self.corpora, self.sample_size, self.max_tokens, self.seed,
+                                          self.precision), {"check_scores": {}})
+        for target in self.targets:
+            adapter_id = scorer_id(target.model, target.adapter_dir)
+            todo = unscored(store, adapter_id, samples)
+            total = sum(len(v) for v in todo.values())
+            if not total:  # known before loading the model
+                plan.run_params.setdefault("already_scored", {})[adapter_id] = True  # an object: merge patches replace lists
+                plan.notes.append(already_scored_note(adapter_id, self.precision))
+                continue
+            scorer = scorer_ref(target, self._options(self.precision, compiles(self.compile_mode, total, self.precision),
+                                                      calibration))
+            if check_emails:  # the scorer that scores the run, against its fp32 original
+                original = scorer_ref(target, self._options("fp32", False, ()))
+                plan.items += [CheckBatch(ref, adapter_id, check_emails, self.max_tokens, batch_size)
+                               for ref in (original, scorer)]
+            step = self.emails_per_item or max(total, 1)
+            for corpus, ids in todo.items():
+                for start in range(0, len(ids), step):
+                    emails = tuple(store.emails_by_ids(ids[start:start + step]))
+                    plan.items.append(ScoreBatch(scorer, corpus, emails, self.max_tokens, batch_size))
+        return plan
+
+    def _options(self, precision: str, compile: bool, calibration: tuple[Email, ...]) -> tuple:
+        return (("precision", precision), ("compile", compile), ("calibration", calibration),
+                ("max_tokens", self.max_tokens))
+
+    def open(self, scorer: ScorerRef, adapter_dir: Path | None, env: WorkerEnv) -> LoadedModel:
+        """The evaluation scorer: adapter merged, at the item's precision, compiled if it asks."""
+        loaded = load_model(scorer.model, adapter_dir, Path(env.models_dir), env.device, scorer.quantize)
+        model = scoring_model(loaded, scorer.option("precision"), scorer.option("calibration"),
+                              scorer.option("max_tokens"))
+        return compiled_for_scoring(model) if scorer.option("compile") else model
+
+    def run(self, item: ScoreBatch | CheckBatch, model: LoadedModel, on_progress: Progress | None = None):
+        if isinstance(item, CheckBatch):
+            prompts = [prompt_builder(model, item.max_tokens).build(m).input_ids for m in item.emails]
+            return score_prompts(model, prompts, item.batch_size)
+        return score_to_predictions(model, item.emails, "", item.corpus, item.max_tokens, item.batch_size,
+                                    on_progress)
+
+    def shard_rows(self, item, records, run_id: str) -> list[dict] | None:
+        if isinstance(item, CheckBatch):
+            return None
+        return [asdict(replace(p, run_id=run_id)) for p in records]
+
+    def ingest_shard(self, store: Store, run_id: str, plan: Plan, item, path: Path) -> list:
+        store.add_prediction_shards([path])
+        return []
+
+    def ingest(self, store: Store, run_id: str, plan: Plan, item, records) -> list:
+        if isinstance(item, ScoreBatch):
+            store.add_predictions([replace(p, run_id=run_id) for p in records])
+            return []
+        scores = plan.state["check_scores"].setdefault(item.checked, {})
+        scores[item.scorer.option("precision")] = records
+        if len(scores) == 2:
+            check = compare_with_fp32(self.precision, scores["fp32"], scores[self.precision])
+            store.add_run_params(run_id, {"precision_checks": {item.checked: asdict(check)}})
+            if self.progress:
+                tqdm.write(f"{item.checked}: {check.summary()}")
+        return []
+
+
 def evaluate(store: Store, targets: Sequence[EvaluationTarget], corpora: Sequence[str], models_dir: Path,
              sample_size: int | None, max_tokens: int, seed: int = 13, device: str = "auto",
              batch_size: int | None = None, progress: bool = True, compile_mode: str = "auto",
-             precision: str = "fp32") -> str:
+             precision: str = "fp32", executor: Executor | None = None,
+             emails_per_item: int | None = None) -> str:
     """Evaluate every target on every corpus' (sampled) test split; returns the run id.
 
     compile_mode: "on", "off", or "auto" (torch.compile when a target has AUTO_COMPILE_EMAILS or more
     emails to score, or in int8). batch_size: emails per forward pass (default: models.scoring.
     default_batch_size for the device). precision: fp32, bf16 or int8 (models.precision); the run's params record it
     and, for bf16 and int8, each target's precision check (held-out training emails scored in fp32 too).
+    executor: where the work runs (default: this process); emails_per_item: emails per work item
+    (default: the executor's).
     """
-    check_compile_mode(compile_mode)
-    scoring_device = pick_device(device)[0]
-    check_precision(precision, scoring_device)
-    batch_size = batch_size or default_batch_size(scoring_device)
-    samples = evaluation_samples(store, corpora, sample_size, seed)
-    calibration = calibration_emails(store, corpora, seed) if precision == "int8" else []
-    check_emails = precision_check_emails(store, corpora, seed, calibration) if precision != "fp32" else []
-    params = evaluation_params(targets, corpora, sample_size, max_tokens, seed, precision)
-    with store.run("evaluate", params) as run_id:
-        for target in targets:
-            adapter_id = scorer_id(target.model, target.adapter_dir)
-            todo = unscored(store, adapter_id, samples)
-            total = sum(len(v) for v in todo.values())
-            if not total:  # known before loading the model
-                note_already_scored(store, run_id, adapter_id, precision, progress)
-                continue
-            loaded = merge_adapter(load_model(target.model, target.adapter_dir, models_dir, device, target.quantize))
-            scorer = scoring_model(loaded, precision, calibration, max_tokens)
-            converted = scorer is not loaded
-            if compiles(compile_mode, total, precision):
-                scorer = compiled_for_scoring(scorer)
-            if check_emails and converted:  # the scorer that scores the run, against its fp32 original
-                check = check_against_fp32(loaded, scorer, precision, check_emails, max_tokens, batch_size)
-                store.add_run_params(run_id, {"precision_checks": {loaded.adapter_id: asdict(check)}})
-                if progress:
-                    tqdm.write(f"{loaded.adapter_id}: {check.summary()}")
-            del loaded
-            with tqdm(total=total, desc=f"evaluate {scorer.adapter_id}", unit=" mails", disable=not progress) as bar:
-                for corpus, ids in todo.items():
-                    if ids:
-                        rows = predictions_for(scorer, store, run_id, corpus, ids, max_tokens, batch_size, bar.update)
-                        store.add_predictions(rows)
-            del scorer
-    return run_id
+    executor = executor or LocalExecutor(models_dir, device)
+    job = EvaluateJob(targets, corpora, sample_size, max_tokens, seed, device, batch_size, compile_mode, precision,
+                      emails_per_item or executor.part_size("evaluate"), progress)
+    return run_job(store, job, executor, progress).run_id
+
+
+def evaluation_targets(model: str, adapter_dirs: Sequence[Path], quantize: str = "none",
+                       zero_shot: bool = True) -> list[EvaluationTarget]:
+    """The zero-shot base model (unless zero_shot is False) and each adapter of `model`."""
+    return ([EvaluationTarget(model, None, quantize)] if zero_shot else []) + \
+        [EvaluationTarget(model, Path(folder), quantize) for folder in adapter_dirs]
+
+
+def evaluate_as_configured(store: Store, settings: Settings, targets: Sequence[EvaluationTarget],
+                           corpora: Sequence[str], sample_size: int | None, max_tokens: int,
+                           batch_size: int | None = None, progress: bool = True) -> str:
+    """`evaluate` with the settings' seed, device, compilation, precision and executor."""
+    from diagnostics.distributed import executor_for
+
+    return evaluate(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
+                    settings.device, batch_size, progress, settings.compile, settings.precision,
+                    executor_for(settings))
 
 
 def evaluate_reference(store: Store, training_sets: Sequence[str], corpora: Sequence[str], sample_size: int | None,
@@ -228,6 +323,6 @@ def evaluate_reference(store: Store, training_sets: Sequence[str], corpora: Sequ
                 scores = score_reference(pipeline, test)
                 store.add_predictions([
                     Prediction(run_id=run_id, adapter_id=model_id, model=REFERENCE_MODEL, email_id=m.id, corpus=corpus,
-                               score=float(s), predicted=int(s > 0), true_label=m.label)
+                               score=float(s), predicted=verdict(s), true_label=m.label)
                     for m, s in zip(test, scores)])
     return run_id

@@ -16,7 +16,7 @@ from data.settings import Settings
 from data.splits import build_generalist, build_specialist, specialist_name, split_corpus
 from data.store import Store
 from data.synthetic import generate_synthetic_corpora
-from diagnostics.evaluate import EvaluationTarget, evaluate, evaluate_reference
+from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 from models.finetune import adapter_id, finetune_adapter
 from models.loading import load_base, prepare_model
 from models.registry import resolve_model
@@ -109,11 +109,9 @@ def run_protocol(store: Store, settings: Settings, plan: ProtocolPlan, progress:
     if leaked:
         raise RuntimeError(f"{leaked} test emails are also in a training set; the splits are broken")
     folders = [train_training_set(store, settings, name, plan.lora, progress) for name in training_sets]
-    targets = [EvaluationTarget(settings.model, None, settings.quantize)] + \
-        [EvaluationTarget(settings.model, f, settings.quantize) for f in folders]
-    run_id = evaluate(store, targets, store.corpus_names(), settings.models_dir, plan.eval_size,
-                      plan.lora.max_tokens, settings.seed, settings.device, progress=progress,
-                      compile_mode=settings.compile, precision=settings.precision)
+    targets = evaluation_targets(settings.model, folders, settings.quantize)
+    run_id = evaluate_as_configured(store, settings.with_overrides(executor="local"), targets, store.corpus_names(),
+                                    plan.eval_size, plan.lora.max_tokens, progress=progress)
     # The bag-of-words reference on the same training sets and test samples: seconds, every matrix has it.
     evaluate_reference(store, training_sets, store.corpus_names(), plan.eval_size, settings.seed)
     return run_id

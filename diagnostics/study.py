@@ -21,7 +21,7 @@ from data.records import LoraSettings
 from data.settings import Settings
 from data.splits import build_generalist, build_specialist, fticl_name, specialist_name
 from data.store import Store
-from diagnostics.evaluate import EvaluationTarget, evaluate_reference
+from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 from diagnostics.matrix import with_f1_intervals
 from models.finetune import adapter_id
 from models.registry import resolve_model
@@ -164,7 +164,6 @@ def reference_sets(plan: StudyPlan) -> tuple[str, ...]:
 
 def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool = True) -> StudyPlan:
     """Build, train and evaluate whatever the spec needs and the store lacks."""
-    from diagnostics.distributed import evaluate_with
     from diagnostics.jobs import train_training_set
 
     plan = plan_study(store, spec)
@@ -179,10 +178,8 @@ def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool 
         folders = [train_training_set(store, model_settings, training_set, training_lora(spec, training_set, seed),
                                       progress)
                    for training_set in plan.training_sets for seed in spec.seeds]
-        targets = [EvaluationTarget(model, None, settings.quantize)] + \
-            [EvaluationTarget(model, folder, settings.quantize) for folder in folders]
-        evaluate_with(settings, store, targets, plan.test_corpora, spec.eval_size, spec.lora.max_tokens,
-                      progress=progress)
+        evaluate_as_configured(store, settings, evaluation_targets(model, folders, settings.quantize),
+                               plan.test_corpora, spec.eval_size, spec.lora.max_tokens, progress=progress)
     if spec.reference:
         evaluate_reference(store, reference_sets(plan), plan.test_corpora, spec.eval_size, settings.seed)
     return plan

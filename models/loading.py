@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from data.records import AdapterInfo, Demonstration
+from data.records import ZERO_SHOT, AdapterInfo, Demonstration, EvaluationTarget, ScorerRef
 from models.registry import ModelSpec, resolve_model
 
 ADAPTER_INFO_FILE = "phishlens_adapter.json"
@@ -31,11 +31,11 @@ class ModelError(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    """A base model (optionally with an adapter) ready to score."""
+    """A base model (optionally with an adapter) ready to score: models.classifier.Classifier."""
 
     spec: ModelSpec
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
     weights_sha256: str
@@ -49,13 +49,19 @@ class LoadedModel:
 
 def zero_shot_id(model: str) -> str:
     """The adapter id under which the base model's own (zero-shot) predictions are stored."""
-    return f"zero-shot:{model}"
+    return f"{ZERO_SHOT}:{model}"
 
 
 def scorer_id(model: str, adapter_dir: Path | None) -> str:
     """The id a scorer's results are stored under, without loading it: its adapter's, or the
     zero-shot base's."""
     return read_adapter_info(adapter_dir).id if adapter_dir else zero_shot_id(resolve_model(model).name)
+
+
+def scorer_ref(target: EvaluationTarget, options: tuple = ()) -> ScorerRef:
+    """The reference a work item carries to the scorer of an evaluation target."""
+    return ScorerRef(target.model, scorer_id(target.model, target.adapter_dir),
+                     str(target.adapter_dir) if target.adapter_dir else None, target.quantize, tuple(options))
 
 
 def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from data.records import AdapterInfo, Demonstration, Email
+from models.classifier import Classifier, PromptReader
 from models.registry import ModelSpec
 
 
@@ -84,10 +85,10 @@ class PromptBuilder:
         return PromptTokens(head + kept + self.tail, len(ids), len(ids) - len(kept))
 
 
-def prompt_builder(model, max_tokens: int) -> PromptBuilder:
-    """The prompt builder for a loaded model (anything with .tokenizer, .spec and .adapter): an
+def prompt_builder(model: PromptReader, max_tokens: int) -> PromptBuilder:
+    """The prompt builder for a scorer (models.classifier.PromptReader): an
     FTICL adapter's prompts start with the in-context examples it was saved with."""
-    return adapter_prompt_builder(model.tokenizer, model.spec, getattr(model, "adapter", None), max_tokens)
+    return adapter_prompt_builder(model.tokenizer, model.spec, model.adapter, max_tokens)
 
 
 def adapter_prompt_builder(tokenizer, spec: ModelSpec, adapter: AdapterInfo | None, max_tokens: int) -> PromptBuilder:
@@ -141,11 +142,11 @@ def compiled_for_scoring(loaded):
     return replace(loaded, model=torch.compile(loaded.model, dynamic=True))
 
 
-def score_prompts(loaded, prompts: Sequence[list[int]], batch_size: int = 8,
+def score_prompts(loaded: Classifier, prompts: Sequence[list[int]], batch_size: int = 8,
                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """logit(positive label) - logit(negative label) for each prompt's token ids, in input order.
 
-    `loaded` is a models.loading.LoadedModel; on_batch(n) is called after each batch.
+    on_batch(n) is called after each batch.
     """
     negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
     scores = np.zeros(len(prompts), dtype=np.float64)
@@ -160,7 +161,7 @@ def score_prompts(loaded, prompts: Sequence[list[int]], batch_size: int = 8,
     return scores
 
 
-def score_emails(loaded, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
+def score_emails(loaded: Classifier, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Scores of emails rendered into the model's prompt under a token budget (see score_prompts)."""
     builder = prompt_builder(loaded, max_tokens)

@@ -190,7 +190,7 @@ def explainer_warm_up():
     """shap's import and numba compilation, started in the background once per server."""
     import threading
 
-    from diagnostics.attribution import warm_up
+    from diagnostics.explainers import warm_up
 
     thread = threading.Thread(target=warm_up, name="shap-warm-up", daemon=True)
     thread.start()
@@ -257,15 +257,16 @@ def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
 
 @st.cache_resource(show_spinner="Booting the model in TransformerLens…", max_entries=2)
 def head_model(model: str, adapter_path: str | None, models_dir: str, device: str):
-    """A diagnostics.heads.HeadModel (its own copy of the weights, adapter merged), kept across reruns."""
-    from diagnostics.heads import load_head_model
+    """A diagnostics.bridge.HeadModel (its own copy of the weights, adapter merged), kept across reruns."""
+    from diagnostics.bridge import load_head_model
 
     return load_head_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _attention(model: str, adapter_path: str | None, models_dir: str, device: str, max_tokens: int, mail):
-    from diagnostics.heads import attention_patterns, email_prompt, prompt_builder
+    from diagnostics.bridge import attention_patterns, email_prompt
+    from models.scoring import prompt_builder
 
     hm = head_model(model, adapter_path, models_dir, device)
     with model_lock():
@@ -306,7 +307,7 @@ def lora_norms(adapter_path: str, model: str, models_dir: str) -> pd.DataFrame:
     """Per-head LoRA update norms of an adapter (read from its files; no model is loaded)."""
     from transformers import AutoConfig
 
-    from diagnostics.heads import lora_head_update_norms
+    from diagnostics.lora_heads import lora_head_update_norms
     from models.loading import prepare_model
     from models.registry import resolve_model
 

@@ -9,8 +9,11 @@ import streamlit as st
 from data.corpora import USER_CORPUS
 from data.parse import ParseError, make_email, parse_pasted_text
 from data.records import Email, Explanation
-from diagnostics.attribution import (CoalitionScorer, explain_gradient, explain_progressively, field_totals,
-                                     layout_email, method_params, with_faithfulness_curves)
+from diagnostics.coalitions import CoalitionScorer
+from diagnostics.comparison import field_totals
+from diagnostics.explainers import explain_gradient, explain_progressively, method_params
+from diagnostics.faithfulness import with_faithfulness_curves
+from diagnostics.layout import layout_email
 from models.scoring import prompt_builder
 from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock,
                           save_explanation, stored_explanation)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from diagnostics.attribution import agreement
+from diagnostics.comparison import agreement
 from models.loading import zero_shot_id
 from pages._cache import classifier, disagreements, results_or_stop
 from pages._charts import agreement_heatmap

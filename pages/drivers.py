@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
-from diagnostics.attribution import METHODS
+from diagnostics.explainers import METHODS
 from diagnostics.launcher import start_job
 from pages._cache import drivers_and_shortcuts, explanation_sweeps, results_or_stop
 from pages._charts import driver_bars

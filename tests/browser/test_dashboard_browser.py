@@ -88,7 +88,6 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
     from data.store import Store
     from diagnostics.evaluate import EvaluationTarget, evaluate
     from diagnostics.head_sweep import sweep_corpus
-    from diagnostics.heads import load_head_model
     from diagnostics.jobs import train_training_set
 
     home = tmp_path_factory.mktemp("browser-default-model")
@@ -105,8 +104,8 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
         # Predictions make the store "non-empty": `tasks.sh run` would build the demo into an empty one.
         evaluate(store, [EvaluationTarget(settings.model, folder)], ["Nazario"], settings.models_dir, 6, 96,
                  settings.seed, "cpu", progress=False)
-        hm = load_head_model(settings.model, folder, settings.models_dir, "cpu")
-        sweep_corpus(store, hm, "Nazario", sample_size=6, max_tokens=96, seed=settings.seed, top_k=3)
+        sweep_corpus(store, EvaluationTarget(settings.model, folder), "Nazario", sample_size=6, max_tokens=96,
+                     seed=settings.seed, top_k=3, models_dir=settings.models_dir)
         email_id = store.split_ids("Nazario", "test")["id"].iloc[0]
     server, url = _serve(home, {"PHISHLENS_MODEL": "smollm2-135m", "PHISHLENS_MODELS": str(default_model_dir.parent),
                                 "PHISHLENS_MAX_TOKENS": "96"})

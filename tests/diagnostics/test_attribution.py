@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from data.records import Email
-from diagnostics.attribution import (CoalitionScorer, adapter_disabled, explain_gradient, explain_progressively,
-                                     explain_shap, faithfulness, field_totals, layout_email, linkage, lora_delta,
-                                     with_faithfulness_curves)
+from diagnostics.coalitions import CoalitionScorer
+from diagnostics.comparison import adapter_disabled, field_totals, lora_delta
+from diagnostics.explainers import explain_gradient, explain_progressively, explain_shap
+from diagnostics.faithfulness import faithfulness, with_faithfulness_curves
+from diagnostics.layout import layout_email, linkage
 from models.loading import load_base, load_with_adapter
 from models.scoring import PromptBuilder, score_prompts
 
@@ -173,7 +175,7 @@ def test_explanations_round_trip_through_the_store(store, tiny, real_emails):
 
 
 def test_character_values_keep_each_span_total_and_agreement_is_a_rank_correlation(tiny, real_emails):
-    from diagnostics.attribution import agreement, character_values
+    from diagnostics.comparison import agreement, character_values
 
     mail = real_emails[7]
     explanation = explain_gradient(tiny, layout_email(_builder(tiny), mail), mail.id, 256)

@@ -1,11 +1,15 @@
-"""Evaluation on a local Ray instance with 2 CPUs: the same predictions as the local executor,
-shards ingested idempotently, a rerun doing nothing."""
+"""Every job through the one executor interface: on a local Ray instance with 2 CPUs, the same
+predictions, explanations and head sweeps as the local executor, shards ingested idempotently,
+a rerun doing nothing."""
 
 import numpy as np
 import pytest
 
+from data.records import EvaluationTarget
 from data.store import Store
-from diagnostics.evaluate import EvaluationTarget
+from diagnostics.distributed import RayExecutor
+from diagnostics.evaluate import evaluate
+from diagnostics.executor import LocalExecutor
 
 ray = pytest.importorskip("ray")
 
@@ -20,8 +24,6 @@ def local_ray():
 
 
 def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(local_ray, evaluated_copy, tmp_path):
-    from diagnostics.distributed import evaluate_on_ray
-
     settings = evaluated_copy
     with Store.open(settings.store_path) as store:
         adapter = store.adapters().iloc[0]
@@ -31,8 +33,9 @@ def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(loca
         store.execute("DELETE FROM predictions WHERE adapter_id IN (?, ?)", [adapter["id"], f"zero-shot:{settings.model}"])
         targets = [EvaluationTarget(settings.model, None), EvaluationTarget(settings.model, adapter["path"])]
         # Compiled on the workers (once each): the scores stay the eager local ones.
-        evaluate_on_ray(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
-                        tmp_path / "shards", emails_per_task=8, progress=False, compile_mode="on")
+        evaluate(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                 progress=False, compile_mode="on", executor=RayExecutor(tmp_path / "shards", settings.models_dir, "cpu"),
+                 emails_per_item=8)
         remote = store.query("SELECT adapter_id, email_id, score, predicted FROM predictions "
                              "WHERE adapter_id IN (?, ?)", [adapter["id"], f"zero-shot:{settings.model}"])
         merged = local.merge(remote, on=["adapter_id", "email_id"], suffixes=("_local", "_ray"))
@@ -44,8 +47,8 @@ def test_ray_evaluation_matches_the_local_executor_and_ingests_idempotently(loca
         assert len(shards) >= 2 * 3 * 2 and not list((tmp_path / "shards").rglob("*.partial"))
         assert store.add_prediction_shards(shards) == 0  # ingesting again adds nothing
         runs_before = store.scalar("SELECT count(*) FROM runs")
-        evaluate_on_ray(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
-                        tmp_path / "shards2", progress=False)
+        evaluate(store, targets, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                 progress=False, executor=RayExecutor(tmp_path / "shards2", settings.models_dir, "cpu"))
         assert store.scalar("SELECT count(*) FROM runs") == runs_before + 1
         assert not list((tmp_path / "shards2").rglob("*.parquet"))  # nothing left to score: no task ran
 
@@ -54,9 +57,6 @@ def test_ray_evaluation_in_int8_matches_the_local_int8_scorer(local_ray, evaluat
     """Workers build the same SmoothQuant scorer from the calibration emails the task carries, and
     the run records the same precision check as a local one."""
     import json
-
-    from diagnostics.distributed import evaluate_on_ray
-    from diagnostics.evaluate import evaluate
 
     settings = evaluated_copy
     zero_shot = f"zero-shot:{settings.model}"
@@ -69,9 +69,9 @@ def test_ray_evaluation_in_int8_matches_the_local_int8_scorer(local_ray, evaluat
         local = store.query(query, [zero_shot])
         local_check = store.run_params(local_run)["precision_checks"][zero_shot]
         store.execute("DELETE FROM predictions WHERE adapter_id = ?", [zero_shot])
-        run_id = evaluate_on_ray(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed,
-                                 "cpu", tmp_path / "shards", emails_per_task=12, progress=False, precision="int8",
-                                 compile_mode="off")
+        run_id = evaluate(store, target, store.corpus_names(), settings.models_dir, 20, 96, settings.seed, "cpu",
+                          progress=False, precision="int8", compile_mode="off",
+                          executor=RayExecutor(tmp_path / "shards", settings.models_dir, "cpu"), emails_per_item=12)
         remote = store.query(query, [zero_shot])
         params = json.loads(store.scalar("SELECT params FROM runs WHERE id = ?", [run_id]))
     assert params["precision"] == "int8" and list(remote["email_id"]) == list(local["email_id"])
@@ -104,17 +104,16 @@ def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evalua
 
 
 def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evaluated_copy, tmp_path):
-    from diagnostics.attribution import method_params
-    from diagnostics.distributed import explain_on_ray
     from diagnostics.drivers import explain_sample
-    from models.loading import load_model
+    from diagnostics.explainers import method_params
 
     settings = evaluated_copy
     params = method_params("gradxinput", 96, 1)
     with Store.open(settings.store_path) as store:
         adapter = store.adapters().iloc[0]
-        fresh = explain_on_ray(store, settings.model, adapter["path"], "synthetic-listdump", 5, "gradxinput", 96, 1,
-                               "cpu", settings.models_dir, tmp_path / "shards", emails_per_task=2, progress=False)
+        target = EvaluationTarget(settings.model, adapter["path"])
+        on_ray = RayExecutor(tmp_path / "shards", settings.models_dir, "cpu", part_sizes={"explain": 2})
+        fresh = explain_sample(store, target, "synthetic-listdump", 5, "gradxinput", 96, 1, on_ray)
         assert fresh == 5
         remote = store.drivers(adapter["id"], "gradxinput", params).set_index("feature")
         shards = sorted((tmp_path / "shards").rglob("*.parquet"))
@@ -124,29 +123,27 @@ def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evalu
 
         store.execute("DELETE FROM explanations")
         store.execute("DELETE FROM attribution_features")
-        loaded = load_model(settings.model, adapter["path"], settings.models_dir, "cpu")
-        assert explain_sample(store, loaded, "synthetic-listdump", 5, "gradxinput", 96, 1) == 5
+        local_executor = LocalExecutor(settings.models_dir, "cpu")
+        assert explain_sample(store, target, "synthetic-listdump", 5, "gradxinput", 96, 1, local_executor) == 5
         local = store.drivers(adapter["id"], "gradxinput", params).set_index("feature")
     assert set(local.index) == set(remote.index)
     np.testing.assert_allclose(remote.loc[local.index, "total"], local["total"], atol=1e-4)
 
 
-def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_copy):
-    from diagnostics.distributed import sweep_heads_on_ray
+def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_copy, tmp_path):
     from diagnostics.head_sweep import sweep_corpus
-    from diagnostics.heads import load_head_model
 
     settings = evaluated_copy
     with Store.open(settings.store_path) as store:
-        adapter = store.adapters().iloc[0]
-        remote = sweep_heads_on_ray(store, settings.model, adapter["path"], "synthetic-corporate", 10, 96, 1, "cpu",
-                                    settings.models_dir, top_k=3, batch_size=2, emails_per_task=4, progress=False)
-        assert sweep_heads_on_ray(store, settings.model, adapter["path"], "synthetic-corporate", 10, 96, 1, "cpu",
-                                  settings.models_dir, top_k=3, progress=False) is None  # stored: nothing to do
+        target = EvaluationTarget(settings.model, store.adapters().iloc[0]["path"])
+        on_ray = RayExecutor(tmp_path / "shards", settings.models_dir, "cpu", part_sizes={"heads": 4})
+        remote = sweep_corpus(store, target, "synthetic-corporate", 10, 96, 1, top_k=3, batch_size=2, executor=on_ray)
+        assert sweep_corpus(store, target, "synthetic-corporate", 10, 96, 1, top_k=3,
+                            executor=on_ray) is None  # stored: nothing to do
         store.execute("DELETE FROM head_effects")
         store.execute("DELETE FROM logit_lens")
-        hm = load_head_model(settings.model, adapter["path"], settings.models_dir, "cpu")
-        local = sweep_corpus(store, hm, "synthetic-corporate", 10, 96, 1, "mean", 3, 2)
+        local = sweep_corpus(store, target, "synthetic-corporate", 10, 96, 1, "mean", 3, 2,
+                             LocalExecutor(settings.models_dir, "cpu"))
     key = ["method", "layer", "head"]
     a, b = (s.effects.sort_values(key).reset_index(drop=True) for s in (remote, local))
     assert a[key].equals(b[key]) and (a["method"] == "exact").sum() == 3
@@ -161,16 +158,21 @@ def test_worker_keeps_one_scorer_compiled_when_its_task_asks(evaluated_copy):
     (scorer, precision, compile) replaces it, so a worker holds one model."""
     import torch
 
-    from diagnostics.distributed import _WORKER_MODEL, worker_model
+    from diagnostics.distributed import WORKER_SLOT, open_on_worker
+    from diagnostics.evaluate import EvaluateJob
+    from diagnostics.executor import WorkerEnv
+    from models.loading import scorer_ref
 
     settings = evaluated_copy
-    # This process's own thread count: worker_model sets it, and later tests must keep theirs.
-    threads = torch.get_num_threads()
-    args = (settings.model, f"zero-shot:{settings.model}", None, str(settings.models_dir), "cpu", threads, "fp32", (),
-            96)
-    compiled = worker_model(*args, compile=True)
+    job = EvaluateJob([], [], 20, 96)
+    env = WorkerEnv(str(settings.models_dir), "cpu")
+
+    def scorer(compile: bool):
+        return scorer_ref(EvaluationTarget(settings.model), job._options("fp32", compile, ()))
+
+    compiled = open_on_worker(job, scorer(True), None, env)
     assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
-    assert worker_model(*args, compile=True) is compiled
-    eager = worker_model(*args, compile=False)
+    assert open_on_worker(job, scorer(True), None, env) is compiled
+    eager = open_on_worker(job, scorer(False), None, env)
     assert not isinstance(eager.model, torch._dynamo.eval_frame.OptimizedModule)
-    assert list(_WORKER_MODEL) == [(f"zero-shot:{settings.model}", "fp32", False)]
+    assert WORKER_SLOT.key == ("evaluate", scorer(False)) and WORKER_SLOT.model is eager

@@ -69,15 +69,18 @@ def test_shortcut_finder_flags_a_planted_signature_not_a_phishing_word(store):
 
 
 def test_explain_sample_is_resumable_and_stores_features(evaluated_settings):
+    from data.records import EvaluationTarget
     from data.store import Store
-    from models.loading import load_base
+    from diagnostics.executor import LocalExecutor
 
-    loaded = load_base(evaluated_settings.model, evaluated_settings.models_dir, "cpu")
+    base = EvaluationTarget(evaluated_settings.model)
+    here = LocalExecutor(evaluated_settings.models_dir, "cpu")
     seen = []
     with Store.open(evaluated_settings.store_path) as store:
-        first = explain_sample(store, loaded, "synthetic-listdump", size=4, method="shap", max_tokens=96, seed=1,
-                               on_email=lambda done, total: seen.append((done, total)))
-        again = explain_sample(store, loaded, "synthetic-listdump", size=4, method="shap", max_tokens=96, seed=1)
+        first = explain_sample(store, base, "synthetic-listdump", size=4, method="shap", max_tokens=96, seed=1,
+                               executor=here, on_email=lambda done, total: seen.append((done, total)))
+        again = explain_sample(store, base, "synthetic-listdump", size=4, method="shap", max_tokens=96, seed=1,
+                               executor=here)
         sweeps = store.explanation_sweeps()
     assert (first, again) == (4, 0)
     assert seen[0] == (0, 4) and seen[-1] == (4, 4)

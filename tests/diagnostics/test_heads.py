@@ -9,9 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from diagnostics.heads import (ablate_heads_exact, attention_patterns, attribution_patching, boot_bridge,
-                               email_prompt, f1_at_zero, head_means, lora_head_update_norms, prompt_builder,
-                               sweep_heads)
+from data.metrics import f1_at_zero
+from diagnostics.bridge import attention_patterns, boot_bridge, email_prompt
+from diagnostics.head_sweep import sweep_heads
+from diagnostics.heads import ablate_heads_exact, attribution_patching, head_means
+from diagnostics.lora_heads import lora_head_update_norms
+from models.scoring import prompt_builder
 from models.loading import load_base, load_with_adapter
 from models.scoring import score_prompts
 
@@ -27,9 +30,16 @@ def tiny_heads(tiny_model_dir, models_dir):
 
 
 @pytest.fixture(scope="module")
-def tiny_prompts(tiny_heads, real_emails):
+def sweep_emails(real_emails):
+    """Six real emails of both labels: F1 is defined on them (data.metrics)."""
+    positives = [m for m in real_emails if m.label == 1][:3]
+    return [m for m in real_emails if m.label == 0][:6 - len(positives)] + positives
+
+
+@pytest.fixture(scope="module")
+def tiny_prompts(tiny_heads, sweep_emails):
     builder = prompt_builder(tiny_heads, 96)
-    return [email_prompt(builder, mail)[0] for mail in real_emails[:6]]
+    return [email_prompt(builder, mail)[0] for mail in sweep_emails]
 
 
 def _manual_zero_ablation(model, prompts, layer: int, head: int, d_head: int) -> np.ndarray:
@@ -142,8 +152,8 @@ def test_left_padding_does_not_change_attribution(tiny_heads, tiny_prompts):
     np.testing.assert_allclose(together.scores, alone.scores, atol=1e-4)
 
 
-def test_sweep_checks_the_top_heads_exactly(tiny_heads, tiny_prompts, real_emails):
-    labels = [mail.label for mail in real_emails[:6]]
+def test_sweep_checks_the_top_heads_exactly(tiny_heads, tiny_prompts, sweep_emails):
+    labels = [mail.label for mail in sweep_emails]
     sweep = sweep_heads(tiny_heads, tiny_prompts, labels, ablation="mean", top_k=3)
     estimated = sweep.effects[sweep.effects["method"] == "attribution"]
     exact = sweep.effects[sweep.effects["method"] == "exact"]
@@ -154,6 +164,13 @@ def test_sweep_checks_the_top_heads_exactly(tiny_heads, tiny_prompts, real_email
     assert 0 <= sweep.clean_f1 <= 1
     with pytest.raises(ValueError, match="ablation must be one of"):
         sweep_heads(tiny_heads, tiny_prompts, labels, ablation="resample")
+
+
+def test_sweep_f1_is_the_matrix_metric_even_on_one_class_samples():
+    """ΔF1 on the Heads page is the metric Overview shows: F1, recall where only positives exist,
+    undefined where only legitimate emails exist (it used to return 2tp/(2tp+fp+fn) there)."""
+    assert f1_at_zero(np.array([2.0, -1.0]), np.array([1, 1])) == pytest.approx(0.5)  # recall
+    assert np.isnan(f1_at_zero(np.array([2.0, -1.0]), np.array([0, 0])))
 
 
 def test_f1_at_zero_counts_verdicts_at_the_products_threshold():

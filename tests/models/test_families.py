@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from data.records import LoraSettings
-from diagnostics.heads import attribution_patching, boot_bridge, email_prompt, prompt_builder
+from diagnostics.bridge import boot_bridge, email_prompt
+from diagnostics.heads import attribution_patching
+from models.scoring import prompt_builder
 from models.finetune import finetune_adapter
 from models.loading import load_base, load_with_adapter
 from models.scoring import PromptBuilder, score_emails, score_prompts

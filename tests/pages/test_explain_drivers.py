@@ -2,7 +2,7 @@
 cache; the Drivers page shows a sweep's drivers and shortcut table."""
 
 from data.store import Store
-from diagnostics.attribution import method_params
+from diagnostics.explainers import method_params
 from tests.conftest import open_app_page
 
 
@@ -42,12 +42,12 @@ def test_explain_page_shap_on_pasted_text_escapes_it(monkeypatch, evaluated_sett
 
 
 def test_drivers_page_shows_drivers_and_shortcuts(monkeypatch, evaluated_settings):
+    from data.records import EvaluationTarget
     from diagnostics.drivers import explain_sample
-    from models.loading import load_base
 
-    loaded = load_base(evaluated_settings.model, evaluated_settings.models_dir, "cpu")
     with Store.open(evaluated_settings.store_path) as store:
-        explain_sample(store, loaded, "synthetic-corporate", size=6, method="gradxinput", max_tokens=128, seed=13)
+        explain_sample(store, EvaluationTarget(evaluated_settings.model), "synthetic-corporate", size=6,
+                       method="gradxinput", max_tokens=128, seed=13, models_dir=evaluated_settings.models_dir)
     at = open_app_page(monkeypatch, evaluated_settings, "pages/drivers.py")
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) >= 1

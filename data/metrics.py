@@ -1,0 +1,56 @@
+"""The matrix metrics, defined once for SQL (data.store.METRICS_SQL) and Python (the head
+sweep's ΔF1); tests/data/test_metrics.py checks the two agree on every confusion table.
+
+F1 and precision are only defined where the test sample holds both classes; where it holds
+only positives, the matrix shows recall instead (`matrix_value`). The verdict threshold is
+data.records.VERDICT_THRESHOLD.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from data.records import VERDICT_THRESHOLD
+
+# SQL over columns tp, fp, fn, tn (counts); NULL where undefined.
+_BOTH_CLASSES = "(tp + fn) > 0 AND (tn + fp) > 0"
+RECALL_SQL = "CASE WHEN tp + fn > 0 THEN tp / (tp + fn) END"
+PRECISION_SQL = (f"CASE WHEN {_BOTH_CLASSES} AND tp + fp > 0 THEN tp / (tp + fp) "
+                 f"WHEN {_BOTH_CLASSES} THEN 0.0 END")
+F1_SQL = f"CASE WHEN {_BOTH_CLASSES} THEN 2.0 * tp / (2 * tp + fp + fn) END"
+
+
+def confusion(predicted: np.ndarray, labels: np.ndarray) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) of 0/1 verdicts against 0/1 labels."""
+    predicted, labels = np.asarray(predicted).astype(bool), np.asarray(labels) == 1
+    return (int((predicted & labels).sum()), int((predicted & ~labels).sum()), int((~predicted & labels).sum()),
+            int((~predicted & ~labels).sum()))
+
+
+def recall(tp: int, fp: int, fn: int, tn: int) -> float | None:
+    return tp / (tp + fn) if tp + fn > 0 else None
+
+
+def precision(tp: int, fp: int, fn: int, tn: int) -> float | None:
+    if not (tp + fn > 0 and tn + fp > 0):
+        return None
+    return tp / (tp + fp) if tp + fp > 0 else 0.0
+
+
+def f1(tp: int, fp: int, fn: int, tn: int) -> float | None:
+    return 2.0 * tp / (2 * tp + fp + fn) if tp + fn > 0 and tn + fp > 0 else None
+
+
+def matrix_value(tp: int, fp: int, fn: int, tn: int) -> float | None:
+    """What a matrix cell shows: F1, or recall where the sample has positives only (None: neither)."""
+    value = f1(tp, fp, fn, tn)
+    return value if value is not None else recall(tp, fp, fn, tn)
+
+
+def f1_at_zero(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The matrix value (F1, else recall) of the verdicts at the product's threshold; NaN where
+    neither is defined (a sample of legitimate emails only)."""
+    value = matrix_value(*confusion(np.asarray(scores) > VERDICT_THRESHOLD, labels))
+    return math.nan if value is None else value

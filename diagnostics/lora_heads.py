@@ -1,0 +1,52 @@
+"""What a LoRA adapter changed, head by head: the norm of its update to each head's weights."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+_LORA_KEY = re.compile(r"layers\.(\d+)\.self_attn\.([qkvo])_proj\.lora_([AB])\.weight$")
+
+
+def lora_head_update_norms(adapter_dir: Path, n_heads: int, n_kv_heads: int, d_head: int) -> pd.DataFrame:
+    """Per layer and head, the Frobenius norm of the LoRA update of its q, k, v and o weights.
+
+    Read from the adapter's files (ΔW = B·A·scale): q and o rows/columns of the head, k and
+    v of the key-value head it shares (grouped-query attention). `total` combines the four.
+    """
+    from safetensors.torch import load_file
+
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    rank, alpha = config["r"], config["lora_alpha"]
+    scale = alpha / (rank ** 0.5) if config.get("use_rslora") else alpha / rank
+    tensors = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    factors: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        found = _LORA_KEY.search(key)
+        if found:
+            factors.setdefault((int(found[1]), found[2]), {})[found[3]] = value.float()
+    if not factors:
+        return pd.DataFrame(columns=["layer", "head", "q", "k", "v", "o", "total"])
+    per_kv = n_heads // n_kv_heads
+    rows: dict[tuple[int, int], dict] = {}
+    for (layer, proj), ab in sorted(factors.items()):
+        delta = ab["B"] @ ab["A"] * scale  # (out, in)
+        for head in range(n_heads):
+            if proj == "o":
+                block = delta[:, head * d_head:(head + 1) * d_head]
+            else:
+                slot = head if proj == "q" else head // per_kv
+                block = delta[slot * d_head:(slot + 1) * d_head, :]
+            rows.setdefault((layer, head), {"layer": layer, "head": head})[proj] = float(block.norm())
+    frame = pd.DataFrame(list(rows.values())).fillna(0.0)
+    for proj in "qkvo":
+        if proj not in frame:
+            frame[proj] = 0.0
+    frame["total"] = np.sqrt((frame[list("qkvo")] ** 2).sum(1))
+    return frame.sort_values(["layer", "head"]).reset_index(drop=True)
