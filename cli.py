@@ -386,6 +386,38 @@ def heads(
 
 
 @app.command()
+def diagnose(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A per-corpus diagnostic of diagnostics/registry.py, e.g. direct-logit-attribution")],
+    corpus: Annotated[str, typer.Option(help="Corpus whose test split is sampled")],
+    training_set: Annotated[Optional[str], typer.Option(help="This training set's adapter (default: the zero-shot base model)")] = None,
+    sample_size: Annotated[int, typer.Option(help="Seeded stratified sample of the test split")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 4,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local, or ray [env PHISHLENS_EXECUTOR]")] = None,
+):
+    """Run a registered diagnostic over a corpus sample with one adapter and store it (skipped if stored)."""
+    from data.records import DiagnosticRequest, EvaluationTarget
+    from data.store import Store
+    from diagnostics.executor import run_job
+    from diagnostics.registry import DIAGNOSTICS, diagnostic
+
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor)
+    run_on = _executor(settings)
+    with _clear_errors():
+        entry = diagnostic(name)
+        runnable = [d.name for d in DIAGNOSTICS.values() if d.job]
+        if not entry.job:
+            _fail(f"{name} runs with `cli.py {entry.command}`; `diagnose` runs {', '.join(runnable)}")
+        with Store.open(settings.store_path) as store:
+            target = EvaluationTarget(settings.model, _sample_target(store, settings, corpus, training_set))
+            request = DiagnosticRequest(target, corpus, sample_size, settings.max_tokens, settings.seed, batch_size)
+            outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
+    typer.echo(f"{name} of {corpus}: " + ("already stored; nothing to do" if outcome.run_id is None else
+                                           f"stored (run {outcome.run_id})"))
+
+
+@app.command()
 def study(
     ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(help="A study spec (TOML), e.g. studies/default.toml")],
@@ -397,7 +429,8 @@ def study(
     from dataclasses import replace
 
     from data.store import Store
-    from diagnostics.study import SpecError, load_spec, plan_study, run_study, study_findings, study_results, summarize_study
+    from diagnostics.study import (SpecError, load_spec, plan_study, run_study, study_findings, study_results,
+                                   summarize_study)
 
     settings = _settings(ctx)
     try:

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.shap_text_baseline import explain_shap_text  # noqa: E402
 from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.records import Email  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
-from benchmarks.shap_text_baseline import explain_shap_text  # noqa: E402
 from diagnostics.coalitions import CoalitionScorer  # noqa: E402
 from diagnostics.explainers import DEFAULT_FIXED_CONTEXT, DEFAULT_MAX_EVALS, explain_gradient, explain_shap  # noqa: E402
 from diagnostics.faithfulness import faithfulness  # noqa: E402

@@ -43,15 +43,17 @@ from data.records import Email  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from diagnostics.bridge import email_prompt, load_head_model, score_from_logits  # noqa: E402
 from diagnostics.heads import ablate_heads_exact, ablation_hook, attribution_patching  # noqa: E402
-from models.scoring import prompt_builder  # noqa: E402
-from models.scoring import pad_left  # noqa: E402
+from models.scoring import (
+    pad_left,  # noqa: E402
+    prompt_builder,  # noqa: E402
+)
 
 
 def pick_emails(args) -> list[Email]:
     rng = random.Random(args.seed)
     if args.store:
-        from data.store import Store
         from data.splits import test_sample
+        from data.store import Store
 
         with Store.open(args.store, read_only=True) as store:
             corpora = store.corpus_names()

@@ -244,6 +244,10 @@ class AttentionView:
     lens: np.ndarray  # (n_layers + 1,): the score read off the residual after the embedding and each block
     score: float
 
+    def pattern(self, layer: int, head: int) -> np.ndarray:
+        """(n_tokens, n_tokens) float32: one head's attention pattern."""
+        return self.patterns[layer, head].astype(np.float32)
+
     def from_last_position(self) -> np.ndarray:
         """(n_layers, n_heads, n_tokens): what the answer position attends to."""
         return self.patterns[:, :, -1, :].astype(np.float32)
@@ -275,3 +279,60 @@ class HeadSweep:
     lens: pd.DataFrame  # layer (-1 = embedding), mean_score, std_score
     clean_f1: float
     seconds: dict[str, float]
+
+
+# ---------------------------------------------------------------- background jobs
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A job the dashboard starts in the background, in typed fields; `arguments()` is the
+    `cli.py` call that runs it (diagnostics.launcher)."""
+
+    command: str  # a cli.py command: evaluate, train, explain, heads, diagnose, study, ingest, demo
+    positional: tuple[str, ...] = ()  # e.g. the training set to train, the diagnostic to run
+    corpus: str | None = None
+    training_set: str | None = None  # None or ZERO_SHOT: the base model
+    sample_size: int | None = None
+    options: tuple[tuple[str, str | int | bool], ...] = ()  # further --flags; True: a bare flag
+
+    def arguments(self) -> list[str]:
+        arguments = [self.command, *self.positional]
+        if self.corpus:
+            arguments += ["--corpus", self.corpus]
+        if self.training_set and self.training_set != ZERO_SHOT:
+            arguments += ["--training-set", self.training_set]
+        if self.sample_size:
+            arguments += ["--sample-size", str(self.sample_size)]
+        for flag, value in self.options:
+            if value is True:
+                arguments.append(f"--{flag}")
+            elif value not in (None, False, ""):
+                arguments += [f"--{flag}", str(value)]
+        return arguments
+
+
+@dataclass(frozen=True)
+class BackgroundJob:
+    """A `cli.py` process started from the dashboard, as read back from its files."""
+
+    id: str
+    command: str
+    started: float
+    pid: int
+    log: Path
+    status: str  # running | done | failed | lost
+    returncode: int | None
+    last_line: str
+
+
+@dataclass(frozen=True)
+class DiagnosticRequest:
+    """What a per-corpus diagnostic runs on: one scorer, a seeded sample of a corpus' test split."""
+
+    target: EvaluationTarget
+    corpus: str
+    sample_size: int = 100
+    max_tokens: int = 256
+    seed: int = 0
+    batch_size: int = 4

@@ -23,7 +23,7 @@ import pandas as pd
 from data.metrics import F1_SQL, PRECISION_SQL, RECALL_SQL
 from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 # The explanations table's columns before created_at, in order: explanation_record() holds each.
@@ -271,6 +271,23 @@ MIGRATIONS: list[str] = [
     CREATE VIEW scorers AS
         SELECT id, model, training_set FROM adapters
         UNION ALL SELECT id, model, training_set FROM reference_models;
+    """,
+    # v6: per-head diagnostics (diagnostics.per_head): one value per head, averaged over a
+    # corpus sample, under the diagnostic's registry name; (layer, head) = (-1, -1) is the remainder.
+    """
+    CREATE TABLE head_values (
+        run_id VARCHAR NOT NULL,
+        diagnostic VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        layer SMALLINT NOT NULL,
+        head SMALLINT NOT NULL,
+        value DOUBLE NOT NULL,
+        spread DOUBLE NOT NULL,
+        n_emails INTEGER NOT NULL,
+        PRIMARY KEY (diagnostic, adapter_id, params, layer, head)
+    );
     """,
 ]
 
@@ -660,6 +677,12 @@ class Store:
         sql = "SELECT * FROM adapters" + (" WHERE model = ?" if model else "") + " ORDER BY id"
         return self.query(sql, [model] if model else [])
 
+    def evaluated_scorers(self) -> pd.DataFrame:
+        """Every scorer with predictions (adapters, zero-shot bases, references): id, model, training set."""
+        return self.query("SELECT p.adapter_id, any_value(p.model) AS model, "
+                          "coalesce(any_value(s.training_set), 'zero-shot') AS training_set FROM predictions p "
+                          "LEFT JOIN scorers s ON s.id = p.adapter_id GROUP BY p.adapter_id ORDER BY p.adapter_id")
+
     # ------------------------------------------------------------ runs
     def add_reference_model(self, model_id: str, model: str, training_set: str, hyperparameters: dict, seed: int,
                             n_train: int, seconds: float) -> None:
@@ -1004,6 +1027,34 @@ class Store:
             "coalesce(exact_delta_f1, estimated_delta_f1) AS delta_f1 "
             "FROM head_effects WHERE adapter_id = ? AND params = ? GROUP BY layer, head ORDER BY layer, head",
             [adapter_id, params])
+
+    def add_head_values(self, run_id: str, diagnostic: str, corpus: str, params: str, adapter_id: str,
+                        values: pd.DataFrame) -> None:
+        """Store a per-head diagnostic's rows (layer, head, value, spread, n_emails), replacing a
+        result with the same diagnostic, adapter and params."""
+        rows = values.assign(run_id=run_id, diagnostic=diagnostic, adapter_id=adapter_id, corpus=corpus,
+                             params=params)
+        key = [diagnostic, adapter_id, params]
+        with self.transaction() as con, self._frames(con, new_values=rows):
+            con.execute("DELETE FROM head_values WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
+            con.execute("INSERT INTO head_values BY NAME SELECT * FROM new_values")
+
+    def has_head_values(self, diagnostic: str, adapter_id: str, params: str) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM head_values WHERE diagnostic = ? AND adapter_id = ? "
+                                "AND params = ?", [diagnostic, adapter_id, params]))
+
+    def head_value_results(self, diagnostic: str) -> pd.DataFrame:
+        """One row per stored result of a per-head diagnostic: adapter, training set, corpus, emails."""
+        return self.query(
+            "SELECT v.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, v.corpus, v.params, "
+            "any_value(v.n_emails) AS n_emails, any_value(v.run_id) AS run_id FROM head_values v "
+            "LEFT JOIN adapters a ON a.id = v.adapter_id WHERE v.diagnostic = ? GROUP BY ALL "
+            "ORDER BY training_set, v.corpus", [diagnostic])
+
+    def head_values(self, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
+        """Per head (and the remainder row, layer -1) of one stored result."""
+        return self.query("SELECT layer, head, value, spread, n_emails FROM head_values WHERE diagnostic = ? "
+                          "AND adapter_id = ? AND params = ? ORDER BY layer, head", [diagnostic, adapter_id, params])
 
     def logit_lens(self, adapter_ids: list[str] | None = None) -> pd.DataFrame:
         """Stored dataset-averaged logit lens curves (one per adapter and sweep)."""

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from data.records import AdapterInfo, AttentionView
-from models.loading import LoadedModel
-from models.registry import ModelSpec
-from models.scoring import PromptBuilder, label_token_ids, length_buckets, pad_left
+from data.records import AdapterInfo, AttentionView, Email, EvaluationTarget
+from models.loading import LoadedModel, load_tokenizer, prepare_model, read_adapter_info
+from models.registry import ModelSpec, resolve_model
+from models.scoring import PromptBuilder, adapter_prompt_builder, label_token_ids, length_buckets, pad_left
 
 if TYPE_CHECKING:  # importing transformer_lens takes seconds: only where a bridge boots
     from transformer_lens.model_bridge import TransformerBridge
@@ -133,6 +132,16 @@ def load_head_model(model: str, adapter_dir: Path | None, models_dir: Path, devi
     from models.loading import load_model
 
     return boot_bridge(load_model(model, adapter_dir, models_dir, device))
+
+
+def sample_prompts(target: EvaluationTarget, emails: Sequence[Email], max_tokens: int,
+                   models_dir: Path) -> list[tuple[int, ...]]:
+    """The target's prompts of these emails, built from the tokenizer alone (no model loaded), so
+    that the driver plans and every worker reads exactly the same tokens."""
+    spec = resolve_model(target.model)
+    adapter = read_adapter_info(target.adapter_dir) if target.adapter_dir else None
+    builder = adapter_prompt_builder(load_tokenizer(prepare_model(spec, models_dir)), spec, adapter, max_tokens)
+    return [tuple(email_prompt(builder, mail)[0]) for mail in emails]
 
 
 def email_prompt(builder: PromptBuilder, mail) -> tuple[list[int], tuple[int, int]]:

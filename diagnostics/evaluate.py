@@ -16,16 +16,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.settings import Settings
 from data.records import Email, EvaluationTarget, Prediction, ScorerRef, verdict
+from data.settings import Settings
 from data.splits import sample_stratified, test_sample
 from data.store import Store
 from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
+from models.classifier import Classifier
 from models.loading import LoadedModel, load_model, pick_device, scorer_id, scorer_ref
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
                               merge_adapter)
 from models.scoring import compiled_for_scoring, default_batch_size, prompt_builder, score_prompts
-
 
 # torch.compile costs ~30–90 s once per process and saves ~15% of scoring time on CPU: on by
 # default ("auto") for a target with at least this many emails to score.
@@ -59,6 +59,14 @@ def evaluation_samples(store: Store, corpora: Sequence[str], sample_size: int | 
         raise ValueError(f"no test emails to score in {', '.join(corpora) or 'this store'}: ingest corpora first "
                          "(`cli.py ingest --data DIR`, or `cli.py demo`)")
     return samples
+
+
+def score_one(loaded: Classifier, mail: Email, max_tokens: int) -> dict:
+    """One email scored by one classifier: the row a page's verdict table shows (true label unknown: -1)."""
+    prompt = prompt_builder(loaded, max_tokens).build(mail)
+    score = float(score_prompts(loaded, [prompt.input_ids])[0])
+    return {"model": loaded.spec.name, "adapter_id": loaded.adapter_id, "score": score, "predicted": verdict(score),
+            "true_label": -1, "truncated_tokens": prompt.truncated_tokens}
 
 
 def training_sample(store: Store, corpora: Sequence[str], seed: int, per_corpus: int,

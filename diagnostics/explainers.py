@@ -126,6 +126,7 @@ class ExplainerEntry:
 
     name: str
     title: str
+    short_title: str
     explain: WordExplainer  # (classifier, layout, email_id, max_tokens, seed) -> word-level Explanation
     params: Callable[[int, int], str]  # (max_tokens, seed) -> the params key of that explanation
     additive: bool  # base_value + sum(values) == score
@@ -144,11 +145,11 @@ def _gradient_words(classifier: Classifier, layout: EmailLayout, email_id: str, 
 
 EXPLAINERS = {
     "shap": ExplainerEntry(
-        "shap", "SHAP (Owen values over fields → sentences → words)", _shap_words,
+        "shap", "SHAP (fields → sentences → words)", "SHAP", _shap_words,
         lambda max_tokens, seed: params_key("shap", "word", max_tokens, max_evals=DEFAULT_MAX_EVALS["word"],
                                             seed=seed, fixed_context=DEFAULT_FIXED_CONTEXT), additive=True),
     "gradxinput": ExplainerEntry(
-        "gradxinput", "gradient × input (fast, not additive)", _gradient_words,
+        "gradxinput", "Gradient × input (fast, not additive)", "Gradient × input", _gradient_words,
         lambda max_tokens, seed: params_key("gradxinput", "word", max_tokens), additive=False),
 }
 METHODS = tuple(EXPLAINERS)
@@ -166,6 +167,30 @@ def method_params(method: str, max_tokens: int, seed: int = 0) -> str:
     if method not in EXPLAINERS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     return EXPLAINERS[method].params(max_tokens, seed)
+
+
+class NothingToExplain(ValueError):
+    """The email has no words (empty sender, subject and body)."""
+
+
+def explanation_passes(loaded: Classifier, mail: Email, method: str, max_tokens: int, seed: int = 0,
+                       cached: Explanation | None = None) -> Iterator[Explanation]:
+    """One email's explanation as it refines: SHAP by fields, sentences, then words; gradient ×
+    input at once. The last one carries its faithfulness curves. A `cached` word-level
+    explanation (from a corpus sweep) only gets its curves."""
+    layout = layout_email(prompt_builder(loaded, max_tokens), mail)
+    if not layout.words:
+        raise NothingToExplain("this email has no words (empty sender, subject and body)")
+    if cached is not None:
+        yield with_faithfulness_curves(CoalitionScorer(loaded, layout), cached, seed)
+    elif method == "gradxinput":
+        first = explain_gradient(loaded, layout, mail.id, max_tokens)
+        yield first
+        yield with_faithfulness_curves(CoalitionScorer(loaded, layout), first, seed)
+    elif method in EXPLAINERS:
+        yield from explain_progressively(loaded, mail, max_tokens, seed=seed)
+    else:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
 
 
 def explain_progressively(loaded: Classifier, mail: Email, max_tokens: int, levels: Sequence[str] = ("field", "sentence", "word"),

@@ -22,12 +22,10 @@ from data.records import EvaluationTarget, HeadSweep, ScorerRef
 from data.settings import load_settings
 from data.splits import test_sample
 from data.store import Store
-from diagnostics.bridge import HeadModel, boot_bridge, email_prompt
+from diagnostics.bridge import HeadModel, boot_bridge, sample_prompts
 from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
 from diagnostics.heads import ABLATIONS, AttributionPass, ablate_heads_exact, attribution_patching
-from models.loading import load_model, load_tokenizer, prepare_model, read_adapter_info, scorer_ref
-from models.registry import resolve_model
-from models.scoring import adapter_prompt_builder, prompt_builder
+from models.loading import load_model, scorer_ref
 
 SWEEP_METHODS = ("attribution", "exact")
 
@@ -77,38 +75,6 @@ def sweep_heads(hm: HeadModel, prompts: Sequence[list[int]], labels: Sequence[in
     seconds["exact"] = time.perf_counter() - start
     return assemble_sweep(hm.adapter_id, hm.n_layers, hm.n_heads, ablation, method, labels, patched, checked, clean,
                           ablated, seconds)
-
-
-def heads_to_check(n_layers: int, n_heads: int, patched: AttributionPass, ablation: str, method: str,
-                   top_k: int) -> list[tuple[int, int]]:
-    """The heads exact ablation runs on: the top_k by |estimated Δ mean score|, or all (exact)."""
-    all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    if method != "attribution":
-        return all_heads
-    estimates = patched.estimated_effects(ablation).reshape(len(patched.scores), -1)
-    return [all_heads[i] for i in np.argsort(-np.abs(estimates.mean(0)))[:top_k]]
-
-
-def assemble_sweep(adapter_id: str, n_layers: int, n_heads: int, ablation: str, method: str, labels: Sequence[int],
-                   patched: AttributionPass, checked: Sequence[tuple[int, int]], clean: np.ndarray,
-                   ablated: np.ndarray, seconds: dict[str, float]) -> HeadSweep:
-    """A HeadSweep from the attribution pass and the exact ablation of the checked heads."""
-    labels = np.asarray(labels)
-    rows = []
-    if method == "attribution":
-        all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-        estimates = patched.estimated_effects(ablation).reshape(len(patched.scores), -1)
-        rows = _effect_rows(all_heads, estimates, patched.scores, labels, "attribution")
-    rows += _effect_rows(checked, ablated - clean[:, None], clean, labels, "exact")
-    lens = pd.DataFrame({"layer": np.arange(-1, n_layers), "mean_score": patched.lens.mean(0),
-                         "std_score": patched.lens.std(0)})
-    return HeadSweep(adapter_id, ablation, len(clean), pd.DataFrame(rows), lens, f1_at_zero(clean, labels), seconds)
-
-
-def sweep_params(corpus: str, sample: int, max_tokens: int, seed: int, ablation: str, top_k: int) -> str:
-    """The key under which a head sweep is stored (changing any of these is a new sweep)."""
-    return json.dumps({"corpus": corpus, "sample": sample, "max_tokens": max_tokens, "seed": seed,
-                       "ablation": ablation, "top_k": top_k}, sort_keys=True)
 
 
 def heads_to_check(n_layers: int, n_heads: int, patched: AttributionPass, ablation: str, method: str,
@@ -207,12 +173,7 @@ class HeadSweepJob:
         emails = store.emails_by_ids(test_sample(store, self.corpus, self.sample_size, self.seed))
         if not emails:
             raise ValueError(f"corpus {self.corpus!r} has no test split; ingest it first")
-        # Prompts are built here (tokenizer only) so every worker reads exactly the same tokens.
-        spec = resolve_model(self.target.model)
-        adapter = read_adapter_info(self.target.adapter_dir) if self.target.adapter_dir else None
-        builder = adapter_prompt_builder(load_tokenizer(prepare_model(spec, self.models_dir)), spec, adapter,
-                                         self.max_tokens)
-        prompts = [tuple(email_prompt(builder, mail)[0]) for mail in emails]
+        prompts = sample_prompts(self.target, emails, self.max_tokens, self.models_dir)
         step = self.emails_per_item or len(prompts)
         items = [AttributionPart(scorer, i // step, tuple(prompts[i:i + step]), self.batch_size)
                  for i in range(0, len(prompts), step)]

@@ -15,30 +15,19 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
+from data.records import BackgroundJob, JobRequest
 from data.settings import PROJECT_ROOT, Settings
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    command: str
-    started: float
-    pid: int
-    log: Path
-    status: str  # running | done | failed | lost
-    returncode: int | None
-    last_line: str
 
 
 def jobs_dir(settings: Settings) -> Path:
     return settings.home / "jobs"
 
 
-def start_job(settings: Settings, arguments: list[str]) -> Job:
-    """Run `cli.py <arguments>` detached, against the settings' store and home."""
+def start_job(settings: Settings, request: JobRequest) -> BackgroundJob:
+    """Run the request's `cli.py` call detached, against the settings' store and home."""
+    arguments = request.arguments()
     folder = jobs_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -82,7 +71,7 @@ def last_progress_line(log: Path, max_bytes: int = 4096) -> str:
     return lines[-1] if lines else ""
 
 
-def read_job(meta_path: Path) -> Job:
+def read_job(meta_path: Path) -> BackgroundJob:
     meta = json.loads(meta_path.read_text())
     log, rc_path = meta_path.with_suffix(".log"), meta_path.with_suffix(".rc")
     returncode = int(rc_path.read_text().strip()) if rc_path.exists() and rc_path.read_text().strip() else None
@@ -90,11 +79,11 @@ def read_job(meta_path: Path) -> Job:
         status = "done" if returncode == 0 else "failed"
     else:
         status = "running" if _alive(meta["pid"]) else "lost"  # killed before it could record a status
-    return Job(meta["id"], meta["command"], meta["started"], meta["pid"], log, status, returncode,
+    return BackgroundJob(meta["id"], meta["command"], meta["started"], meta["pid"], log, status, returncode,
                last_progress_line(log))
 
 
-def list_jobs(settings: Settings) -> list[Job]:
+def list_jobs(settings: Settings) -> list[BackgroundJob]:
     """Jobs started from the dashboard, newest first."""
     folder = jobs_dir(settings)
     if not folder.exists():

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-
 _LORA_KEY = re.compile(r"layers\.(\d+)\.self_attn\.([qkvo])_proj\.lora_([AB])\.weight$")
 
 
@@ -50,3 +49,23 @@ def lora_head_update_norms(adapter_dir: Path, n_heads: int, n_kv_heads: int, d_h
             frame[proj] = 0.0
     frame["total"] = np.sqrt((frame[list("qkvo")] ** 2).sum(1))
     return frame.sort_values(["layer", "head"]).reset_index(drop=True)
+
+
+def adapter_head_norms(adapter_dir: Path, model: str, models_dir: Path) -> pd.DataFrame:
+    """lora_head_update_norms of an adapter of `model`, its head layout read from the model's config."""
+    from transformers import AutoConfig
+
+    from models.loading import prepare_model
+    from models.registry import resolve_model
+
+    config = AutoConfig.from_pretrained(prepare_model(resolve_model(model), models_dir))
+    heads = config.num_attention_heads
+    d_head = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return lora_head_update_norms(Path(adapter_dir), heads, getattr(config, "num_key_value_heads", heads), d_head)
+
+
+def update_effect_correlation(norms: pd.DataFrame, effects: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Per head, the LoRA update's norm beside the head's ablation effect, and the Spearman rank
+    correlation of the update size with |Δ mean score| (does fine-tuning change the heads that matter?)."""
+    joined = norms.merge(effects, on=["layer", "head"])
+    return joined, float(joined["total"].corr(joined["delta_logit"].abs(), method="spearman"))

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PRECISIONS = ("fp32", "bf16", "int8")
+from data.records import PRECISIONS  # noqa: F401 (re-exported: the shared vocabulary)
+
 SMOOTHQUANT_ALPHA = 0.5
 
 

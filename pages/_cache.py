@@ -1,5 +1,7 @@
 """All Streamlit caching. Results are keyed by the store file's path and modification
-time, so a page shows new results as soon as a job has written them."""
+time, so a page shows new results as soon as a job has written them. Every store read goes
+through `stored` (one cached reader, one page-stopping error message); models are cached
+resources."""
 
 from __future__ import annotations
 
@@ -35,67 +37,181 @@ def _stamp(path: Path) -> float:
     return max((f.stat().st_mtime_ns for f in files if f.exists()), default=0) / 1e9
 
 
+def _open(path: str) -> Store:
+    return Store.open(Path(path), read_only=True, busy_timeout=15)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _stored(path: str, stamp: float, reader: str, args: tuple, kwargs: tuple):
+    return getattr(_open(path), reader)(*args, **dict(kwargs))
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+@_stops_page_on_store_error()
+def stored(path: Path, reader: str, *args, **kwargs):
+    """`Store.<reader>(*args, **kwargs)`, cached until the store changes; a store error stops the
+    page with what to do."""
+    return _stored(str(path), _stamp(path), reader, tuple(map(_hashable, args)),
+                   tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+
+
+# ---------------------------------------------------------------- page-sized reads
+
 @st.cache_data(show_spinner=False)
 def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
+    store = _open(path)
     with store.connection():  # one connection for all of the page's reads
         if what == "overview":
             metrics = with_f1_intervals(store.metrics())
-            return {
-                "metrics": metrics,
-                "gap": generalization_gap(metrics),
-                "corpora": store.corpora()[["name", "label_meaning", "synthetic"]],
-                "runs": store.runs(),
-                "adapters": store.adapters()[["id", "model", "training_set", "path", "n_train", "seconds",
-                                              "train_loss"]],
-            }
+            return {"metrics": metrics, "gap": generalization_gap(metrics), "corpora": _corpus_list(store),
+                    "runs": store.runs(), "adapters": _adapter_list(store)}
+        if what == "scorers":  # what pages that pick an adapter need: no metrics, no intervals
+            return {"corpora": _corpus_list(store), "adapters": _adapter_list(store),
+                    "scorers": store.evaluated_scorers()}
         if what == "corpora":
-            return {
-                "corpora": store.corpora(),
-                "splits": store.split_counts(),
-                "training_sets": store.training_set_composition(),
-                "errors": store.ingest_error_summary(),
-            }
+            return {"corpora": store.corpora(), "splits": store.split_counts(),
+                    "training_sets": store.training_set_composition(), "errors": store.ingest_error_summary()}
     raise ValueError(what)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _inbox(path: str, stamp: float, filters: tuple, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    return store.inbox(**dict(filters), limit=limit, offset=offset)
+def _corpus_list(store: Store) -> pd.DataFrame:
+    return store.corpora()[["name", "label_meaning", "synthetic"]]
 
 
-@_stops_page_on_store_error()
+def _adapter_list(store: Store) -> pd.DataFrame:
+    return store.adapters()[["id", "model", "training_set", "path", "n_train", "seconds", "train_loss"]]
+
+
+def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
+    """Frames for one page from the store (raises data.store.StoreError for a missing or busy store)."""
+    return _read(str(path), _stamp(path), what)
+
+
+@_stops_page_on_store_error(st.warning)  # no store yet is the usual case on a fresh machine: a warning
+def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
+    """The page's frames ("overview", "scorers" or "corpora"), or a warning saying why the store
+    cannot be read (and stop the page)."""
+    return read_results(path, what)
+
+
+# ---------------------------------------------------------------- one-reader reads
+
 def inbox_page(path: Path, filters: dict, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
-    """One page of the inbox (cached until the store changes)."""
-    return _inbox(str(path), _stamp(path), tuple(sorted(filters.items())), limit, offset)
+    """One page of the inbox (Store.inbox)."""
+    return stored(path, "inbox", **filters, limit=limit, offset=offset)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _email(path: str, stamp: float, email_id: str):
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    with store.connection():
-        return store.email(email_id), store.verdicts(email_id)
-
-
-@_stops_page_on_store_error()
 def email_with_verdicts(path: Path, email_id: str):
     """(Email or None, its verdicts) from the store."""
-    return _email(str(path), _stamp(path), email_id)
+    return stored(path, "email", email_id), stored(path, "verdicts", email_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _explanation(path: str, stamp: float, adapter_id: str, email_id: str, method: str, params: str):
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    return store.explanation(adapter_id, email_id, method, params)
+def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, params: str):
+    """A cached explanation from the store, or None."""
+    return stored(path, "explanation", adapter_id, email_id, method, params) if path.exists() else None
+
+
+def run_params(path: Path, run_id: str) -> dict:
+    """What a run was asked to do and what it recorded while running."""
+    return stored(path, "run_params", run_id)
+
+
+def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
+    """The emails an adapter got most wrong (any emails without an adapter)."""
+    return stored(path, "inbox", adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)[0]
+
+
+def explanation_sweeps(path: Path) -> pd.DataFrame:
+    """Which corpus-level explanation sweeps the store holds."""
+    return stored(path, "explanation_sweeps")
+
+
+def disagreements(path: Path, corpus: str, adapter_ids: list[str]) -> pd.DataFrame:
+    """Emails of a corpus on which the given adapters' verdicts differ."""
+    return stored(path, "disagreements", corpus, tuple(adapter_ids))
+
+
+def curated_examples(path: Path) -> pd.DataFrame:
+    """Emails worth showing in a live demo (see Store.curated_examples)."""
+    return stored(path, "curated_examples")
+
+
+def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored head sweeps and their dataset-averaged logit lens curves."""
+    return stored(path, "head_sweeps"), stored(path, "logit_lens")
+
+
+def head_effects(path: Path, adapter_id: str, params: str) -> pd.DataFrame:
+    """One stored sweep's per-head effects (estimated and, where checked, exact)."""
+    return stored(path, "head_effects", adapter_id, params)
+
+
+def head_value_results(path: Path, diagnostic: str) -> pd.DataFrame:
+    """Stored results of a per-head diagnostic (diagnostics.per_head)."""
+    return stored(path, "head_value_results", diagnostic)
+
+
+def head_values(path: Path, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
+    """One stored per-head result: a row per head, and the remainder (layer -1)."""
+    return stored(path, "head_values", diagnostic, adapter_id, params)
+
+
+# ---------------------------------------------------------------- reads that compute
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _drivers(path: str, stamp: float, adapter_id: str, method: str, params: str, corpora: tuple[str, ...],
+             top: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from diagnostics.drivers import ShortcutRule, shortcut_candidates
+
+    store = _open(path)
+    with store.connection():
+        drivers = store.drivers(adapter_id, method, params, list(corpora) or None)
+        shares = store.feature_document_frequency(list(drivers["feature"].head(top)))
+    return drivers, shortcut_candidates(drivers, shares, ShortcutRule(top=top))
 
 
 @_stops_page_on_store_error()
-def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, params: str):
-    """A cached explanation from the store, or None."""
-    if not path.exists():
-        return None
-    return _explanation(str(path), _stamp(path), adapter_id, email_id, method, params)
+def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str, corpora: list[str],
+                          top: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Corpus-level drivers of one adapter and its shortcut candidates (cached until the store changes)."""
+    return _drivers(str(path), _stamp(path), adapter_id, method, params, tuple(sorted(corpora)), top)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _paired(path: str, stamp: float, scorer_a: str, scorer_b: str):
+    from diagnostics.paired import compare_on_corpora
+
+    return compare_on_corpora(_open(path).paired_verdicts(scorer_a, scorer_b))
+
+
+@_stops_page_on_store_error()
+def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
+    """corpus → PairedComparison of two scorers on the test emails both scored (cached)."""
+    return _paired(str(path), _stamp(path), scorer_a, scorer_b)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
+    from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
+
+    spec = load_spec(Path(spec_path))
+    store = _open(path)
+    with store.connection():
+        plan = plan_study(store, spec)
+        results = study_results(store, spec, plan, data_seed)
+    summary = summarize_study(results) if len(results) else pd.DataFrame()
+    return spec, plan, results, summary, study_findings(summary) if len(summary) else []
+
+
+def study_report(path: Path, spec_path: Path, data_seed: int):
+    """(spec, plan, results, summary, findings) of a study spec against the store.
+
+    Raises diagnostics.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
+    """
+    return _study(str(path), _stamp(path), str(spec_path), spec_path.stat().st_mtime, data_seed)
 
 
 def save_explanation(path: Path, explanation, corpus: str) -> str | None:
@@ -108,82 +224,7 @@ def save_explanation(path: Path, explanation, corpus: str) -> str | None:
     return None
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _run_params(path: str, stamp: float, run_id: str) -> dict:
-    return Store.open(Path(path), read_only=True, busy_timeout=15).run_params(run_id)
-
-
-@_stops_page_on_store_error()
-def run_params(path: Path, run_id: str) -> dict:
-    """What a run was asked to do and what it recorded while running (cached until the store changes)."""
-    return _run_params(str(path), _stamp(path), run_id)
-
-
-@st.cache_data(show_spinner=False)
-def _examples(path: str, stamp: float, adapter_id: str | None, limit: int) -> pd.DataFrame:
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    page, _ = store.inbox(adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)
-    return page
-
-
-@_stops_page_on_store_error()
-def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
-    """The emails an adapter got most wrong (any emails without an adapter)."""
-    return _examples(str(path), _stamp(path), adapter_id, limit)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _drivers(path: str, stamp: float, adapter_id: str, method: str, params: str, corpora: tuple[str, ...],
-             top: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from diagnostics.drivers import ShortcutRule, shortcut_candidates
-
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    with store.connection():
-        drivers = store.drivers(adapter_id, method, params, list(corpora) or None)
-        top_features = list(drivers["feature"].head(top))
-        shares = store.feature_document_frequency(top_features)
-    return drivers, shortcut_candidates(drivers, shares, ShortcutRule(top=top))
-
-
-@_stops_page_on_store_error()
-def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str, corpora: list[str],
-                          top: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Corpus-level drivers of one adapter and its shortcut candidates (cached until the store changes)."""
-    return _drivers(str(path), _stamp(path), adapter_id, method, params, tuple(sorted(corpora)), top)
-
-
-@st.cache_data(show_spinner=False)
-def _sweeps(path: str, stamp: float) -> pd.DataFrame:
-    return Store.open(Path(path), read_only=True, busy_timeout=15).explanation_sweeps()
-
-
-@_stops_page_on_store_error()
-def explanation_sweeps(path: Path) -> pd.DataFrame:
-    """Which corpus-level explanation sweeps the store holds."""
-    return _sweeps(str(path), _stamp(path))
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _disagreements(path: str, stamp: float, corpus: str, adapter_ids: tuple[str, ...]) -> pd.DataFrame:
-    return Store.open(Path(path), read_only=True, busy_timeout=15).disagreements(corpus, list(adapter_ids))
-
-
-@_stops_page_on_store_error()
-def disagreements(path: Path, corpus: str, adapter_ids: list[str]) -> pd.DataFrame:
-    """Emails of a corpus on which the given adapters' verdicts differ."""
-    return _disagreements(str(path), _stamp(path), corpus, tuple(adapter_ids))
-
-
-@st.cache_data(show_spinner=False)
-def _curated(path: str, stamp: float) -> pd.DataFrame:
-    return Store.open(Path(path), read_only=True, busy_timeout=15).curated_examples()
-
-
-@_stops_page_on_store_error()
-def curated_examples(path: Path) -> pd.DataFrame:
-    """Emails worth showing in a live demo (see Store.curated_examples)."""
-    return _curated(str(path), _stamp(path))
-
+# ---------------------------------------------------------------- models and machine facts
 
 @st.cache_resource(show_spinner=False)
 def explainer_warm_up():
@@ -199,7 +240,7 @@ def explainer_warm_up():
 
 @st.cache_resource
 def model_lock():
-    """One explanation at a time per server: they share the cached models (and peft's adapter switch)."""
+    """One model computation at a time per server: they share the cached models (and peft's adapter switch)."""
     import threading
 
     return threading.Lock()
@@ -211,48 +252,6 @@ def classifier(model: str, adapter_path: str | None, models_dir: str, device: st
     from models.loading import load_model
 
     return load_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _paired(path: str, stamp: float, scorer_a: str, scorer_b: str):
-    from diagnostics.paired import compare_on_corpora
-
-    return compare_on_corpora(Store.open(Path(path), read_only=True, busy_timeout=15).paired_verdicts(scorer_a, scorer_b))
-
-
-@_stops_page_on_store_error()
-def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
-    """corpus → PairedComparison of two scorers on the test emails both scored (cached)."""
-    return _paired(str(path), _stamp(path), scorer_a, scorer_b)
-
-
-@st.cache_resource(show_spinner="Measuring this CPU's matmul rates…")
-def matmul_rates_here(models_dir: Path):
-    """This machine's fp32 / bf16 / int8 matmul rates (models.precision.matmul_rates: cached on disk)."""
-    from models.precision import matmul_rates
-
-    return matmul_rates(models_dir)
-
-
-@st.cache_resource(show_spinner=False)
-def device_in_use(requested: str) -> str:
-    """What 'auto' resolves to here (imports torch once per server process)."""
-    import torch
-
-    if requested == "auto":
-        return f"cuda ({torch.cuda.get_device_name(0)}, bf16)" if torch.cuda.is_available() else "cpu (fp32)"
-    return requested
-
-
-def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
-    """Frames for one page from the store (raises data.store.StoreError for a missing or busy store)."""
-    return _read(str(path), _stamp(path), what)
-
-
-@_stops_page_on_store_error(st.warning)  # no store yet is the usual case on a fresh machine: a warning
-def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
-    """The page's frames, or a warning saying why the store cannot be read (and stop the page)."""
-    return read_results(path, what)
 
 
 @st.cache_resource(show_spinner="Booting the model in TransformerLens…", max_entries=2)
@@ -278,61 +277,27 @@ def attention_view(model: str, adapter_path: str | None, settings, mail):
     return _attention(model, adapter_path, str(settings.models_dir), settings.device, settings.max_tokens, mail)
 
 
-@st.cache_data(show_spinner=False)
-def _head_reads(path: str, stamp: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    with store.connection():
-        return store.head_sweeps(), store.logit_lens()
-
-
-@_stops_page_on_store_error()
-def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stored head sweeps and their dataset-averaged logit lens curves."""
-    return _head_reads(str(path), _stamp(path))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _effects(path: str, stamp: float, adapter_id: str, params: str) -> pd.DataFrame:
-    return Store.open(Path(path), read_only=True, busy_timeout=15).head_effects(adapter_id, params)
-
-
-@_stops_page_on_store_error()
-def head_effects(path: Path, adapter_id: str, params: str) -> pd.DataFrame:
-    """One stored sweep's per-head effects (estimated and, where checked, exact)."""
-    return _effects(str(path), _stamp(path), adapter_id, params)
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def lora_norms(adapter_path: str, model: str, models_dir: str) -> pd.DataFrame:
     """Per-head LoRA update norms of an adapter (read from its files; no model is loaded)."""
-    from transformers import AutoConfig
+    from diagnostics.lora_heads import adapter_head_norms
 
-    from diagnostics.lora_heads import lora_head_update_norms
-    from models.loading import prepare_model
-    from models.registry import resolve_model
-
-    config = AutoConfig.from_pretrained(prepare_model(resolve_model(model), Path(models_dir)))
-    heads = config.num_attention_heads
-    d_head = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return lora_head_update_norms(Path(adapter_path), heads, getattr(config, "num_key_value_heads", heads), d_head)
+    return adapter_head_norms(Path(adapter_path), model, Path(models_dir))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
-    from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
+@st.cache_resource(show_spinner="Measuring this CPU's matmul rates…")
+def matmul_rates_here(models_dir: Path):
+    """This machine's fp32 / bf16 / int8 matmul rates (models.precision.matmul_rates: cached on disk)."""
+    from models.precision import matmul_rates
 
-    spec = load_spec(Path(spec_path))
-    store = Store.open(Path(path), read_only=True, busy_timeout=15)
-    with store.connection():
-        plan = plan_study(store, spec)
-        results = study_results(store, spec, plan, data_seed)
-    summary = summarize_study(results) if len(results) else pd.DataFrame()
-    return spec, plan, results, summary, study_findings(summary) if len(summary) else []
+    return matmul_rates(models_dir)
 
 
-def study_report(path: Path, spec_path: Path, data_seed: int):
-    """(spec, plan, results, summary, findings) of a study spec against the store.
+@st.cache_resource(show_spinner=False)
+def device_in_use(requested: str) -> str:
+    """What 'auto' resolves to here (imports torch once per server process)."""
+    import torch
 
-    Raises diagnostics.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
-    """
-    return _study(str(path), _stamp(path), str(spec_path), spec_path.stat().st_mtime, data_seed)
+    if requested == "auto":
+        return f"cuda ({torch.cuda.get_device_name(0)}, bf16)" if torch.cuda.is_available() else "cpu (fp32)"
+    return requested

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from data.defang import defang, url_domain
-from data.records import Email
+from data.records import LABEL_NAMES, Email
 
 
 def label_name(label: int, meaning: str = "phishing/spam") -> str:
@@ -37,7 +37,7 @@ def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "em
                      hide_index=True, key=f"{key}_urls")
     if verdicts is not None and len(verdicts):
         st.caption("Verdicts (score = logit(phishing) − logit(legitimate); > 0 means phishing/spam)")
-        shown = verdicts.assign(verdict=verdicts["predicted"].map({1: "phishing/spam", 0: "legitimate"}),
+        shown = verdicts.assign(verdict=verdicts["predicted"].map(LABEL_NAMES),
                                 correct=verdicts["predicted"] == verdicts["true_label"])
         columns = ["training_set", "model", "verdict", "score"] + (["correct"] if label_known else []) + \
             ["truncated_tokens", "adapter_id"]

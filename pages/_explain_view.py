@@ -8,21 +8,18 @@ import streamlit as st
 
 from data.corpora import USER_CORPUS
 from data.parse import ParseError, make_email, parse_pasted_text
-from data.records import Email, Explanation
-from diagnostics.coalitions import CoalitionScorer
+from data.records import Email, Explanation, label_name
+from data.records import verdict as verdict_of
 from diagnostics.comparison import field_totals
-from diagnostics.explainers import explain_gradient, explain_progressively, method_params
-from diagnostics.faithfulness import with_faithfulness_curves
-from diagnostics.layout import layout_email
-from models.scoring import prompt_builder
-from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock,
-                          save_explanation, stored_explanation)
+from diagnostics.explainers import EXPLAINERS, NothingToExplain, explanation_passes, method_params
+from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock, save_explanation,
+                          stored_explanation)
 from pages._charts import faithfulness_figure, field_waterfall
-from pages._token_map import legend_html, token_map_html
 from pages._safe import md
+from pages._token_map import legend_html, token_map_html
 
-METHOD_NAMES = {"shap": "SHAP (fields → sentences → words)", "gradxinput": "Gradient × input (fast, not additive)"}
-METHOD_TITLES = {"shap": "SHAP", "gradxinput": "Gradient × input"}
+METHOD_NAMES = {name: entry.title for name, entry in EXPLAINERS.items()}  # the explainer registry
+METHOD_TITLES = {name: entry.short_title for name, entry in EXPLAINERS.items()}
 LEVEL_NOTE = {"field": "fields (first pass)", "sentence": "sentences (refining…)", "word": "words"}
 
 
@@ -86,7 +83,7 @@ class ExplanationView:
         `title` is Markdown: escape any name in it with pages._safe.md."""
         self._drawn[key] = self._drawn.get(key, 0) + 1
         key = f"{key}_{self._drawn[key]}"
-        verdict = "phishing/spam" if explanation.score > 0 else "legitimate"
+        verdict = label_name(verdict_of(explanation.score))
         level = LEVEL_NOTE.get(explanation.level, explanation.level)
         st.markdown(f"**{title}** · {verdict} (score {explanation.score:+.3f}) · map by {level} · "
                     f"{explanation.evaluations} model evaluations, {explanation.seconds:.1f} s")
@@ -115,28 +112,17 @@ class ExplanationView:
                 self.draw(cached, f"{METHOD_TITLES[method]} (cached)", key, charts=charts)
             return cached
         explainer_warm_up().join()
-        with model_lock():
-            layout = layout_email(prompt_builder(loaded, settings.max_tokens), mail)
-            if not layout.words:
-                st.info("Nothing to explain: this email has no words (empty sender, subject and body).")
-                return None
-            if cached is not None:  # from a corpus sweep: only the curves are missing
-                final = with_faithfulness_curves(CoalitionScorer(loaded, layout), cached, settings.seed)
-            elif method == "gradxinput":
-                with st.spinner("Gradient × input…"):
-                    first = explain_gradient(loaded, layout, mail.id, settings.max_tokens)
-                with slot.container():
-                    self.draw(first, METHOD_TITLES[method], key, charts=charts)
-                with st.spinner("Faithfulness curves…"):
-                    final = with_faithfulness_curves(CoalitionScorer(loaded, layout), first, settings.seed)
-            else:
-                final = None
-                with st.spinner("Explaining: fields first, then sentences, then words…"):
-                    for final in explain_progressively(loaded, mail, settings.max_tokens, seed=settings.seed):
-                        with slot.container():
-                            self.draw(final, METHOD_TITLES[method], key, charts=charts)
-        with slot.container():
-            self.draw(final, METHOD_TITLES[method], key, charts=charts)
+        final = None
+        note = {"gradxinput": "Gradient × input, then its faithfulness curves…",
+                "shap": "Explaining: fields first, then sentences, then words…"}.get(method, "Explaining…")
+        try:
+            with model_lock(), st.spinner(note):
+                for final in explanation_passes(loaded, mail, method, settings.max_tokens, settings.seed, cached):
+                    with slot.container():
+                        self.draw(final, METHOD_TITLES[method], key, charts=charts)
+        except NothingToExplain:
+            st.info("Nothing to explain: this email has no words (empty sender, subject and body).")
+            return None
         if save:
             problem = save_explanation(settings.store_path, final, mail.corpus)
             if problem:

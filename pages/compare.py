@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from data.records import ZERO_SHOT, label_name, verdict
 from diagnostics.comparison import agreement
 from models.loading import zero_shot_id
 from pages._cache import classifier, disagreements, results_or_stop
@@ -18,9 +19,9 @@ st.title("Compare models on one email")
 st.caption("Each map is on the same email text, so maps from different tokenizers line up character by "
            "character. Agreement is the rank correlation of their character-level attributions.")
 
-results = results_or_stop(settings.store_path, "overview")
+results = results_or_stop(settings.store_path, "scorers")
 adapters = results["adapters"]
-zero_shot = f"zero-shot · {settings.model}"
+zero_shot = f"{ZERO_SHOT} · {settings.model}"
 choices = {zero_shot: None, **{f"{r['training_set']} · {r['model']}": r for r in adapters.to_dict("records")}}
 query = st.query_params
 
@@ -54,7 +55,7 @@ for row_start in range(0, len(picked), 3):
             explanations[name] = explanation
 
 st.divider()
-verdicts = pd.DataFrame([{"model / adapter": name, "verdict": "phishing/spam" if e.score > 0 else "legitimate",
+verdicts = pd.DataFrame([{"model / adapter": name, "verdict": label_name(verdict(e.score)),
                           "score": e.score, "base (empty email)": e.base_value,
                           "top word": e.text[slice(*e.spans[int(np.argmax(np.abs(e.values)))])] if e.values else ""}
                          for name, e in explanations.items()])

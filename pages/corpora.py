@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from data.records import LABEL_NAMES
 from pages._cache import results_or_stop
 
 settings = st.session_state["settings"]
@@ -27,7 +28,7 @@ st.dataframe(
 
 st.subheader("Splits")
 splits = results["splits"].pivot_table(index=["corpus", "split"], columns="label", values="n", fill_value=0)
-splits.columns = ["legitimate" if c == 0 else "phishing/spam" for c in splits.columns]
+splits.columns = [LABEL_NAMES[c] for c in splits.columns]
 st.dataframe(splits.reset_index(), hide_index=True, key="corpora_splits")
 
 st.subheader("Training sets")

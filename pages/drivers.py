@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
+from data.records import ZERO_SHOT, JobRequest
 from diagnostics.explainers import METHODS
 from diagnostics.launcher import start_job
 from pages._cache import drivers_and_shortcuts, explanation_sweeps, results_or_stop
@@ -20,9 +21,9 @@ st.title("Drivers")
 st.caption("Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top drivers "
            "at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
 
-results = results_or_stop(settings.store_path, "overview")
+results = results_or_stop(settings.store_path, "scorers")
 corpora = list(results["corpora"]["name"])
-training_sets = ["zero-shot", *results["adapters"]["training_set"]]
+training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
 sweeps = explanation_sweeps(settings.store_path)
 
 with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
@@ -34,10 +35,8 @@ with st.expander("Explain a sample of a test split (runs as a job)", expanded=sw
         job_method = cols[3].selectbox("Method", METHODS, key="drivers_job_method",
                                        help="shap ≈ 15–30 s per email on 2 CPU cores; gradxinput ≈ 1–2 s")
         if st.form_submit_button("Start"):
-            arguments = ["explain", "--corpus", job_corpus, "--sample-size", str(job_size), "--method", job_method]
-            if job_set != "zero-shot":
-                arguments += ["--training-set", job_set]
-            job = start_job(settings, arguments)
+            job = start_job(settings, JobRequest("explain", corpus=job_corpus, training_set=job_set,
+                                                 sample_size=job_size, options=(("method", job_method),)))
             st.success(started_message(job) + " Results appear here as emails are explained.")
 
 if sweeps.empty:

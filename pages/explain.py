@@ -7,6 +7,7 @@ store, so reopening an explained email is instant. Email text is shown escaped o
 import pandas as pd
 import streamlit as st
 
+from data.records import ZERO_SHOT
 from diagnostics.comparison import adapter_disabled, lora_delta
 from pages._cache import classifier, email_with_verdicts, results_or_stop
 from pages._explain_view import ExplanationView, pick_email, pick_method
@@ -17,15 +18,15 @@ st.title("Explain an email")
 st.caption("Red pushed the adapter towards phishing/spam, blue towards legitimate. Values are in score units "
            "(logit phishing − logit legitimate); SHAP values add up to the score.")
 
-results = results_or_stop(settings.store_path, "overview")
+results = results_or_stop(settings.store_path, "scorers")
 adapters = results["adapters"]
-by_name = {"zero-shot": None, **{r["training_set"]: r for r in adapters.to_dict("records")}}
+by_name = {ZERO_SHOT: None, **{r["training_set"]: r for r in adapters.to_dict("records")}}
 query = st.query_params
 
 left, right = st.columns([2, 1])
 with right:
     wanted = [a for a in query.get_all("adapters") if a in by_name]
-    default = wanted or ([next(iter(adapters["training_set"]))] if len(adapters) else ["zero-shot"])
+    default = wanted or ([next(iter(adapters["training_set"]))] if len(adapters) else [ZERO_SHOT])
     picked = st.multiselect("Adapters", list(by_name), default=default, key="explain_adapters")
     method = pick_method("explain_method")
     show_delta = st.toggle("LoRA delta (adapter minus base model)", value=query.get("delta") == "1",

@@ -5,16 +5,18 @@ Built on TransformerLens' TransformerBridge (diagnostics.heads). Sweeps over a c
 jobs (`cli.py heads`) and are cached in the store; one email's patterns are computed here.
 """
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from data.export import spreadsheet_safe_csv
+from data.records import ZERO_SHOT, JobRequest
 from diagnostics.heads import ABLATIONS
 from diagnostics.launcher import start_job
-from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, lora_norms, results_or_stop)
-from pages._charts import (attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap,
-                           update_vs_effect)
+from diagnostics.lora_heads import update_effect_correlation
+from diagnostics.per_head import REMAINDER, head_grid
+from diagnostics.registry import for_page
+from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, head_value_results, head_values,
+                          lora_norms, results_or_stop)
+from pages._charts import attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap, update_vs_effect
 from pages._explain_view import pick_email
 from pages._safe import int_param, md, started_message
 
@@ -24,8 +26,8 @@ st.caption("Inside the classifier: attention patterns, each head's effect when a
            "every layer (logit lens), and how much an adapter changed each head. Scores are logit phishing − "
            "logit legitimate at the answer position, as everywhere in PhishLens.")
 
-results = results_or_stop(settings.store_path, "overview")
-records = {"zero-shot": None, **{r["training_set"]: r for r in results["adapters"].to_dict("records")}}
+results = results_or_stop(settings.store_path, "scorers")
+records = {ZERO_SHOT: None, **{r["training_set"]: r for r in results["adapters"].to_dict("records")}}
 query = st.query_params
 sweeps, stored_lens = head_sweeps_and_lens(settings.store_path)
 
@@ -38,20 +40,14 @@ def model_of(name: str) -> str:
     return records[name]["model"] if records.get(name) is not None else settings.model
 
 
-def grid(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A (layer, head) matrix of one column of a per-head frame."""
-    values = np.full((int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1), np.nan)
-    values[frame["layer"].to_numpy(), frame["head"].to_numpy()] = frame[column].to_numpy(dtype=float)
-    return values
-
-
 names = list(records)
 wanted = query.get("adapter")
 adapter = st.selectbox("Adapter", names, index=names.index(wanted) if wanted in names else min(1, len(names) - 1),
                        key="heads_adapter")
 st.query_params["adapter"] = adapter
-attention_tab, effects_tab, lens_tab, update_tab = st.tabs(
-    ["Attention", "Head effects", "Logit lens", "Adapter vs base"])
+per_head = for_page("heads", shows="head_grid")  # registered per-head diagnostics (diagnostics/registry.py)
+attention_tab, effects_tab, lens_tab, update_tab, *per_head_tabs = st.tabs(
+    ["Attention", "Head effects", "Logit lens", "Adapter vs base", *(d.title for d in per_head)])
 
 # ---------------------------------------------------------------- one email
 with attention_tab:
@@ -76,7 +72,7 @@ with attention_tab:
         st.dataframe(view.top_attended(layer, k=5), hide_index=True, key="heads_top", height=360,
                      column_config={"weight": st.column_config.NumberColumn(format="%.3f")})
     with pattern:
-        st.plotly_chart(pattern_heatmap(view.patterns[layer, head].astype(np.float32), view.tokens, layer, head),
+        st.plotly_chart(pattern_heatmap(view.pattern(layer, head), view.tokens, layer, head),
                         key="heads_pattern")
 
 # ---------------------------------------------------------------- sweeps
@@ -91,11 +87,9 @@ with effects_tab:
                                              help="mean: replace the head's output by its average; zero: by 0")
             job_top = cols[4].number_input("Exact check of top", 0, 100, 10, key="heads_job_top")
             if st.form_submit_button("Start"):
-                arguments = ["heads", "--corpus", job_corpus, "--sample-size", str(job_size),
-                             "--ablation", job_ablation, "--top-k", str(job_top)]
-                if job_set != "zero-shot":
-                    arguments += ["--training-set", job_set]
-                job = start_job(settings, arguments)
+                job = start_job(settings, JobRequest("heads", corpus=job_corpus, training_set=job_set,
+                                                     sample_size=job_size,
+                                                     options=(("ablation", job_ablation), ("top-k", job_top))))
                 st.success(started_message(job))
     if sweeps.empty:
         st.info("No head sweep stored yet: start one above (or `python cli.py heads --corpus NAME`).")
@@ -115,10 +109,10 @@ with effects_tab:
         for column, label in zip(st.columns(max(len(picked), 1)), picked):
             sweep = choices[label]
             effects = head_effects(settings.store_path, sweep.adapter_id, sweep.params)
-            values = grid(effects, measure)
+            values = head_grid(effects, measure)
             grids.append(values)
             with column:
-                st.plotly_chart(head_heatmap(values, label, "Δ", checked=grid(effects.assign(
+                st.plotly_chart(head_heatmap(values, label, "Δ", checked=head_grid(effects.assign(
                     checked=effects["exact_delta_logit"].notna()), "checked") > 0), key=f"heads_effects_{label}")
                 checked = effects[effects["exact_delta_logit"].notna()]
                 st.dataframe(checked[["layer", "head", "estimated_delta_logit", "exact_delta_logit",
@@ -160,7 +154,7 @@ with update_tab:
         else:
             left, right = st.columns(2)
             with left:
-                st.plotly_chart(head_heatmap(grid(norms, "total"), "‖LoRA update‖ per head (q, k, v, o)", "norm",
+                st.plotly_chart(head_heatmap(head_grid(norms, "total"), "‖LoRA update‖ per head (q, k, v, o)", "norm",
                                              diverging=False), key="heads_norms")
             with right:
                 own = sweeps[sweeps["adapter_id"] == records[adapter]["id"]] if not sweeps.empty else sweeps
@@ -169,8 +163,41 @@ with update_tab:
                 else:
                     sweep = own.iloc[0]
                     effects = head_effects(settings.store_path, sweep["adapter_id"], sweep["params"])
-                    joined = norms.merge(effects, on=["layer", "head"])
+                    joined, rho = update_effect_correlation(norms, effects)
                     st.plotly_chart(update_vs_effect(joined), key="heads_update_vs_effect")
                     st.caption(f"Effects from the {md(sweep['corpus'])} sweep ({sweep['ablation']} ablation, "
-                               f"{sweep['n_emails']} emails). Spearman ρ = "
-                               f"{joined['total'].corr(joined['delta_logit'].abs(), method='spearman'):.2f}")
+                               f"{sweep['n_emails']} emails). Spearman ρ = {rho:.2f}")
+
+# ---------------------------------------------------------------- registered per-head diagnostics
+for entry, tab in zip(per_head, per_head_tabs):
+    with tab:
+        st.caption(entry.question)
+        stored = head_value_results(settings.store_path, entry.name)
+        with st.expander(f"Compute {entry.title.lower()} over a corpus sample (runs as a job)", expanded=stored.empty):
+            with st.form(f"heads_{entry.name}_start"):
+                cols = st.columns(3)
+                job_set = cols[0].selectbox("Adapter", names, index=names.index(adapter), key=f"heads_{entry.name}_set")
+                job_corpus = cols[1].selectbox("Corpus", list(results["corpora"]["name"]),
+                                               key=f"heads_{entry.name}_corpus")
+                job_size = cols[2].number_input("Sample size", 2, 5000, 100, step=10, key=f"heads_{entry.name}_size")
+                if st.form_submit_button("Start"):
+                    job = start_job(settings, JobRequest("diagnose", (entry.name,), corpus=job_corpus,
+                                                         training_set=job_set, sample_size=job_size))
+                    st.success(started_message(job))
+        if stored.empty:
+            st.info(f"Nothing stored yet: start it above (or `python cli.py diagnose {entry.name} --corpus NAME`).")
+            continue
+        choices = {f"{r.training_set} · {r.corpus} · {r.n_emails} emails": r for r in stored.itertuples()}
+        label = st.selectbox("Result", list(choices), key=f"heads_{entry.name}_result")
+        result = choices[label]
+        values = head_values(settings.store_path, entry.name, result.adapter_id, result.params)
+        st.plotly_chart(head_heatmap(head_grid(values, "value"), f"{entry.title}: {label}", "mean"),
+                        key=f"heads_{entry.name}_grid")
+        rest = values[(values["layer"] == REMAINDER[0]) & (values["head"] == REMAINDER[1])]
+        if len(rest):
+            heads_total = float(values[values["layer"] >= 0]["value"].sum())
+            st.caption(f"All heads together: {heads_total:+.3f}; everything else (embedding, MLPs): "
+                       f"{float(rest['value'].iloc[0]):+.3f} (means over {result.n_emails} emails; the spread per "
+                       "head is in the table).")
+        st.dataframe(values[values["layer"] >= 0].sort_values("value", key=abs, ascending=False).head(20),
+                     hide_index=True, key=f"heads_{entry.name}_top")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from data.export import spreadsheet_safe_csv
+from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE, ZERO_SHOT
 from pages._cache import email_with_verdicts, inbox_page, results_or_stop
 from pages._email_view import show_email
 
@@ -12,7 +13,7 @@ OUTCOMES = {"wrong": "misclassified", "fp": "false positives", "fn": "false nega
 
 settings = st.session_state["settings"]
 st.title("Inbox")
-results = results_or_stop(settings.store_path, "overview")
+results = results_or_stop(settings.store_path, "scorers")
 corpora = list(results["corpora"]["name"])
 if not corpora:
     st.info("No corpus ingested yet: `python cli.py demo` builds the synthetic demo.")
@@ -20,11 +21,11 @@ if not corpora:
 if results["corpora"]["synthetic"].any():
     st.warning("Corpora marked *synthetic* were generated from templates for the offline demo.")
 
-metrics = results["metrics"]
-names = dict(zip(metrics["adapter_id"], metrics["training_set"] + " · " + metrics["model"].str.split("/").str[-1]))
-adapters = sorted(names, key=lambda a: (a.startswith("zero-shot"), a))
+scorers = results["scorers"]
+names = dict(zip(scorers["adapter_id"], scorers["training_set"] + " · " + scorers["model"].str.split("/").str[-1]))
+adapters = sorted(names, key=lambda a: (a.startswith(ZERO_SHOT), a))
 NONE = "(none: browse all emails)"
-LABELS = ["any", "phishing/spam", "legitimate"]
+LABELS = ["any", LABEL_NAMES[POSITIVE], LABEL_NAMES[LEGITIMATE]]
 
 # A link carries the view: ?adapter=…&corpus=…&show=…&label=…&q=…&email=… (read on first render).
 shared = st.query_params
@@ -47,7 +48,7 @@ text = row[2].text_input("Search sender, subject, body", value=shared.get("q", "
 st.query_params.update({"adapter": adapter or NONE, "corpus": chosen, "label": label, "show": outcome, "q": text})
 
 filters = {"adapter_id": adapter, "corpora": tuple(chosen) or None,
-           "label": {"any": None, "phishing/spam": 1, "legitimate": 0}[label],
+           "label": {"any": None, LABEL_NAMES[POSITIVE]: POSITIVE, LABEL_NAMES[LEGITIMATE]: LEGITIMATE}[label],
            "outcome": outcome, "min_confidence": confidence, "text": text.strip() or None}
 _, total = inbox_page(settings.store_path, filters, 1, 0)
 pages = max(1, -(-total // PAGE_SIZE))
@@ -58,8 +59,8 @@ if page.empty:
     st.info("No email matches these filters.")
     st.stop()
 table = page.assign(
-    label=page["label"].map({1: "phishing/spam", 0: "legitimate"}),
-    verdict=page["predicted"].map({1: "phishing/spam", 0: "legitimate"}),
+    label=page["label"].map(LABEL_NAMES),
+    verdict=page["predicted"].map(LABEL_NAMES),
     wrong_of=page["adapters_wrong"].astype(str) + "/" + page["adapters_scored"].astype(str),
 )[["corpus", "label", "verdict", "score", "wrongness", "wrong_of", "truncated_tokens", "subject", "sender", "date",
    "id"]]

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from data.export import spreadsheet_safe_csv
+from data.records import PRECISIONS, JobRequest
 from diagnostics.launcher import list_jobs, start_job
-from models.precision import PRECISIONS
 from pages._cache import matmul_rates_here, results_or_stop, run_params
 from pages._safe import started_message
 
@@ -43,16 +43,16 @@ with st.form("runs_start"):
     submitted = st.form_submit_button("Start")
 
 if submitted:
-    arguments = {
-        "evaluate": ["evaluate", "--precision", precision, *(["--sample-size", str(sample)] if sample else [])],
-        "train": ["train", training_set, "--precision", precision],
-        "explain a test sample": ["explain", "--corpus", corpus, "--sample-size", str(sample or 200),
-                                  *(["--training-set", training_set] if training_sets else [])],
-        "sweep heads over a test sample": ["heads", "--corpus", corpus, "--sample-size", str(sample or 200),
-                                           *(["--training-set", training_set] if training_sets else [])],
-        "ingest a folder": ["ingest", "--data", data_dir],
-        "ingest the synthetic demo": ["ingest", "--synthetic"],
-        "demo": ["demo", *(["--data", data_dir] if data_dir else [])],
+    adapter = training_set if training_sets else None
+    request = {
+        "evaluate": JobRequest("evaluate", sample_size=sample, options=(("precision", precision),)),
+        "train": JobRequest("train", (training_set,), options=(("precision", precision),)),
+        "explain a test sample": JobRequest("explain", corpus=corpus, training_set=adapter, sample_size=sample or 200),
+        "sweep heads over a test sample": JobRequest("heads", corpus=corpus, training_set=adapter,
+                                                     sample_size=sample or 200),
+        "ingest a folder": JobRequest("ingest", options=(("data", data_dir),)),
+        "ingest the synthetic demo": JobRequest("ingest", options=(("synthetic", True),)),
+        "demo": JobRequest("demo", options=(("data", data_dir),)),
     }[kind]
     if kind == "ingest a folder" and not data_dir.strip():
         st.error("Give the folder of corpora to ingest.")
@@ -67,7 +67,7 @@ if submitted:
     else:
         if kind == "evaluate" and rates.slower_than_fp32(precision):
             st.warning(f"{rates.slower_than_fp32(precision)}; started as asked, but fp32 would finish sooner.")
-        job = start_job(settings, arguments)
+        job = start_job(settings, request)
         st.success(started_message(job))
 
 

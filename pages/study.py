@@ -5,6 +5,7 @@ findings in plain words, and the whole report as one self-contained HTML file.""
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
+from data.records import JobRequest
 from data.store import StoreError
 from diagnostics.launcher import start_job
 from diagnostics.paired import power_note
@@ -40,7 +41,7 @@ with st.expander("Spec"):
     st.caption(f"{len(plan.adapters)} adapters ({len(spec.models)} models × {len(plan.training_sets)} training sets "
                f"× {len(spec.seeds)} seeds) on {len(plan.test_corpora)} test corpora.")
     if st.button("Run what is missing (as a job)", key="study_start"):
-        job = start_job(settings, ["study", str(specs[name])])
+        job = start_job(settings, JobRequest("study", (str(specs[name]),)))
         st.success(started_message(job))
 
 if results.empty:

@@ -14,9 +14,8 @@ from diagnostics.bridge import attention_patterns, boot_bridge, email_prompt
 from diagnostics.head_sweep import sweep_heads
 from diagnostics.heads import ablate_heads_exact, attribution_patching, head_means
 from diagnostics.lora_heads import lora_head_update_norms
-from models.scoring import prompt_builder
 from models.loading import load_base, load_with_adapter
-from models.scoring import score_prompts
+from models.scoring import prompt_builder, score_prompts
 
 
 @pytest.fixture(scope="module")

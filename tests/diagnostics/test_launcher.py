@@ -1,5 +1,6 @@
 import time
 
+from data.records import JobRequest
 from data.store import Store
 from diagnostics.launcher import list_jobs, start_job
 
@@ -15,7 +16,7 @@ def _wait(settings, job_id, timeout=120):
 
 
 def test_background_job_runs_to_completion_and_reports(settings):
-    job = start_job(settings, ["ingest", "--synthetic"])
+    job = start_job(settings, JobRequest("ingest", options=(("synthetic", True),)))
     assert job.status == "running"
     done = _wait(settings, job.id)
     assert done.status == "done" and done.returncode == 0
@@ -25,7 +26,7 @@ def test_background_job_runs_to_completion_and_reports(settings):
 
 
 def test_failing_job_reports_its_error(settings):
-    job = _wait(settings, start_job(settings, ["train", "no-such-set"]).id)
+    job = _wait(settings, start_job(settings, JobRequest("train", ("no-such-set",))).id)
     assert job.status == "failed" and job.returncode == 1
     assert "no-such-set" in job.last_line
 
@@ -34,7 +35,7 @@ def test_job_killed_without_status_is_lost(settings):
     import os
     import signal
 
-    job = start_job(settings, ["ingest", "--synthetic"])
+    job = start_job(settings, JobRequest("ingest", options=(("synthetic", True),)))
     os.killpg(job.pid, signal.SIGKILL)
     time.sleep(0.5)
     assert next(j for j in list_jobs(settings) if j.id == job.id).status == "lost"

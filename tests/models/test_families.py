@@ -9,10 +9,9 @@ import pytest
 from data.records import LoraSettings
 from diagnostics.bridge import boot_bridge, email_prompt
 from diagnostics.heads import attribution_patching
-from models.scoring import prompt_builder
 from models.finetune import finetune_adapter
 from models.loading import load_base, load_with_adapter
-from models.scoring import PromptBuilder, score_emails, score_prompts
+from models.scoring import PromptBuilder, prompt_builder, score_emails, score_prompts
 from models.tiny import TINY_CONFIGS, build_tiny_model
 
 EXPECTED_FAMILY = {"llama": "llama", "mistral": "mistral", "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma",
