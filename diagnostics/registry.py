@@ -43,6 +43,9 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
                "mark the corpus rather than phishing?", "drivers", "word_features", "explain"),
     Diagnostic("head-sweep", "Head effects", "Which attention heads does the score depend on (ablation)?",
                "heads", "head_sweep", "heads"),
+    Diagnostic("direct-logit-attribution", "Direct logit attribution", "How much of the score does each head write "
+               "straight into the answer position?", "heads", "head_grid", "diagnose",
+               "diagnostics.direct_logit_attribution:DirectLogitAttribution"),
 ]}
 
 

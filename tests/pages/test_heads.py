@@ -62,3 +62,24 @@ def test_heads_page_on_an_empty_sweep_table_offers_a_job(monkeypatch, tmp_path, 
     assert not at.exception, at.exception
     assert any("No head sweep stored yet" in i.value for i in at.info)
     assert any("has no adapter" in i.value for i in at.info)
+
+
+def test_heads_page_lists_registered_per_head_diagnostics_and_draws_a_stored_one(monkeypatch, evaluated_copy):
+    """Direct logit attribution is one module and one registry line: the page finds it there,
+    offers to compute it, and draws what `cli.py diagnose` stored."""
+    from cli import app
+
+    settings = evaluated_copy
+    at = open_app_page(monkeypatch, settings, "pages/heads.py", max_tokens=96, adapter="generalist")
+    assert not at.exception, at.exception
+    assert any("diagnose direct-logit-attribution" in i.value for i in at.info)  # nothing stored yet
+    result = CliRunner().invoke(app, ["--home", str(settings.home), "--store", str(settings.store_path),
+                                      "--model", settings.model, "--device", "cpu", "diagnose",
+                                      "direct-logit-attribution", "--corpus", "synthetic-corporate",
+                                      "--training-set", "generalist", "--sample-size", "4", "--max-tokens", "96"])
+    assert result.exit_code == 0, result.output
+    at = open_app_page(monkeypatch, settings, "pages/heads.py", max_tokens=96, adapter="generalist")
+    assert not at.exception, at.exception
+    titles = [fig["layout"].get("title", {}).get("text", "") for fig in _figures(at)]
+    assert any(t.startswith("Direct logit attribution: generalist · synthetic-corporate · 4 emails") for t in titles)
+    assert any("everything else (embedding, MLPs)" in c.value for c in at.caption)
