@@ -1,7 +1,9 @@
 """PhishLens command line: `python cli.py --help`.
 
 Every command reads its defaults from PHISHLENS_* environment variables (data/settings.py);
-the global options below override them.
+the global options below override them. One function per command, each a thin call into one
+job's entry point (diagnostics/); the module is long because typer declares every option with
+its help text in the signature, and it holds nothing but that and the printing of results.
 """
 
 from __future__ import annotations
@@ -23,6 +25,18 @@ app = typer.Typer(help="PhishLens: why do fine-tuned LLM phishing detectors fail
 trainset_app = typer.Typer(help="Build named training sets (specialist: one corpus; generalist: a mix).",
                            no_args_is_help=True)
 app.add_typer(trainset_app, name="trainset")
+
+
+# Options shared by the commands that sample a corpus' test split with one scorer.
+CorpusOption = Annotated[str, typer.Option("--corpus", help="Corpus whose test split is sampled")]
+AdapterOption = Annotated[Optional[str], typer.Option(
+    "--training-set", help="This training set's adapter (default: the zero-shot base model)")]
+MaxTokensOption = Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")]
+ExecutorOption = Annotated[Optional[str], typer.Option(help="local, or ray [env PHISHLENS_EXECUTOR]")]
+RayAddressOption = Annotated[Optional[str], typer.Option(
+    "--address", help="Ray cluster address, e.g. ray://head:10001 (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")]
+RayWorkersOption = Annotated[Optional[int], typer.Option(
+    "--workers", help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")]
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -133,24 +147,19 @@ def _build_one_corpus_set(ctx: typer.Context, corpus: str, size: int | None, see
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
 
 
+TrainingCorpus = Annotated[str, typer.Argument(help="Corpus whose training split to use")]
+SetSize = Annotated[Optional[int], typer.Option(help="Stratified sample of this many emails (default: all)")]
+SamplingSeed = Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")]
+
+
 @trainset_app.command("specialist")
-def trainset_specialist(
-    ctx: typer.Context,
-    corpus: Annotated[str, typer.Argument(help="Corpus whose training split to use")],
-    size: Annotated[Optional[int], typer.Option(help="Stratified sample of this many emails (default: all)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
-):
+def trainset_specialist(ctx: typer.Context, corpus: TrainingCorpus, size: SetSize = None, seed: SamplingSeed = None):
     """A specialist set: one corpus' training split, named specialist-CORPUS."""
     _build_one_corpus_set(ctx, corpus, size, seed, "specialist")
 
 
 @trainset_app.command("fticl")
-def trainset_fticl(
-    ctx: typer.Context,
-    corpus: Annotated[str, typer.Argument(help="Corpus whose training split to use")],
-    size: Annotated[Optional[int], typer.Option(help="Stratified sample of this many emails (default: all)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
-):
+def trainset_fticl(ctx: typer.Context, corpus: TrainingCorpus, size: SetSize = None, seed: SamplingSeed = None):
     """An FTICL set: the same emails as specialist-CORPUS, named fticl-CORPUS; train it with --context-examples K."""
     _build_one_corpus_set(ctx, corpus, size, seed, "fticl")
 
@@ -161,7 +170,7 @@ def trainset_generalist(
     size: Annotated[int, typer.Option(help="Total emails, half per label")],
     corpora: Annotated[Optional[list[str]], typer.Option("--corpus", help="Corpora to mix (repeat; default: all)")] = None,
     name: Annotated[str, typer.Option(help="Name of the set")] = "generalist",
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed [env PHISHLENS_SEED]")] = None,
+    seed: SamplingSeed = None,
 ):
     """A generalist set: a label-balanced mix of several corpora' training splits."""
     from data.splits import build_generalist
@@ -237,12 +246,12 @@ def evaluate(
     zero_shot: Annotated[bool, typer.Option(help="Also evaluate the base model without adapter")] = True,
     corpora: Annotated[Optional[list[str]], typer.Option("--corpus", help="Corpus to test on (repeat; default: all)")] = None,
     sample_size: Annotated[Optional[int], typer.Option(help="Seeded stratified sample per test split (default: all)")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
+    max_tokens: MaxTokensOption = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Emails per forward pass (default: 8 on CPU, 64 on CUDA)")] = None,
     reference: Annotated[bool, typer.Option(help="Also train and score the TF-IDF + logistic regression reference on every training set")] = True,
-    executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks per (adapter, corpus, email batch) [env PHISHLENS_EXECUTOR]")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. ray://head:10001 (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
+    executor: ExecutorOption = None,
+    address: RayAddressOption = None,
+    workers: RayWorkersOption = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, bf16, or int8 (SmoothQuant, CPU) for scoring; see benchmarks/README.md [env PHISHLENS_PRECISION]")] = None,
 ):
     """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
@@ -312,68 +321,70 @@ def _sample_target(store, settings: Settings, corpus: str, training_set: str | N
     return Path(found.iloc[0]["path"])
 
 
+@contextmanager
+def _on_a_sample(ctx: typer.Context, corpus: str, training_set: str | None, **overrides):
+    """(settings, executor, open store, target) for a command that samples a corpus' test split with
+    one scorer; bad input ends the command with one red line."""
+    from data.records import EvaluationTarget
+    from data.store import Store
+
+    settings = _settings(ctx).with_overrides(**overrides)
+    run_on = _executor(settings)
+    with _clear_errors(), Store.open(settings.store_path) as store:
+        yield settings, run_on, store, EvaluationTarget(settings.model,
+                                                        _sample_target(store, settings, corpus, training_set))
+
+
 @app.command()
 def explain(
     ctx: typer.Context,
-    corpus: Annotated[str, typer.Option(help="Corpus whose test split is sampled")],
-    training_set: Annotated[Optional[str], typer.Option(help="Explain this training set's adapter (default: the zero-shot base model)")] = None,
+    corpus: CorpusOption,
+    training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
     method: Annotated[str, typer.Option(help="shap (Owen values over fields → sentences → words) or gradxinput (fast, not additive)")] = "shap",
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks of a few emails each [env PHISHLENS_EXECUTOR]")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
+    max_tokens: MaxTokensOption = None,
+    executor: ExecutorOption = None,
+    address: RayAddressOption = None,
+    workers: RayWorkersOption = None,
 ):
     """Explain a sample of a corpus' test split with one adapter: the Drivers page's input (resumable)."""
-    from data.records import EvaluationTarget
     from data.splits import test_sample
-    from data.store import Store
     from diagnostics.drivers import METHODS, explain_sample
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}")
-    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
-                                             ray_workers=workers)
-    run_on = _executor(settings)
-    with _clear_errors():
-        with Store.open(settings.store_path) as store:
-            target = EvaluationTarget(settings.model, _sample_target(store, settings, corpus, training_set))
-            fresh = explain_sample(store, target, corpus, sample_size, method, settings.max_tokens, settings.seed,
-                                   run_on, progress=True)
-            sampled = len(test_sample(store, corpus, sample_size, settings.seed))
+    with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
+                      ray_workers=workers) as (settings, run_on, store, target):
+        fresh = explain_sample(store, target, corpus, sample_size, method, settings.max_tokens, settings.seed, run_on,
+                               progress=True)
+        sampled = len(test_sample(store, corpus, sample_size, settings.seed))
     typer.echo(f"explained {fresh} emails of {corpus} ({method}, {run_on.name}); {sampled - fresh} were cached")
 
 
 @app.command()
 def heads(
     ctx: typer.Context,
-    corpus: Annotated[str, typer.Option(help="Corpus whose test split is sampled")],
-    training_set: Annotated[Optional[str], typer.Option(help="Sweep this training set's adapter (default: the zero-shot base model)")] = None,
+    corpus: CorpusOption,
+    training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
     ablation: Annotated[str, typer.Option(help="mean (replace a head's output by its average) or zero")] = "mean",
     top_k: Annotated[int, typer.Option(help="Heads whose attribution-patching estimate is checked by exact ablation")] = 10,
     batch_size: Annotated[int, typer.Option(help="Emails per forward/backward pass")] = 4,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local, or ray: tasks per part of the emails [env PHISHLENS_EXECUTOR]")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray instance) [env PHISHLENS_RAY_ADDRESS]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="CPUs of a local Ray instance (default: all) [env PHISHLENS_RAY_WORKERS]")] = None,
+    max_tokens: MaxTokensOption = None,
+    executor: ExecutorOption = None,
+    address: RayAddressOption = None,
+    workers: RayWorkersOption = None,
 ):
     """Every attention head's effect on the score and F1 over a corpus sample: the Heads page's sweep (cached)."""
-    from data.records import EvaluationTarget
-    from data.store import Store
     from diagnostics.head_sweep import sweep_corpus
     from diagnostics.heads import ABLATIONS
 
     if ablation not in ABLATIONS:
         _fail(f"--ablation must be one of {', '.join(ABLATIONS)}")
-    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
-                                             ray_workers=workers)
-    run_on = _executor(settings)
-    with _clear_errors():
-        with Store.open(settings.store_path) as store:
-            target = EvaluationTarget(settings.model, _sample_target(store, settings, corpus, training_set))
-            sweep = sweep_corpus(store, target, corpus, sample_size, settings.max_tokens, settings.seed, ablation,
-                                 top_k, batch_size, run_on, progress=True)
+    with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
+                      ray_workers=workers) as (settings, run_on, store, target):
+        sweep = sweep_corpus(store, target, corpus, sample_size, settings.max_tokens, settings.seed, ablation, top_k,
+                             batch_size, run_on, progress=True)
     if sweep is None:
         typer.echo(f"this sweep on {corpus} is already stored; nothing to do")
         return
@@ -389,30 +400,29 @@ def heads(
 def diagnose(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A per-corpus diagnostic of diagnostics/registry.py, e.g. direct-logit-attribution")],
-    corpus: Annotated[str, typer.Option(help="Corpus whose test split is sampled")],
-    training_set: Annotated[Optional[str], typer.Option(help="This training set's adapter (default: the zero-shot base model)")] = None,
+    corpus: CorpusOption,
+    training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded stratified sample of the test split")] = 100,
     batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 4,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local, or ray [env PHISHLENS_EXECUTOR]")] = None,
+    max_tokens: MaxTokensOption = None,
+    executor: ExecutorOption = None,
+    address: RayAddressOption = None,
+    workers: RayWorkersOption = None,
 ):
     """Run a registered diagnostic over a corpus sample with one adapter and store it (skipped if stored)."""
-    from data.records import DiagnosticRequest, EvaluationTarget
-    from data.store import Store
+    from data.records import DiagnosticRequest
     from diagnostics.executor import run_job
     from diagnostics.registry import DIAGNOSTICS, diagnostic
 
-    settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor)
-    run_on = _executor(settings)
     with _clear_errors():
         entry = diagnostic(name)
-        runnable = [d.name for d in DIAGNOSTICS.values() if d.job]
-        if not entry.job:
-            _fail(f"{name} runs with `cli.py {entry.command}`; `diagnose` runs {', '.join(runnable)}")
-        with Store.open(settings.store_path) as store:
-            target = EvaluationTarget(settings.model, _sample_target(store, settings, corpus, training_set))
-            request = DiagnosticRequest(target, corpus, sample_size, settings.max_tokens, settings.seed, batch_size)
-            outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
+    if not entry.job:
+        _fail(f"{name} runs with `cli.py {entry.command}`; `diagnose` runs "
+              f"{', '.join(d.name for d in DIAGNOSTICS.values() if d.job)}")
+    with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
+                      ray_workers=workers) as (settings, run_on, store, target):
+        request = DiagnosticRequest(target, corpus, sample_size, settings.max_tokens, settings.seed, batch_size)
+        outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
     typer.echo(f"{name} of {corpus}: " + ("already stored; nothing to do" if outcome.run_id is None else
                                            f"stored (run {outcome.run_id})"))
 

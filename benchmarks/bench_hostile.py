@@ -77,7 +77,8 @@ def compressed_inputs(folder: Path) -> dict[str, Path]:
 PHISHLENS = """
 import sys, time
 sys.path.insert(0, {root!r})
-from data.parse import ParseError, iter_mbox, parse_message_bytes, read_eml
+from data.mailfiles import iter_mbox, read_eml
+from data.parse import ParseError, parse_message_bytes
 from pathlib import Path
 path = Path(sys.argv[1])
 start = time.perf_counter()

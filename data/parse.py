@@ -8,18 +8,12 @@ declaration is missing or unknown, and undecodable bytes are replaced, never fat
 from __future__ import annotations
 
 import codecs
-import csv
 import email
 import email.header
 import email.policy
-import gzip
-import io
 import re
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import Path
 
 from data.normalise import content_hash, normalisation_name, normalise_text
 from data.records import Email
@@ -79,11 +73,11 @@ def extract_urls(text: str) -> list[str]:
     return [m.group(0).rstrip(".,;:!?)") for m in URL_PATTERN.finditer(text)]
 
 
-def _unique(items) -> tuple[str, ...]:
+def unique(items) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
 
 
-def _capped(text: str, limit: int) -> tuple[str, bool]:
+def capped(text: str, limit: int) -> tuple[str, bool]:
     """`text` cut to `limit` characters, and whether it was cut."""
     return (text[:limit], True) if len(text) > limit else (text, False)
 
@@ -226,7 +220,7 @@ def _header(msg: email.message.Message, name: str, limit: int) -> tuple[str, boo
     raw = next((v for k, v in msg.raw_items() if k.lower() == name), None)
     if raw is None:
         return "", False
-    raw, cut = _capped("".join(str(raw).splitlines()), limit * _RAW_HEADER_FACTOR)  # unfolded
+    raw, cut = capped("".join(str(raw).splitlines()), limit * _RAW_HEADER_FACTOR)  # unfolded
     if any("\udc80" <= ch <= "\udcff" for ch in raw):  # undecoded 8-bit bytes, kept as surrogates
         data = raw.encode("ascii", "surrogateescape")
         charsets = _declared_charsets(msg)
@@ -239,7 +233,7 @@ def _header(msg: email.message.Message, name: str, limit: int) -> tuple[str, boo
                 text = str(email.header.make_header(email.header.decode_header(raw)))
             except Exception:
                 text = raw
-    text, cut_text = _capped(text, limit)
+    text, cut_text = capped(text, limit)
     return text, cut or cut_text
 
 
@@ -301,8 +295,8 @@ def _fields_from_message(msg: email.message.Message, limits: ParseLimits) -> tup
         except Exception:
             continue  # one broken part must not lose the rest of the message
     # Prefer the plain alternative; HTML-only messages get their visible text.
-    body, cut_body = _capped("\n\n".join(t for t in (plain or html) if t.strip()), limits.max_body_chars)
-    urls = _unique([*extract_urls(body), *links])
+    body, cut_body = capped("\n\n".join(t for t in (plain or html) if t.strip()), limits.max_body_chars)
+    urls = unique([*extract_urls(body), *links])
     sender, cut_sender = _header(msg, "from", limits.max_header_chars)
     receiver, cut_receiver = _header(msg, "to", limits.max_header_chars)
     date, cut_date = _header(msg, "date", limits.max_date_chars)
@@ -332,233 +326,11 @@ def make_email(fields: RawFields, corpus: str, label: int, source_ref: str,
     )
 
 
-# Faults of a file rather than of its content: unreadable, a directory, a dangling link,
-# a corrupt or truncated gzip stream. Each becomes a ParseError for that file.
-FILE_FAULTS = (OSError, EOFError, zlib.error)
-
-
-def file_fault(path: Path, exc: BaseException) -> ParseError:
-    """A ParseError saying why a file could not be read."""
-    if isinstance(exc, IsADirectoryError):
-        reason = "is a directory, not a file"
-    elif isinstance(exc, FileNotFoundError):
-        reason = "does not exist (a dangling link?)"
-    elif isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
-        reason = f"is a corrupt or truncated gzip file ({exc})"
-    else:
-        reason = f"cannot be read ({type(exc).__name__}: {exc})"
-    return ParseError(f"{path.name} {reason}")
-
-
-def _open_maybe_gzip(path: Path):
-    """The file's bytes as a stream, decompressed on the fly when it starts with gzip's magic."""
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-
-
-def read_eml(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
-    """Parse one .eml / raw RFC822 file (gzip allowed); reads no more than the size cap."""
-    try:
-        with _open_maybe_gzip(path) as handle:
-            raw = handle.read(limits.max_message_bytes + 1)
-    except FILE_FAULTS as exc:
-        raise file_fault(path, exc) from exc
-    return parse_message_bytes(raw, limits)
-
-
-_LINE_PIECE = 1 << 16  # an mbox is read in lines of at most this many bytes: a huge line comes in pieces
-
-
-class _MessageTooLarge(Exception):
-    """An mbox message went on past the skip limit: the rest of the file is not read."""
-
-
-def _mbox_messages(stream, max_bytes: int, max_skipped: int) -> Iterator[tuple[bytes, bool]]:
-    """Split an mbox byte stream at its "From " lines as mailbox.mbox does (the blank line
-    before a From_ line is not part of the message), keeping at most `max_bytes` of each
-    message and discarding the rest as it is read; a message that goes on for more than
-    `max_skipped` bytes past that is yielded cut, then _MessageTooLarge is raised."""
-    kept: list[bytes] = []
-    size, cut, started, line_start, in_from_line, last_was_empty = 0, False, False, True, False, False
-    skipped = 0
-
-    def message() -> tuple[bytes, bool]:
-        raw = b"".join(kept)
-        return (raw[:-1] if last_was_empty and raw.endswith(b"\n") else raw), cut
-
-    while piece := stream.readline(_LINE_PIECE):
-        starts_line, line_start = line_start, piece.endswith(b"\n")
-        if starts_line and piece.startswith(b"From "):
-            if started:
-                yield message()
-            kept, size, cut, started, in_from_line, last_was_empty = [], 0, False, True, not line_start, False
-            skipped = 0
-            continue
-        if in_from_line:  # the rest of a From_ line longer than one piece
-            in_from_line = not line_start
-            continue
-        if not started:  # text before the first From_ line belongs to no message
-            continue
-        last_was_empty = starts_line and piece == b"\n"
-        room = max_bytes - size
-        if len(piece) > room:
-            skipped += len(piece) - room
-            piece, cut = piece[:room], True
-            if skipped > max_skipped:
-                if kept:
-                    yield message()
-                raise _MessageTooLarge
-        if piece:
-            kept.append(piece)
-            size += len(piece)
-    if started:
-        yield message()
-
-
-def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, RawFields | ParseError, bool]]:
-    """Yield (key, fields or error, truncated) for every message of an mbox file (gzip allowed).
-
-    The file is streamed (decompressed on the fly): no more than the message cap of any one
-    message is held in memory. A file fault (a truncated gzip stream, say) ends the file with
-    one ParseError after the messages read before it."""
-    count = 0
-    try:
-        with _open_maybe_gzip(path) as stream:
-            for raw, cut in _mbox_messages(stream, limits.max_message_bytes, limits.max_mbox_skip_bytes):
-                ref = f"{path.name}#{count}"
-                count += 1
-                try:
-                    fields, truncated = parse_message_bytes(raw, limits)
-                    yield ref, fields, truncated or cut
-                except ParseError as exc:
-                    yield ref, exc, False
-    except FILE_FAULTS as exc:
-        fault = file_fault(path, exc)
-        yield f"{path.name}#{count}", ParseError(f"{fault}; the {count} messages before it were kept"), False
-    except _MessageTooLarge:
-        limit = (limits.max_message_bytes + limits.max_mbox_skip_bytes) / 2**20
-        yield (f"{path.name}#{count}", ParseError(
-            f"{path.name}: message #{count - 1} goes on past {limit:.0f} MiB (a decompression bomb?); it was kept "
-            f"cut at the message cap, and the rest of the file was not read"), False)
-
-
-# ---------------------------------------------------------------- CSV corpora
-
-# Column name → field, first match wins; compared case-insensitively.
-CSV_COLUMNS = {
-    "sender": ("sender", "from", "from_address"),
-    "receiver": ("receiver", "to", "recipient"),
-    "date": ("date", "sent", "timestamp"),
-    "subject": ("subject", "title"),
-    "body": ("body", "text", "content", "message", "email text", "email_text"),
-    "label": ("label", "class", "category", "email type", "email_type", "spam"),
-    "urls": ("urls", "url", "links"),
-}
-
-POSITIVE_LABELS = {"1", "spam", "phishing", "phish", "phishing email", "malicious", "fraud", "true", "yes"}
-NEGATIVE_LABELS = {"0", "ham", "legitimate", "legit", "safe email", "safe", "benign", "false", "no"}
-
-
-def map_label(value: str) -> int:
-    """1 for phishing/spam, 0 for legitimate; ParseError for anything else."""
-    key = str(value).strip().lower()
-    if key in POSITIVE_LABELS:
-        return 1
-    if key in NEGATIVE_LABELS:
-        return 0
-    raise ParseError(f"unknown label {value!r}: expected 0/1, spam/ham or phishing/legitimate")
-
-
-def detect_csv_columns(header: list[str]) -> dict[str, str]:
-    """Map our field names to the CSV's own column names."""
-    lowered = {h.strip().lower(): h for h in header}
-    found = {}
-    for field_name, candidates in CSV_COLUMNS.items():
-        for candidate in candidates:
-            if candidate in lowered:
-                found[field_name] = lowered[candidate]
-                break
-    missing = [f for f in ("body", "label") if f not in found]
-    if missing:
-        raise ParseError(
-            f"CSV has no {' or '.join(missing)} column; columns are {header}. "
-            f"Expected one of {[CSV_COLUMNS[m] for m in missing]}"
-        )
-    return found
-
-
-def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, RawFields | ParseError, int | None, bool]]:
-    """Yield (row ref, fields or error, label or None, truncated) for each CSV row (gzip allowed).
-
-    A `urls` column that holds only 0/1 is a "has a URL" flag (as in Nazario), not a
-    list: then URLs are extracted from the body instead. A row is one message: a cell
-    longer than the message cap is an error for that row, and a file fault part-way (a
-    truncated gzip stream) ends the file with one error after the rows read before it.
-    """
-    csv.field_size_limit(limits.max_message_bytes)
-    try:
-        raw = _open_maybe_gzip(path)
-    except FILE_FAULTS as exc:
-        raise file_fault(path, exc) from exc
-    with raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
-        reader = csv.DictReader(text)
-        try:
-            fieldnames = reader.fieldnames
-        except FILE_FAULTS as exc:
-            raise file_fault(path, exc) from exc
-        if fieldnames is None:
-            raise ParseError(f"{path.name}: empty CSV file")
-        columns = detect_csv_columns(list(fieldnames))
-        row_number = 1
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                row_number += 1
-                yield f"{path.name}:row{row_number}", ParseError(f"broken CSV row: {exc}"), None, False
-                continue
-            except FILE_FAULTS as exc:
-                fault = file_fault(path, exc)
-                yield (f"{path.name}:row{row_number + 1}",
-                       ParseError(f"{fault}; the {row_number - 1} rows before it were read"), None, False)
-                return
-            row_number += 1
-            ref = f"{path.name}:row{row_number}"
-            try:
-                label = map_label((row.get(columns["label"]) or "")[:100])
-            except ParseError as exc:
-                yield ref, exc, None, False
-                continue
-            fields, truncated = _csv_fields(row, columns, limits)
-            yield ref, fields, label, truncated
-
-
-def _csv_fields(row: dict, columns: dict[str, str], limits: ParseLimits) -> tuple[RawFields, bool]:
-    """One CSV row's fields, each cut to its cap, and whether any was cut."""
-    def cell(name: str, limit: int) -> tuple[str, bool]:
-        return _capped(row.get(columns.get(name, ""), "") or "", limit)
-
-    body, cut_body = cell("body", limits.max_body_chars)
-    sender, cut_sender = cell("sender", limits.max_header_chars)
-    receiver, cut_receiver = cell("receiver", limits.max_header_chars)
-    date, cut_date = cell("date", limits.max_date_chars)
-    subject, cut_subject = cell("subject", limits.max_header_chars)
-    url_cell, cut_urls = cell("urls", limits.max_body_chars) if "urls" in columns else ("", False)
-    listed = [] if url_cell.strip() in {"", "0", "1"} else extract_urls(url_cell)
-    fields = RawFields(sender=sender, receiver=receiver, date=date, subject=subject, body=body,
-                       urls=_unique([*listed, *extract_urls(body)]))
-    return fields, cut_body or cut_sender or cut_receiver or cut_date or cut_subject or cut_urls
-
-
 def parse_pasted_text(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
     """A pasted email: a full RFC822 message when it starts with headers, else a plain body."""
     if not text.strip():
         raise ParseError("empty email: paste a message or its text")
     if re.match(r"(?is)^(from |[a-z-]+: )", text[:1000].lstrip()):
         return parse_message_bytes(text[: limits.max_message_bytes + 1].encode("utf-8", "surrogatepass"), limits)
-    body, truncated = _capped(text, limits.max_body_chars)
-    return RawFields("", "", "", "", body, _unique(extract_urls(body))), truncated
+    body, truncated = capped(text, limits.max_body_chars)
+    return RawFields("", "", "", "", body, unique(extract_urls(body))), truncated

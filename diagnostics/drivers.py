@@ -16,7 +16,7 @@ from data.records import Email, EvaluationTarget, Explanation, ScorerRef
 from data.settings import load_settings
 from data.splits import test_sample
 from data.store import Store
-from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
+from diagnostics.executor import EmailBatch, Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
 from diagnostics.explainers import METHODS, explainer, method_params  # noqa: F401 (METHODS: the CLI's choices)
 from diagnostics.layout import layout_email
 from models.classifier import Classifier
@@ -49,19 +49,12 @@ def explain_one(loaded: Classifier, mail: Email, method: str, max_tokens: int, s
 
 
 @dataclass(frozen=True)
-class ExplainBatch:
+class ExplainBatch(EmailBatch):
     """Work item: word-level explanations of a few test emails by one scorer and method."""
 
-    scorer: ScorerRef
-    corpus: str
-    emails: tuple[Email, ...]
     method: str
     max_tokens: int
     seed: int
-
-    @property
-    def size(self) -> int:
-        return len(self.emails)
 
 
 @dataclass

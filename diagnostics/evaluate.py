@@ -20,7 +20,7 @@ from data.records import Email, EvaluationTarget, Prediction, ScorerRef, verdict
 from data.settings import Settings
 from data.splits import sample_stratified, test_sample
 from data.store import Store
-from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
+from diagnostics.executor import EmailBatch, Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
 from models.classifier import Classifier
 from models.loading import LoadedModel, load_model, pick_device, scorer_id, scorer_ref
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
@@ -147,18 +147,11 @@ def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str
 
 
 @dataclass(frozen=True)
-class ScoreBatch:
+class ScoreBatch(EmailBatch):
     """Work item: score these test emails of one corpus with one scorer."""
 
-    scorer: ScorerRef
-    corpus: str
-    emails: tuple[Email, ...]
     max_tokens: int
     batch_size: int
-
-    @property
-    def size(self) -> int:
-        return len(self.emails)
 
 
 @dataclass(frozen=True)

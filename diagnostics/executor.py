@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from data.records import ScorerRef
+from data.records import Email, ScorerRef
 from data.store import Store
 
 Progress = Callable[[int], None]
@@ -70,6 +70,19 @@ class Job(Protocol):
     def run(self, item: Any, model: Any, on_progress: Progress | None = None) -> Any: ...
 
     def ingest(self, store: Store, run_id: str, plan: Plan, item: Any, records: Any) -> Sequence: ...
+
+
+@dataclass(frozen=True)
+class EmailBatch:
+    """A work item over some emails of one corpus, for one scorer (jobs add their own fields)."""
+
+    scorer: ScorerRef
+    corpus: str
+    emails: tuple[Email, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.emails)
 
 
 @dataclass(frozen=True)

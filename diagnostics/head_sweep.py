@@ -20,11 +20,11 @@ import torch
 from data.metrics import f1_at_zero
 from data.records import EvaluationTarget, HeadSweep, ScorerRef
 from data.settings import load_settings
-from data.splits import test_sample
 from data.store import Store
-from diagnostics.bridge import HeadModel, boot_bridge, sample_prompts
+from diagnostics.bridge import HeadModel, boot_bridge
 from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
 from diagnostics.heads import ABLATIONS, AttributionPass, ablate_heads_exact, attribution_patching
+from diagnostics.per_head import PromptPart, prompt_parts
 from models.loading import load_model, scorer_ref
 
 SWEEP_METHODS = ("attribution", "exact")
@@ -112,34 +112,16 @@ def sweep_params(corpus: str, sample: int, max_tokens: int, seed: int, ablation:
 # ---------------------------------------------------------------- the stored job
 
 
-@dataclass(frozen=True)
-class AttributionPart:
+class AttributionPart(PromptPart):
     """Work item, round 1: attribution patching over a part of the sweep's prompts."""
 
-    scorer: ScorerRef
-    index: int
-    prompts: tuple[tuple[int, ...], ...]
-    batch_size: int
-
-    @property
-    def size(self) -> int:
-        return len(self.prompts)
-
 
 @dataclass(frozen=True)
-class AblationPart:
+class AblationPart(PromptPart):
     """Work item, round 2: exact ablation of the checked heads over the same part."""
 
-    scorer: ScorerRef
-    index: int
-    prompts: tuple[tuple[int, ...], ...]
-    heads: tuple[tuple[int, int], ...]
-    means: torch.Tensor | None
-    batch_size: int
-
-    @property
-    def size(self) -> int:
-        return len(self.prompts)
+    heads: tuple[tuple[int, int], ...] = ()
+    means: torch.Tensor | None = None
 
 
 @dataclass
@@ -170,13 +152,9 @@ class HeadSweepJob:
         params = sweep_params(self.corpus, self.sample_size, self.max_tokens, self.seed, self.ablation, self.top_k)
         if store.has_head_sweep(scorer.adapter_id, params):
             return None
-        emails = store.emails_by_ids(test_sample(store, self.corpus, self.sample_size, self.seed))
-        if not emails:
-            raise ValueError(f"corpus {self.corpus!r} has no test split; ingest it first")
-        prompts = sample_prompts(self.target, emails, self.max_tokens, self.models_dir)
-        step = self.emails_per_item or len(prompts)
-        items = [AttributionPart(scorer, i // step, tuple(prompts[i:i + step]), self.batch_size)
-                 for i in range(0, len(prompts), step)]
+        emails, parts = prompt_parts(store, self.target, self.corpus, self.sample_size, self.seed, self.max_tokens,
+                                     self.models_dir, self.batch_size, self.emails_per_item)
+        items = [AttributionPart(p.scorer, p.index, p.prompts, p.batch_size) for p in parts]
         run_params = {"adapter": scorer.adapter_id, "corpus": self.corpus, "sample": self.sample_size,
                       "ablation": self.ablation, "top_k": self.top_k}
         state = {"params": params, "labels": [m.label for m in emails], "parts": len(items), "patched": {},
@@ -204,8 +182,8 @@ class HeadSweepJob:
             n_layers, n_heads = patched.z_dot_grad.shape[1:]
             state["checked"] = heads_to_check(n_layers, n_heads, patched, self.ablation, "attribution", self.top_k)
             means = patched.means if self.ablation == "mean" else None
-            return [AblationPart(first.scorer, first.index, first.prompts, tuple(state["checked"]), means,
-                                 first.batch_size) for first in plan.items]
+            return [AblationPart(part.scorer, part.index, part.prompts, part.batch_size, heads=tuple(state["checked"]),
+                                 means=means) for part in plan.items]
         state["ablated"][item.index] = records
         if len(state["ablated"]) < state["parts"]:
             return []

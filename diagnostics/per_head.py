@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.records import DiagnosticRequest, ScorerRef
+from data.records import DiagnosticRequest, Email, EvaluationTarget, ScorerRef
 from data.splits import test_sample
 from data.store import Store
 from diagnostics.bridge import HeadModel, boot_bridge, sample_prompts
@@ -27,8 +27,8 @@ REMAINDER = (-1, -1)  # the (layer, head) row that holds what no head accounts f
 
 
 @dataclass(frozen=True)
-class HeadValuesPart:
-    """Work item: a part of the sample's prompts."""
+class PromptPart:
+    """Work item: part `index` of a corpus sample's prompts, for one scorer."""
 
     scorer: ScorerRef
     index: int
@@ -38,6 +38,20 @@ class HeadValuesPart:
     @property
     def size(self) -> int:
         return len(self.prompts)
+
+
+def prompt_parts(store: Store, target: EvaluationTarget, corpus: str, sample_size: int, seed: int, max_tokens: int,
+                 models_dir: Path, batch_size: int, emails_per_part: int | None) -> tuple[list[Email], list[PromptPart]]:
+    """The seeded stratified test sample of a corpus (the emails every job samples) and its prompts
+    in parts of emails_per_part (None: one part)."""
+    emails = store.emails_by_ids(test_sample(store, corpus, sample_size, seed))
+    if not emails:
+        raise ValueError(f"corpus {corpus!r} has no test split; ingest it first")
+    prompts = sample_prompts(target, emails, max_tokens, models_dir)
+    step = emails_per_part or len(prompts)
+    scorer = scorer_ref(target)
+    return emails, [PromptPart(scorer, i // step, tuple(prompts[i:i + step]), batch_size)
+                    for i in range(0, len(prompts), step)]
 
 
 @dataclass(frozen=True)
@@ -77,13 +91,8 @@ class PerHeadDiagnostic:
         if store.has_head_values(self.name, scorer.adapter_id, self.params()):
             return None
         r = self.request
-        emails = store.emails_by_ids(test_sample(store, r.corpus, r.sample_size, r.seed))
-        if not emails:
-            raise ValueError(f"corpus {r.corpus!r} has no test split; ingest it first")
-        prompts = sample_prompts(r.target, emails, r.max_tokens, self.models_dir)
-        step = self.emails_per_item or len(prompts)
-        items = [HeadValuesPart(scorer, i // step, tuple(prompts[i:i + step]), r.batch_size)
-                 for i in range(0, len(prompts), step)]
+        _, items = prompt_parts(store, r.target, r.corpus, r.sample_size, r.seed, r.max_tokens, self.models_dir,
+                                r.batch_size, self.emails_per_item)
         run_params = {"diagnostic": self.name, "adapter": scorer.adapter_id, "corpus": r.corpus,
                       "sample": r.sample_size}
         return Plan(items, run_params, {"parts": {}, "count": len(items)})
@@ -91,10 +100,10 @@ class PerHeadDiagnostic:
     def open(self, scorer: ScorerRef, adapter_dir: Path | None, env: WorkerEnv) -> HeadModel:
         return boot_bridge(load_model(scorer.model, adapter_dir, Path(env.models_dir), env.device))
 
-    def run(self, item: HeadValuesPart, model: HeadModel, on_progress: Progress | None = None) -> HeadValues:
+    def run(self, item: PromptPart, model: HeadModel, on_progress: Progress | None = None) -> HeadValues:
         return self.values(model, [list(p) for p in item.prompts], item.batch_size, on_progress)
 
-    def ingest(self, store: Store, run_id: str, plan: Plan, item: HeadValuesPart, records: HeadValues) -> list:
+    def ingest(self, store: Store, run_id: str, plan: Plan, item: PromptPart, records: HeadValues) -> list:
         parts = plan.state["parts"]
         parts[item.index] = records
         if len(parts) == plan.state["count"]:

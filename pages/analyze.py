@@ -6,16 +6,15 @@ import streamlit as st
 from data.corpora import USER_CORPUS, save_user_email
 from data.parse import ParseError, make_email, parse_message_bytes, parse_pasted_text
 from data.records import LABEL_NAMES, POSITIVE, ZERO_SHOT
-from pages._cache import classifier, model_lock, results_or_stop
+from pages._cache import classifier, model_lock
 from pages._email_view import show_email
+from pages._page import open_page
 from pages._safe import md
 
-settings = st.session_state["settings"]
-st.title("Analyze an email")
-st.caption("Paste raw text or a full RFC822 message (headers first), or upload a .eml / .txt file. It is parsed "
-           "with the same code as the corpora; nothing in it is rendered, run or fetched.")
-
-results = results_or_stop(settings.store_path, "scorers")
+settings, results = open_page(
+    "Analyze an email",
+    "Paste raw text or a full RFC822 message (headers first), or upload a .eml / .txt file. It is parsed "
+    "with the same code as the corpora; nothing in it is rendered, run or fetched.")
 adapters = results["adapters"]
 
 uploaded = st.file_uploader("Upload .eml or .txt", type=["eml", "txt"], key="analyze_upload")

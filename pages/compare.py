@@ -9,17 +9,16 @@ import streamlit as st
 from data.records import ZERO_SHOT, label_name, verdict
 from diagnostics.comparison import agreement
 from models.loading import zero_shot_id
-from pages._cache import classifier, disagreements, results_or_stop
+from pages._cache import classifier, disagreements
 from pages._charts import agreement_heatmap
 from pages._explain_view import ExplanationView, pick_email, pick_method
+from pages._page import open_page
 from pages._safe import md
 
-settings = st.session_state["settings"]
-st.title("Compare models on one email")
-st.caption("Each map is on the same email text, so maps from different tokenizers line up character by "
-           "character. Agreement is the rank correlation of their character-level attributions.")
-
-results = results_or_stop(settings.store_path, "scorers")
+settings, results = open_page(
+    "Compare models on one email",
+    "Each map is on the same email text, so maps from different tokenizers line up character by "
+    "character. Agreement is the rank correlation of their character-level attributions.")
 adapters = results["adapters"]
 zero_shot = f"{ZERO_SHOT} · {settings.model}"
 choices = {zero_shot: None, **{f"{r['training_set']} · {r['model']}": r for r in adapters.to_dict("records")}}

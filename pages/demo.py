@@ -7,16 +7,15 @@ right (from the results in the store, synthetic demo or real), plus emails the u
 import streamlit as st
 
 from data.records import ZERO_SHOT
-from pages._cache import curated_examples, results_or_stop
+from pages._cache import curated_examples
 from pages._email_view import label_name
+from pages._page import open_page
 from pages._safe import md
 
-settings = st.session_state["settings"]
-st.title("Live demo")
-st.caption("Curated examples from the store. One click opens the explanation by the adapters picked here; "
-           "explanations already computed open instantly.")
-
-results = results_or_stop(settings.store_path, "scorers")
+settings, results = open_page(
+    "Live demo",
+    "Curated examples from the store. One click opens the explanation by the adapters picked here; "
+    "explanations already computed open instantly.")
 training_sets = list(results["adapters"]["training_set"])
 adapters = st.multiselect("Explain with", [ZERO_SHOT, *training_sets], default=training_sets[:2] or [ZERO_SHOT],
                           key="demo_adapters")

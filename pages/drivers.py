@@ -12,16 +12,15 @@ from data.export import download_name, spreadsheet_safe_csv
 from data.records import ZERO_SHOT, JobRequest
 from diagnostics.explainers import METHODS
 from diagnostics.launcher import start_job
-from pages._cache import drivers_and_shortcuts, explanation_sweeps, results_or_stop
+from pages._cache import drivers_and_shortcuts, explanation_sweeps
 from pages._charts import driver_bars
+from pages._page import open_page
 from pages._safe import md, started_message
 
-settings = st.session_state["settings"]
-st.title("Drivers")
-st.caption("Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top drivers "
-           "at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
-
-results = results_or_stop(settings.store_path, "scorers")
+settings, results = open_page(
+    "Drivers",
+    "Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top drivers "
+    "at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
 corpora = list(results["corpora"]["name"])
 training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
 sweeps = explanation_sweeps(settings.store_path)

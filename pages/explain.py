@@ -9,16 +9,15 @@ import streamlit as st
 
 from data.records import ZERO_SHOT
 from diagnostics.comparison import adapter_disabled, lora_delta
-from pages._cache import classifier, email_with_verdicts, results_or_stop
+from pages._cache import classifier, email_with_verdicts
 from pages._explain_view import ExplanationView, pick_email, pick_method
+from pages._page import open_page
 from pages._safe import md
 
-settings = st.session_state["settings"]
-st.title("Explain an email")
-st.caption("Red pushed the adapter towards phishing/spam, blue towards legitimate. Values are in score units "
-           "(logit phishing − logit legitimate); SHAP values add up to the score.")
-
-results = results_or_stop(settings.store_path, "scorers")
+settings, results = open_page(
+    "Explain an email",
+    "Red pushed the adapter towards phishing/spam, blue towards legitimate. Values are in score units "
+    "(logit phishing − logit legitimate); SHAP values add up to the score.")
 adapters = results["adapters"]
 by_name = {ZERO_SHOT: None, **{r["training_set"]: r for r in adapters.to_dict("records")}}
 query = st.query_params

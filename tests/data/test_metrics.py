@@ -27,7 +27,7 @@ def test_python_and_sql_metrics_are_one_definition(tp, fp, fn, tn):
 
 
 def test_the_store_matrix_uses_the_shared_definitions():
-    from data.store import METRICS_SQL
+    from data.schema import METRICS_SQL
 
     for expression in (metrics.F1_SQL, metrics.RECALL_SQL, metrics.PRECISION_SQL):
         assert expression in METRICS_SQL

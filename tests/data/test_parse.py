@@ -6,20 +6,10 @@ import mailbox
 
 import pytest
 
-from data.parse import (
-    ParseError,
-    ParseLimits,
-    decode_bytes,
-    detect_csv_columns,
-    html_to_text,
-    iter_csv,
-    iter_mbox,
-    make_email,
-    map_label,
-    parse_message_bytes,
-    parse_pasted_text,
-    read_eml,
-)
+from data.mailfiles import iter_mbox, read_eml
+from data.parse import (ParseError, ParseLimits, decode_bytes, html_to_text, make_email, parse_message_bytes,
+                        parse_pasted_text)
+from data.parse_csv import detect_csv_columns, iter_csv, map_label
 
 
 def test_every_raw_sample_parses(raw_samples, shared_data):

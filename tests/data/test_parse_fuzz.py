@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.parse import ParseError, ParseLimits, iter_csv, iter_mbox, parse_message_bytes
+from data.mailfiles import iter_mbox
+from data.parse import ParseError, ParseLimits, parse_message_bytes
+from data.parse_csv import iter_csv
 from tests.conftest import SHARED_DATA
 
 if not (SHARED_DATA / "raw_samples").is_dir():
@@ -146,7 +148,7 @@ def test_compressed_and_truncated_inputs_parse_or_fail_clearly(tmp_path_factory,
     read as .eml and inside an mbox; every outcome is a parse, a per-message or a per-file ParseError."""
     import mailbox
 
-    from data.parse import read_eml
+    from data.mailfiles import read_eml
 
     folder = tmp_path_factory.mktemp("gz")
     message = _mutate(SAMPLES[index], how, position, blob)

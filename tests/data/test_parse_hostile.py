@@ -10,8 +10,9 @@ import tracemalloc
 
 import pytest
 
-from data.parse import DEFAULT_LIMITS, ParseError, ParseLimits, iter_csv, iter_mbox, parse_message_bytes, \
-    parse_pasted_text, read_eml
+from data.mailfiles import iter_mbox, read_eml
+from data.parse import DEFAULT_LIMITS, ParseError, ParseLimits, parse_message_bytes, parse_pasted_text
+from data.parse_csv import iter_csv
 
 SMALL = ParseLimits(max_message_bytes=2 * 2**20)
 # The standard library's parser allocates about 12x the bytes it parses (several copies: bytes,

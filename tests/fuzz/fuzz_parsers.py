@@ -19,7 +19,9 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
-    from data.parse import ParseError, ParseLimits, iter_csv, iter_mbox, parse_message_bytes, parse_pasted_text, read_eml
+    from data.mailfiles import iter_mbox, read_eml
+    from data.parse import ParseError, ParseLimits, parse_message_bytes, parse_pasted_text
+    from data.parse_csv import iter_csv
 
 LIMITS = ParseLimits(max_body_chars=50_000, max_message_bytes=2 * 2**20)
 

@@ -1,0 +1,224 @@
+"""The store's schema as forward migrations, and the SQL of the F1 matrix.
+
+SCHEMA_VERSION is the number of migrations; a store records the version it was built to and
+data.store migrates it forward (after a backup) or refuses a newer one.
+"""
+
+from __future__ import annotations
+
+from data.metrics import F1_SQL, PRECISION_SQL, RECALL_SQL
+
+# Each entry migrates from version i to i+1. Append, never edit: stores in the field
+# were built by the old entries.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE corpora (
+        name VARCHAR PRIMARY KEY,
+        source VARCHAR NOT NULL,
+        format VARCHAR NOT NULL,
+        label_meaning VARCHAR NOT NULL,
+        label_convention VARCHAR NOT NULL,
+        synthetic BOOLEAN NOT NULL,
+        normalisation VARCHAR NOT NULL,
+        parsed INTEGER, parse_errors INTEGER, duplicates_within INTEGER,
+        label_conflicts INTEGER, duplicates_across INTEGER, kept INTEGER,
+        ingested_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE emails (
+        id VARCHAR PRIMARY KEY,
+        corpus VARCHAR NOT NULL,
+        sender VARCHAR, receiver VARCHAR, date VARCHAR,
+        subject VARCHAR NOT NULL,
+        body VARCHAR NOT NULL,
+        urls VARCHAR[] NOT NULL,
+        label TINYINT NOT NULL,
+        source_ref VARCHAR,
+        normalisation VARCHAR NOT NULL,
+        truncated BOOLEAN NOT NULL
+    );
+    CREATE TABLE ingest_errors (corpus VARCHAR, source_ref VARCHAR, error VARCHAR);
+    CREATE TABLE splits (
+        email_id VARCHAR PRIMARY KEY,
+        corpus VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        seed INTEGER NOT NULL
+    );
+    CREATE TABLE training_sets (
+        name VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        corpora VARCHAR[] NOT NULL,
+        size INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE training_set_emails (
+        training_set VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        PRIMARY KEY (training_set, email_id)
+    );
+    CREATE TABLE adapters (
+        id VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        base_weights_sha256 VARCHAR NOT NULL,
+        architecture VARCHAR NOT NULL,
+        training_set VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        hyperparameters JSON,
+        seed INTEGER,
+        train_loss DOUBLE[],
+        n_train INTEGER,
+        seconds DOUBLE,
+        created_at VARCHAR
+    );
+    CREATE TABLE runs (
+        id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        params JSON,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        error VARCHAR
+    );
+    CREATE TABLE predictions (
+        run_id VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        score DOUBLE NOT NULL,
+        predicted TINYINT NOT NULL,
+        true_label TINYINT NOT NULL,
+        PRIMARY KEY (adapter_id, email_id)
+    );
+    """,
+    # v2: how many of the email's tokens the scoring budget cut, so truncation is shown, not
+    # silent. NULL for predictions made before: unknown, not zero.
+    """
+    ALTER TABLE predictions ADD COLUMN truncated_tokens INTEGER;
+    """,
+    # v3: cached explanations (the whole record as JSON, key columns for lookups) and
+    # their word-level values as features, for corpus-level aggregation in SQL.
+    """
+    CREATE TABLE explanations (
+        adapter_id VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        level VARCHAR NOT NULL,
+        score DOUBLE NOT NULL,
+        base_value DOUBLE NOT NULL,
+        evaluations INTEGER NOT NULL,
+        seconds DOUBLE NOT NULL,
+        deletion_area DOUBLE,
+        insertion_area DOUBLE,
+        random_deletion_area DOUBLE,
+        payload JSON NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (adapter_id, email_id, method, params)
+    );
+    CREATE TABLE attribution_features (
+        adapter_id VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        value DOUBLE NOT NULL
+    );
+    """,
+    # v4: head sweeps (Heads page): each head's ablation effect, estimated (attribution
+    # patching) or exact, and the logit lens averaged over the same emails.
+    """
+    CREATE TABLE head_effects (
+        run_id VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        ablation VARCHAR NOT NULL,
+        method VARCHAR NOT NULL,
+        layer SMALLINT NOT NULL,
+        head SMALLINT NOT NULL,
+        delta_logit DOUBLE NOT NULL,
+        delta_f1 DOUBLE NOT NULL,
+        n_emails INTEGER NOT NULL,
+        PRIMARY KEY (adapter_id, params, method, layer, head)
+    );
+    CREATE TABLE logit_lens (
+        run_id VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        layer SMALLINT NOT NULL,
+        mean_score DOUBLE NOT NULL,
+        std_score DOUBLE NOT NULL,
+        n_emails INTEGER NOT NULL,
+        PRIMARY KEY (adapter_id, params, layer)
+    );
+    """,
+    # v5: reference models (TF-IDF + logistic regression) that score the same test samples;
+    # `scorers` names every id predictions can carry, adapter or reference, with its training set.
+    """
+    CREATE TABLE reference_models (
+        id VARCHAR PRIMARY KEY,
+        model VARCHAR NOT NULL,
+        training_set VARCHAR NOT NULL,
+        hyperparameters JSON NOT NULL,
+        seed INTEGER NOT NULL,
+        n_train INTEGER NOT NULL,
+        seconds DOUBLE NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE VIEW scorers AS
+        SELECT id, model, training_set FROM adapters
+        UNION ALL SELECT id, model, training_set FROM reference_models;
+    """,
+    # v6: per-head diagnostics (diagnostics.per_head): one value per head, averaged over a
+    # corpus sample, under the diagnostic's registry name; (layer, head) = (-1, -1) is the remainder.
+    """
+    CREATE TABLE head_values (
+        run_id VARCHAR NOT NULL,
+        diagnostic VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        layer SMALLINT NOT NULL,
+        head SMALLINT NOT NULL,
+        value DOUBLE NOT NULL,
+        spread DOUBLE NOT NULL,
+        n_emails INTEGER NOT NULL,
+        PRIMARY KEY (diagnostic, adapter_id, params, layer, head)
+    );
+    """,
+]
+
+# Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample
+# holds one class only: there they would measure nothing but recall.
+METRICS_SQL = f"""
+WITH counts AS (
+    SELECT adapter_id, any_value(model) AS model, corpus,
+           count(*) AS n,
+           count(*) FILTER (true_label = 1 AND predicted = 1) AS tp,
+           count(*) FILTER (true_label = 0 AND predicted = 1) AS fp,
+           count(*) FILTER (true_label = 1 AND predicted = 0) AS fn,
+           count(*) FILTER (true_label = 0 AND predicted = 0) AS tn
+    FROM predictions
+    GROUP BY adapter_id, corpus
+)
+SELECT c.*,
+       (tp + fn) AS n_positive,
+       (tn + fp) AS n_negative,
+       (tp + fn) > 0 AND (tn + fp) > 0 AS both_classes,
+       {RECALL_SQL} AS recall,
+       {PRECISION_SQL} AS precision,
+       {F1_SQL} AS f1,
+       (tp + tn) / n AS accuracy,
+       coalesce(a.training_set, 'zero-shot') AS training_set,
+       coalesce(ts.kind, 'zero-shot') AS paradigm,
+       coalesce(list_contains(ts.corpora, c.corpus), false) AS in_domain
+FROM counts c
+LEFT JOIN scorers a ON a.id = c.adapter_id
+LEFT JOIN training_sets ts ON ts.name = a.training_set
+ORDER BY c.model, paradigm, c.adapter_id, c.corpus
+"""
+
+SCHEMA_VERSION = len(MIGRATIONS)
