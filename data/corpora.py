@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.normalise import normalisation_name
 from data.mailfiles import iter_mbox, read_eml
+from data.normalise import normalisation_name
 from data.parse import DEFAULT_LIMITS, ParseError, ParseLimits, make_email
 from data.parse_csv import iter_csv
 from data.records import CorpusInfo, Email, IngestReport

@@ -336,3 +336,33 @@ class DiagnosticRequest:
     max_tokens: int = 256
     seed: int = 0
     batch_size: int = 4
+
+
+# ---------------------------------------------------------------- studies
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A cross-architecture study (studies/*.toml, parsed by diagnostics.study.load_spec)."""
+
+    name: str
+    models: tuple[str, ...]
+    specialists: tuple[str, ...] | None = None  # None: every corpus with both labels
+    generalist: bool = True
+    # FTICL: k > 0 also trains every specialist's emails with k in-context examples (fticl-<corpus>)
+    fticl_examples: int = 0
+    test_corpora: tuple[str, ...] | None = None  # None: every corpus
+    seeds: tuple[int, ...] = (13,)
+    train_size: int = 256
+    eval_size: int | None = 100  # test emails per corpus; None: the whole test split
+    reference: bool = True  # the TF-IDF + logistic regression row
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a spec means against one store: training sets, test corpora and adapter ids."""
+
+    training_sets: tuple[str, ...]
+    test_corpora: tuple[str, ...]
+    adapters: tuple[tuple[str, str, int, str], ...]  # (model, training set, seed, adapter id)

@@ -7,6 +7,7 @@ data.store migrates it forward (after a backup) or refuses a newer one.
 from __future__ import annotations
 
 from data.metrics import F1_SQL, PRECISION_SQL, RECALL_SQL
+from data.records import ZERO_SHOT
 
 # Each entry migrates from version i to i+1. Append, never edit: stores in the field
 # were built by the old entries.
@@ -212,8 +213,8 @@ SELECT c.*,
        {PRECISION_SQL} AS precision,
        {F1_SQL} AS f1,
        (tp + tn) / n AS accuracy,
-       coalesce(a.training_set, 'zero-shot') AS training_set,
-       coalesce(ts.kind, 'zero-shot') AS paradigm,
+       coalesce(a.training_set, '{ZERO_SHOT}') AS training_set,
+       coalesce(ts.kind, '{ZERO_SHOT}') AS paradigm,
        coalesce(list_contains(ts.corpora, c.corpus), false) AS in_domain
 FROM counts c
 LEFT JOIN scorers a ON a.id = c.adapter_id

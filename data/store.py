@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from data.records import AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
+from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 from data.schema import METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
 
 # The explanations table's columns before created_at, in order: explanation_record() holds each.
@@ -465,7 +465,7 @@ class Store:
     def evaluated_scorers(self) -> pd.DataFrame:
         """Every scorer with predictions (adapters, zero-shot bases, references): id, model, training set."""
         return self.query("SELECT p.adapter_id, any_value(p.model) AS model, "
-                          "coalesce(any_value(s.training_set), 'zero-shot') AS training_set FROM predictions p "
+                          f"coalesce(any_value(s.training_set), '{ZERO_SHOT}') AS training_set FROM predictions p "
                           "LEFT JOIN scorers s ON s.id = p.adapter_id GROUP BY p.adapter_id ORDER BY p.adapter_id")
 
     # ------------------------------------------------------------ runs
@@ -635,7 +635,7 @@ class Store:
     def verdicts(self, email_id: str) -> pd.DataFrame:
         """Every stored prediction for one email, with the adapter's training set."""
         return self.query(
-            "SELECT p.adapter_id, p.model, coalesce(a.training_set, 'zero-shot') AS training_set, p.score, "
+            f"SELECT p.adapter_id, p.model, coalesce(a.training_set, '{ZERO_SHOT}') AS training_set, p.score, "
             "p.predicted, p.true_label, p.truncated_tokens, p.run_id FROM predictions p LEFT JOIN scorers a ON a.id = p.adapter_id "
             "WHERE p.email_id = ? ORDER BY p.model, training_set", [email_id])
 
@@ -704,7 +704,7 @@ class Store:
     def explanation_sweeps(self) -> pd.DataFrame:
         """Which (adapter, method, params, corpus) have corpus-level features, and for how many emails."""
         return self.query(
-            "SELECT f.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, f.method, f.params, "
+            f"SELECT f.adapter_id, coalesce(a.training_set, '{ZERO_SHOT}') AS training_set, f.method, f.params, "
             "f.corpus, count(DISTINCT f.email_id) AS emails FROM attribution_features f "
             "LEFT JOIN adapters a ON a.id = f.adapter_id GROUP BY ALL ORDER BY training_set, f.corpus")
 
@@ -795,7 +795,7 @@ class Store:
     def head_sweeps(self) -> pd.DataFrame:
         """One row per stored head sweep: adapter, corpus, ablation, emails, heads checked exactly."""
         return self.query(
-            "SELECT h.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, h.corpus, h.ablation, "
+            f"SELECT h.adapter_id, coalesce(a.training_set, '{ZERO_SHOT}') AS training_set, h.corpus, h.ablation, "
             "h.params, any_value(h.n_emails) AS n_emails, count(*) FILTER (h.method = 'exact') AS exact_heads, "
             "any_value(h.run_id) AS run_id FROM head_effects h LEFT JOIN adapters a ON a.id = h.adapter_id "
             "GROUP BY ALL ORDER BY training_set, h.corpus, h.ablation")
@@ -831,7 +831,7 @@ class Store:
     def head_value_results(self, diagnostic: str) -> pd.DataFrame:
         """One row per stored result of a per-head diagnostic: adapter, training set, corpus, emails."""
         return self.query(
-            "SELECT v.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, v.corpus, v.params, "
+            f"SELECT v.adapter_id, coalesce(a.training_set, '{ZERO_SHOT}') AS training_set, v.corpus, v.params, "
             "any_value(v.n_emails) AS n_emails, any_value(v.run_id) AS run_id FROM head_values v "
             "LEFT JOIN adapters a ON a.id = v.adapter_id WHERE v.diagnostic = ? GROUP BY ALL "
             "ORDER BY training_set, v.corpus", [diagnostic])
@@ -845,7 +845,7 @@ class Store:
         """Stored dataset-averaged logit lens curves (one per adapter and sweep)."""
         where, args = ("WHERE l.adapter_id IN (SELECT unnest(?))", [adapter_ids]) if adapter_ids else ("", [])
         return self.query(
-            "SELECT l.adapter_id, coalesce(a.training_set, 'zero-shot') AS training_set, l.corpus, l.params, "
+            f"SELECT l.adapter_id, coalesce(a.training_set, '{ZERO_SHOT}') AS training_set, l.corpus, l.params, "
             f"l.layer, l.mean_score, l.std_score, l.n_emails FROM logit_lens l LEFT JOIN adapters a "
             f"ON a.id = l.adapter_id {where} ORDER BY l.adapter_id, l.params, l.layer", args)
 

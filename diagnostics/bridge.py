@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -106,7 +107,10 @@ def score_from_logits(hm: HeadModel, logits: torch.Tensor) -> torch.Tensor:
 
 def score_from_residual(hm: HeadModel, residual: torch.Tensor) -> torch.Tensor:
     """The score read off residual-stream vectors (..., d_model): final norm, unembed, the model's
-    final soft-capping (which HF applies in the forward, outside the unembedding), label difference."""
+    final soft-capping (which HF applies in the forward, outside the unembedding), label difference.
+    The sweep's logit lens uses it on the residuals its attribution pass keeps (no ActivationCache
+    is built there for the library's logit_lens to read); tests/diagnostics/test_heads.py checks
+    it equal to the library's lens on one email."""
     logits = hm.bridge.unembed(hm.bridge.ln_final(residual))
     if hm.softcap:
         logits = torch.tanh(logits / hm.softcap) * hm.softcap
@@ -114,14 +118,19 @@ def score_from_residual(hm: HeadModel, residual: torch.Tensor) -> torch.Tensor:
 
 
 def attention_patterns(hm: HeadModel, prompt: list[int], email_span: tuple[int, int]) -> AttentionView:
-    """Every head's attention pattern and the logit lens of one prompt, from one forward pass."""
+    """Every head's attention pattern and the logit lens of one prompt, from one forward pass; the
+    lens is transformer_lens.tools.analysis.logit_lens read off that pass's cache (the real final
+    norm, unembedding and output transform), as the score difference of the two label words."""
+    from transformer_lens.tools.analysis import logit_lens
+
     patterns = [hook_pattern(layer) for layer in range(hm.n_layers)]
-    residuals = residual_hooks(hm.n_layers)
+    residuals = [hook_resid_pre(layer) for layer in range(hm.n_layers)] + [hook_resid_post(hm.n_layers - 1)]
     wanted = set(patterns + residuals)
     ids = torch.tensor([prompt], device=hm.device)
     with torch.inference_mode():
         _, cache = hm.bridge.run_with_cache(ids, names_filter=lambda name: name in wanted, use_cache=False)
-        lens = score_from_residual(hm, torch.stack([cache[name][0, -1] for name in residuals])).cpu().numpy()
+        read = logit_lens(cache, vocab=[hm.negative, hm.positive]).values[:, 0, :].float()  # (n_layers + 1, 2)
+    lens = (read[:, 1] - read[:, 0]).cpu().numpy().astype(np.float64)
     stacked = torch.stack([cache[name][0] for name in patterns]).to(torch.float16).cpu().numpy()
     tokens = [hm.tokenizer.decode([t]) for t in prompt]
     return AttentionView(tokens, stacked, email_span, lens, float(lens[-1]))

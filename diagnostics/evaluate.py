@@ -22,7 +22,7 @@ from data.splits import sample_stratified, test_sample
 from data.store import Store
 from diagnostics.executor import EmailBatch, Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
 from models.classifier import Classifier
-from models.loading import LoadedModel, load_model, pick_device, scorer_id, scorer_ref
+from models.loading import LoadedModel, load_model, pick_device, scorer_id, scorer_ref, zero_shot_id
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
                               merge_adapter)
 from models.scoring import compiled_for_scoring, default_batch_size, prompt_builder, score_prompts
@@ -141,7 +141,7 @@ def compiles(compile_mode: str, emails: int, precision: str) -> bool:
 def evaluation_params(targets: Sequence[EvaluationTarget], corpora: Sequence[str], sample_size: int | None,
                       max_tokens: int, seed: int, precision: str) -> dict:
     """What an evaluation run records (its executor adds where it ran)."""
-    return {"targets": [str(t.adapter_dir or f"zero-shot:{t.model}") for t in targets], "corpora": list(corpora),
+    return {"targets": [str(t.adapter_dir or zero_shot_id(t.model)) for t in targets], "corpora": list(corpora),
             "sample_size": sample_size, "max_tokens": max_tokens, "seed": seed, "precision": precision,
             "precision_detail": describe_precision(precision)}
 

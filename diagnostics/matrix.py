@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data.records import ZERO_SHOT
+
 GAP_COLUMNS = ["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"]
 
 
 def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean in-domain F1 minus mean out-of-domain F1 per adapter (cells with an F1 only)."""
     scored = metrics.dropna(subset=["f1"])
-    scored = scored[scored["paradigm"] != "zero-shot"]
+    scored = scored[scored["paradigm"] != ZERO_SHOT]
     if scored.empty:
         return pd.DataFrame(columns=GAP_COLUMNS)
     grouped = scored.groupby(["adapter_id", "model", "training_set", "in_domain"])["f1"].mean().unstack("in_domain")

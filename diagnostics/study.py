@@ -12,18 +12,19 @@ training set and hyperparameters (seed included), predictions by (adapter, email
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
 
-from data.records import LoraSettings
+from data.records import ZERO_SHOT, LoraSettings, StudyPlan, StudySpec  # noqa: F401 (re-exported)
 from data.settings import Settings
 from data.splits import build_generalist, build_specialist, fticl_name, specialist_name
 from data.store import Store
 from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 from diagnostics.matrix import with_f1_intervals
 from models.finetune import adapter_id
+from models.loading import zero_shot_id
 from models.registry import resolve_model
 
 SPEC_KEYS = {"name", "models", "specialists", "generalist", "fticl_examples", "test_corpora", "seeds", "train_size",
@@ -33,22 +34,6 @@ LORA_KEYS = {f.name for f in fields(LoraSettings)} - {"seed", "context_examples"
 
 class SpecError(ValueError):
     """A study spec that cannot run; the message names the field and what is allowed."""
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    name: str
-    models: tuple[str, ...]
-    specialists: tuple[str, ...] | None = None  # None: every corpus with both labels
-    generalist: bool = True
-    # FTICL: k > 0 also trains every specialist's emails with k in-context examples (fticl-<corpus>)
-    fticl_examples: int = 0
-    test_corpora: tuple[str, ...] | None = None  # None: every corpus
-    seeds: tuple[int, ...] = (13,)
-    train_size: int = 256
-    eval_size: int | None = 100  # test emails per corpus; None: the whole test split
-    reference: bool = True  # the TF-IDF + logistic regression row
-    lora: LoraSettings = field(default_factory=LoraSettings)
 
 
 def _names(value, key: str) -> tuple[str, ...]:
@@ -118,15 +103,6 @@ def load_spec(path: Path) -> StudySpec:
     return parse_spec(raw)
 
 
-@dataclass(frozen=True)
-class StudyPlan:
-    """What a spec means against one store: training sets, test corpora and adapter ids."""
-
-    training_sets: tuple[str, ...]
-    test_corpora: tuple[str, ...]
-    adapters: tuple[tuple[str, str, int, str], ...]  # (model, training set, seed, adapter id)
-
-
 def training_lora(spec: StudySpec, training_set: str, seed: int) -> LoraSettings:
     """The spec's LoRA settings for one training set and seed (FTICL sets add in-context examples)."""
     k = spec.fticl_examples if training_set.startswith("fticl-") else 0
@@ -193,7 +169,7 @@ def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int
     from models.bag_of_words import reference_id
 
     seeds = {adapter: seed for _, _, seed, adapter in plan.adapters}
-    wanted = set(seeds) | {f"zero-shot:{resolve_model(m).name}" for m in spec.models}
+    wanted = set(seeds) | {zero_shot_id(resolve_model(m).name) for m in spec.models}
     if spec.reference:
         wanted |= {reference_id(t, data_seed) for t in reference_sets(plan)}
     metrics = store.metrics()
@@ -246,8 +222,8 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
                              f"{icl['out_domain_f1_mean'] - plain['out_domain_f1_mean']:+.2f} out of domain against "
                              f"plain fine-tuning, so the gap {'narrows' if change < 0 else 'widens'} by {abs(change):.2f}")
             parts.append(sentence)
-        if "zero-shot" in by.index:
-            zero = by.loc["zero-shot"]
-            parts.append(f"zero-shot {zero['out_domain_f1_mean']:.2f}")
+        if ZERO_SHOT in by.index:
+            zero = by.loc[ZERO_SHOT]
+            parts.append(f"{ZERO_SHOT} {zero['out_domain_f1_mean']:.2f}")
         lines.append(f"{model}: " + "; ".join(parts) + ".")
     return lines

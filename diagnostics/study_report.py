@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from diagnostics.study import StudySpec
+from data.records import ZERO_SHOT, StudySpec
 
 
 def study_matrix(results: pd.DataFrame) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def matrix_figure(matrix: pd.DataFrame, model: str) -> go.Figure:
     """Training set × corpus for one model: zero-shot, specialists, generalist, FTICL, then the
     bag-of-words rows."""
     shown = matrix[matrix["model"] == model]
-    order = ("zero-shot", "specialist-", "generalist", "fticl-", "bag of words")
+    order = (ZERO_SHOT, "specialist-", "generalist", "fticl-", "bag of words")
     rows = sorted(set(shown["training_set"]),
                   key=lambda t: (next((i for i, p in enumerate(order) if t.startswith(p)), len(order)), t))
     cols = sorted(set(matrix["corpus"]))

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.records import PRECISIONS  # noqa: F401 (re-exported: the shared vocabulary)
+from data.records import PRECISIONS, VERDICT_THRESHOLD  # noqa: F401 (PRECISIONS: re-exported)
 
 SMOOTHQUANT_ALPHA = 0.5
 
@@ -63,7 +63,7 @@ class PrecisionCheck:
 def compare_with_fp32(precision: str, fp32_scores: np.ndarray, scores: np.ndarray) -> PrecisionCheck:
     """The change `precision` made to fp32's scores of the same emails."""
     change = np.abs(np.asarray(scores, dtype=np.float64) - np.asarray(fp32_scores, dtype=np.float64))
-    flipped = (np.asarray(scores) > 0) != (np.asarray(fp32_scores) > 0)
+    flipped = (np.asarray(scores) > VERDICT_THRESHOLD) != (np.asarray(fp32_scores) > VERDICT_THRESHOLD)
     return PrecisionCheck(precision, len(change), float(change.mean()) if len(change) else 0.0,
                           float(change.max(initial=0.0)), int(flipped.sum()))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from data.records import ZERO_SHOT
 from pages._safe import label as _safe  # corpus, training-set and email text: plotly renders HTML in labels
 
 
@@ -20,7 +21,7 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
     In-domain cells are outlined and marked ◆.
     """
     rows = list(dict.fromkeys(sorted(metrics["training_set"],
-                                     key=lambda t: (t != "zero-shot", t.startswith("bag of words"), t))))
+                                     key=lambda t: (t != ZERO_SHOT, t.startswith("bag of words"), t))))
     cols = list(corpora["name"])
     info = corpora.set_index("name")
     z = np.full((len(rows), len(cols)), np.nan)

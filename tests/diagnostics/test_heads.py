@@ -115,6 +115,15 @@ def test_logit_lens_last_layer_is_the_models_own_score(tiny_heads, tiny_prompts,
     assert patched.lens.shape == (len(tiny_prompts), tiny_heads.n_layers + 1)
 
 
+def test_the_libraries_logit_lens_of_one_email_equals_the_sweeps_lens(tiny_heads, tiny_prompts, sweep_emails):
+    """attention_patterns reads the lens with transformer-lens' logit_lens; the sweep reads it off
+    its attribution pass by hand: the two are the same numbers at every layer."""
+    builder = prompt_builder(tiny_heads, 96)
+    for mail, prompt in zip(sweep_emails[:3], tiny_prompts[:3]):
+        view = attention_patterns(tiny_heads, *email_prompt(builder, mail))
+        np.testing.assert_allclose(view.lens, attribution_patching(tiny_heads, [prompt]).lens[0], atol=1e-4)
+
+
 def test_default_model_in_the_bridge_scores_like_the_product(default_model_dir, models_dir, real_emails):
     hm = boot_bridge(load_base("smollm2-135m", default_model_dir.parent, "cpu"))
     assert (hm.n_layers, hm.n_heads) == (30, 9)
