@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.store import Store  # noqa: E402
-from diagnostics.evaluate import EvaluationTarget, evaluate  # noqa: E402
+from data.records import EvaluationTarget  # noqa: E402
+from diagnostics.evaluate import evaluate  # noqa: E402
 from diagnostics.jobs import ingest_folder  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def main() -> None:
 
     import ray
 
-    from diagnostics.distributed import connect_ray, evaluate_on_ray
+    from diagnostics.distributed import RayExecutor, connect_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(home=Path(tmp), store_path=Path(tmp) / "store.duckdb", device="cpu")
@@ -57,9 +58,9 @@ def main() -> None:
         for workers in (1, 2):
             def on_ray(workers=workers):
                 connect_ray(None, workers)
-                evaluate_on_ray(store, target, corpora, settings.models_dir, args.per_corpus, args.max_tokens,
-                                settings.seed, "cpu", Path(tmp) / f"shards-{workers}", emails_per_task=16,
-                                progress=False)
+                evaluate(store, target, corpora, settings.models_dir, args.per_corpus, args.max_tokens,
+                         settings.seed, "cpu", progress=False, emails_per_item=16,
+                         executor=RayExecutor(Path(tmp) / f"shards-{workers}", settings.models_dir, "cpu"))
                 ray.shutdown()
             timed(f"ray_{workers}_workers", on_ray)
         emails = store.scalar("SELECT count(*) FROM predictions")
