@@ -307,10 +307,10 @@ def _executor(settings: Settings):
         return executor_for(settings)
 
 
-def _sample_target(store, settings: Settings, corpus: str, training_set: str | None) -> Path | None:
+def _sample_target(store, settings: Settings, corpus: str | None, training_set: str | None) -> Path | None:
     """For a command that samples a corpus' test split with one adapter: check the corpus exists
-    and return the adapter's folder (None: the zero-shot base)."""
-    if not store.has_corpus(corpus):
+    (None: every corpus is sampled) and return the adapter's folder (None: the zero-shot base)."""
+    if corpus is not None and not store.has_corpus(corpus):
         _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
     if not training_set:
         return None
@@ -399,8 +399,8 @@ def heads(
 @app.command()
 def diagnose(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A per-corpus diagnostic of diagnostics/registry.py, e.g. direct-logit-attribution")],
-    corpus: CorpusOption,
+    name: Annotated[str, typer.Argument(help="A diagnostic of diagnostics/registry.py, e.g. direct-logit-attribution")],
+    corpus: Annotated[Optional[str], typer.Option(help="Corpus whose test split is sampled (store-wide diagnostics sample every corpus)")] = None,
     training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded stratified sample of the test split")] = 100,
     batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 4,
@@ -419,11 +419,13 @@ def diagnose(
     if not entry.job:
         _fail(f"{name} runs with `cli.py {entry.command}`; `diagnose` runs "
               f"{', '.join(d.name for d in DIAGNOSTICS.values() if d.job)}")
+    if entry.scope == "corpus" and not corpus:
+        _fail(f"{name} samples one corpus: give --corpus")
     with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
                       ray_workers=workers) as (settings, run_on, store, target):
-        request = DiagnosticRequest(target, corpus, sample_size, settings.max_tokens, settings.seed, batch_size)
+        request = DiagnosticRequest(target, corpus or "", sample_size, settings.max_tokens, settings.seed, batch_size)
         outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
-    typer.echo(f"{name} of {corpus}: " + ("already stored; nothing to do" if outcome.run_id is None else
+    typer.echo(f"{name} of {corpus or 'every corpus'}: " + ("already stored; nothing to do" if outcome.run_id is None else
                                            f"stored (run {outcome.run_id})"))
 
 

@@ -190,6 +190,25 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (diagnostic, adapter_id, params, layer, head)
     );
     """,
+    # v7: sample diagnostics (diagnostics.sample_grid): a small grid of values with 95% intervals
+    # per (diagnostic, scorer, corpus, params), e.g. counterfactual × measure or layer × accuracy.
+    """
+    CREATE TABLE diagnostic_values (
+        run_id VARCHAR NOT NULL,
+        diagnostic VARCHAR NOT NULL,
+        adapter_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        "row" VARCHAR NOT NULL,
+        "column" VARCHAR NOT NULL,
+        value DOUBLE,
+        low DOUBLE,
+        high DOUBLE,
+        n INTEGER NOT NULL,
+        position INTEGER NOT NULL,  -- the diagnostic's own order of its rows and columns
+        PRIMARY KEY (diagnostic, adapter_id, params, "row", "column")
+    );
+    """,
 ]
 
 # Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample

@@ -841,6 +841,34 @@ class Store:
         return self.query("SELECT layer, head, value, spread, n_emails FROM head_values WHERE diagnostic = ? "
                           "AND adapter_id = ? AND params = ? ORDER BY layer, head", [diagnostic, adapter_id, params])
 
+    def add_diagnostic_values(self, run_id: str, diagnostic: str, corpus: str, params: str, adapter_id: str,
+                              grid: pd.DataFrame) -> None:
+        """Store a sample diagnostic's grid (row, column, value, low, high, n), replacing a result
+        with the same diagnostic, scorer and params."""
+        rows = grid.assign(run_id=run_id, diagnostic=diagnostic, adapter_id=adapter_id, corpus=corpus, params=params,
+                           position=range(len(grid)))
+        key = [diagnostic, adapter_id, params]
+        with self.transaction() as con, self._frames(con, new_grid=rows):
+            con.execute("DELETE FROM diagnostic_values WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
+            con.execute("INSERT INTO diagnostic_values BY NAME SELECT * FROM new_grid")
+
+    def has_diagnostic_values(self, diagnostic: str, adapter_id: str, params: str) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM diagnostic_values WHERE diagnostic = ? AND adapter_id = ? "
+                                "AND params = ?", [diagnostic, adapter_id, params]))
+
+    def diagnostic_results(self, diagnostic: str) -> pd.DataFrame:
+        """One row per stored result of a sample diagnostic: scorer, training set, corpus, params, run."""
+        return self.query(
+            f"SELECT v.adapter_id, coalesce(any_value(s.training_set), '{ZERO_SHOT}') AS training_set, v.corpus, "
+            "v.params, max(v.n) AS n, any_value(v.run_id) AS run_id FROM diagnostic_values v "
+            "LEFT JOIN scorers s ON s.id = v.adapter_id WHERE v.diagnostic = ? "
+            "GROUP BY v.adapter_id, v.corpus, v.params ORDER BY training_set, v.corpus", [diagnostic])
+
+    def diagnostic_values(self, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
+        """One stored grid: row, column, value, low, high, n."""
+        return self.query('SELECT "row", "column", value, low, high, n FROM diagnostic_values WHERE diagnostic = ? '
+                          'AND adapter_id = ? AND params = ? ORDER BY position', [diagnostic, adapter_id, params])
+
     def logit_lens(self, adapter_ids: list[str] | None = None) -> pd.DataFrame:
         """Stored dataset-averaged logit lens curves (one per adapter and sweep)."""
         where, args = ("WHERE l.adapter_id IN (SELECT unnest(?))", [adapter_ids]) if adapter_ids else ("", [])

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from data.records import DiagnosticRequest
 
-SHOWS = ("matrix", "word_features", "head_sweep", "head_grid")  # how a page draws a result
+SHOWS = ("matrix", "word_features", "head_sweep", "head_grid", "grid")  # how a page draws a result
+SCOPES = ("corpus", "store")  # a diagnostic samples one corpus' test split, or every corpus
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Diagnostic:
     shows: str  # one of SHOWS
     command: str  # the cli.py command that runs it
     job: str = ""  # "module:Class" of a per-corpus job built from a DiagnosticRequest (`diagnose`)
+    scope: str = "corpus"  # one of SCOPES
+    measure: str = ""  # for a grid: the column a page colours by
 
     def make_job(self, request: DiagnosticRequest, models_dir: Path, emails_per_item: int | None = None):
         """The job that computes this diagnostic for one scorer and corpus sample."""
@@ -46,6 +49,14 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
     Diagnostic("direct-logit-attribution", "Direct logit attribution", "How much of the score does each head write "
                "straight into the answer position?", "heads", "head_grid", "diagnose",
                "diagnostics.direct_logit_attribution:DirectLogitAttribution"),
+    Diagnostic("field-counterfactuals", "Field reliance", "Which field does the verdict rest on: how often does it flip "
+               "when a field is removed, swapped with an email of the other label, or rewritten in another corpus' "
+               "form?", "drivers", "grid", "diagnose", "diagnostics.field_counterfactuals:FieldCounterfactuals",
+               measure="flip rate"),
+    Diagnostic("corpus-fingerprint", "Corpus fingerprints", "Can the source corpus be told from the text, or from each "
+               "layer of the scorer, whatever the label? Then in-domain F1 is partly corpus identification.",
+               "drivers", "grid", "diagnose", "diagnostics.fingerprint:FingerprintAudit", scope="store",
+               measure="accuracy"),
 ]}
 
 

@@ -159,6 +159,16 @@ def head_values(path: Path, diagnostic: str, adapter_id: str, params: str) -> pd
     return stored(path, "head_values", diagnostic, adapter_id, params)
 
 
+def diagnostic_results(path: Path, diagnostic: str) -> pd.DataFrame:
+    """Stored results of a sample diagnostic (diagnostics.sample_grid)."""
+    return stored(path, "diagnostic_results", diagnostic)
+
+
+def diagnostic_values(path: Path, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
+    """One stored grid of a sample diagnostic."""
+    return stored(path, "diagnostic_values", diagnostic, adapter_id, params)
+
+
 # ---------------------------------------------------------------- reads that compute
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -205,3 +205,25 @@ def update_vs_effect(frame: pd.DataFrame) -> go.Figure:
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), title="Update size vs ablation effect",
                       xaxis_title="‖LoRA update‖ of the head (q, k, v, o)", yaxis_title="|Δ mean score| when ablated")
     return fig
+
+
+def grid_heatmap(results: list[tuple[str, pd.DataFrame]], measure: str, title: str) -> go.Figure:
+    """Rows of a sample diagnostic's grid × the results picked (one column each), coloured by one
+    measure; the hover gives the value, its 95% interval and n."""
+    rows = list(dict.fromkeys(r for _, frame in results for r in frame.loc[frame["column"] == measure, "row"]))
+    z = np.full((len(rows), len(results)), np.nan)
+    text = [["" for _ in results] for _ in rows]
+    hover = [["" for _ in results] for _ in rows]
+    for j, (_, frame) in enumerate(results):
+        for record in frame[frame["column"] == measure].itertuples():
+            i = rows.index(record.row)
+            z[i, j] = record.value
+            text[i][j] = f"{record.value:.2f}" if pd.notna(record.value) else "n/a"
+            interval = f" [{record.low:.2f}, {record.high:.2f}]" if pd.notna(record.low) else ""
+            hover[i][j] = f"{_safe(record.row)}: {text[i][j]}{interval}, n = {record.n}"
+    fig = go.Figure(go.Heatmap(z=z, x=[_safe(label) for label, _ in results], y=[_safe(r) for r in rows], text=text,
+                               texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+                               colorscale="Viridis", colorbar={"title": _safe(measure)}))
+    fig.update_layout(height=max(300, 30 * len(rows) + 120), margin=dict(l=10, r=10, t=40, b=10), title=_safe(title),
+                      yaxis={"autorange": "reversed"})
+    return fig

@@ -12,8 +12,10 @@ from data.export import download_name, spreadsheet_safe_csv
 from data.records import ZERO_SHOT, JobRequest
 from diagnostics.explainers import METHODS
 from diagnostics.launcher import start_job
+from diagnostics.registry import for_page
 from pages._cache import drivers_and_shortcuts, explanation_sweeps
 from pages._charts import driver_bars
+from pages._grid_view import show_grid_diagnostic
 from pages._page import open_page
 from pages._safe import md, started_message
 
@@ -23,51 +25,62 @@ settings, results = open_page(
     "at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
 corpora = list(results["corpora"]["name"])
 training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
-sweeps = explanation_sweeps(settings.store_path)
+grid_diagnostics = for_page("drivers", shows="grid")  # registered sample diagnostics (diagnostics/registry.py)
+words_tab, *grid_tabs = st.tabs(["Word drivers", *(d.title for d in grid_diagnostics)])
 
-with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
-    with st.form("drivers_start"):
-        cols = st.columns(4)
-        job_set = cols[0].selectbox("Adapter", training_sets, key="drivers_job_set")
-        job_corpus = cols[1].selectbox("Corpus", corpora, key="drivers_job_corpus")
-        job_size = cols[2].number_input("Sample size", 10, 5000, 200, step=10, key="drivers_job_size")
-        job_method = cols[3].selectbox("Method", METHODS, key="drivers_job_method",
-                                       help="shap ≈ 15–30 s per email on 2 CPU cores; gradxinput ≈ 1–2 s")
-        if st.form_submit_button("Start"):
-            job = start_job(settings, JobRequest("explain", corpus=job_corpus, training_set=job_set,
-                                                 sample_size=job_size, options=(("method", job_method),)))
-            st.success(started_message(job) + " Results appear here as emails are explained.")
 
-if sweeps.empty:
-    st.info("No corpus has been explained yet: start a sample above (or `python cli.py explain --corpus NAME`).")
-    st.stop()
+def show_word_drivers() -> None:
+    sweeps = explanation_sweeps(settings.store_path)
+    with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
+        with st.form("drivers_start"):
+            cols = st.columns(4)
+            job_set = cols[0].selectbox("Adapter", training_sets, key="drivers_job_set")
+            job_corpus = cols[1].selectbox("Corpus", corpora, key="drivers_job_corpus")
+            job_size = cols[2].number_input("Sample size", 10, 5000, 200, step=10, key="drivers_job_size")
+            job_method = cols[3].selectbox("Method", METHODS, key="drivers_job_method",
+                                           help="shap ≈ 15–30 s per email on 2 CPU cores; gradxinput ≈ 1–2 s")
+            if st.form_submit_button("Start"):
+                job = start_job(settings, JobRequest("explain", corpus=job_corpus, training_set=job_set,
+                                                     sample_size=job_size, options=(("method", job_method),)))
+                st.success(started_message(job) + " Results appear here as emails are explained.")
 
-st.dataframe(sweeps.drop(columns=["params"]), hide_index=True, key="drivers_sweeps")
-sweeps = sweeps.assign(choice=sweeps["training_set"] + " · " + sweeps["method"])
-choices = list(dict.fromkeys(sweeps["choice"]))
-query = st.query_params
-wanted = [c for c in query.get_all("compare") if c in choices]
-picked = st.multiselect("Adapters to compare (one or two)", choices, default=wanted or choices[:2],
-                        max_selections=2, key="drivers_compare")
-chosen_corpora = st.multiselect("Explained corpora to include (default: all)", sorted(set(sweeps["corpus"])),
-                                key="drivers_corpora")
-st.query_params.update({"compare": picked})
+    if sweeps.empty:
+        st.info("No corpus has been explained yet: start a sample above (or `python cli.py explain --corpus NAME`).")
+        return
 
-for column, choice in zip(st.columns(max(len(picked), 1)), picked):
-    sweep = sweeps[sweeps["choice"] == choice].iloc[0]
-    drivers, shortcuts = drivers_and_shortcuts(settings.store_path, sweep["adapter_id"], sweep["method"],
-                                               sweep["params"], chosen_corpora)
-    with column:
-        st.subheader(md(choice))
-        explained = sweeps[sweeps["choice"] == choice]
-        st.caption(md(", ".join(f"{r.corpus}: {r.emails} emails" for r in explained.itertuples())))
-        flagged = set(shortcuts.loc[shortcuts["shortcut"], "feature"]) if len(shortcuts) else set()
-        st.plotly_chart(driver_bars(drivers, 15, flagged), key=f"drivers_bars_{choice}")
-        st.markdown("**Shortcut candidates** (top drivers by |total|; share = fraction of a corpus' emails containing the word)")
-        st.dataframe(pd.DataFrame(shortcuts).sort_values(["shortcut", "ratio"], ascending=False),
-                     hide_index=True, key=f"drivers_shortcuts_{choice}",
-                     column_config={"share_there": st.column_config.NumberColumn(format="%.2f"),
-                                    "share_elsewhere": st.column_config.NumberColumn(format="%.3f"),
-                                    "ratio": st.column_config.NumberColumn(format="%.1f")})
-        st.download_button("Drivers (CSV)", spreadsheet_safe_csv(drivers), download_name("drivers", choice), "text/csv",
-                           key=f"drivers_csv_{choice}")
+    st.dataframe(sweeps.drop(columns=["params"]), hide_index=True, key="drivers_sweeps")
+    sweeps = sweeps.assign(choice=sweeps["training_set"] + " · " + sweeps["method"])
+    choices = list(dict.fromkeys(sweeps["choice"]))
+    query = st.query_params
+    wanted = [c for c in query.get_all("compare") if c in choices]
+    picked = st.multiselect("Adapters to compare (one or two)", choices, default=wanted or choices[:2],
+                            max_selections=2, key="drivers_compare")
+    chosen_corpora = st.multiselect("Explained corpora to include (default: all)", sorted(set(sweeps["corpus"])),
+                                    key="drivers_corpora")
+    st.query_params.update({"compare": picked})
+
+    for column, choice in zip(st.columns(max(len(picked), 1)), picked):
+        sweep = sweeps[sweeps["choice"] == choice].iloc[0]
+        drivers, shortcuts = drivers_and_shortcuts(settings.store_path, sweep["adapter_id"], sweep["method"],
+                                                   sweep["params"], chosen_corpora)
+        with column:
+            st.subheader(md(choice))
+            explained = sweeps[sweeps["choice"] == choice]
+            st.caption(md(", ".join(f"{r.corpus}: {r.emails} emails" for r in explained.itertuples())))
+            flagged = set(shortcuts.loc[shortcuts["shortcut"], "feature"]) if len(shortcuts) else set()
+            st.plotly_chart(driver_bars(drivers, 15, flagged), key=f"drivers_bars_{choice}")
+            st.markdown("**Shortcut candidates** (top drivers by |total|; share = fraction of a corpus' emails containing the word)")
+            st.dataframe(pd.DataFrame(shortcuts).sort_values(["shortcut", "ratio"], ascending=False),
+                         hide_index=True, key=f"drivers_shortcuts_{choice}",
+                         column_config={"share_there": st.column_config.NumberColumn(format="%.2f"),
+                                        "share_elsewhere": st.column_config.NumberColumn(format="%.3f"),
+                                        "ratio": st.column_config.NumberColumn(format="%.1f")})
+            st.download_button("Drivers (CSV)", spreadsheet_safe_csv(drivers), download_name("drivers", choice), "text/csv",
+                               key=f"drivers_csv_{choice}")
+
+
+with words_tab:
+    show_word_drivers()
+for entry, tab in zip(grid_diagnostics, grid_tabs):
+    with tab:
+        show_grid_diagnostic(settings, entry, training_sets, corpora)

@@ -1,0 +1,134 @@
+"""Diagnostics over a seeded sample of test emails whose result is a small grid of values with
+intervals (rows × columns: counterfactual × measure, layer × accuracy, …), stored in the store's
+diagnostic_values table and drawn by the page the registry names. The job shape
+(diagnostics.executor) is written once here: a subclass says what one part of the sample
+measures (`measure`, on a worker) and how the parts sum up (`summarize`, on the driver).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from statistics import NormalDist
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.records import DiagnosticRequest, Email, ScorerRef
+from data.splits import test_sample
+from data.store import Store
+from diagnostics.executor import Plan, Progress, WorkerEnv
+from models.loading import LoadedModel, load_model, scorer_ref
+
+GRID_COLUMNS = ["row", "column", "value", "low", "high", "n"]
+Z95 = NormalDist().inv_cdf(0.975)  # 1.95996…: the two-sided 95% normal quantile
+
+
+@dataclass(frozen=True)
+class SamplePart:
+    """Work item: part `index` of the sample's emails (with whatever the diagnostic pairs them with)."""
+
+    scorer: ScorerRef
+    index: int
+    emails: tuple[Email, ...]
+    extra: tuple = ()  # per email: what the plan paired it with (e.g. a donor email)
+
+    @property
+    def size(self) -> int:
+        return len(self.emails)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound at 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))
+
+
+def mean_interval(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its normal-approximation 95% interval."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    half = z * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return mean, mean - half, mean + half
+
+
+class SampleDiagnostic:
+    """Base of sample diagnostics: plan (skip what is stored; the sample every job draws), open (the
+    classifier), run (`measure` one part), ingest (`summarize` once every part is in, store)."""
+
+    name = ""  # the stable name: registry key, and what diagnostic_values rows are stored under
+
+    def __init__(self, request: DiagnosticRequest, models_dir: Path, emails_per_item: int | None = None) -> None:
+        self.request, self.models_dir, self.emails_per_item = request, Path(models_dir), emails_per_item
+
+    @property
+    def corpus(self) -> str:
+        """What the result is stored under as its corpus."""
+        return self.request.corpus
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} on {self.corpus}"
+
+    # ------------------------------------------------------------ what a subclass says
+    def sample(self, store: Store) -> list[Email]:
+        """The emails to measure: the corpus' seeded stratified test sample."""
+        r = self.request
+        return store.emails_by_ids(test_sample(store, r.corpus, r.sample_size, r.seed))
+
+    def pair(self, emails: Sequence[Email]) -> list:
+        """Per email, what a part carries with it (default: nothing)."""
+        return [() for _ in emails]
+
+    def measure(self, model: LoadedModel, part: SamplePart, on_progress: Progress | None = None):
+        raise NotImplementedError
+
+    def summarize(self, emails: Sequence[Email], measured: Sequence) -> pd.DataFrame:
+        """The grid (GRID_COLUMNS) from every part's measurements, in sample order."""
+        raise NotImplementedError
+
+    def params(self) -> str:
+        """The key a result is stored under (changing any of these is a new result)."""
+        r = self.request
+        return json.dumps({"corpus": r.corpus, "sample": r.sample_size, "max_tokens": r.max_tokens, "seed": r.seed},
+                          sort_keys=True)
+
+    # ------------------------------------------------------------ the job shape
+    def plan(self, store: Store) -> Plan | None:
+        scorer = scorer_ref(self.request.target)
+        if store.has_diagnostic_values(self.name, scorer.adapter_id, self.params()):
+            return None
+        emails = self.sample(store)
+        if not emails:
+            raise ValueError(f"{self.name}: no test emails to sample in {self.request.corpus!r}; ingest it first")
+        extra = self.pair(emails)
+        step = self.emails_per_item or len(emails)
+        items = [SamplePart(scorer, i // step, tuple(emails[i:i + step]), tuple(extra[i:i + step]))
+                 for i in range(0, len(emails), step)]
+        run_params = {"diagnostic": self.name, "adapter": scorer.adapter_id, "corpus": self.corpus,
+                      "sample": self.request.sample_size}
+        return Plan(items, run_params, {"parts": {}, "count": len(items), "emails": emails})
+
+    def open(self, scorer: ScorerRef, adapter_dir: Path | None, env: WorkerEnv) -> LoadedModel:
+        return load_model(scorer.model, adapter_dir, Path(env.models_dir), env.device, scorer.quantize)
+
+    def run(self, item: SamplePart, model: LoadedModel, on_progress: Progress | None = None):
+        return self.measure(model, item, on_progress)
+
+    def ingest(self, store: Store, run_id: str, plan: Plan, item: SamplePart, records) -> list:
+        parts = plan.state["parts"]
+        parts[item.index] = records
+        if len(parts) == plan.state["count"]:
+            grid = self.summarize(plan.state["emails"], [parts[i] for i in range(plan.state["count"])])
+            store.add_diagnostic_values(run_id, self.name, self.corpus, self.params(), item.scorer.adapter_id,
+                                        grid[GRID_COLUMNS])
+        return []

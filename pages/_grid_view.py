@@ -1,0 +1,57 @@
+"""The view of a registered sample diagnostic (diagnostics/sample_grid.py): a form that starts it
+as a job, and its stored results side by side as one heatmap with 95% intervals in the hover."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from data.export import download_name, spreadsheet_safe_csv
+from data.records import JobRequest
+from diagnostics.launcher import start_job
+from pages._cache import diagnostic_results, diagnostic_values
+from pages._charts import grid_heatmap
+from pages._safe import code, md, started_message
+
+
+def show_grid_diagnostic(settings, entry, training_sets: list[str], corpora: list[str]) -> None:
+    """Start form and stored results of one registry entry whose `shows` is "grid"."""
+    key = f"grid_{entry.name}"
+    st.caption(entry.question)
+    stored = diagnostic_results(settings.store_path, entry.name)
+    with st.expander(f"Compute {entry.title.lower()} (runs as a job)", expanded=stored.empty):
+        with st.form(f"{key}_start"):
+            cols = st.columns(3)
+            job_set = cols[0].selectbox("Adapter", training_sets, key=f"{key}_set")
+            if entry.scope == "corpus":
+                job_corpus = cols[1].selectbox("Corpus", corpora, key=f"{key}_corpus")
+            else:
+                job_corpus = None
+                cols[1].caption("Samples every corpus' test split.")
+            job_size = cols[2].number_input("Test emails (per corpus)", 4, 5000, 100, step=10, key=f"{key}_size")
+            if st.form_submit_button("Start"):
+                job = start_job(settings, JobRequest("diagnose", (entry.name,), corpus=job_corpus,
+                                                     training_set=job_set, sample_size=job_size))
+                st.success(started_message(job))
+    if stored.empty:
+        st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
+        return
+    choices = {f"{r.training_set} · {r.corpus} · n={r.n}": r for r in stored.itertuples()}
+    labels = list(choices)
+    picked = st.multiselect("Results side by side (e.g. the specialist beside the generalist)", labels,
+                            default=labels[:2], key=f"{key}_results")
+    if not picked:
+        return
+    frames = [(label, diagnostic_values(settings.store_path, entry.name, choices[label].adapter_id,
+                                        choices[label].params)) for label in picked]
+    counts = frames[0][1]["column"].value_counts()
+    measures = [c for c in dict.fromkeys(frames[0][1]["column"]) if counts[c] > 2] or [entry.measure]
+    measure = st.radio("Colour by", measures, horizontal=True, key=f"{key}_measure",
+                       index=measures.index(entry.measure) if entry.measure in measures else 0)
+    st.plotly_chart(grid_heatmap(frames, measure, f"{entry.title}: {measure}"), key=f"{key}_heatmap")
+    for label, frame in frames:
+        others = frame[~frame["column"].isin(measures)]
+        if len(others):
+            st.markdown(f"**{md(label)}**")
+            st.dataframe(others, hide_index=True, key=f"{key}_others_{label}")
+        st.download_button(f"{md(label)} (CSV)", spreadsheet_safe_csv(frame), download_name(entry.name, label),
+                           "text/csv", key=f"{key}_csv_{label}")
