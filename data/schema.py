@@ -209,6 +209,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (diagnostic, adapter_id, params, "row", "column")
     );
     """,
+    # v8: nearest training emails (diagnostics.neighbours): each training email's unit-length
+    # answer-position state and score, per (adapter, training set).
+    """
+    CREATE TABLE training_vectors (
+        adapter_id VARCHAR NOT NULL,
+        training_set VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        score DOUBLE NOT NULL,
+        vector FLOAT[] NOT NULL,
+        PRIMARY KEY (adapter_id, training_set, email_id)
+    );
+    """,
 ]
 
 # Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample

@@ -869,6 +869,32 @@ class Store:
         return self.query('SELECT "row", "column", value, low, high, n FROM diagnostic_values WHERE diagnostic = ? '
                           'AND adapter_id = ? AND params = ? ORDER BY position', [diagnostic, adapter_id, params])
 
+    def add_training_vectors(self, adapter_id: str, training_set: str, email_ids: Sequence[str],
+                             scores: Sequence[float], vectors) -> None:
+        """Index training emails for nearest-neighbour search (rows already there are kept)."""
+        frame = pd.DataFrame({"adapter_id": adapter_id, "training_set": training_set, "email_id": list(email_ids),
+                              "score": [float(s) for s in scores], "vector": [list(map(float, v)) for v in vectors]})
+        with self.transaction() as con, self._frames(con, new_vectors=frame):
+            con.execute("INSERT INTO training_vectors SELECT adapter_id, training_set, email_id, score, "
+                        "vector::FLOAT[] FROM new_vectors ON CONFLICT DO NOTHING")
+
+    def indexed_email_ids(self, adapter_id: str, training_set: str) -> set[str]:
+        return set(self.query("SELECT email_id FROM training_vectors WHERE adapter_id = ? AND training_set = ?",
+                              [adapter_id, training_set])["email_id"])
+
+    def nearest_training_emails(self, adapter_id: str, training_set: str, vector, k: int = 5) -> pd.DataFrame:
+        """The k indexed training emails most similar (cosine) to a unit-length vector."""
+        return self.query(
+            "SELECT e.id AS email_id, list_cosine_similarity(v.vector, ?::FLOAT[]) AS similarity, e.label, e.corpus, "
+            "e.subject, v.score FROM training_vectors v JOIN emails e ON e.id = v.email_id "
+            "WHERE v.adapter_id = ? AND v.training_set = ? ORDER BY similarity DESC, e.id LIMIT ?",
+            [list(map(float, vector)), adapter_id, training_set, k])
+
+    def neighbour_indexes(self) -> pd.DataFrame:
+        """Which (adapter, training set) have a nearest-training-email index, and how many emails it holds."""
+        return self.query("SELECT adapter_id, training_set, count(*) AS emails FROM training_vectors "
+                          "GROUP BY ALL ORDER BY training_set")
+
     def logit_lens(self, adapter_ids: list[str] | None = None) -> pd.DataFrame:
         """Stored dataset-averaged logit lens curves (one per adapter and sweep)."""
         where, args = ("WHERE l.adapter_id IN (SELECT unnest(?))", [adapter_ids]) if adapter_ids else ("", [])

@@ -160,3 +160,17 @@ def shortcut_candidates(drivers: pd.DataFrame, shares: pd.DataFrame, rule: Short
                      "shortcut": bool(by_corpus[home] >= rule.min_share and ratio >= rule.min_ratio)})
     return pd.DataFrame(rows, columns=["feature", "total", "mean_value", "corpus", "share_there",
                                        "share_elsewhere", "ratio", "shortcut"])
+
+
+def explanation_shift(first: pd.DataFrame, second: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
+    """Two explanation sweeps' drivers (Store.drivers frames: an adapter in domain vs out of domain,
+    or two adapters on one split) side by side, ranked by how much each feature's mean attribution
+    per explained email changed (second − first). A feature absent from one sweep counts 0 there,
+    as it does in that sweep's own mean."""
+    columns = ["feature", "emails", "mean_value"]
+    joined = first[columns].merge(second[columns], on="feature", how="outer", suffixes=("_first", "_second"))
+    joined = joined.fillna({"emails_first": 0, "emails_second": 0, "mean_value_first": 0.0,
+                            "mean_value_second": 0.0}).astype({"emails_first": int, "emails_second": int})
+    joined["change"] = joined["mean_value_second"] - joined["mean_value_first"]
+    ranked = joined.reindex(joined["change"].abs().sort_values(ascending=False, kind="stable").index)
+    return (ranked.head(top) if top else ranked).reset_index(drop=True)

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from data.records import Email
 from data.splits import test_sample
@@ -26,7 +25,7 @@ from data.store import Store
 from diagnostics.executor import Progress
 from diagnostics.sample_grid import GRID_COLUMNS, SampleDiagnostic, SamplePart, wilson_interval
 from models.loading import LoadedModel
-from models.scoring import length_buckets, pad_left, prompt_builder, render_email
+from models.scoring import answer_states, render_email
 
 FOLDS = 5
 TOP_FEATURES = 5
@@ -94,26 +93,6 @@ def fingerprint_grid(emails: Sequence[Email], hidden: np.ndarray | None, seed: i
     return pd.DataFrame(rows, columns=GRID_COLUMNS)
 
 
-def answer_states(model: LoadedModel, emails: Sequence[Email], max_tokens: int, batch_size: int,
-                  on_progress: Progress | None = None) -> np.ndarray:
-    """(n, layers + 1, d) float32: every layer's hidden state at the answer position (the last
-    prompt token; batches are left-padded, so it is the last column)."""
-    builder = prompt_builder(model, max_tokens)
-    prompts = [builder.build(m).input_ids for m in emails]
-    out = None
-    with torch.inference_mode():
-        for indices in length_buckets([len(p) for p in prompts], batch_size):
-            batch = pad_left([prompts[i] for i in indices], model.tokenizer.pad_token_id, model.device)
-            states = model.model(**batch, output_hidden_states=True, logits_to_keep=1).hidden_states
-            stacked = torch.stack([s[:, -1, :] for s in states], 1).float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(prompts), *stacked.shape[1:]), dtype=np.float32)
-            out[indices] = stacked
-            if on_progress:
-                on_progress(len(indices))
-    return out
-
-
 class FingerprintAudit(SampleDiagnostic):
     name = "corpus-fingerprint"
 
@@ -131,7 +110,8 @@ class FingerprintAudit(SampleDiagnostic):
                            "seed": r.seed}, sort_keys=True)
 
     def measure(self, model: LoadedModel, part: SamplePart, on_progress: Progress | None = None) -> np.ndarray:
-        return answer_states(model, part.emails, self.request.max_tokens, self.request.batch_size, on_progress)
+        return answer_states(model, part.emails, self.request.max_tokens, self.request.batch_size, all_layers=True,
+                             on_batch=on_progress)[1]
 
     def summarize(self, emails: Sequence[Email], measured: Sequence) -> pd.DataFrame:
         return fingerprint_grid(emails, np.concatenate(measured), self.request.seed)

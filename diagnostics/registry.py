@@ -15,7 +15,7 @@ from pathlib import Path
 
 from data.records import DiagnosticRequest
 
-SHOWS = ("matrix", "word_features", "head_sweep", "head_grid", "grid")  # how a page draws a result
+SHOWS = ("matrix", "word_features", "head_sweep", "head_grid", "grid", "neighbours")  # how a page draws a result
 SCOPES = ("corpus", "store")  # a diagnostic samples one corpus' test split, or every corpus
 
 
@@ -57,6 +57,9 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
                "layer of the scorer, whatever the label? Then in-domain F1 is partly corpus identification.",
                "drivers", "grid", "diagnose", "diagnostics.fingerprint:FingerprintAudit", scope="store",
                measure="accuracy"),
+    Diagnostic("nearest-training-emails", "Nearest training emails", "Which training emails does this email look "
+               "like to the adapter (its answer-position state, cosine), and how did it score them?", "explain",
+               "neighbours", "diagnose", "diagnostics.neighbours:NeighbourIndex", scope="store"),
 ]}
 
 

@@ -166,3 +166,29 @@ def score_emails(loaded: Classifier, emails: Sequence[Email], max_tokens: int, b
     """Scores of emails rendered into the model's prompt under a token budget (see score_prompts)."""
     builder = prompt_builder(loaded, max_tokens)
     return score_prompts(loaded, [builder.build(mail).input_ids for mail in emails], batch_size, on_batch)
+
+
+def answer_states(loaded: Classifier, emails: Sequence[Email], max_tokens: int, batch_size: int = 8,
+                  all_layers: bool = False, on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n,), hidden states at the answer position): (n, d) from the last layer, or
+    (n, layers + 1, d) with all_layers (the embedding first). One forward pass per batch gives both."""
+    negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
+    builder = prompt_builder(loaded, max_tokens)
+    prompts = [builder.build(mail).input_ids for mail in emails]
+    scores, states = np.zeros(len(prompts)), None
+    with torch.inference_mode():
+        for indices in length_buckets([len(p) for p in prompts], batch_size):
+            batch = pad_left([prompts[i] for i in indices], loaded.tokenizer.pad_token_id, loaded.device)
+            out = loaded.model(**batch, output_hidden_states=True, logits_to_keep=1, use_cache=False)
+            logits = out.logits[:, -1, :].float()
+            scores[indices] = (logits[:, positive] - logits[:, negative]).cpu().numpy()
+            hidden = out.hidden_states if all_layers else out.hidden_states[-1:]
+            stacked = torch.stack([h[:, -1, :] for h in hidden], 1).float().cpu().numpy()  # left-padded: last column
+            if states is None:
+                states = np.zeros((len(prompts), *stacked.shape[1:]), dtype=np.float32)
+            states[indices] = stacked
+            if on_batch:
+                on_batch(len(indices))
+    if states is None:
+        states = np.zeros((0, 1, 0), dtype=np.float32)
+    return scores, states if all_layers else states[:, 0]

@@ -227,3 +227,17 @@ def grid_heatmap(results: list[tuple[str, pd.DataFrame]], measure: str, title: s
     fig.update_layout(height=max(300, 30 * len(rows) + 120), margin=dict(l=10, r=10, t=40, b=10), title=_safe(title),
                       yaxis={"autorange": "reversed"})
     return fig
+
+
+def shift_bars(shift: pd.DataFrame, first: str, second: str, n: int = 15) -> go.Figure:
+    """The features whose mean attribution changed most between two sweeps, both values per feature."""
+    top = shift.head(n).iloc[::-1]
+    labels = [_safe(f) for f in top["feature"]]
+    fig = go.Figure([go.Bar(x=top["mean_value_first"], y=labels, orientation="h", name=_safe(first),
+                            marker_color="#9aa5b1"),
+                     go.Bar(x=top["mean_value_second"], y=labels, orientation="h", name=_safe(second),
+                            marker_color="#d62728")])
+    fig.update_layout(barmode="group", height=max(320, 34 * len(top) + 100), margin=dict(l=10, r=10, t=40, b=10),
+                      title="Explanation shift: largest changes in mean attribution per email",
+                      xaxis_title="mean attribution per explained email (> 0 pushes towards phishing/spam)")
+    return fig

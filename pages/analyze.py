@@ -8,6 +8,7 @@ from data.parse import ParseError, make_email, parse_message_bytes, parse_pasted
 from data.records import LABEL_NAMES, POSITIVE, ZERO_SHOT
 from pages._cache import classifier, model_lock
 from pages._email_view import show_email
+from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
 from pages._safe import md
 
@@ -23,7 +24,9 @@ ZERO_SHOT_CHOICE = f"{ZERO_SHOT} (base model)"
 choices = [ZERO_SHOT_CHOICE, *adapters["training_set"]]
 picked = st.multiselect("Score with", choices, default=choices, key="analyze_adapters")
 
-if not (uploaded or pasted.strip()):
+if st.button("Analyze", type="primary", key="analyze_go"):
+    st.session_state["analyze_requested"] = True  # keeps the result on the page's later reruns (Save, …)
+if not (uploaded or pasted.strip()) or not st.session_state.get("analyze_requested"):
     st.stop()
 try:
     if uploaded is not None:
@@ -50,6 +53,17 @@ with st.spinner("Scoring…"):
             rows.append({"training_set": name, **score_one(loaded, mail, settings.max_tokens)})
 
 show_email(mail, pd.DataFrame(rows), key="analyze_email", label_known=False)
+
+if pasted.strip() and uploaded is None and st.button("Explain this email", icon=":material/insights:",
+                                                     key="analyze_explain"):
+    st.session_state["explain_text"] = pasted  # the Explain page's paste box
+    st.switch_page("pages/explain.py", query_params={"source": "paste", "adapters": [
+        n for n in picked if n != ZERO_SHOT_CHOICE] or [ZERO_SHOT]})
+for name in picked:
+    if name != ZERO_SHOT_CHOICE:
+        with st.expander(f"Nearest training emails of {md(name)}"):
+            show_nearest_training_emails(settings, adapters[adapters["training_set"] == name].iloc[0].to_dict(), mail,
+                                         f"analyze_nearest_{name}")
 
 st.subheader(f"Keep it in the '{USER_CORPUS}' corpus")
 keep_label = st.radio("Its true label", [LABEL_NAMES[POSITIVE], *[n for k, n in LABEL_NAMES.items() if k != POSITIVE]],

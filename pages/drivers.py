@@ -10,11 +10,12 @@ import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
 from data.records import ZERO_SHOT, JobRequest
+from diagnostics.drivers import explanation_shift
 from diagnostics.explainers import METHODS
 from diagnostics.launcher import start_job
 from diagnostics.registry import for_page
 from pages._cache import drivers_and_shortcuts, explanation_sweeps
-from pages._charts import driver_bars
+from pages._charts import driver_bars, shift_bars
 from pages._grid_view import show_grid_diagnostic
 from pages._page import open_page
 from pages._safe import md, started_message
@@ -26,7 +27,8 @@ settings, results = open_page(
 corpora = list(results["corpora"]["name"])
 training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
 grid_diagnostics = for_page("drivers", shows="grid")  # registered sample diagnostics (diagnostics/registry.py)
-words_tab, *grid_tabs = st.tabs(["Word drivers", *(d.title for d in grid_diagnostics)])
+words_tab, shift_tab, *grid_tabs = st.tabs(["Word drivers", "Explanation shift",
+                                            *(d.title for d in grid_diagnostics)])
 
 
 def show_word_drivers() -> None:
@@ -79,8 +81,33 @@ def show_word_drivers() -> None:
                                key=f"drivers_csv_{choice}")
 
 
+def show_explanation_shift() -> None:
+    """One adapter in domain beside out of domain, or two adapters on one split, from stored sweeps."""
+    sweeps = explanation_sweeps(settings.store_path)
+    if len(sweeps) < 2:
+        st.info("Explain at least two samples (an adapter on two corpora, or two adapters on one) in the Word "
+                "drivers tab; their drivers are then compared here.")
+        return
+    sweeps = sweeps.assign(choice=sweeps["training_set"] + " · " + sweeps["method"] + " · " + sweeps["corpus"]
+                           + " (" + sweeps["emails"].astype(str) + " emails)")
+    choices = list(sweeps["choice"])
+    left, right = st.columns(2)
+    first = left.selectbox("From", choices, key="drivers_shift_first")
+    second = right.selectbox("To", [c for c in choices if c != first], key="drivers_shift_second")
+    a, b = (sweeps[sweeps["choice"] == c].iloc[0] for c in (first, second))
+    drivers_a, _ = drivers_and_shortcuts(settings.store_path, a["adapter_id"], a["method"], a["params"], [a["corpus"]])
+    drivers_b, _ = drivers_and_shortcuts(settings.store_path, b["adapter_id"], b["method"], b["params"], [b["corpus"]])
+    shift = explanation_shift(drivers_a, drivers_b)
+    st.plotly_chart(shift_bars(shift, first, second), key="drivers_shift_bars")
+    st.dataframe(shift.head(40), hide_index=True, key="drivers_shift_table")
+    st.download_button("Explanation shift (CSV)", spreadsheet_safe_csv(shift), download_name("shift", first, second),
+                       "text/csv", key="drivers_shift_csv")
+
+
 with words_tab:
     show_word_drivers()
+with shift_tab:
+    show_explanation_shift()
 for entry, tab in zip(grid_diagnostics, grid_tabs):
     with tab:
         show_grid_diagnostic(settings, entry, training_sets, corpora)

@@ -11,6 +11,7 @@ from data.records import ZERO_SHOT
 from diagnostics.comparison import adapter_disabled, lora_delta
 from pages._cache import classifier, email_with_verdicts
 from pages._explain_view import ExplanationView, pick_email, pick_method
+from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
 from pages._safe import md
 
@@ -53,6 +54,8 @@ for name in picked:
         with adapter_disabled(loaded) as base_view:
             base = view.explained(base_view, mail, method, f"explain_{name}_base", save=from_store)
         view.draw(lora_delta(adapted, base), f"LoRA delta: {md(name)} minus base", f"explain_{name}_delta")
+    with st.expander(f"Nearest training emails of {md(name)}", expanded=bool(query.get("nearest"))):
+        show_nearest_training_emails(settings, record, mail, f"explain_{name}_nearest")
 
 if from_store:
     _, verdicts = email_with_verdicts(settings.store_path, mail.id)

@@ -6,6 +6,8 @@ from data.export import spreadsheet_safe_csv
 from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE, ZERO_SHOT
 from pages._cache import email_with_verdicts, inbox_page, results_or_stop
 from pages._email_view import show_email
+from pages._neighbours_view import show_nearest_training_emails
+from pages._safe import md
 
 PAGE_SIZE = 50
 OUTCOMES = {"wrong": "misclassified", "fp": "false positives", "fn": "false negatives",
@@ -82,5 +84,9 @@ if email_id:
         st.page_link("pages/explain.py", label="Explain this email", icon=":material/insights:",
                      query_params={"email": email_id})
         show_email(mail, verdicts, key="inbox_email")
+        record = next((r for r in results["adapters"].to_dict("records") if r["id"] == adapter), None)
+        if record is not None:
+            with st.expander(f"Nearest training emails of {md(record['training_set'])}"):
+                show_nearest_training_emails(settings, record, mail, "inbox_nearest")
 else:
     st.caption("Select a row to open the email.")

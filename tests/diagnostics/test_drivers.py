@@ -2,6 +2,7 @@
 signature line, and a resumable sweep with a real (tiny) model."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from data.normalise import content_hash
@@ -86,3 +87,18 @@ def test_explain_sample_is_resumable_and_stores_features(evaluated_settings):
     assert seen[0] == (0, 4) and seen[-1] == (4, 4)
     row = sweeps[(sweeps["corpus"] == "synthetic-listdump") & (sweeps["method"] == "shap")]
     assert row["emails"].tolist() == [4]
+
+
+def test_explanation_shift_ranks_features_by_how_much_their_attribution_changed():
+    from diagnostics.drivers import explanation_shift
+
+    in_domain = pd.DataFrame({"feature": ["zorbmail", "verify", "meeting"], "emails": [9, 5, 4],
+                              "mean_value": [0.80, 0.30, -0.20]})
+    out_of_domain = pd.DataFrame({"feature": ["verify", "meeting", "invoice"], "emails": [6, 3, 2],
+                                  "mean_value": [0.25, -0.60, 0.10]})
+    shift = explanation_shift(in_domain, out_of_domain).set_index("feature")
+    assert list(shift.index) == ["zorbmail", "meeting", "invoice", "verify"]
+    assert shift.loc["zorbmail", "change"] == pytest.approx(-0.80)  # gone out of domain: 0 there
+    assert shift.loc["zorbmail", "emails_second"] == 0 and shift.loc["invoice", "emails_first"] == 0
+    assert shift.loc["meeting", "change"] == pytest.approx(-0.40)
+    assert len(explanation_shift(in_domain, out_of_domain, top=2)) == 2

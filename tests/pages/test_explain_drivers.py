@@ -54,3 +54,22 @@ def test_drivers_page_shows_drivers_and_shortcuts(monkeypatch, evaluated_setting
     shortcut_table = next(d.value for d in at.dataframe if "shortcut" in d.value.columns)
     assert len(shortcut_table) > 0 and set(shortcut_table["corpus"]) <= {
         "synthetic-corporate", "synthetic-webmail", "synthetic-listdump"}
+
+
+def test_drivers_page_compares_two_sweeps_in_the_explanation_shift_tab(monkeypatch, evaluated_copy):
+    import json
+
+    from data.records import EvaluationTarget
+    from diagnostics.drivers import explain_sample
+
+    settings = evaluated_copy
+    with Store.open(settings.store_path) as store:
+        for corpus in ("synthetic-corporate", "synthetic-webmail"):
+            explain_sample(store, EvaluationTarget(settings.model), corpus, size=4, method="gradxinput",
+                           max_tokens=96, seed=13, models_dir=settings.models_dir)
+    at = open_app_page(monkeypatch, settings, "pages/drivers.py")
+    assert not at.exception, at.exception
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    assert "Explanation shift: largest changes in mean attribution per email" in titles
+    shift = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert len(shift) > 0 and shift["change"].abs().is_monotonic_decreasing

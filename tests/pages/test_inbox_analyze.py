@@ -57,6 +57,7 @@ def test_analyze_scores_hostile_paste_as_text_and_saves_it(monkeypatch, evaluate
     settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
     at = open_app_page(monkeypatch, settings, "pages/analyze.py")
     at.text_area(key="analyze_text").set_value(HOSTILE).run()
+    at.button(key="analyze_go").click().run()
     assert not at.exception
     verdicts = _frame_with(at, "verdict")
     assert len(verdicts) == 3  # zero-shot + two adapters
@@ -135,6 +136,7 @@ def test_analyze_warns_when_the_token_budget_cuts_the_email(monkeypatch, evaluat
     monkeypatch.setenv("PHISHLENS_MAX_TOKENS", "64")
     at = open_app_page(monkeypatch, evaluated_settings, "pages/analyze.py")
     at.text_area(key="analyze_text").set_value("Please verify your account now. " * 200).run()
+    at.button(key="analyze_go").click().run()
     assert not at.exception
     assert (_frame_with(at, "verdict")["truncated_tokens"] > 0).all()
     assert any("truncated email" in w.value for w in at.warning)
