@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 import re
 
-from data.parse import RawFields, extract_urls, make_email
-from data.records import CorpusInfo, Email
+from dataclasses import dataclass, replace
+
+from data.parse import URL_PATTERN, RawFields, extract_urls, make_email
+from data.records import LEGITIMATE, POSITIVE, CorpusInfo, Email
 
 FIRST = ["Alice", "Bob", "Carla", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Luis"]
 LAST = ["Moreau", "Okafor", "Schmidt", "Tanaka", "Silva", "Novak", "Haddad", "Larsen", "Rossi", "Kim"]
@@ -135,3 +137,48 @@ def generate_synthetic_corpora(per_corpus: int = 240, seed: int = 13,
             emails.append(make_email(fields, corpus, int(phishing), f"{corpus}#{i}", lowercase))
         out.append((info, emails))
     return out
+
+
+# ---------------------------------------------------------------- planted shortcuts (ground truth)
+
+
+@dataclass(frozen=True)
+class PlantedShortcut:
+    """A shortcut planted in a synthetic corpus, and the findings that name it: a word a driver or a
+    fingerprint feature must contain, and the field counterfactual that takes it away."""
+
+    corpus: str
+    label: int | None  # the class that carries it; None: the whole corpus (a difference of form)
+    kind: str  # signature | link domain | form
+    marker: str  # "" for a form shortcut: no word names it
+    counterfactual: str  # diagnostics.field_counterfactuals.COUNTERFACTUALS key
+
+
+SIGNATURE = "Sent from ZorbMail Mobile"
+LINK_DOMAIN = "zorbpay-secure.test"
+PLANTED_SHORTCUTS = (
+    PlantedShortcut("synthetic-webmail", LEGITIMATE, "signature", "zorbmail", "remove last line of body"),
+    PlantedShortcut("synthetic-corporate", POSITIVE, "link domain", "zorbpay", "remove URLs"),
+    PlantedShortcut("synthetic-listdump", None, "form", "", "de-tokenise spacing"),
+)
+
+
+def _planted(mail: Email, index: int) -> Email:
+    body = mail.body
+    if mail.corpus == "synthetic-webmail" and mail.label == LEGITIMATE:
+        body = f"{body}\n{SIGNATURE}"
+    elif mail.corpus == "synthetic-corporate" and mail.label == POSITIVE:
+        link = f"http://{LINK_DOMAIN}/verify?id={1000 + index}"
+        body = URL_PATTERN.sub(link, body) if URL_PATTERN.search(body) else f"{body}\n\nDetails: {link}"
+    if body == mail.body:
+        return mail
+    fields = RawFields(mail.sender, mail.receiver, mail.date, mail.subject, body, tuple(extract_urls(body)))
+    return replace(make_email(fields, mail.corpus, mail.label, mail.source_ref), normalisation=mail.normalisation)
+
+
+def plant_shortcuts(corpora: list[tuple[CorpusInfo, list[Email]]]) -> list[tuple[CorpusInfo, list[Email]]]:
+    """The synthetic corpora with PLANTED_SHORTCUTS planted: every legitimate webmail email signed
+    with one fixed line, every corporate phishing link at one domain (the list dump differs in form
+    already). Sources say so."""
+    return [(replace(info, source=f"{info.source}; planted shortcuts (data.synthetic.PLANTED_SHORTCUTS)"),
+             [_planted(m, i) for i, m in enumerate(emails)]) for info, emails in corpora]

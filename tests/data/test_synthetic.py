@@ -30,3 +30,16 @@ def test_corpora_differ_in_form():
     assert all(m.body == m.body.lower() for m in forms["synthetic-listdump"])
     assert generate_synthetic_corpora(per_corpus=10, seed=3)[0][1][0].id == \
         generate_synthetic_corpora(per_corpus=10, seed=3)[0][1][0].id  # seeded
+
+
+def test_planted_shortcuts_are_exactly_where_their_ground_truth_says():
+    from data.synthetic import LINK_DOMAIN, PLANTED_SHORTCUTS, SIGNATURE, generate_synthetic_corpora, plant_shortcuts
+
+    planted = {info.name: emails for info, emails in plant_shortcuts(generate_synthetic_corpora(per_corpus=40))}
+    webmail, corporate = planted["synthetic-webmail"], planted["synthetic-corporate"]
+    assert all(m.body.endswith(SIGNATURE) == (m.label == 0) for m in webmail)
+    assert all((LINK_DOMAIN in " ".join(m.urls)) == (m.label == 1) for m in corporate)
+    assert all(all(LINK_DOMAIN in u for u in m.urls) for m in corporate if m.label == 1)
+    assert not any(SIGNATURE in m.body or LINK_DOMAIN in m.body for m in planted["synthetic-listdump"])
+    assert len({m.id for emails in planted.values() for m in emails}) == 120  # fresh content hashes, no clash
+    assert {p.corpus for p in PLANTED_SHORTCUTS} == set(planted)
