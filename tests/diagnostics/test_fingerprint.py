@@ -38,7 +38,7 @@ def test_a_planted_signature_is_recognised_and_named(webmail):
     assert {"zorbmail", "mobile", "via", "sent"} & set(top)
 
 
-def test_the_stored_job_probes_every_layer_of_the_scorer(evaluated_copy):
+def test_the_stored_job_probes_every_layer_of_the_scorer(evaluated_copy, monkeypatch):
     from data.records import DiagnosticRequest, EvaluationTarget
     from data.store import Store
     from diagnostics.executor import LocalExecutor, run_job
@@ -60,3 +60,14 @@ def test_the_stored_job_probes_every_layer_of_the_scorer(evaluated_copy):
     assert len(accuracy) == 2 + 1 + 2  # chance, text, embedding + the tiny model's 2 layers
     assert accuracy.loc["chance (largest corpus)", "value"] == pytest.approx(1 / 3)
     assert (accuracy["n"] == 30).all() and set(results["corpus"]) == {"all corpora"}
+
+    import json
+
+    from tests.conftest import open_app_page
+
+    at = open_app_page(monkeypatch, settings, "pages/drivers.py")
+    assert not at.exception, at.exception
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    assert "Corpus fingerprints: accuracy" in titles
+    features = next(d.value for d in at.dataframe if d.value["row"].astype(str).str.startswith("fingerprint of").any())
+    assert len(features) == 3 * 5  # five per corpus
