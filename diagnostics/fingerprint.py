@@ -82,15 +82,26 @@ def fingerprint_grid(emails: Sequence[Email], hidden: np.ndarray | None, seed: i
         for layer in range(hidden.shape[1]):
             name = "embedding" if layer == 0 else f"layer {layer - 1}"
             rows.append(_accuracy_row(name, *cross_validated_accuracy(hidden[:, layer], corpora, seed, _layer_probe)))
-    probe = _text_probe().fit(texts, corpora)
+    for corpus, features in fingerprint_weights(emails, TOP_FEATURES).items():
+        for feature, weight in features:
+            rows.append({"row": f"fingerprint of {corpus}", "column": feature, "value": weight, "low": np.nan,
+                         "high": np.nan, "n": corpora.count(corpus)})
+    return pd.DataFrame(rows, columns=GRID_COLUMNS)
+
+
+def fingerprint_weights(emails: Sequence[Email], k: int) -> dict[str, list[tuple[str, float]]]:
+    """Per corpus, the k text features (words) whose probe coefficients most say "this corpus"."""
+    probe = _text_probe().fit([render_email(m) for m in emails], [m.corpus for m in emails])
     vocabulary = probe[0].get_feature_names_out()
     model = probe[-1]
     coefficients = model.coef_ if len(model.classes_) > 2 else np.vstack([-model.coef_[0], model.coef_[0]])
-    for corpus, weights in zip(model.classes_, coefficients):
-        for index in np.argsort(-weights)[:TOP_FEATURES]:
-            rows.append({"row": f"fingerprint of {corpus}", "column": str(vocabulary[index]),
-                         "value": float(weights[index]), "low": np.nan, "high": np.nan, "n": corpora.count(corpus)})
-    return pd.DataFrame(rows, columns=GRID_COLUMNS)
+    return {corpus: [(str(vocabulary[i]), float(weights[i])) for i in np.argsort(-weights)[:k]]
+            for corpus, weights in zip(model.classes_, coefficients)}
+
+
+def top_fingerprints(emails: Sequence[Email], k: int, seed: int = 0) -> dict[str, list[str]]:
+    """Per corpus, its top k fingerprint words (what fingerprint masking removes)."""
+    return {corpus: [word for word, _ in features] for corpus, features in fingerprint_weights(emails, k).items()}
 
 
 class FingerprintAudit(SampleDiagnostic):

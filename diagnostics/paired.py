@@ -13,18 +13,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binomtest
 
+from data import metrics
 from data.records import PairedComparison
 
 
 def f1_score_of(labels: np.ndarray, verdicts: np.ndarray) -> float:
-    """F1 of the positive class as the store's METRICS_SQL defines it: NaN unless both classes
-    occur among the labels; 0 when nothing is predicted positive."""
-    labels, verdicts = np.asarray(labels, bool), np.asarray(verdicts, bool)
-    if labels.all() or not labels.any():
-        return float("nan")
-    tp = int((labels & verdicts).sum())
-    denominator = 2 * tp + int((~labels & verdicts).sum()) + int((labels & ~verdicts).sum())
-    return 2 * tp / denominator if denominator else 0.0
+    """F1 of the positive class as data.metrics (and so the store's METRICS_SQL) defines it: NaN
+    unless both classes occur among the labels; 0 when nothing is predicted positive."""
+    value = metrics.f1(*metrics.confusion(verdicts, labels))
+    return float("nan") if value is None else value
 
 
 def paired_f1_difference(labels, a, b, draws: int = 4000, level: float = 0.95,

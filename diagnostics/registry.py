@@ -57,6 +57,10 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
                "layer of the scorer, whatever the label? Then in-domain F1 is partly corpus identification.",
                "drivers", "grid", "diagnose", "diagnostics.fingerprint:FingerprintAudit", scope="store",
                measure="accuracy"),
+    Diagnostic("fingerprint-masking", "Fingerprints masked", "How much of the in- vs out-of-domain gap do the "
+               "corpora's fingerprint words account for (F1 with them masked out, paired bootstrap)?", "drivers",
+               "grid", "diagnose", "diagnostics.fingerprint_masking:FingerprintMasking", scope="store",
+               measure="ΔF1 (masked − original)"),
     Diagnostic("nearest-training-emails", "Nearest training emails", "Which training emails does this email look "
                "like to the adapter (its answer-position state, cosine), and how did it score them?", "explain",
                "neighbours", "diagnose", "diagnostics.neighbours:NeighbourIndex", scope="store"),
