@@ -30,3 +30,13 @@ def test_demo_page_links_curated_examples_to_explain(monkeypatch, evaluated_sett
     links = at.get("page_link")
     assert len(links) == len(curated)
     assert all("explain" in str(link.proto.page) for link in links)
+
+
+def test_demo_page_walks_a_presenter_through_the_failure_in_five_clicks(monkeypatch, evaluated_settings):
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/demo.py")
+    assert not at.exception, at.exception
+    steps = [b for b in at.button if b.key.startswith("demo_step_")]
+    assert [b.label.split(" · ")[0] for b in steps] == ["1", "2", "3", "4", "5"]
+    steps[2].click().run()  # one mistake, word by word: lands on Explain with that email
+    assert not at.exception, at.exception
+    assert at.query_params.get("email") and at.query_params.get("method") == "gradxinput"
