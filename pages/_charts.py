@@ -224,8 +224,8 @@ def grid_heatmap(results: list[tuple[str, pd.DataFrame]], measure: str, title: s
     fig = go.Figure(go.Heatmap(z=z, x=[_safe(label) for label, _ in results], y=[_safe(r) for r in rows], text=text,
                                texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
                                colorscale="Viridis", colorbar={"title": _safe(measure)}))
-    fig.update_layout(height=max(300, 30 * len(rows) + 120), margin=dict(l=10, r=10, t=40, b=10), title=_safe(title),
-                      yaxis={"autorange": "reversed"})
+    fig.update_layout(height=max(300, 30 * len(rows) + 120), margin=dict(l=10, r=10, t=80, b=10), title=_safe(title),
+                      yaxis={"autorange": "reversed"}, xaxis={"side": "top"})  # result names above a long grid
     return fig
 
 

@@ -22,8 +22,8 @@ from pages._safe import md, started_message
 
 settings, results = open_page(
     "Drivers",
-    "Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top drivers "
-    "at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
+    "What an adapter relies on across a corpus: its word drivers, how they shift between corpora, which fields "
+    "its verdicts rest on, and how recognisable each corpus is.")
 corpora = list(results["corpora"]["name"])
 training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
 grid_diagnostics = for_page("drivers", shows="grid")  # registered sample diagnostics (diagnostics/registry.py)
@@ -32,6 +32,8 @@ words_tab, shift_tab, *grid_tabs = st.tabs(["Word drivers", "Explanation shift",
 
 
 def show_word_drivers() -> None:
+    st.caption("Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top "
+               "drivers at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
     sweeps = explanation_sweeps(settings.store_path)
     with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
         with st.form("drivers_start"):
