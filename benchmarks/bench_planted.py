@@ -8,9 +8,9 @@ is asked for its top 5 findings and scored on how many planted shortcuts those n
   shortcut finder   (Drivers: gradient × input over each corpus' test sample) the top 5
                     flagged shortcut candidates; recovered when one contains the marker word;
   fingerprint audit (TF-IDF probe) each planted corpus' top 5 fingerprint features;
-  field counterfactuals  each planted corpus' top 5 counterfactuals by flip rate; recovered
-                    when the shortcut's own counterfactual (remove the last line, the URLs,
-                    re-space the form) is among them.
+  field counterfactuals  each planted corpus' top 5 counterfactuals by flip rate (those that
+                    flip anything); recovered when the shortcut's own counterfactual (remove
+                    the last line, the URLs, re-space the form) is among them.
 
 Baseline, measured in the same run: the same pipeline on the unplanted corpora, where the
 counterfactuals tied to the shortcuts must not rank as high by chance (a marker word cannot
@@ -80,11 +80,13 @@ def recovered(store: Store, adapter_id: str, target: EvaluationTarget, settings,
         row = store.diagnostic_results(counterfactuals.name)
         row = row[row["corpus"] == planted.corpus].iloc[0]
         values = store.diagnostic_values(counterfactuals.name, row["adapter_id"], row["params"])
+        # A finding is a counterfactual that flips something: rows at 0 are not ranked.
         rates = values[(values["column"] == "flip rate") & (values["n"] > 0)].sort_values("value", ascending=False)
+        rates = rates[rates["value"] > 0]
         ranked = list(rates["row"].head(TOP))
         out["field counterfactuals"][name] = {"recovered": planted.counterfactual in ranked, "top": ranked,
                                               "flip rate": float(rates.set_index("row")["value"].get(
-                                                  planted.counterfactual, float("nan")))}
+                                                  planted.counterfactual, 0.0))}
     out["fingerprint accuracy"] = accuracy
     return out
 

@@ -729,8 +729,8 @@ class Store:
                                    seed: int = 0) -> pd.DataFrame:
         """Share of each corpus' emails (any label; a seeded sample) whose text contains each feature.
 
-        Words are split on whitespace and stripped of leading/trailing non-alphanumerics,
-        as diagnostics.drivers.feature_of does.
+        Words are split on whitespace, a URL becomes its host, and leading/trailing
+        non-alphanumerics are stripped, as diagnostics.drivers.feature_of does.
         """
         if not features:
             return pd.DataFrame(columns=["corpus", "feature", "share"])
@@ -738,8 +738,11 @@ class Store:
             "WITH sample AS (SELECT id, corpus, lower(coalesce(sender, '') || ' ' || subject || ' ' || body) AS text "
             "  FROM emails QUALIFY row_number() OVER (PARTITION BY corpus ORDER BY hash(id || ?)) <= ?), "
             "sizes AS (SELECT corpus, count(*) AS n FROM sample GROUP BY corpus), "
-            "words AS (SELECT DISTINCT corpus, id, regexp_replace(w, '^[^a-z0-9]+|[^a-z0-9]+$', '', 'g') AS feature "
-            "  FROM (SELECT corpus, id, unnest(string_split_regex(text, '\\s+')) AS w FROM sample)) "
+            "words AS (SELECT DISTINCT corpus, id, regexp_replace(CASE WHEN regexp_matches(u, '^(https?://|www\\.)') "
+            "  THEN regexp_extract(u, '^(?:https?://)?(?:[^/@\\s]*@)?([^/:?#\\s]*)', 1) ELSE w END, "
+            "  '^[^a-z0-9]+|[^a-z0-9]+$', '', 'g') AS feature "
+            "  FROM (SELECT corpus, id, w, ltrim(w, '(<[') AS u "
+            "        FROM (SELECT corpus, id, unnest(string_split_regex(text, '\\s+')) AS w FROM sample))) "
             "SELECT s.corpus, f.feature, coalesce(count(w.id), 0) / any_value(s.n) AS share "
             "FROM sizes s CROSS JOIN (SELECT unnest(?) AS feature) f "
             "LEFT JOIN words w ON w.corpus = s.corpus AND w.feature = f.feature "

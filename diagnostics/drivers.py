@@ -24,14 +24,20 @@ from models.loading import LoadedModel, load_model, scorer_ref
 from models.scoring import prompt_builder
 
 _EDGE_PUNCTUATION = re.compile(r"^[^a-z0-9]+|[^a-z0-9]+$")
+_URL_START = re.compile(r"https?://|www\.")
+_URL_HOST = re.compile(r"(?:https?://)?(?:[^/@\s]*@)?([^/:?#\s]*)")  # data.store's SQL uses the same pattern
 
 
 def feature_of(word: str) -> str:
-    """A word's feature name: lower case, leading/trailing non-alphanumerics stripped.
+    """A word's feature name: lower case, leading/trailing non-alphanumerics stripped; a URL's is
+    its host (a link-domain shortcut is one feature, not one per URL with its own query string).
 
     Store.feature_document_frequency splits corpus text the same way.
     """
-    return _EDGE_PUNCTUATION.sub("", word.lower())
+    word = word.lower()
+    if _URL_START.match(word.lstrip("(<[")):
+        word = _URL_HOST.match(word.lstrip("(<["))[1]
+    return _EDGE_PUNCTUATION.sub("", word)
 
 
 def features(explanation: Explanation) -> list[tuple[str, float]]:

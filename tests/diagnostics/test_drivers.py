@@ -102,3 +102,17 @@ def test_explanation_shift_ranks_features_by_how_much_their_attribution_changed(
     assert shift.loc["zorbmail", "emails_second"] == 0 and shift.loc["invoice", "emails_first"] == 0
     assert shift.loc["meeting", "change"] == pytest.approx(-0.40)
     assert len(explanation_shift(in_domain, out_of_domain, top=2)) == 2
+
+
+def test_a_url_feature_is_its_host_in_python_and_in_sql(store):
+    words = ["http://zorbpay-secure.test/verify?id=1234", "(www.Example.test/a).", "https://user@Host.Test:8080/p"]
+    assert [feature_of(w) for w in words] == ["zorbpay-secure.test", "www.example.test", "host.test"]
+    emails = []
+    for i in range(10):
+        body = f"Pay now at http://zorbpay-secure.test/verify?id={1000 + i} today" if i % 2 else "See (www.Example.test/a)."
+        emails.append(Email(id=content_hash(f"s{i}", body), corpus="links", subject=f"s{i}", body=body, label=i % 2))
+    info = CorpusInfo("links", "constructed", "synthetic", "phishing", "constructed for a test", synthetic=True)
+    store.add_corpus(info, IngestReport("links", 10, 0, 0, 0, 0, 10, "ws1"), emails)
+    shares = store.feature_document_frequency(["zorbpay-secure.test", "www.example.test", "today"])
+    shares = shares[shares["corpus"] == "links"].set_index("feature")["share"]
+    assert shares.to_dict() == {"today": 0.5, "www.example.test": 0.5, "zorbpay-secure.test": 0.5}
