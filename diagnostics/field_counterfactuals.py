@@ -135,5 +135,5 @@ class FieldCounterfactuals(SampleDiagnostic):
             on_progress(part.size)
         return scores
 
-    def summarize(self, emails: Sequence[Email], measured: Sequence) -> pd.DataFrame:
+    def summarize(self, emails: Sequence[Email], measured: Sequence, context: dict) -> pd.DataFrame:
         return reliance_grid({key: np.concatenate([m[key] for m in measured]) for key in measured[0]})

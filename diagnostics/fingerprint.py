@@ -124,5 +124,5 @@ class FingerprintAudit(SampleDiagnostic):
         return answer_states(model, part.emails, self.request.max_tokens, self.request.batch_size, all_layers=True,
                              on_batch=on_progress)[1]
 
-    def summarize(self, emails: Sequence[Email], measured: Sequence) -> pd.DataFrame:
+    def summarize(self, emails: Sequence[Email], measured: Sequence, context: dict) -> pd.DataFrame:
         return fingerprint_grid(emails, np.concatenate(measured), self.request.seed)

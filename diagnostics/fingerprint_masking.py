@@ -72,12 +72,15 @@ class FingerprintMasking(SampleDiagnostic):
     name = "fingerprint-masking"
     corpus = ALL_CORPORA
 
+    def context(self, store: Store) -> dict:
+        """The corpora the adapter was trained on: in domain (none for the zero-shot base)."""
+        if self.request.target.adapter_dir is None:
+            return {"in_domain": set()}
+        record = store.training_set(read_adapter_info(self.request.target.adapter_dir).training_set)
+        return {"in_domain": set(record["corpora"]) if record else set()}
+
     def sample(self, store: Store) -> list[Email]:
         r = self.request
-        self._in_domain = set()
-        if r.target.adapter_dir is not None:
-            record = store.training_set(read_adapter_info(r.target.adapter_dir).training_set)
-            self._in_domain = set(record["corpora"]) if record else set()
         return [m for corpus in store.corpus_names()
                 for m in store.emails_by_ids(test_sample(store, corpus, r.sample_size, r.seed))]
 
@@ -98,7 +101,7 @@ class FingerprintMasking(SampleDiagnostic):
             on_progress(part.size)
         return scores, masked_scores
 
-    def summarize(self, emails: Sequence[Email], measured: Sequence) -> pd.DataFrame:
+    def summarize(self, emails: Sequence[Email], measured: Sequence, context: dict) -> pd.DataFrame:
         scores = np.concatenate([m[0] for m in measured])
         masked_scores = np.concatenate([m[1] for m in measured])
-        return masking_grid(emails, scores, masked_scores, getattr(self, "_in_domain", set()), self.request.seed)
+        return masking_grid(emails, scores, masked_scores, context["in_domain"], self.request.seed)

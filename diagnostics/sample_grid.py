@@ -92,7 +92,11 @@ class SampleDiagnostic:
     def measure(self, model: LoadedModel, part: SamplePart, on_progress: Progress | None = None):
         raise NotImplementedError
 
-    def summarize(self, emails: Sequence[Email], measured: Sequence) -> pd.DataFrame:
+    def context(self, store: Store) -> dict:
+        """What summarize needs from the store besides the emails (read at plan time, on the driver)."""
+        return {}
+
+    def summarize(self, emails: Sequence[Email], measured: Sequence, context: dict) -> pd.DataFrame:
         """The grid (GRID_COLUMNS) from every part's measurements, in sample order."""
         raise NotImplementedError
 
@@ -116,7 +120,8 @@ class SampleDiagnostic:
                  for i in range(0, len(emails), step)]
         run_params = {"diagnostic": self.name, "adapter": scorer.adapter_id, "corpus": self.corpus,
                       "sample": self.request.sample_size}
-        return Plan(items, run_params, {"parts": {}, "count": len(items), "emails": emails})
+        return Plan(items, run_params, {"parts": {}, "count": len(items), "emails": emails,
+                                        "context": self.context(store)})
 
     def open(self, scorer: ScorerRef, adapter_dir: Path | None, env: WorkerEnv) -> LoadedModel:
         return load_model(scorer.model, adapter_dir, Path(env.models_dir), env.device, scorer.quantize)
@@ -128,7 +133,8 @@ class SampleDiagnostic:
         parts = plan.state["parts"]
         parts[item.index] = records
         if len(parts) == plan.state["count"]:
-            grid = self.summarize(plan.state["emails"], [parts[i] for i in range(plan.state["count"])])
+            grid = self.summarize(plan.state["emails"], [parts[i] for i in range(plan.state["count"])],
+                                  plan.state["context"])
             store.add_diagnostic_values(run_id, self.name, self.corpus, self.params(), item.scorer.adapter_id,
                                         grid[GRID_COLUMNS])
         return []
