@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,11 @@ class DiagnosticRequest:
     max_tokens: int = 256
     seed: int = 0
     batch_size: int = 4
+
+    def params_key(self, corpus: str, **extra) -> str:
+        """The key a diagnostic's result is stored under (changing any of these is a new result)."""
+        return json.dumps({"corpus": corpus, "sample": self.sample_size, "max_tokens": self.max_tokens,
+                           "seed": self.seed, **extra}, sort_keys=True)
 
 
 # ---------------------------------------------------------------- studies

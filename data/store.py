@@ -820,16 +820,23 @@ class Store:
                         values: pd.DataFrame) -> None:
         """Store a per-head diagnostic's rows (layer, head, value, spread, n_emails), replacing a
         result with the same diagnostic, adapter and params."""
-        rows = values.assign(run_id=run_id, diagnostic=diagnostic, adapter_id=adapter_id, corpus=corpus,
-                             params=params)
-        key = [diagnostic, adapter_id, params]
-        with self.transaction() as con, self._frames(con, new_values=rows):
-            con.execute("DELETE FROM head_values WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
-            con.execute("INSERT INTO head_values BY NAME SELECT * FROM new_values")
+        self._replace_result("head_values", [diagnostic, adapter_id, params],
+                             values.assign(run_id=run_id, diagnostic=diagnostic, adapter_id=adapter_id, corpus=corpus,
+                                           params=params))
 
     def has_head_values(self, diagnostic: str, adapter_id: str, params: str) -> bool:
-        return bool(self.scalar("SELECT count(*) FROM head_values WHERE diagnostic = ? AND adapter_id = ? "
-                                "AND params = ?", [diagnostic, adapter_id, params]))
+        return self._has_result("head_values", diagnostic, adapter_id, params)
+
+    # The two diagnostic result tables (head_values, diagnostic_values) are keyed alike.
+    def _replace_result(self, table: str, key: list[str], rows: pd.DataFrame) -> None:
+        """Write one result's rows, replacing what was stored under its (diagnostic, adapter, params) key."""
+        with self.transaction() as con, self._frames(con, new_rows=rows):
+            con.execute(f"DELETE FROM {table} WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+
+    def _has_result(self, table: str, diagnostic: str, adapter_id: str, params: str) -> bool:
+        return bool(self.scalar(f"SELECT count(*) FROM {table} WHERE diagnostic = ? AND adapter_id = ? AND params = ?",
+                                [diagnostic, adapter_id, params]))
 
     def head_value_results(self, diagnostic: str) -> pd.DataFrame:
         """One row per stored result of a per-head diagnostic: adapter, training set, corpus, emails."""
@@ -848,16 +855,12 @@ class Store:
                               grid: pd.DataFrame) -> None:
         """Store a sample diagnostic's grid (row, column, value, low, high, n), replacing a result
         with the same diagnostic, scorer and params."""
-        rows = grid.assign(run_id=run_id, diagnostic=diagnostic, adapter_id=adapter_id, corpus=corpus, params=params,
-                           position=range(len(grid)))
-        key = [diagnostic, adapter_id, params]
-        with self.transaction() as con, self._frames(con, new_grid=rows):
-            con.execute("DELETE FROM diagnostic_values WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
-            con.execute("INSERT INTO diagnostic_values BY NAME SELECT * FROM new_grid")
+        self._replace_result("diagnostic_values", [diagnostic, adapter_id, params],
+                             grid.assign(run_id=run_id, diagnostic=diagnostic, adapter_id=adapter_id, corpus=corpus,
+                                         params=params, position=range(len(grid))))
 
     def has_diagnostic_values(self, diagnostic: str, adapter_id: str, params: str) -> bool:
-        return bool(self.scalar("SELECT count(*) FROM diagnostic_values WHERE diagnostic = ? AND adapter_id = ? "
-                                "AND params = ?", [diagnostic, adapter_id, params]))
+        return self._has_result("diagnostic_values", diagnostic, adapter_id, params)
 
     def diagnostic_results(self, diagnostic: str) -> pd.DataFrame:
         """One row per stored result of a sample diagnostic: scorer, training set, corpus, params, run."""

@@ -13,24 +13,20 @@ within the interval (tested).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from data.records import Email
-from data.splits import test_sample
-from data.store import Store
 from diagnostics.executor import Progress
-from diagnostics.sample_grid import GRID_COLUMNS, SampleDiagnostic, SamplePart, wilson_interval
+from diagnostics.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart, wilson_interval
 from models.loading import LoadedModel
 from models.scoring import answer_states, render_email
 
 FOLDS = 5
 TOP_FEATURES = 5
 PUBLISHED_TFIDF_ACCURACY = 0.97  # "over 97%" corpus identification from TF-IDF in published cross-corpus work
-ALL_CORPORA = "all corpora"
 
 
 def cross_validated_accuracy(features, corpora: Sequence[str], seed: int, make_model) -> tuple[int, int]:
@@ -108,17 +104,6 @@ class FingerprintAudit(SampleDiagnostic):
     name = "corpus-fingerprint"
 
     corpus = ALL_CORPORA
-
-    def sample(self, store: Store) -> list[Email]:
-        """The same seeded stratified test sample of every corpus (request.sample_size each)."""
-        r = self.request
-        return [m for corpus in store.corpus_names()
-                for m in store.emails_by_ids(test_sample(store, corpus, r.sample_size, r.seed))]
-
-    def params(self) -> str:
-        r = self.request
-        return json.dumps({"corpus": ALL_CORPORA, "sample": r.sample_size, "max_tokens": r.max_tokens,
-                           "seed": r.seed}, sort_keys=True)
 
     def measure(self, model: LoadedModel, part: SamplePart, on_progress: Progress | None = None) -> np.ndarray:
         return answer_states(model, part.emails, self.request.max_tokens, self.request.batch_size, all_layers=True,

@@ -7,7 +7,6 @@ A gap that shrinks when fingerprints are masked was partly corpus identification
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from data.records import Email, verdict
-from data.splits import test_sample
 from data.store import Store
 from diagnostics.executor import Progress
-from diagnostics.fingerprint import ALL_CORPORA, top_fingerprints
+from diagnostics.fingerprint import top_fingerprints
 from diagnostics.paired import compare_scorers
-from diagnostics.sample_grid import GRID_COLUMNS, SampleDiagnostic, SamplePart
+from diagnostics.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart
 from models.loading import LoadedModel, read_adapter_info
 from models.scoring import score_emails
 
@@ -71,6 +69,7 @@ def masking_grid(emails: Sequence[Email], scores: np.ndarray, masked_scores: np.
 class FingerprintMasking(SampleDiagnostic):
     name = "fingerprint-masking"
     corpus = ALL_CORPORA
+    extra_key = {"masked": MASKED_FEATURES}
 
     def context(self, store: Store) -> dict:
         """The corpora the adapter was trained on: in domain (none for the zero-shot base)."""
@@ -79,15 +78,6 @@ class FingerprintMasking(SampleDiagnostic):
         record = store.training_set(read_adapter_info(self.request.target.adapter_dir).training_set)
         return {"in_domain": set(record["corpora"]) if record else set()}
 
-    def sample(self, store: Store) -> list[Email]:
-        r = self.request
-        return [m for corpus in store.corpus_names()
-                for m in store.emails_by_ids(test_sample(store, corpus, r.sample_size, r.seed))]
-
-    def params(self) -> str:
-        r = self.request
-        return json.dumps({"corpus": ALL_CORPORA, "sample": r.sample_size, "max_tokens": r.max_tokens,
-                           "seed": r.seed, "masked": MASKED_FEATURES}, sort_keys=True)
 
     def pair(self, emails: Sequence[Email]) -> list:
         words = top_fingerprints(emails, MASKED_FEATURES, self.request.seed)

@@ -8,7 +8,6 @@ diagnostics.registry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +80,7 @@ class PerHeadDiagnostic:
         raise NotImplementedError
 
     def params(self) -> str:
-        """The key a result is stored under (changing any of these is a new result)."""
-        r = self.request
-        return json.dumps({"corpus": r.corpus, "sample": r.sample_size, "max_tokens": r.max_tokens, "seed": r.seed},
-                          sort_keys=True)
+        return self.request.params_key(self.request.corpus)
 
     def plan(self, store: Store) -> Plan | None:
         scorer = scorer_ref(self.request.target)

@@ -7,7 +7,6 @@ measures (`measure`, on a worker) and how the parts sum up (`summarize`, on the 
 
 from __future__ import annotations
 
-import json
 import math
 from statistics import NormalDist
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from diagnostics.executor import Plan, Progress, WorkerEnv
 from models.loading import LoadedModel, load_model, scorer_ref
 
 GRID_COLUMNS = ["row", "column", "value", "low", "high", "n"]
+ALL_CORPORA = "all corpora"  # the corpus a store-wide diagnostic's result is stored under
 Z95 = NormalDist().inv_cdf(0.975)  # 1.95996…: the two-sided 95% normal quantile
 
 
@@ -66,13 +66,14 @@ class SampleDiagnostic:
     classifier), run (`measure` one part), ingest (`summarize` once every part is in, store)."""
 
     name = ""  # the stable name: registry key, and what diagnostic_values rows are stored under
+    extra_key: dict = {}  # what else, besides the request, makes a result a new one
 
     def __init__(self, request: DiagnosticRequest, models_dir: Path, emails_per_item: int | None = None) -> None:
         self.request, self.models_dir, self.emails_per_item = request, Path(models_dir), emails_per_item
 
     @property
     def corpus(self) -> str:
-        """What the result is stored under as its corpus."""
+        """What the result is stored under as its corpus: ALL_CORPORA for a store-wide diagnostic."""
         return self.request.corpus
 
     @property
@@ -81,9 +82,11 @@ class SampleDiagnostic:
 
     # ------------------------------------------------------------ what a subclass says
     def sample(self, store: Store) -> list[Email]:
-        """The emails to measure: the corpus' seeded stratified test sample."""
+        """The emails to measure: the corpus' seeded stratified test sample, or that of every corpus
+        (sample_size each) for a store-wide diagnostic."""
         r = self.request
-        return store.emails_by_ids(test_sample(store, r.corpus, r.sample_size, r.seed))
+        corpora = store.corpus_names() if self.corpus == ALL_CORPORA else [r.corpus]
+        return [m for corpus in corpora for m in store.emails_by_ids(test_sample(store, corpus, r.sample_size, r.seed))]
 
     def pair(self, emails: Sequence[Email]) -> list:
         """Per email, what a part carries with it (default: nothing)."""
@@ -101,10 +104,7 @@ class SampleDiagnostic:
         raise NotImplementedError
 
     def params(self) -> str:
-        """The key a result is stored under (changing any of these is a new result)."""
-        r = self.request
-        return json.dumps({"corpus": r.corpus, "sample": r.sample_size, "max_tokens": r.max_tokens, "seed": r.seed},
-                          sort_keys=True)
+        return self.request.params_key(self.corpus, **self.extra_key)
 
     # ------------------------------------------------------------ the job shape
     def plan(self, store: Store) -> Plan | None:

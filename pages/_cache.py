@@ -282,6 +282,18 @@ def _attention(model: str, adapter_path: str | None, models_dir: str, device: st
         return attention_patterns(hm, *email_prompt(prompt_builder(hm, max_tokens), mail))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def neighbour_query(model: str, adapter_path: str, models_dir: str, device: str, max_tokens: int,
+                    mail) -> tuple[float, ...]:
+    """An email's nearest-neighbour query vector under one adapter (one forward pass, cached per
+    adapter and email, so a page's reruns do not repeat it)."""
+    from diagnostics.neighbours import query_vector
+
+    loaded = classifier(model, adapter_path, models_dir, device)
+    with model_lock():
+        return tuple(float(v) for v in query_vector(loaded, mail, max_tokens))
+
+
 def attention_view(model: str, adapter_path: str | None, settings, mail):
     """Attention patterns and logit lens of one email (cached per adapter and email)."""
     return _attention(model, adapter_path, str(settings.models_dir), settings.device, settings.max_tokens, mail)

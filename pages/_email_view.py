@@ -10,11 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from data.defang import defang, url_domain
-from data.records import LABEL_NAMES, Email
+from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE, Email
 
 
-def label_name(label: int, meaning: str = "phishing/spam") -> str:
-    return meaning if label == 1 else "legitimate"
+def label_name(label: int, meaning: str = LABEL_NAMES[POSITIVE]) -> str:
+    """data.records' label names, with label 1 named as the corpus means it (phishing or spam)."""
+    return meaning if label == POSITIVE else LABEL_NAMES[LEGITIMATE]
 
 
 def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "email",

@@ -13,25 +13,34 @@ from pages._charts import grid_heatmap
 from pages._safe import code, md, started_message
 
 
-def show_grid_diagnostic(settings, entry, training_sets: list[str], corpora: list[str]) -> None:
-    """Start form and stored results of one registry entry whose `shows` is "grid"."""
-    key = f"grid_{entry.name}"
-    st.caption(entry.question)
-    stored = diagnostic_results(settings.store_path, entry.name)
-    with st.expander(f"Compute {entry.title.lower()} (runs as a job)", expanded=stored.empty):
+def start_form(settings, entry, key: str, training_sets: list[str], corpora: list[str], expanded: bool,
+               adapter: str | None = None, min_size: int = 4) -> None:
+    """An expander with the form that starts a registered diagnostic as `cli.py diagnose` (one
+    adapter; one corpus unless the diagnostic samples every corpus)."""
+    with st.expander(f"Compute {entry.title.lower()} (runs as a job)", expanded=expanded):
         with st.form(f"{key}_start"):
             cols = st.columns(3)
-            job_set = cols[0].selectbox("Adapter", training_sets, key=f"{key}_set")
+            job_set = cols[0].selectbox("Adapter", training_sets, key=f"{key}_set",
+                                        index=training_sets.index(adapter) if adapter in training_sets else 0)
             if entry.scope == "corpus":
                 job_corpus = cols[1].selectbox("Corpus", corpora, key=f"{key}_corpus")
             else:
                 job_corpus = None
                 cols[1].caption("Samples every corpus' test split.")
-            job_size = cols[2].number_input("Test emails (per corpus)", 4, 5000, 100, step=10, key=f"{key}_size")
+            job_size = cols[2].number_input("Test emails (per corpus)", min_size, 5000, 100, step=10,
+                                            key=f"{key}_size")
             if st.form_submit_button("Start"):
                 job = start_job(settings, JobRequest("diagnose", (entry.name,), corpus=job_corpus,
                                                      training_set=job_set, sample_size=job_size))
                 st.success(started_message(job))
+
+
+def show_grid_diagnostic(settings, entry, training_sets: list[str], corpora: list[str]) -> None:
+    """Start form and stored results of one registry entry whose `shows` is "grid"."""
+    key = f"grid_{entry.name}"
+    st.caption(entry.question)
+    stored = diagnostic_results(settings.store_path, entry.name)
+    start_form(settings, entry, key, training_sets, corpora, expanded=stored.empty)
     if stored.empty:
         st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
         return

@@ -7,7 +7,7 @@ import streamlit as st
 
 from data.records import JobRequest, label_name
 from diagnostics.launcher import start_job
-from pages._cache import classifier, model_lock, stored
+from pages._cache import neighbour_query, stored
 from pages._safe import md, started_message
 
 
@@ -25,11 +25,8 @@ def show_nearest_training_emails(settings, record: dict | None, mail, key: str, 
                                                  training_set=record["training_set"]))
             st.success(started_message(job))
         return
-    from diagnostics.neighbours import query_vector
-
-    loaded = classifier(record["model"], record["path"], str(settings.models_dir), settings.device)
-    with model_lock():
-        vector = tuple(float(v) for v in query_vector(loaded, mail, settings.max_tokens))
+    vector = neighbour_query(record["model"], record["path"], str(settings.models_dir), settings.device,
+                             settings.max_tokens, mail)
     nearest = stored(settings.store_path, "nearest_training_emails", record["id"], record["training_set"], vector, k)
     st.caption(f"Closest of {int(indexed['emails'].iloc[0])} training emails in the adapter's own answer-position "
                "state (cosine similarity); score: the adapter's on that email (> 0: phishing/spam).")

@@ -18,6 +18,7 @@ from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, he
                           lora_norms, results_or_stop)
 from pages._charts import attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap, update_vs_effect
 from pages._explain_view import pick_email
+from pages._grid_view import start_form
 from pages._safe import int_param, md, started_message
 
 settings = st.session_state["settings"]
@@ -173,17 +174,8 @@ for entry, tab in zip(per_head, per_head_tabs):
     with tab:
         st.caption(entry.question)
         stored = head_value_results(settings.store_path, entry.name)
-        with st.expander(f"Compute {entry.title.lower()} over a corpus sample (runs as a job)", expanded=stored.empty):
-            with st.form(f"heads_{entry.name}_start"):
-                cols = st.columns(3)
-                job_set = cols[0].selectbox("Adapter", names, index=names.index(adapter), key=f"heads_{entry.name}_set")
-                job_corpus = cols[1].selectbox("Corpus", list(results["corpora"]["name"]),
-                                               key=f"heads_{entry.name}_corpus")
-                job_size = cols[2].number_input("Sample size", 2, 5000, 100, step=10, key=f"heads_{entry.name}_size")
-                if st.form_submit_button("Start"):
-                    job = start_job(settings, JobRequest("diagnose", (entry.name,), corpus=job_corpus,
-                                                         training_set=job_set, sample_size=job_size))
-                    st.success(started_message(job))
+        start_form(settings, entry, f"heads_{entry.name}", names, list(results["corpora"]["name"]),
+                   expanded=stored.empty, adapter=adapter, min_size=2)
         if stored.empty:
             st.info(f"Nothing stored yet: start it above (or `python cli.py diagnose {entry.name} --corpus NAME`).")
             continue
