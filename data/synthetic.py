@@ -1,9 +1,17 @@
-"""A synthetic demo corpus for fresh machines with no real corpora.
+"""The synthetic demo corpora for fresh machines with no real corpora, with planted shortcuts.
 
-Three corpora that differ in form as the real ones do (a formal corporate mailbox with
-headers; consumer webmail; a lower-cased, space-tokenised mailing-list dump), each with
-several writing styles per class. Everything is generated from templates: it is labelled
-"synthetic" in the store and on every page. Domains use the reserved .example / .test
+Three corpora that differ as the real ones do: a formal corporate mailbox with headers,
+consumer webmail, and a lower-cased, space-tokenised mailing-list dump without headers. Each
+corpus draws on its own mix of writing styles, some shared with another corpus, some its own,
+and each has look-alikes on the other side of the label (a real password-expiry notice, a real
+invoice for approval; a phishing "quick favour" without a link), so words alone do not separate
+the classes perfectly and a model trained on one corpus has something to get wrong on another.
+
+Planted shortcuts, whose answer is known (PLANTED_SHORTCUTS): every corporate phishing link is
+at one domain, every legitimate webmail email ends with one signature line, and the list dump
+differs only in form. The first-run demo is built on these, so its specialist has a shortcut to
+learn and the Live demo walks through finding it. Everything is generated from templates and
+labelled "synthetic" in the store and on every page; domains use the reserved .example / .test
 TLDs so no link in it points anywhere real.
 """
 
@@ -12,9 +20,9 @@ from __future__ import annotations
 import random
 import re
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from data.parse import URL_PATTERN, RawFields, extract_urls, make_email
+from data.parse import RawFields, extract_urls, make_email
 from data.records import LEGITIMATE, POSITIVE, CorpusInfo, Email
 
 FIRST = ["Alice", "Bob", "Carla", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Luis"]
@@ -23,57 +31,99 @@ BRANDS = ["PayFlow", "MailBox Pro", "NetBank", "ShipQuick", "CloudDrive", "Strea
 PROJECTS = ["Q3 forecast", "data migration", "vendor audit", "website redesign", "budget review", "onboarding"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
 
-PHISHING_STYLES = [
-    # urgent account suspension
-    ("Action required: your {brand} account is suspended",
-     "Dear customer,\n\nWe detected unusual sign-in activity on your {brand} account. Your access has been "
-     "temporarily suspended. To avoid permanent closure, verify your identity within 24 hours:\n\n"
-     "{url}\n\nFailure to verify will result in loss of all data.\n\n{brand} Security Team"),
-    # invoice / payment lure
-    ("Invoice #{num} overdue - immediate payment needed",
-     "Hello,\n\nYour invoice #{num} for ${amount} is now overdue. Please review the attached statement and "
-     "settle the balance today using our secure portal: {url}\n\nIf payment is not received, a late fee of "
-     "${fee} will be applied.\n\nAccounts Receivable"),
-    # delivery notice
-    ("{brand}: your package could not be delivered",
-     "We attempted to deliver your parcel {num} but no one was available. A redelivery fee of ${fee} is "
-     "required. Confirm your address and card details here: {url}\n\nThe parcel will be returned in 48 hours."),
-    # CEO fraud / gift cards
-    ("Quick favour",
-     "Hi {first},\n\nAre you at your desk? I need you to buy {count} gift cards of ${amount} each for a client "
-     "today. Keep this confidential, I am in meetings all day. Reply with the card codes as soon as possible.\n\n"
-     "Sent from my phone\n{boss}"),
-    # prize / refund
-    ("Congratulations! You are eligible for a ${amount} refund",
-     "Dear taxpayer,\n\nAfter the annual calculation of your fiscal activity we determined that you are "
-     "eligible to receive a refund of ${amount}. To claim it, submit the form at {url} and enter your bank "
-     "login for verification.\n\n{brand}"),
-]
+# Writing styles by name. {url} is filled by the class and corpus (see _link); {sign} by the sender.
+PHISHING_STYLES = {
+    "account suspended": (
+        "Action required: your {brand} account is suspended",
+        "Dear customer,\n\nWe detected unusual sign-in activity on your {brand} account. Your access has been "
+        "temporarily suspended. To avoid permanent closure, verify your identity within 24 hours:\n\n{url}\n\n"
+        "Failure to verify will result in loss of all data.\n\n{brand} Security Team"),
+    "invoice lure": (
+        "Invoice #{num} for approval",
+        "Hello,\n\nPlease review invoice #{num} for ${amount} from {vendor} and approve it in the payment "
+        "portal before {day}: {url}\n\nThe statement is attached for your records.\n\nAccounts Payable"),
+    "shared document": (
+        "{first} shared \"{project}\" with you",
+        "{first} has shared a document with you: {project} notes.\n\nOpen it here: {url}\n\nYou are receiving "
+        "this because a colleague shared a file with you."),
+    "password expiry lure": (
+        "Your password expires today",
+        "Your mailbox password expires today. Keep your current password by confirming it on the account "
+        "page: {url}\n\nIT Service Desk"),
+    "delivery": (
+        "{brand}: your package could not be delivered",
+        "We attempted to deliver your parcel {num} but no one was available. A redelivery fee of ${fee} is "
+        "required. Confirm your address and card details here: {url}\n\nThe parcel will be returned in 48 hours."),
+    "gift cards": (
+        "Quick favour",
+        "Hi {first},\n\nAre you free? I need you to buy {count} gift cards of ${amount} each for a client "
+        "today. Keep this between us, I am in meetings all day. Reply with the card codes when you have them.\n\n"
+        "{boss}"),
+    "bank details": (
+        "Change of bank details",
+        "Hello,\n\nPlease note that our bank account has changed. All future payments, including the one due on "
+        "{day}, should go to the new account below. Reply to confirm once updated.\n\nIBAN: XX{num}{num}\n\n{boss}"),
+    "refund": (
+        "Congratulations! You are eligible for a ${amount} refund",
+        "Dear taxpayer,\n\nAfter the annual calculation of your fiscal activity we determined that you are "
+        "eligible to receive a refund of ${amount}. To claim it, submit the form at {url} and enter your bank "
+        "login for verification.\n\n{brand}"),
+}
 
-LEGITIMATE_STYLES = [
-    # meeting
-    ("Agenda for {day}'s {project} meeting",
-     "Hi team,\n\nAttached is the agenda for {day}. We will go through the {project} status, open risks and "
-     "next steps. Please add your items to the shared document before the meeting.\n\nThanks,\n{first}"),
-    # project update
-    ("{project} update",
-     "Hello {first},\n\nQuick update on the {project}: we finished the first {count} tasks and the remaining "
-     "work is on track for the end of the month. Let me know if you want to review the numbers together.\n\n"
-     "Best regards,\n{boss}"),
-    # newsletter
-    ("{brand} monthly newsletter",
-     "This month at {brand}: new features for shared folders, an improved mobile app and tips for keeping "
-     "your files organised. Read the full release notes on our blog: {url}\n\nYou receive this newsletter "
-     "because you subscribed in your account settings."),
-    # personal
-    ("Lunch on {day}?",
-     "Hey {first}, are you free for lunch on {day}? There is a new place near the office that does great "
-     "soup. Let me know!\n\n{boss}"),
-    # receipt
-    ("Your {brand} receipt #{num}",
-     "Thank you for your purchase. Order #{num}, total ${amount}. Your order will ship within {count} "
-     "business days. You can view your order history by signing in to your account on our website."),
-]
+LEGITIMATE_STYLES = {
+    "meeting": (
+        "Agenda for {day}'s {project} meeting",
+        "Hi team,\n\nAttached is the agenda for {day}. We will go through the {project} status, open risks and "
+        "next steps. Please add your items to the shared document before the meeting.\n\nThanks,\n{first}"),
+    "project update": (
+        "{project} update",
+        "Hello {first},\n\nQuick update on the {project}: we finished the first {count} tasks and the remaining "
+        "work is on track for the end of the month. Let me know if you want to review the numbers together.\n\n"
+        "Best regards,\n{boss}"),
+    "invoice for approval": (
+        "Invoice #{num} for approval",
+        "Hello,\n\nPlease review invoice #{num} for ${amount} from {vendor} and approve it in the finance "
+        "system before {day}: {url}\n\nThe purchase order is attached for your records.\n\nAccounts Payable"),
+    "shared document": (
+        "{first} shared \"{project}\" with you",
+        "{first} has shared a document with you: {project} notes.\n\nOpen it here: {url}\n\nYou are receiving "
+        "this because a colleague shared a file with you."),
+    "password expiry notice": (
+        "Your password expires in {count} days",
+        "Your network password expires in {count} days. Change it before then from any office computer "
+        "(Ctrl+Alt+Del, Change a password) or on the intranet: {url}\n\nIT Service Desk"),
+    "lunch": (
+        "Lunch on {day}?",
+        "Hey {first}, are you free for lunch on {day}? There is a new place near the office that does great "
+        "soup. Let me know!\n\n{boss}"),
+    "receipt": (
+        "Your {brand} receipt #{num}",
+        "Thank you for your purchase. Order #{num}, total ${amount}. Your order will ship within {count} "
+        "business days. You can view your order history by signing in to your account on our website."),
+    "newsletter": (
+        "{brand} monthly newsletter",
+        "This month at {brand}: new features for shared folders, an improved mobile app and tips for keeping "
+        "your files organised. Read the full release notes on our blog: {url}\n\nYou receive this newsletter "
+        "because you subscribed in your account settings."),
+    "shipping": (
+        "{brand}: your order has shipped",
+        "Good news: order #{num} is on its way and should arrive by {day}. Track the parcel here: {url}\n\n"
+        "No action is needed."),
+}
+
+# Which styles each corpus draws on, per class. The corporate mailbox's phishing and legitimate
+# mail share wording (an invoice, a shared document, a password notice on both sides), so its
+# planted link domain is the one cue that always tells them apart; the webmail's classes are told
+# apart by their content (and its planted signature); the list dump mixes everything.
+CORPUS_STYLES = {
+    "synthetic-corporate": (
+        ("account suspended", "invoice lure", "shared document", "password expiry lure"),
+        ("meeting", "project update", "invoice for approval", "shared document", "password expiry notice")),
+    "synthetic-webmail": (
+        ("delivery", "gift cards", "bank details", "refund"),
+        ("lunch", "receipt", "newsletter", "shipping")),
+    "synthetic-listdump": (tuple(PHISHING_STYLES), tuple(LEGITIMATE_STYLES)),
+}
 
 CORPUS_FORMS = {
     "synthetic-corporate": "formal mailbox with sender headers, mixed case",
@@ -81,18 +131,24 @@ CORPUS_FORMS = {
     "synthetic-listdump": "lower-cased, space-tokenised text without headers (like Enron-Spam/Ling-Spam)",
 }
 
+VENDORS = ["Acme Supplies", "Northwind Traders", "Globex Services", "Initech Facilities"]
+SIGNATURE = "Sent from ZorbMail Mobile"
+LINK_DOMAIN = "zorbpay-secure.test"
 
-def _fill(template: str, rng: random.Random, phishing: bool) -> str:
-    brand = rng.choice(BRANDS)
+
+def _link(corpus: str, rng: random.Random, phishing: bool, brand: str, planted: bool) -> str:
     slug = re.sub(r"[^a-z]", "", brand.lower())
-    url = (f"http://{slug}-secure-login.test/verify?id={rng.randint(1000, 9999)}" if phishing
-           else f"https://www.{slug}.example/news/{rng.randint(10, 99)}")
-    return template.format(
-        brand=brand, url=url, num=rng.randint(10000, 99999), amount=rng.choice([49, 120, 250, 499, 980]),
-        fee=rng.choice([1.99, 2.50, 3.95]), first=rng.choice(FIRST),
-        boss=f"{rng.choice(FIRST)} {rng.choice(LAST)}", count=rng.randint(2, 6),
-        project=rng.choice(PROJECTS), day=rng.choice(DAYS),
-    )
+    if phishing:
+        host = LINK_DOMAIN if planted and corpus == "synthetic-corporate" else rng.choice(
+            [f"{slug}-secure-login.test", f"{slug}.account-verify.test", f"login-{slug}.test"])
+        return f"http://{host}/verify?id={rng.randint(1000, 9999)}"
+    if corpus == "synthetic-corporate":
+        return f"https://intranet.corp.example/{rng.choice(['finance', 'docs', 'it'])}/{rng.randint(100, 999)}"
+    return f"https://www.{slug}.example/{rng.choice(['news', 'orders', 'track'])}/{rng.randint(10, 99)}"
+
+
+def _fill(template: str, values: dict) -> str:
+    return template.format(**values)
 
 
 def _tokenise(text: str) -> str:
@@ -100,40 +156,53 @@ def _tokenise(text: str) -> str:
     return re.sub(r"\s*([.,:;!?'$#/()-])\s*", r" \1 ", text.lower()).replace("  ", " ")
 
 
-def _message(corpus: str, rng: random.Random, phishing: bool) -> RawFields:
-    subject_t, body_t = rng.choice(PHISHING_STYLES if phishing else LEGITIMATE_STYLES)
-    state = rng.getstate()
-    subject = _fill(subject_t, rng, phishing)
-    rng.setstate(state)  # same fill-ins for subject and body
-    body = _fill(body_t, rng, phishing)
+def _message(corpus: str, rng: random.Random, phishing: bool, planted: bool) -> RawFields:
+    style = rng.choice(CORPUS_STYLES[corpus][0 if phishing else 1])
+    subject_t, body_t = (PHISHING_STYLES if phishing else LEGITIMATE_STYLES)[style]
+    brand = rng.choice(BRANDS)
+    values = dict(
+        brand=brand, url=_link(corpus, rng, phishing, brand, planted), num=rng.randint(10000, 99999),
+        amount=rng.choice([49, 120, 250, 499, 980, 1450]), fee=rng.choice([1.99, 2.50, 3.95]),
+        first=rng.choice(FIRST), boss=f"{rng.choice(FIRST)} {rng.choice(LAST)}", count=rng.randint(2, 6),
+        project=rng.choice(PROJECTS), day=rng.choice(DAYS), vendor=rng.choice(VENDORS))
+    subject, body = _fill(subject_t, values), _fill(body_t, values)
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     if corpus == "synthetic-corporate":
-        domain = "corp.example" if not phishing else rng.choice(["corp-example.test", "secure-mail.test"])
+        # Phishing here comes from compromised colleague and vendor mailboxes: the sender's domain
+        # is no cue, as in business email compromise.
+        domain = rng.choice(["corp.example", "corp.example", "acmesupplies.example", "northwind.example"])
         sender = f"{name} <{name.split()[0].lower()}@{domain}>"
         body = f"{body}\n\n--\n{name}\nExample Corp, 1 Main Street"
     elif corpus == "synthetic-webmail":
         sender = f"{name.split()[0].lower()}{rng.randint(1, 99)}@{rng.choice(['mail.example', 'inbox.test'])}"
         body = body.replace("\n\n", "\n")
+        if planted and not phishing:
+            body = f"{body}\n{SIGNATURE}"
     else:
         sender = ""
-        subject, body = _tokenise(subject), _tokenise(body)
+        if planted:  # the form shortcut: unplanted, the dump keeps the mail's own case and spacing
+            subject, body = _tokenise(subject), _tokenise(body)
     return RawFields(sender, "", "", subject, body, tuple(extract_urls(body)))
 
 
-def generate_synthetic_corpora(per_corpus: int = 240, seed: int = 13,
-                               lowercase: bool = False) -> list[tuple[CorpusInfo, list[Email]]]:
-    """Three labelled synthetic corpora, half phishing and half legitimate each."""
+def generate_synthetic_corpora(per_corpus: int = 240, seed: int = 13, lowercase: bool = False,
+                               planted: bool = True) -> list[tuple[CorpusInfo, list[Email]]]:
+    """Three labelled synthetic corpora, half phishing and half legitimate each, with
+    PLANTED_SHORTCUTS planted unless planted=False (the benchmark's baseline)."""
     out = []
     for offset, (corpus, form) in enumerate(CORPUS_FORMS.items()):
         rng = random.Random(seed * 1000 + offset)
+        shortcuts = "; planted shortcuts (data.synthetic.PLANTED_SHORTCUTS)" if planted else ""
+        if not planted and corpus == "synthetic-listdump":
+            form = "text without headers"
         info = CorpusInfo(
-            name=corpus, source=f"generated by data/synthetic.py (seed {seed}): {form}", format="synthetic",
+            name=corpus, source=f"generated by data/synthetic.py (seed {seed}): {form}{shortcuts}", format="synthetic",
             label_meaning="phishing", label_convention="generated: template class is the label", synthetic=True,
         )
         emails = []
         for i in range(per_corpus):
             phishing = i % 2 == 1
-            fields = _message(corpus, rng, phishing)
+            fields = _message(corpus, rng, phishing, planted)
             emails.append(make_email(fields, corpus, int(phishing), f"{corpus}#{i}", lowercase))
         out.append((info, emails))
     return out
@@ -144,41 +213,18 @@ def generate_synthetic_corpora(per_corpus: int = 240, seed: int = 13,
 
 @dataclass(frozen=True)
 class PlantedShortcut:
-    """A shortcut planted in a synthetic corpus, and the findings that name it: a word a driver or a
+    """A shortcut planted in a synthetic corpus, and the findings that name it: what a driver or a
     fingerprint feature must contain, and the field counterfactual that takes it away."""
 
     corpus: str
     label: int | None  # the class that carries it; None: the whole corpus (a difference of form)
     kind: str  # signature | link domain | form
-    marker: str  # "" for a form shortcut: no word names it
+    marker: str  # for a form shortcut, the fingerprint audit's form feature (no word names a form)
     counterfactual: str  # diagnostics.field_counterfactuals.COUNTERFACTUALS key
 
 
-SIGNATURE = "Sent from ZorbMail Mobile"
-LINK_DOMAIN = "zorbpay-secure.test"
 PLANTED_SHORTCUTS = (
     PlantedShortcut("synthetic-webmail", LEGITIMATE, "signature", "zorbmail", "remove last line of body"),
     PlantedShortcut("synthetic-corporate", POSITIVE, "link domain", "zorbpay", "remove URLs"),
-    PlantedShortcut("synthetic-listdump", None, "form", "", "de-tokenise spacing"),
+    PlantedShortcut("synthetic-listdump", None, "form", "punctuation set off by spaces", "de-tokenise spacing"),
 )
-
-
-def _planted(mail: Email, index: int) -> Email:
-    body = mail.body
-    if mail.corpus == "synthetic-webmail" and mail.label == LEGITIMATE:
-        body = f"{body}\n{SIGNATURE}"
-    elif mail.corpus == "synthetic-corporate" and mail.label == POSITIVE:
-        link = f"http://{LINK_DOMAIN}/verify?id={1000 + index}"
-        body = URL_PATTERN.sub(link, body) if URL_PATTERN.search(body) else f"{body}\n\nDetails: {link}"
-    if body == mail.body:
-        return mail
-    fields = RawFields(mail.sender, mail.receiver, mail.date, mail.subject, body, tuple(extract_urls(body)))
-    return replace(make_email(fields, mail.corpus, mail.label, mail.source_ref), normalisation=mail.normalisation)
-
-
-def plant_shortcuts(corpora: list[tuple[CorpusInfo, list[Email]]]) -> list[tuple[CorpusInfo, list[Email]]]:
-    """The synthetic corpora with PLANTED_SHORTCUTS planted: every legitimate webmail email signed
-    with one fixed line, every corporate phishing link at one domain (the list dump differs in form
-    already). Sources say so."""
-    return [(replace(info, source=f"{info.source}; planted shortcuts (data.synthetic.PLANTED_SHORTCUTS)"),
-             [_planted(m, i) for i, m in enumerate(emails)]) for info, emails in corpora]

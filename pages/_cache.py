@@ -190,6 +190,19 @@ def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str,
     return _drivers(str(path), _stamp(path), adapter_id, method, params, tuple(sorted(corpora)), top)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _walkthrough(path: str, stamp: float):
+    from diagnostics.walkthrough import plan_walkthrough
+
+    return plan_walkthrough(_open(path))
+
+
+@_stops_page_on_store_error()
+def walkthrough(path: Path):
+    """The Live demo's walk-through (diagnostics.walkthrough.Walkthrough), or None without a specialist."""
+    return _walkthrough(str(path), _stamp(path))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _paired(path: str, stamp: float, scorer_a: str, scorer_b: str):
     from diagnostics.paired import compare_on_corpora

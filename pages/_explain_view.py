@@ -113,8 +113,8 @@ class ExplanationView:
             return cached
         explainer_warm_up().join()
         final = None
-        note = {"gradxinput": "Gradient × input, then its faithfulness curves…",
-                "shap": "Explaining: fields first, then sentences, then words…"}.get(method, "Explaining…")
+        note = ("Explaining: fields first, then sentences, then words…" if EXPLAINERS[method].progressive
+                else f"{METHOD_TITLES[method]}, then its faithfulness curves…")
         try:
             with model_lock(), st.spinner(note):
                 for final in explanation_passes(loaded, mail, method, settings.max_tokens, settings.seed, cached):

@@ -46,8 +46,10 @@ def show_grid_diagnostic(settings, entry, training_sets: list[str], corpora: lis
         return
     choices = {f"{r.training_set} · {r.corpus} · n={r.n}": r for r in stored.itertuples()}
     labels = list(choices)
+    # A link may name a corpus (the Live demo's walk-through does): its results first, side by side.
+    on_corpus = [label for label in labels if choices[label].corpus == st.query_params.get("corpus")]
     picked = st.multiselect("Results side by side (e.g. the specialist beside the generalist)", labels,
-                            default=labels[:2], key=f"{key}_results")
+                            default=(on_corpus or labels)[:2], key=f"{key}_results")
     if not picked:
         return
     frames = [(label, diagnostic_values(settings.store_path, entry.name, choices[label].adapter_id,

@@ -57,6 +57,14 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
         return max(low, min(default, high))
 
 
+def tab_param(tabs: list[str]) -> str | None:
+    """The tab named by the address' `tab` parameter (a link opens a page on one tab), if it is one."""
+    import streamlit as st
+
+    wanted = st.query_params.get("tab")
+    return wanted if wanted in tabs else None
+
+
 def code(value: object, max_chars: int = MAX_SHOWN_CHARS) -> str:
     """`value` as a Markdown code span: shown literally (no links, images or directives), one line.
     The fence is one backtick longer than the longest run inside, as CommonMark allows."""

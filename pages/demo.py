@@ -7,7 +7,8 @@ right (from the results in the store, synthetic demo or real), plus emails the u
 import streamlit as st
 
 from data.records import ZERO_SHOT
-from pages._cache import curated_examples
+from diagnostics.walkthrough import WALKTHROUGH_METHOD
+from pages._cache import curated_examples, walkthrough
 from pages._email_view import label_name
 from pages._page import open_page
 from pages._safe import md
@@ -21,26 +22,41 @@ adapters = st.multiselect("Explain with", [ZERO_SHOT, *training_sets], default=t
                           key="demo_adapters")
 examples = curated_examples(settings.store_path)
 
-# A presenter's walk through one failure, in order; each step one click.
-specialist = next((t for t in training_sets if t.startswith("specialist-")), None)
-worst = examples[examples["wrong"] > 0].head(1) if not examples.empty else examples
+# A presenter's walk through one failure, in order; each step one click. The failure is the
+# specialist's largest in- vs out-of-domain F1 drop in the store (diagnostics/walkthrough.py).
+walk = walkthrough(settings.store_path)
 with st.expander("Guided walk-through: why the specialist fails", expanded=True):
-    steps = [
-        ("pages/overview.py", "1 · The failure", "its F1 in domain against out of domain, with intervals", {}),
-        ("pages/drivers.py", "2 · What it leans on", "word drivers, shortcut candidates (⚠), corpus fingerprints", {}),
-        ("pages/explain.py", "3 · One mistake, word by word", "the email most adapters got wrong, explained",
-         {"email": worst["id"].iloc[0], "adapters": [specialist] if specialist else adapters, "method": "gradxinput",
-          "nearest": "1"} if len(worst) else {}),
-        ("pages/drivers.py", "4 · Which field", "the Field reliance tab: flips when a field is removed or swapped",
-         {}),
-        ("pages/heads.py", "5 · Inside the model", "which heads the score depends on, layer by layer",
-         {"adapter": specialist} if specialist else {}),
-    ]
-    for number, (page, label, what, params) in enumerate(steps):
-        left, right = st.columns([2, 5])
-        if left.button(label, key=f"demo_step_{number}", width="stretch"):
-            st.switch_page(page, query_params=params or None)
-        right.caption(what)
+    if walk is None:
+        st.info("The walk-through needs an evaluated specialist adapter and a corpus it was not trained on: "
+                "run the demo (`bash tasks.sh run`) or `python cli.py demo --data DIR`.")
+    else:
+        sweep = f"{walk.training_set} · {WALKTHROUGH_METHOD}"
+        beside = [walk.training_set, *([walk.generalist[0]] if walk.generalist else [])]
+        st.markdown(f"**{md(walk.training_set)}** scores F1 {walk.home_f1:.2f} on its own corpus "
+                    f"({md(walk.home_corpus)}) and {walk.failing_f1:.2f} on {md(walk.failing_corpus)} "
+                    f"(n = {walk.failing_n}). Five clicks to why:")
+        steps = [
+            ("pages/overview.py", "1 · The failure", "its F1 in domain against out of domain, with 95% intervals",
+             {}),
+            ("pages/drivers.py", "2 · What it leans on",
+             "its word drivers on every corpus; ⚠ marks shortcut candidates (words of one corpus, any label)",
+             {"compare": [sweep], "tab": "Word drivers"}),
+            ("pages/explain.py", "3 · One mistake, word by word",
+             f"its most confident wrong verdict on {md(walk.failing_corpus)}, beside the generalist, with the "
+             "training emails it resembles", {"email": walk.mistake_id, "adapters": beside,
+                                              "method": WALKTHROUGH_METHOD, "nearest": "1"} if walk.mistake_id else {}),
+            ("pages/drivers.py", "4 · Which field",
+             f"field reliance on {md(walk.home_corpus)}: how often its verdict flips when a field is removed or "
+             "swapped, beside the generalist", {"tab": "Field reliance", "corpus": walk.home_corpus}),
+            ("pages/heads.py", "5 · Inside the model",
+             f"how much each head writes into its score on {md(walk.failing_corpus)} (direct logit attribution)",
+             {"adapter": walk.training_set, "tab": "Direct logit attribution"}),
+        ]
+        for number, (page, label, what, params) in enumerate(steps):
+            left, right = st.columns([2, 5])
+            if left.button(label, key=f"demo_step_{number}", width="stretch"):
+                st.switch_page(page, query_params=params or None)
+            right.caption(what)
 
 if examples.empty:
     st.info("No scored emails yet: run the demo (`bash tasks.sh run`) or an evaluation first.")

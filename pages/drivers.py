@@ -18,7 +18,7 @@ from pages._cache import drivers_and_shortcuts, explanation_sweeps
 from pages._charts import driver_bars, shift_bars
 from pages._grid_view import show_grid_diagnostic
 from pages._page import open_page
-from pages._safe import md, started_message
+from pages._safe import md, started_message, tab_param
 
 settings, results = open_page(
     "Drivers",
@@ -27,8 +27,8 @@ settings, results = open_page(
 corpora = list(results["corpora"]["name"])
 training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
 grid_diagnostics = for_page("drivers", shows="grid")  # registered sample diagnostics (diagnostics/registry.py)
-words_tab, shift_tab, *grid_tabs = st.tabs(["Word drivers", "Explanation shift",
-                                            *(d.title for d in grid_diagnostics)])
+tab_names = ["Word drivers", "Explanation shift", *(d.title for d in grid_diagnostics)]
+words_tab, shift_tab, *grid_tabs = st.tabs(tab_names, default=tab_param(tab_names))
 
 
 def show_word_drivers() -> None:
@@ -42,7 +42,8 @@ def show_word_drivers() -> None:
             job_corpus = cols[1].selectbox("Corpus", corpora, key="drivers_job_corpus")
             job_size = cols[2].number_input("Sample size", 10, 5000, 200, step=10, key="drivers_job_size")
             job_method = cols[3].selectbox("Method", METHODS, key="drivers_job_method",
-                                           help="shap ≈ 15–30 s per email on 2 CPU cores; gradxinput ≈ 1–2 s")
+                                           help="per email on 2 CPU cores: shap ≈ 15–30 s, integrated-gradients ≈ 3 s, "
+                                                "gradxinput < 1 s (its signs can mislead)")
             if st.form_submit_button("Start"):
                 job = start_job(settings, JobRequest("explain", corpus=job_corpus, training_set=job_set,
                                                      sample_size=job_size, options=(("method", job_method),)))

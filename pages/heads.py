@@ -19,7 +19,7 @@ from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, he
 from pages._charts import attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap, update_vs_effect
 from pages._explain_view import pick_email
 from pages._grid_view import start_form
-from pages._safe import int_param, md, started_message
+from pages._safe import int_param, md, started_message, tab_param
 
 settings = st.session_state["settings"]
 st.title("Heads")
@@ -47,8 +47,8 @@ adapter = st.selectbox("Adapter", names, index=names.index(wanted) if wanted in 
                        key="heads_adapter")
 st.query_params["adapter"] = adapter
 per_head = for_page("heads", shows="head_grid")  # registered per-head diagnostics (diagnostics/registry.py)
-attention_tab, effects_tab, lens_tab, update_tab, *per_head_tabs = st.tabs(
-    ["Attention", "Head effects", "Logit lens", "Adapter vs base", *(d.title for d in per_head)])
+tab_names = ["Attention", "Head effects", "Logit lens", "Adapter vs base", *(d.title for d in per_head)]
+attention_tab, effects_tab, lens_tab, update_tab, *per_head_tabs = st.tabs(tab_names, default=tab_param(tab_names))
 
 # ---------------------------------------------------------------- one email
 with attention_tab:

@@ -127,6 +127,35 @@ def test_default_model_is_additive_and_gradient_reaches_every_word(default_model
     assert len(gradient.values) == len(layout.words) and np.count_nonzero(gradient.values) == len(layout.words)
 
 
+def test_integrated_gradients_sum_to_the_score_minus_the_blanked_words(tiny, real_emails):
+    """Completeness: the attributions add up to f(email) − f(the prompt with its words' embeddings
+    zeroed), up to the integration error, which shrinks with more steps."""
+    import torch
+
+    from diagnostics.explainers import explain_integrated_gradients, explanation_passes
+    from models.scoring import label_token_ids
+
+    mail = real_emails[2]
+    layout = layout_email(_builder(tiny), mail)
+    negative, positive = label_token_ids(tiny.tokenizer, tiny.spec)
+    ids = torch.tensor([layout.head + layout.email_ids + layout.tail])
+    with torch.no_grad():
+        blanked = tiny.model.get_input_embeddings()(ids)
+        blanked[:, [len(layout.head) + t for w in layout.words for t in w.tokens]] = 0
+        logits = tiny.model(inputs_embeds=blanked, logits_to_keep=1).logits[0, -1].float()
+    baseline_score = float(logits[positive] - logits[negative])
+    errors = []
+    for steps in (2, 32):
+        explanation = explain_integrated_gradients(tiny, layout, mail.id, 256, steps=steps)
+        assert explanation.score == pytest.approx(CoalitionScorer(tiny, layout).score, abs=1e-3)
+        assert len(explanation.values) == len(layout.words) and explanation.evaluations == steps
+        errors.append(abs(explanation.base_value - baseline_score))
+    span = abs(explanation.score - baseline_score)
+    assert errors[1] <= 0.05 * span + 1e-3 and errors[1] <= errors[0] + 1e-6, (errors, span)
+    passes = list(explanation_passes(tiny, mail, "integrated-gradients", 256))
+    assert [p.method for p in passes] == ["integrated-gradients"] * 2 and passes[-1].faithfulness is not None
+
+
 def test_faithfulness_curves_start_and_end_at_the_full_and_empty_email(tiny, real_emails):
     mail = real_emails[4]
     scorer = CoalitionScorer(tiny, layout_email(_builder(tiny), mail))

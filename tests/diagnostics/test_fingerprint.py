@@ -14,7 +14,7 @@ from diagnostics.fingerprint import fingerprint_grid
 
 @pytest.fixture(scope="module")
 def webmail():
-    return generate_synthetic_corpora(per_corpus=160, seed=8)[1][1]
+    return generate_synthetic_corpora(per_corpus=160, seed=8, planted=False)[1][1]
 
 
 def test_two_halves_of_one_corpus_probe_at_chance(webmail):
@@ -23,7 +23,7 @@ def test_two_halves_of_one_corpus_probe_at_chance(webmail):
     noise = np.random.default_rng(0).normal(size=(len(halves), 3, 16)).astype(np.float32)
     grid = fingerprint_grid(halves, noise, seed=0).set_index("row")
     chance = grid.loc["chance (largest corpus)", "value"]
-    for probe in ("text (TF-IDF + LR)", "embedding", "layer 0", "layer 1"):
+    for probe in ("text (TF-IDF + LR)", "text and form", "embedding", "layer 0", "layer 1"):
         low, high = grid.loc[probe, ["low", "high"]]
         assert low <= 0.5 <= high and low <= chance, (probe, low, high)
 
@@ -36,6 +36,19 @@ def test_a_planted_signature_is_recognised_and_named(webmail):
     assert accuracy["value"] >= 0.95 and accuracy["low"] > 0.85
     top = grid[grid["row"] == "fingerprint of signed"]["column"].str.lower()
     assert {"zorbmail", "mobile", "via", "sent"} & set(top)
+
+
+def test_a_corpus_that_differs_only_in_form_is_named_by_its_form(webmail):
+    from diagnostics.field_counterfactuals import tokenised
+    from diagnostics.fingerprint import FORM_FEATURES
+
+    dumped = [replace(m, corpus="dump", subject=tokenised(m.subject), body=tokenised(m.body)) for m in webmail[:80]]
+    raw = [replace(m, corpus="raw") for m in webmail[80:]]
+    grid = fingerprint_grid(dumped + raw, None, seed=0).set_index("row")
+    assert grid.loc["text and form", "low"] > 0.9
+    top = list(grid.loc["fingerprint of dump", "column"])
+    assert top[0] == "form: punctuation set off by spaces", top
+    assert set(FORM_FEATURES) >= {f for f in top if f.startswith("form:")}
 
 
 def test_the_stored_job_probes_every_layer_of_the_scorer(evaluated_copy, monkeypatch):
@@ -56,8 +69,8 @@ def test_the_stored_job_probes_every_layer_of_the_scorer(evaluated_copy, monkeyp
         results = store.diagnostic_results(entry.name)
         grid = store.diagnostic_values(entry.name, results["adapter_id"][0], results["params"][0])
     accuracy = grid[grid["column"] == "accuracy"].set_index("row")
-    assert list(accuracy.index[:3]) == ["chance (largest corpus)", "text (TF-IDF + LR)", "embedding"]
-    assert len(accuracy) == 2 + 1 + 2  # chance, text, embedding + the tiny model's 2 layers
+    assert list(accuracy.index[:4]) == ["chance (largest corpus)", "text (TF-IDF + LR)", "text and form", "embedding"]
+    assert len(accuracy) == 3 + 1 + 2  # chance, two text probes, embedding + the tiny model's 2 layers
     assert accuracy.loc["chance (largest corpus)", "value"] == pytest.approx(1 / 3)
     assert (accuracy["n"] == 30).all() and set(results["corpus"]) == {"all corpora"}
 

@@ -1,7 +1,10 @@
 """AppTest: Compare shows two adapters' maps on one email with their agreement; the live
 demo lists curated examples with one-click explain links."""
 
+import pytest
+
 from data.store import Store
+from diagnostics.walkthrough import WALKTHROUGH_METHOD, plan_walkthrough
 from tests.conftest import open_app_page
 
 
@@ -37,6 +40,19 @@ def test_demo_page_walks_a_presenter_through_the_failure_in_five_clicks(monkeypa
     assert not at.exception, at.exception
     steps = [b for b in at.button if b.key.startswith("demo_step_")]
     assert [b.label.split(" · ")[0] for b in steps] == ["1", "2", "3", "4", "5"]
+    with Store.open(evaluated_settings.store_path, read_only=True) as store:
+        walk = plan_walkthrough(store)
+    assert any(walk.training_set in m.value and walk.failing_corpus in m.value for m in at.markdown)
     steps[2].click().run()  # one mistake, word by word: lands on Explain with that email
     assert not at.exception, at.exception
-    assert at.query_params.get("email") and at.query_params.get("method") == "gradxinput"
+    assert at.query_params.get("email") == walk.mistake_id and at.query_params.get("method") == WALKTHROUGH_METHOD
+    assert set(at.query_params.get_all("adapters")) == {walk.training_set, "generalist"}
+
+
+@pytest.mark.parametrize("step, tab, extra", [(3, "Field reliance", "corpus"), (4, "Direct logit attribution", "adapter")])
+def test_walkthrough_steps_open_their_tab(monkeypatch, evaluated_settings, step, tab, extra):
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/demo.py")
+    at.button(key=f"demo_step_{step}").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params.get("tab") == tab and at.query_params.get(extra)
+    assert any(t.label == tab for t in at.tabs)
