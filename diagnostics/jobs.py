@@ -38,7 +38,7 @@ class ProtocolPlan:
 
 # The first-run demo: two epochs, so the generalist learns all three corpora (after one it is still
 # at 0.55-0.80 F1) while the specialist learns its corpus' planted link domain; then the
-# walk-through's diagnostics, so every step of it opens a result. About 8 minutes on 2 CPU cores.
+# walk-through's diagnostics, so every step of it opens a result. About 10 minutes on 2 CPU cores.
 DEMO_PLAN = ProtocolPlan(specialists=("synthetic-corporate",), train_size=160, eval_size=None,
                          lora=LoraSettings(max_tokens=128, epochs=2), walkthrough_sample=16)
 

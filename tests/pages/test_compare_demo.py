@@ -42,11 +42,13 @@ def test_demo_page_walks_a_presenter_through_the_failure_in_five_clicks(monkeypa
     assert [b.label.split(" · ")[0] for b in steps] == ["1", "2", "3", "4", "5"]
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         walk = plan_walkthrough(store)
-    assert any(walk.training_set in m.value and walk.failing_corpus in m.value for m in at.markdown)
+    from pages._safe import md
+
+    assert any(md(walk.training_set) in m.value and md(walk.failing_corpus) in m.value for m in at.markdown)
     steps[2].click().run()  # one mistake, word by word: lands on Explain with that email
     assert not at.exception, at.exception
     assert at.query_params.get("email") == walk.mistake_id and at.query_params.get("method") == WALKTHROUGH_METHOD
-    assert set(at.query_params.get_all("adapters")) == {walk.training_set, "generalist"}
+    assert set(at.query_params["adapters"]) == {walk.training_set, "generalist"}
 
 
 @pytest.mark.parametrize("step, tab, extra", [(3, "Field reliance", "corpus"), (4, "Direct logit attribution", "adapter")])
