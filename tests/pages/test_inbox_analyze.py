@@ -116,9 +116,9 @@ def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings)
     at = open_app_page(monkeypatch, evaluated_settings, "pages/inbox.py")
     at.selectbox(key="inbox_outcome").set_value("all").run()
     at.multiselect(key="inbox_corpora").set_value(["synthetic-webmail"]).run()
-    at.text_input(key="inbox_text").set_value("lunch").run()
+    at.text_input(key="inbox_text").set_value("zorbmail").run()
     shared = {k: v if isinstance(v, list) else [v] for k, v in dict(at.query_params).items()}
-    assert shared["show"] == ["all"] and shared["corpus"] == ["synthetic-webmail"] and shared["q"] == ["lunch"]
+    assert shared["show"] == ["all"] and shared["corpus"] == ["synthetic-webmail"] and shared["q"] == ["zorbmail"]
     # A fresh session opened with that URL shows the same view.
     monkeypatch.setenv("PHISHLENS_STORE", str(evaluated_settings.store_path))
     fresh = AppTest.from_file(APP, default_timeout=120)
@@ -127,7 +127,7 @@ def test_inbox_view_round_trips_through_the_url(monkeypatch, evaluated_settings)
     fresh.run()
     fresh.switch_page("pages/inbox.py").run()
     assert fresh.multiselect(key="inbox_corpora").value == ["synthetic-webmail"]
-    assert fresh.text_input(key="inbox_text").value == "lunch"
+    assert fresh.text_input(key="inbox_text").value == "zorbmail"
     table = fresh.dataframe[0].value
     assert len(table) > 0 and (table["corpus"] == "synthetic-webmail").all()
 
