@@ -102,6 +102,8 @@ def ingest(
     lowercase: Annotated[Optional[bool], typer.Option(help="Lower-case all text (recorded as the normalisation) [env PHISHLENS_LOWERCASE]")] = None,
     label_meaning: Annotated[Optional[str], typer.Option(help="What label 1 means for PATHS: 'phishing' or 'spam' (default: phishing for Nazario, spam otherwise)")] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of each corpus held out for testing")] = 0.2,
+    eval_only: Annotated[bool, typer.Option("--eval-only", help="PATHS are held out: every email a test email, never in a training set")] = False,
+    held_out: Annotated[Optional[list[str]], typer.Option(help="A corpus of --data to ingest for evaluation only (repeatable)")] = None,
 ):
     """Parse, normalise, deduplicate and split corpora into the store."""
     from data.corpora import ingest_source, source_for_path
@@ -119,17 +121,22 @@ def ingest(
             if synthetic:
                 reports += ingest_synthetic(store, settings, test_fraction=test_fraction)
             if data:
-                reports += ingest_folder(store, settings, data, test_fraction=test_fraction)
+                reports += ingest_folder(store, settings, data, test_fraction=test_fraction, held_out=held_out or ())
+            elif held_out:
+                _fail("--held-out names corpora of --data DIR; for corpus PATHS use --eval-only")
             for path in paths or []:
                 source = source_for_path(path)
-                reports.append(ingest_source(store, source, settings.lowercase, settings.parse_limits, label_meaning))
+                reports.append(ingest_source(store, source, settings.lowercase, settings.parse_limits, label_meaning,
+                                             eval_only=eval_only))
                 split_corpus(store, source.name, test_fraction, settings.seed)
     if not reports:
         typer.echo("nothing new to ingest: every corpus found is already in the store")
+    with Store.open(settings.store_path, read_only=True) as store:
+        held = set(store.held_out_corpora())
     for r in reports:
         typer.echo(f"{r.corpus}: parsed {r.parsed}, errors {r.parse_errors}, duplicates within {r.duplicates_within}, "
                    f"label conflicts dropped {r.label_conflicts}, duplicates of other corpora {r.duplicates_across}, "
-                   f"kept {r.kept} ({r.normalisation})")
+                   f"kept {r.kept} ({r.normalisation}){'; held out: evaluation only' if r.corpus in held else ''}")
         for ref, error in r.errors[:5]:
             typer.echo(f"  not parsed: {ref}: {error}")
         if r.parse_errors > 5:
@@ -179,7 +186,7 @@ def trainset_generalist(
     settings = _settings(ctx)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            build_generalist(store, corpora or store.corpus_names(), size,
+            build_generalist(store, corpora or store.training_corpora(), size,
                              seed if seed is not None else settings.seed, name)
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
 
@@ -461,7 +468,7 @@ def study(
             if data and not report_only:
                 from diagnostics.jobs import ingest_folder
 
-                ingest_folder(store, settings, data)  # corpora already stored are skipped
+                ingest_folder(store, settings, data, held_out=parsed.held_out)  # stored corpora are skipped
             try:
                 plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)
             except SpecError as exc:
@@ -487,6 +494,7 @@ def demo(
     train_size: Annotated[Optional[int], typer.Option(help="Emails per training set")] = None,
     eval_size: Annotated[Optional[int], typer.Option(help="Test emails per corpus")] = None,
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when the store already has results")] = False,
+    held_out: Annotated[Optional[list[str]], typer.Option(help="A corpus of --data ingested for evaluation only: never trained on (repeatable)")] = None,
 ):
     """Build results end to end: ingest, a specialist and a generalist adapter, evaluation on every corpus."""
     from dataclasses import replace
@@ -502,9 +510,13 @@ def demo(
                 typer.echo(f"results found in {settings.store_path}; nothing to build")
                 return
     plan = ProtocolPlan() if data else DEMO_PLAN
-    plan = replace(plan, **{k: v for k, v in {"train_size": train_size, "eval_size": eval_size}.items() if v})
+    plan = replace(plan, **{k: v for k, v in {"train_size": train_size, "eval_size": eval_size,
+                                              "held_out": tuple(held_out or ())}.items() if v})
+    if plan.held_out and not data:
+        _fail("--held-out names corpora of --data DIR")
     typer.echo(f"building {'results from ' + str(data) if data else 'the synthetic demo'} into {settings.store_path}")
-    build_demo(settings, data, plan)
+    with _clear_errors():
+        build_demo(settings, data, plan)
     ctx.invoke(status, ctx)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -201,9 +201,9 @@ def ingest_emails(store: Store, info: CorpusInfo, items: Iterable[Email | tuple[
 
 def ingest_source(store: Store, source: CorpusSource, lowercase: bool = False,
                   limits: ParseLimits = DEFAULT_LIMITS, label_meaning: str | None = None,
-                  progress: bool = True) -> IngestReport:
-    """Parse, dedupe and store one corpus source."""
-    info = corpus_info(source, label_meaning)
+                  progress: bool = True, eval_only: bool = False) -> IngestReport:
+    """Parse, dedupe and store one corpus source (eval_only: held out, every email a test email)."""
+    info = replace(corpus_info(source, label_meaning), eval_only=eval_only)
     items = read_corpus(source, lowercase, limits, progress)
     return ingest_emails(store, info, items, lowercase)
 

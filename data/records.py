@@ -59,6 +59,8 @@ class CorpusInfo:
     label_meaning: str  # "phishing" or "spam": what label 1 means in this corpus
     label_convention: str  # human-readable: where the label came from
     synthetic: bool = False
+    # Held out (evaluation only): every email is a test email, and no training set may draw on it.
+    eval_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,8 @@ class StudySpec:
     # FTICL: k > 0 also trains every specialist's emails with k in-context examples (fticl-<corpus>)
     fticl_examples: int = 0
     test_corpora: tuple[str, ...] | None = None  # None: every corpus
+    # Corpora of the data folder ingested for evaluation only (never trained on; the held-out columns)
+    held_out: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (13,)
     train_size: int = 256
     eval_size: int | None = 100  # test emails per corpus; None: the whole test split

@@ -221,6 +221,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (adapter_id, training_set, email_id)
     );
     """,
+    # v9: held-out corpora (ingest --eval-only): every email in the test split, none in any
+    # training set; the matrix shows them as their own column group.
+    """
+    CREATE TABLE held_out_corpora (name VARCHAR PRIMARY KEY);
+    """,
 ]
 
 # Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample
@@ -246,7 +251,8 @@ SELECT c.*,
        (tp + tn) / n AS accuracy,
        coalesce(a.training_set, '{ZERO_SHOT}') AS training_set,
        coalesce(ts.kind, '{ZERO_SHOT}') AS paradigm,
-       coalesce(list_contains(ts.corpora, c.corpus), false) AS in_domain
+       coalesce(list_contains(ts.corpora, c.corpus), false) AS in_domain,
+       c.corpus IN (SELECT name FROM held_out_corpora) AS held_out
 FROM counts c
 LEFT JOIN scorers a ON a.id = c.adapter_id
 LEFT JOIN training_sets ts ON ts.name = a.training_set

@@ -35,11 +35,15 @@ def stratified_split(frame: pd.DataFrame, test_fraction: float, seed: int) -> di
 
 
 def split_corpus(store: Store, corpus: str, test_fraction: float = 0.2, seed: int = 13) -> dict[str, int]:
-    """Split a stored corpus; returns the number of train and test emails."""
+    """Split a stored corpus; returns the number of train and test emails. A held-out corpus
+    (ingested for evaluation only) is all test."""
     frame = store.emails_of_corpus(corpus)
     if frame.empty:
         raise SplitError(f"corpus {corpus!r} has no emails in the store")
-    assignments = stratified_split(frame, test_fraction, seed)
+    if corpus in store.held_out_corpora():
+        assignments = {email_id: "test" for email_id in frame["id"]}
+    else:
+        assignments = stratified_split(frame, test_fraction, seed)
     store.add_splits(corpus, assignments, seed)
     values = list(assignments.values())
     return {"train": values.count("train"), "test": values.count("test")}
@@ -60,6 +64,13 @@ def sample_stratified(frame: pd.DataFrame, size: int | None, seed: int) -> list[
     return sorted(chosen)
 
 
+def _refuse_held_out(store: Store, corpora: list[str]) -> None:
+    held_out = sorted(set(corpora) & set(store.held_out_corpora()))
+    if held_out:
+        raise SplitError(f"{', '.join(held_out)} {'is' if len(held_out) == 1 else 'are'} held out for evaluation "
+                         f"only (ingested with --eval-only): no training set may draw on it")
+
+
 def specialist_name(corpus: str) -> str:
     return f"specialist-{corpus}"
 
@@ -75,6 +86,7 @@ def build_specialist(store: Store, corpus: str, size: int | None = None, seed: i
     kind="fticl" names the same emails as the FTICL paradigm's set (fticl-<corpus>): trained
     with in-context examples, it is its own row in every matrix.
     """
+    _refuse_held_out(store, [corpus])
     train = store.split_ids(corpus, "train")
     if train.empty:
         raise SplitError(f"corpus {corpus!r} has no training split; ingest it first")
@@ -90,6 +102,7 @@ def build_specialist(store: Store, corpus: str, size: int | None = None, seed: i
 def build_generalist(store: Store, corpora: list[str], size: int, seed: int = 13,
                      name: str = "generalist") -> str:
     """A label-balanced mix of training splits: size/2 per label, spread evenly over corpora."""
+    _refuse_held_out(store, corpora)
     if len(corpora) < 2:
         raise SplitError("a generalist set mixes at least two corpora")
     rng = np.random.default_rng(seed)

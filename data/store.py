@@ -304,6 +304,8 @@ class Store:
                  report.duplicates_within, report.label_conflicts, report.duplicates_across,
                  report.kept, _now()],
             )
+            if info.eval_only:
+                con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
             self.insert_emails(con, emails)
             if len(errors):
                 con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
@@ -344,6 +346,8 @@ class Store:
                             [info.name, info.source, info.format, info.label_meaning, info.label_convention,
                              info.synthetic, normalisation, int(parsed), n_errors, report.duplicates_within, conflicts,
                              report.duplicates_across, kept, _now()])
+                        if info.eval_only:
+                            con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
                         con.execute("INSERT INTO emails BY NAME SELECT e.* EXCLUDE (seq) FROM staged.emails e "
                                     "SEMI JOIN staged_ids k ON e.seq = k.seq")
                         con.execute("INSERT INTO ingest_errors SELECT ?, source_ref, error FROM staged.errors", [info.name])
@@ -364,13 +368,23 @@ class Store:
         return [_email_from_row(r) for r in rows.to_dict("records")]
 
     def corpora(self) -> pd.DataFrame:
-        """Every corpus with its label meaning, normalisation and ingest counts."""
-        return self.query("SELECT * FROM corpora ORDER BY name")
+        """Every corpus with its label meaning, normalisation, ingest counts and whether it is held out."""
+        return self.query("SELECT *, name IN (SELECT name FROM held_out_corpora) AS held_out FROM corpora ORDER BY name")
+
+    def held_out_corpora(self) -> list[str]:
+        """Corpora ingested for evaluation only: never in a training set."""
+        return [r[0] for r in self.rows("SELECT name FROM held_out_corpora ORDER BY name")]
+
+    def training_corpora(self) -> list[str]:
+        """Corpora a training set may draw on: every one but the held-out ones."""
+        return [r[0] for r in self.rows(
+            "SELECT name FROM corpora WHERE name NOT IN (SELECT name FROM held_out_corpora) ORDER BY name")]
 
     def two_class_corpora(self) -> list[str]:
-        """Corpora holding both labels (the ones a specialist can be trained on)."""
+        """Corpora holding both labels and not held out (the ones a specialist can be trained on)."""
         return [r[0] for r in self.rows(
-            "SELECT corpus FROM emails GROUP BY corpus HAVING count(DISTINCT label) = 2 ORDER BY corpus")]
+            "SELECT corpus FROM emails WHERE corpus NOT IN (SELECT name FROM held_out_corpora) "
+            "GROUP BY corpus HAVING count(DISTINCT label) = 2 ORDER BY corpus")]
 
     def ingest_error_summary(self) -> pd.DataFrame:
         return self.query("SELECT corpus, count(*) AS n, any_value(error) AS example FROM ingest_errors GROUP BY corpus")

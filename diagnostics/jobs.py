@@ -7,6 +7,7 @@ No Streamlit here: pages only read what these jobs wrote.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class ProtocolPlan:
     eval_size: int | None = 100  # per corpus test split; None = all
     lora: LoraSettings = field(default_factory=LoraSettings)
     test_fraction: float = 0.2
+    held_out: tuple[str, ...] = ()  # corpora of the data folder ingested for evaluation only
     # Test emails per corpus for the Live demo walk-through's stored diagnostics
     # (diagnostics.walkthrough); None: leave them to the user.
     walkthrough_sample: int | None = None
@@ -44,16 +46,32 @@ DEMO_PLAN = ProtocolPlan(specialists=("synthetic-corporate",), train_size=160, e
 
 
 def ingest_folder(store: Store, settings: Settings, data_dir: Path, progress: bool = True,
-                  test_fraction: float = 0.2) -> list[IngestReport]:
-    """Ingest every corpus found in data_dir not yet in the store, and split each one."""
+                  test_fraction: float = 0.2, held_out: Sequence[str] = ()) -> list[IngestReport]:
+    """Ingest every corpus found in data_dir not yet in the store, and split each one; those
+    named in held_out are ingested for evaluation only (all test, never trained on)."""
+    sources = discover_corpora(data_dir)
+    check_held_out(store, held_out, [s.name for s in sources])
     reports = []
-    for source in discover_corpora(data_dir):
+    for source in sources:
         if store.has_corpus(source.name):
             continue
-        report = ingest_source(store, source, settings.lowercase, settings.parse_limits, progress=progress)
+        report = ingest_source(store, source, settings.lowercase, settings.parse_limits, progress=progress,
+                               eval_only=source.name in held_out)
         split_corpus(store, source.name, test_fraction, settings.seed)
         reports.append(report)
     return reports
+
+
+def check_held_out(store: Store, held_out: Sequence[str], found: Sequence[str]) -> None:
+    """Refuse to hold out a corpus the folder lacks, or one already stored as a training corpus."""
+    missing = sorted(set(held_out) - set(found))
+    if missing:
+        raise ValueError(f"cannot hold out {', '.join(missing)}: no such corpus in the folder; "
+                         f"found {', '.join(found) or 'none'}")
+    trained_on = sorted(set(held_out) & set(store.training_corpora()))
+    if trained_on:
+        raise ValueError(f"{', '.join(trained_on)} is already in the store as a training corpus; hold it out "
+                         f"in a fresh store (another PHISHLENS_HOME or --store)")
 
 
 def ingest_synthetic(store: Store, settings: Settings, per_corpus: int = 240,
@@ -78,7 +96,7 @@ def build_training_sets(store: Store, plan: ProtocolPlan, seed: int) -> list[str
             build_specialist(store, corpus, plan.train_size, seed)
         names.append(name)
     if store.training_set("generalist") is None:
-        build_generalist(store, store.corpus_names(), plan.train_size, seed)
+        build_generalist(store, store.training_corpora(), plan.train_size, seed)
     names.append("generalist")
     return names
 
@@ -148,7 +166,7 @@ def build_demo(settings: Settings, data_dir: Path | None = None, plan: ProtocolP
     """Ingest real corpora from data_dir (or the synthetic demo), then run the protocol."""
     with Store.open(settings.store_path) as store:
         if data_dir:
-            ingest_folder(store, settings, data_dir, progress)
+            ingest_folder(store, settings, data_dir, progress, held_out=plan.held_out if plan else ())
             plan = plan or ProtocolPlan()
         else:
             ingest_synthetic(store, settings)

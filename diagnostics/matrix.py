@@ -7,21 +7,34 @@ import pandas as pd
 
 from data.records import ZERO_SHOT
 
-GAP_COLUMNS = ["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "gap"]
+GAP_COLUMNS = ["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "held_out_f1", "gap",
+               "held_out_gap"]
+SCOPES = {"in_domain_f1": "in domain", "out_of_domain_f1": "out of domain (corpora other adapters train on)",
+          "held_out_f1": "held out (no adapter trains on it)"}
+
+
+def cell_scope(metrics: pd.DataFrame) -> pd.Series:
+    """Per matrix cell: in_domain_f1, out_of_domain_f1 or held_out_f1 (a held-out corpus is never in domain)."""
+    held_out = metrics["held_out"].astype(bool) if "held_out" in metrics else pd.Series(False, index=metrics.index)
+    return pd.Series(np.where(metrics["in_domain"], "in_domain_f1",
+                              np.where(held_out, "held_out_f1", "out_of_domain_f1")), index=metrics.index)
 
 
 def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean in-domain F1 minus mean out-of-domain F1 per adapter (cells with an F1 only)."""
+    """Per adapter: mean F1 in domain, out of domain and on held-out corpora (cells with an F1
+    only), and in-domain minus each of the other two."""
     scored = metrics.dropna(subset=["f1"])
     scored = scored[scored["paradigm"] != ZERO_SHOT]
     if scored.empty:
         return pd.DataFrame(columns=GAP_COLUMNS)
-    grouped = scored.groupby(["adapter_id", "model", "training_set", "in_domain"])["f1"].mean().unstack("in_domain")
-    grouped = grouped.rename(columns={True: "in_domain_f1", False: "out_of_domain_f1"}).reset_index()
-    for column in ("in_domain_f1", "out_of_domain_f1"):
+    scored = scored.assign(scope=cell_scope(scored))
+    grouped = scored.groupby(["adapter_id", "model", "training_set", "scope"])["f1"].mean().unstack("scope")
+    grouped = grouped.reset_index()
+    for column in SCOPES:
         if column not in grouped:
             grouped[column] = float("nan")
     grouped["gap"] = grouped["in_domain_f1"] - grouped["out_of_domain_f1"]
+    grouped["held_out_gap"] = grouped["in_domain_f1"] - grouped["held_out_f1"]
     return grouped[GAP_COLUMNS]
 
 

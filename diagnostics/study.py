@@ -22,13 +22,13 @@ from data.settings import Settings
 from data.splits import build_generalist, build_specialist, fticl_name, specialist_name
 from data.store import Store
 from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
-from diagnostics.matrix import with_f1_intervals
+from diagnostics.matrix import cell_scope, with_f1_intervals
 from models.finetune import adapter_id
 from models.loading import zero_shot_id
 from models.registry import resolve_model
 
-SPEC_KEYS = {"name", "models", "specialists", "generalist", "fticl_examples", "test_corpora", "seeds", "train_size",
-             "eval_size", "reference", "lora"}
+SPEC_KEYS = {"name", "models", "specialists", "generalist", "fticl_examples", "test_corpora", "held_out", "seeds",
+             "train_size", "eval_size", "reference", "lora"}
 LORA_KEYS = {f.name for f in fields(LoraSettings)} - {"seed", "context_examples"}
 
 
@@ -85,9 +85,14 @@ def parse_spec(raw: dict) -> StudySpec:
         raise SpecError(f"fticl_examples must be an integer from 0 (no FTICL) to 16, got {fticl!r}")
     # Absent: every corpus with both labels. An empty list is refused by _names, so a spec always trains something.
     specialists = _names(raw["specialists"], "specialists") if "specialists" in raw else None
+    held_out = _names(raw["held_out"], "held_out") if "held_out" in raw else ()
+    both = sorted(set(held_out) & set(specialists or ()))
+    if both:
+        raise SpecError(f"{', '.join(both)} cannot be both a specialist and held out")
     return StudySpec(name=raw["name"].strip(), models=_names(raw["models"], "models"), specialists=specialists,
                      generalist=raw.get("generalist", True), fticl_examples=fticl,
                      test_corpora=_names(raw["test_corpora"], "test_corpora") if raw.get("test_corpora") else None,
+                     held_out=held_out,
                      seeds=tuple(seeds), train_size=sizes["train_size"], eval_size=sizes["eval_size"],
                      reference=raw.get("reference", True), lora=lora)
 
@@ -115,9 +120,17 @@ def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
     if not corpora:
         raise SpecError("the store holds no corpora yet: give the study --data ../shared/data (or set "
                         "PHISHLENS_DATA), or run `cli.py ingest --data DIR` first")
-    for name in (spec.specialists or ()) + (spec.test_corpora or ()):
+    for name in (spec.specialists or ()) + (spec.test_corpora or ()) + spec.held_out:
         if name not in corpora:
             raise SpecError(f"corpus {name!r} is not in the store; known: {', '.join(corpora) or 'none'}")
+    held_out = set(store.held_out_corpora())
+    not_held = sorted(set(spec.held_out) - held_out)
+    if not_held:
+        raise SpecError(f"{', '.join(not_held)} is in the store as a training corpus, not held out; run the study "
+                        f"with --data on a fresh store (--store) so it is ingested for evaluation only")
+    trains_on = sorted(set(spec.specialists or ()) & held_out)
+    if trains_on:
+        raise SpecError(f"{', '.join(trains_on)} is held out for evaluation only: it cannot be a specialist")
     specialists = spec.specialists if spec.specialists is not None else tuple(store.two_class_corpora())
     training_sets = tuple(specialist_name(c) for c in specialists) + (("generalist",) if spec.generalist else ()) \
         + (tuple(fticl_name(c) for c in specialists) if spec.fticl_examples else ())
@@ -148,7 +161,7 @@ def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool 
         if kind in ("specialist", "fticl") and store.training_set(name) is None:
             build_specialist(store, corpus, spec.train_size, settings.seed, kind=kind)
     if spec.generalist and store.training_set("generalist") is None:
-        build_generalist(store, store.corpus_names(), spec.train_size, settings.seed)
+        build_generalist(store, store.training_corpora(), spec.train_size, settings.seed)
     for model in spec.models:
         model_settings = settings.with_overrides(model=model)
         folders = [train_training_set(store, model_settings, training_set, training_lora(spec, training_set, seed),
@@ -177,20 +190,23 @@ def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int
     return with_f1_intervals(rows).assign(seed=lambda f: f["adapter_id"].map(seeds))
 
 
+STUDY_SCOPES = {"in_domain_f1": "in_domain", "out_of_domain_f1": "out_domain", "held_out_f1": "held_out"}
+
+
 def summarize_study(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model and paradigm: mean in-domain and out-of-domain F1 (over seeds and corpora with
-    an F1), their standard deviation over seeds, and the gap."""
+    """Per model and paradigm: mean F1 in domain, out of domain and on held-out corpora (over seeds
+    and corpora with an F1), their standard deviation over seeds, and the in- minus out-of-domain gap."""
     scored = results.dropna(subset=["f1"])
-    per_seed = (scored.assign(seed=scored["seed"].fillna(-1))
-                .groupby(["model", "paradigm", "seed", "in_domain"])["f1"].mean().reset_index())
-    summary = (per_seed.groupby(["model", "paradigm", "in_domain"])["f1"]
+    scored = scored.assign(scope=cell_scope(scored).map(STUDY_SCOPES), seed=scored["seed"].fillna(-1))
+    per_seed = scored.groupby(["model", "paradigm", "seed", "scope"])["f1"].mean().reset_index()
+    summary = (per_seed.groupby(["model", "paradigm", "scope"])["f1"]
                .agg(mean="mean", std="std", seeds="count").reset_index())
-    wide = summary.pivot_table(index=["model", "paradigm"], columns="in_domain", values=["mean", "std"])
-    wide.columns = [f"{'in' if domain else 'out'}_domain_f1_{stat}" for stat, domain in wide.columns]
+    wide = summary.pivot_table(index=["model", "paradigm"], columns="scope", values=["mean", "std"])
+    wide.columns = [f"{scope}_f1_{stat}" for stat, scope in wide.columns]
     wide = wide.reset_index()
-    for column in ("in_domain_f1_mean", "out_domain_f1_mean"):
-        if column not in wide:
-            wide[column] = float("nan")
+    for scope in STUDY_SCOPES.values():
+        if f"{scope}_f1_mean" not in wide:
+            wide[f"{scope}_f1_mean"] = float("nan")
     wide["gap"] = wide["in_domain_f1_mean"] - wide["out_domain_f1_mean"]
     return wide
 
@@ -201,6 +217,10 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
     for model, rows in summary.groupby("model"):
         by = rows.set_index("paradigm")
         parts = []
+        held = by["held_out_f1_mean"].dropna() if "held_out_f1_mean" in by else pd.Series(dtype=float)
+        if len(held):  # mail from outside every training corpus: the result a deployment meets first
+            parts.append("on the held-out corpora (no adapter trained on them) " + ", ".join(
+                f"{paradigm} {value:.2f}" for paradigm, value in held.items()) + " F1")
         if "specialist" in by.index:
             spec = by.loc["specialist"]
             parts.append(f"specialists reach {spec['in_domain_f1_mean']:.2f} F1 in domain and "

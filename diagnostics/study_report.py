@@ -19,10 +19,12 @@ from data.records import ZERO_SHOT, StudySpec
 def study_matrix(results: pd.DataFrame) -> pd.DataFrame:
     """Per (model, training set, corpus): mean and std of F1 (recall where F1 is undefined) over seeds."""
     value = results["f1"].where(results["f1"].notna(), results["recall"])
-    frame = results.assign(value=value, measure=np.where(results["f1"].notna(), "F1", "R"),
+    held_out = results["held_out"] if "held_out" in results else False
+    frame = results.assign(value=value, measure=np.where(results["f1"].notna(), "F1", "R"), held_out=held_out,
                            interval=[f"[{lo:.2f}, {hi:.2f}]" if lo == lo else "" for lo, hi
                                      in zip(results["f1_low"], results["f1_high"])])
-    return (frame.groupby(["model", "training_set", "corpus", "in_domain", "paradigm", "measure"], dropna=False)
+    return (frame.groupby(["model", "training_set", "corpus", "in_domain", "held_out", "paradigm", "measure"],
+                          dropna=False)
             .agg(mean=("value", "mean"), std=("value", "std"), runs=("value", "count"),
                  intervals=("interval", lambda v: " ".join(x for x in v if x)))
             .reset_index())
@@ -35,7 +37,8 @@ def matrix_figure(matrix: pd.DataFrame, model: str) -> go.Figure:
     order = (ZERO_SHOT, "specialist-", "generalist", "fticl-", "bag of words")
     rows = sorted(set(shown["training_set"]),
                   key=lambda t: (next((i for i, p in enumerate(order) if t.startswith(p)), len(order)), t))
-    cols = sorted(set(matrix["corpus"]))
+    held_out = set(matrix.loc[matrix["held_out"].astype(bool), "corpus"]) if "held_out" in matrix else set()
+    cols = sorted(set(matrix["corpus"]), key=lambda c: (c in held_out, c))  # held-out columns last, as a group
     z = np.full((len(rows), len(cols)), np.nan)
     text = [["" for _ in cols] for _ in rows]
     hover = [["" for _ in cols] for _ in rows]
@@ -48,7 +51,8 @@ def matrix_figure(matrix: pd.DataFrame, model: str) -> go.Figure:
             z[i, j] = r.mean
         hover[i][j] = html.escape(f"{r.training_set} → {r.corpus}: {r.measure} {r.mean:.3f}{spread} over "
                                   f"{r.runs} run(s); 95% bootstrap intervals {r.intervals or 'n/a'}")
-    fig = go.Figure(go.Heatmap(z=z, x=[html.escape(c) for c in cols], y=[html.escape(t) for t in rows], text=text,
+    labels = [html.escape(c) + (" (held out)" if c in held_out else "") for c in cols]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=[html.escape(t) for t in rows], text=text,
                                texttemplate="%{text}", hovertext=hover, hoverinfo="text", zmin=0, zmax=1,
                                colorscale="RdYlGn", colorbar={"title": "F1"}))
     fig.update_layout(title=html.escape(f"{model}: F1 (mean ± std over seeds; R = recall, ◆ = in-domain)"),
@@ -61,9 +65,10 @@ def gap_figure(summary: pd.DataFrame) -> go.Figure:
     """In-domain vs out-of-domain mean F1 per model and paradigm, ± std over seeds."""
     labels = [html.escape(f"{m} · {p}") for m, p in zip(summary["model"], summary["paradigm"])]
     fig = go.Figure()
-    for side, name, color in (("in", "in-domain", "#2a9d8f"), ("out", "out-of-domain", "#e76f51")):
-        mean, std = summary.get(f"{side}_domain_f1_mean"), summary.get(f"{side}_domain_f1_std")
-        if mean is None:
+    for scope, name, color in (("in_domain", "in-domain", "#2a9d8f"), ("out_domain", "out-of-domain", "#e76f51"),
+                               ("held_out", "held out", "#6d597a")):
+        mean, std = summary.get(f"{scope}_f1_mean"), summary.get(f"{scope}_f1_std")
+        if mean is None or mean.isna().all():
             continue
         fig.add_bar(x=labels, y=mean, name=name, marker_color=color,
                     error_y={"type": "data", "array": std.fillna(0) if std is not None else None})

@@ -78,7 +78,7 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
 
 
 def _corpus_list(store: Store) -> pd.DataFrame:
-    return store.corpora()[["name", "label_meaning", "synthetic"]]
+    return store.corpora()[["name", "label_meaning", "synthetic", "held_out"]]
 
 
 def _adapter_list(store: Store) -> pd.DataFrame:

@@ -10,9 +10,10 @@ from data.records import ZERO_SHOT
 from pages._safe import label as _safe  # corpus, training-set and email text: plotly renders HTML in labels
 
 
-def corpus_label(name: str, label_meaning: str, synthetic: bool) -> str:
-    """Column label: the corpus, what its positive label means, and whether it is synthetic."""
-    return f"{_safe(name)}<br>({_safe(label_meaning)}{', synthetic' if synthetic else ''})"
+def corpus_label(name: str, label_meaning: str, synthetic: bool, held_out: bool = False) -> str:
+    """Column label: the corpus, what its positive label means, whether it is synthetic or held out."""
+    return (f"{_safe(name)}<br>({_safe(label_meaning)}{', synthetic' if synthetic else ''}"
+            f"{', held out' if held_out else ''})")
 
 
 def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
@@ -22,8 +23,9 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
     """
     rows = list(dict.fromkeys(sorted(metrics["training_set"],
                                      key=lambda t: (t != ZERO_SHOT, t.startswith("bag of words"), t))))
-    cols = list(corpora["name"])
     info = corpora.set_index("name")
+    held_out = info["held_out"].astype(bool) if "held_out" in info else pd.Series(False, index=info.index)
+    cols = sorted(corpora["name"], key=lambda c: (bool(held_out[c]), c))  # held-out corpora last, as a group
     z = np.full((len(rows), len(cols)), np.nan)
     text = [["" for _ in cols] for _ in rows]
     hover = [["no predictions" for _ in cols] for _ in rows]
@@ -41,11 +43,16 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
         interval = f" [{rec['f1_low']:.2f}, {rec['f1_high']:.2f}]" if not pd.isna(rec.get("f1_low")) else ""
         hover[i][j] = (f"{_safe(rec['training_set'])} → {_safe(rec['corpus'])}<br>n={rec['n']}  F1={_fmt(rec['f1'])}{interval}  "
                        f"P={_fmt(rec['precision'])}  R={_fmt(rec['recall'])}  acc={_fmt(rec['accuracy'])}"
-                       f"<br>{'in-domain' if rec['in_domain'] else 'out-of-domain'}")
+                       f"<br>{'in-domain' if rec['in_domain'] else 'held out' if held_out[rec['corpus']] else 'out-of-domain'}")
         if rec["in_domain"]:
             shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
                                line=dict(color="black", width=3)))
-    labels = [corpus_label(c, info.loc[c, "label_meaning"], bool(info.loc[c, "synthetic"])) for c in cols]
+    labels = [corpus_label(c, info.loc[c, "label_meaning"], bool(info.loc[c, "synthetic"]), bool(held_out[c]))
+              for c in cols]
+    if held_out.any():  # a rule between the corpora adapters train on and the held-out ones
+        first = next(j for j, c in enumerate(cols) if held_out[c])
+        shapes.append(dict(type="line", x0=first - 0.5, x1=first - 0.5, y0=-0.5, y1=len(rows) - 0.5,
+                           line=dict(color="#6d597a", width=4, dash="dot")))
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(len(cols))), y=list(range(len(rows))), text=text, texttemplate="%{text}",
         hovertext=hover, hoverinfo="text", zmin=0, zmax=1, colorscale="RdYlGn", colorbar=dict(title="F1"),
@@ -62,7 +69,9 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
 def gap_bars(gap: pd.DataFrame) -> go.Figure:
     """In-domain vs out-of-domain mean F1 per adapter, side by side."""
     fig = go.Figure()
-    for column, name, color in (("in_domain_f1", "in-domain", "#2a9d8f"), ("out_of_domain_f1", "out-of-domain", "#e76f51")):
+    bars = [("in_domain_f1", "in-domain", "#2a9d8f"), ("out_of_domain_f1", "out-of-domain", "#e76f51"),
+            ("held_out_f1", "held out", "#6d597a")]
+    for column, name, color in (b for b in bars if b[0] in gap and gap[b[0]].notna().any()):
         fig.add_bar(x=[_safe(t) for t in gap["training_set"]], y=gap[column], name=name, marker_color=color,
                     text=[_fmt(v) for v in gap[column]], textposition="outside")
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], title="mean F1"), height=360,

@@ -38,7 +38,9 @@ shown = pd.concat([metrics[metrics["model"] == model], reference]) if model != R
 st.subheader(f"F1 matrix — {md(model)}")
 st.caption("Rows: training set (zero-shot = base model without adapter; *bag of words* = TF-IDF + logistic "
            "regression trained on the same set and scored on the same test emails, the reference to beat). "
-           "Columns: test corpus and what its positive label means. ◆ and a frame mark in-domain cells.")
+           "Columns: test corpus and what its positive label means. ◆ and a frame mark in-domain cells; "
+           "corpora marked *held out* (ingested with `--eval-only`) come last, after a dotted rule: no adapter "
+           "was trained on them.")
 st.plotly_chart(_charts.f1_heatmap(shown, corpora), key="overview_matrix")
 
 one_class = sorted(shown.loc[~shown["both_classes"], "corpus"].unique())
