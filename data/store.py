@@ -580,6 +580,11 @@ class Store:
         """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags."""
         return self.query(METRICS_SQL)
 
+    def scores(self, scorer: str) -> pd.DataFrame:
+        """Every score one scorer (adapter or reference id) gave: corpus, email id, score, true label."""
+        return self.query("SELECT corpus, email_id, score, true_label FROM predictions WHERE adapter_id = ? "
+                          "ORDER BY corpus, email_id", [scorer])
+
     def paired_verdicts(self, scorer_a: str, scorer_b: str) -> pd.DataFrame:
         """The emails both scorers (adapter or reference ids) scored: corpus, true label and each verdict."""
         return self.query("SELECT a.corpus, a.email_id, a.true_label, a.predicted AS verdict_a, b.predicted AS verdict_b "

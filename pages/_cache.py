@@ -190,6 +190,22 @@ def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str,
     return _drivers(str(path), _stamp(path), adapter_id, method, params, tuple(sorted(corpora)), top)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _threshold(path: str, stamp: float, scorer: str):
+    from diagnostics.calibration import reliability, threshold_transfer
+
+    scores = _open(path).scores(scorer)
+    curves = {corpus: reliability(g["score"].to_numpy(), g["true_label"].to_numpy())
+              for corpus, g in scores.groupby("corpus", sort=True)}
+    return threshold_transfer(scores), curves
+
+
+@_stops_page_on_store_error()
+def threshold_and_calibration(path: Path, scorer: str):
+    """One scorer's threshold transfer table and reliability curves per corpus (cached until the store changes)."""
+    return _threshold(str(path), _stamp(path), scorer)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _walkthrough(path: str, stamp: float):
     from diagnostics.walkthrough import plan_walkthrough

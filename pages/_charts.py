@@ -79,6 +79,45 @@ def gap_bars(gap: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def reliability_figure(curves: dict[str, pd.DataFrame]) -> go.Figure:
+    """Observed phishing rate against predicted probability per corpus; the diagonal is calibrated."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line=dict(color="#999", dash="dot"))
+    for corpus, table in curves.items():
+        fig.add_scatter(x=table["predicted"], y=table["observed"], mode="lines+markers", name=_safe(corpus),
+                        marker=dict(size=[6 + 14 * n / max(table["n"].max(), 1) for n in table["n"]]),
+                        hovertext=[f"{_safe(corpus)}: {n} emails predicted {p:.2f}, observed {o:.2f}"
+                                   for n, p, o in zip(table["n"], table["predicted"], table["observed"])],
+                        hoverinfo="text")
+    fig.update_layout(title="Reliability (marker size: emails in the bin)", height=380,
+                      xaxis=dict(range=[0, 1], title="predicted P(phishing/spam)"),
+                      yaxis=dict(range=[0, 1], title="observed share phishing/spam"), margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def retune_figure(transfer: pd.DataFrame, fractions) -> go.Figure:
+    """F1 per corpus at the product's threshold (0 %), after re-tuning on k % of the corpus' labelled
+    emails (95% range over repeats), and the oracle (dotted)."""
+    fig = go.Figure()
+    palette = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6d597a", "#355070", "#b56576"]
+    for i, row in enumerate(transfer.itertuples()):
+        color = palette[i % len(palette)]
+        xs = [0] + [100 * f for f in fractions]
+        ys = [row.f1_at_0] + [transfer.loc[row.Index, f"retuned_{f:g}"] for f in fractions]
+        lows = [row.f1_at_0] + [transfer.loc[row.Index, f"retuned_{f:g}_low"] for f in fractions]
+        highs = [row.f1_at_0] + [transfer.loc[row.Index, f"retuned_{f:g}_high"] for f in fractions]
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=_safe(row.corpus), line=dict(color=color),
+                        error_y=dict(type="data", symmetric=False, array=[h - y for h, y in zip(highs, ys)],
+                                     arrayminus=[y - lo for y, lo in zip(ys, lows)]))
+        fig.add_scatter(x=[0, xs[-1]], y=[row.oracle_f1] * 2, mode="lines", showlegend=False,
+                        line=dict(color=color, dash="dot"), hoverinfo="text",
+                        hovertext=f"{_safe(row.corpus)}: oracle threshold {row.oracle_threshold:+.2f}, F1 {row.oracle_f1:.2f}")
+    fig.update_layout(title="F1 after re-tuning the threshold on k % of the corpus' labelled emails (dotted: oracle)",
+                      height=380, xaxis=dict(title="k: labelled target emails used to pick the threshold (%)"),
+                      yaxis=dict(range=[0, 1.05], title="F1 on the other emails"), margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
 def loss_curves(adapters: pd.DataFrame) -> go.Figure:
     """Training loss per step for each adapter."""
     fig = go.Figure()

@@ -3,10 +3,11 @@
 import pandas as pd
 import streamlit as st
 
+from diagnostics.calibration import RETUNE_FRACTIONS
 from diagnostics.paired import difference_sentence
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
-from pages._cache import paired_comparisons, results_or_stop
+from pages._cache import paired_comparisons, results_or_stop, threshold_and_calibration
 from pages._safe import md
 
 settings = st.session_state["settings"]
@@ -88,6 +89,36 @@ if len(scorer_names) >= 2:
                          for name in ("F1 A", "F1 B", "ΔF1 (A − B)", "95% CI low", "95% CI high", "McNemar p")})
         for corpus, c in compared.items():
             st.text(difference_sentence(first, second, corpus, c))  # names come from files: shown as text
+
+st.subheader("Is it the threshold?")
+st.caption("Per corpus, from the scores already stored: calibration (reliability, expected calibration error), F1 "
+           "at the product's threshold (score 0), at the best threshold for that corpus (the oracle: an upper bound "
+           "on what a threshold can recover), and after re-tuning it on k % of the corpus' labelled test emails, "
+           "scored on the rest (mean and 95% range over 200 seeded splits).")
+if scorer_names:
+    names = list(scorer_names)
+    wanted_scorer = st.query_params.get("threshold")
+    picked_scorer = st.selectbox("Scorer", names, key="overview_threshold_scorer",
+                                 index=names.index(wanted_scorer) if wanted_scorer in names else 0)
+    transfer, curves = threshold_and_calibration(settings.store_path, scorer_names[picked_scorer])
+    left, right = st.columns(2)
+    left.plotly_chart(_charts.reliability_figure(curves), key="overview_reliability")
+    right.plotly_chart(_charts.retune_figure(transfer, RETUNE_FRACTIONS), key="overview_retune")
+    table = transfer[["corpus", "n", "ece", "f1_at_0", "oracle_threshold", "oracle_f1",
+                      *(f"retuned_{f:g}" for f in RETUNE_FRACTIONS)]]
+    st.dataframe(table, hide_index=True, key="overview_threshold_table", column_config={
+        "ece": st.column_config.NumberColumn("ECE", format="%.3f"),
+        "f1_at_0": st.column_config.NumberColumn("F1 at 0", format="%.3f"),
+        "oracle_threshold": st.column_config.NumberColumn("oracle threshold", format="%+.2f"),
+        "oracle_f1": st.column_config.NumberColumn("oracle F1", format="%.3f"),
+        **{f"retuned_{f:g}": st.column_config.NumberColumn(f"re-tuned on {100 * f:g} %", format="%.3f")
+           for f in RETUNE_FRACTIONS}})
+    recoverable = transfer.dropna(subset=["f1_at_0", "oracle_f1"])
+    for row in recoverable.itertuples():
+        st.text(f"{row.corpus}: a threshold could lift F1 from {row.f1_at_0:.2f} to at most {row.oracle_f1:.2f} "
+                f"(oracle, n = {row.n}); re-tuned on 10 % of its labelled emails it reaches "
+                f"{transfer.loc[row.Index, 'retuned_0.1']:.2f} [{transfer.loc[row.Index, 'retuned_0.1_low']:.2f}, "
+                f"{transfer.loc[row.Index, 'retuned_0.1_high']:.2f}].")
 
 st.subheader("All figures")
 st.dataframe(
