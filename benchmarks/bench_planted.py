@@ -149,7 +149,7 @@ def build(planted: bool, home: Path, models_dir: Path, sample: int) -> dict:
         run_protocol(store, settings, plan, progress=False)
         built = time.perf_counter() - started
         metrics = store.metrics()
-        f1 = {f"{r.training_set} on {r.corpus}": round(float(r.f1), 3)
+        f1 = {f"{r.model} · {r.training_set} on {r.corpus}": round(float(r.f1), 3)
               for r in metrics.itertuples() if r.f1 == r.f1}
         adapters = {r["training_set"]: r for r in store.adapters().to_dict("records")}
         found = {training_set: findings(store, record, settings.model, models_dir, sample, plan.lora.max_tokens)
