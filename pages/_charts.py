@@ -112,7 +112,7 @@ def retune_figure(transfer: pd.DataFrame, fractions) -> go.Figure:
         fig.add_scatter(x=[0, xs[-1]], y=[row.oracle_f1] * 2, mode="lines", showlegend=False,
                         line=dict(color=color, dash="dot"), hoverinfo="text",
                         hovertext=f"{_safe(row.corpus)}: oracle threshold {row.oracle_threshold:+.2f}, F1 {row.oracle_f1:.2f}")
-    fig.update_layout(title="F1 after re-tuning the threshold on k % of the corpus' labelled emails (dotted: oracle)",
+    fig.update_layout(title="F1 after re-tuning the threshold on k % (dotted: oracle)",
                       height=380, xaxis=dict(title="k: labelled target emails used to pick the threshold (%)"),
                       yaxis=dict(range=[0, 1.05], title="F1 on the other emails"), margin=dict(l=10, r=10, t=40, b=10))
     return fig
