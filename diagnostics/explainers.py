@@ -7,10 +7,11 @@ and a coarse (field or sentence) map comes first and cheaply; coalitions are sco
 diagnostics.coalitions. SHAP values are additive: base_value + sum(values) == score.
 Integrated gradients ("integrated-gradients", captum) averages the gradient along the straight
 path from zeroed word embeddings to the email's and multiplies by the difference: its values
-sum to the score minus the blanked prompt's, up to the path integral's error, and it costs IG_STEPS backward
-passes. Gradient × input ("gradxinput") is the one-pass, non-additive baseline, and its signs can
-mislead: on the demo's planted link domain it gives the domain a push toward *legitimate* where
-removing it lowers the score by 17-25 logits; 8-step integrated gradients gives +14 to +19
+sum to the score minus the blanked prompt's, up to the path integral's error, and it costs
+IG_STEPS backward passes. Gradient × input ("gradxinput") is the one-pass, non-additive
+baseline, and its signs can mislead: on the demo's 24 corporate phishing emails it gives the
+planted link domain a push toward *legitimate* on all 24, where removing the domain lowers the
+score by 22.9 logits on average; 8-step integrated gradients gets the sign right on 23
 (benchmarks/README.md).
 
 A new explainer is one function `(classifier, layout, email_id, max_tokens, seed) ->
@@ -98,30 +99,50 @@ def explain_shap(scorer: CoalitionScorer, email_id: str, adapter_id: str, max_to
         seconds=time.perf_counter() - started)
 
 
+def _prompt_embeddings(loaded: Classifier, layout: EmailLayout) -> torch.Tensor:
+    """The full prompt's input embeddings (1, tokens, d), detached: the gradient explainers' input."""
+    ids = torch.tensor([layout.head + layout.email_ids + layout.tail], device=loaded.device)
+    return loaded.model.get_input_embeddings()(ids).detach()
+
+
+def _score_of_embeddings(loaded: Classifier) -> Callable[[torch.Tensor], torch.Tensor]:
+    """embeddings (batch, tokens, d) -> the score (logit phishing − logit legitimate) per row."""
+    negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
+
+    def score(embeddings: torch.Tensor) -> torch.Tensor:
+        logits = loaded.model(inputs_embeds=embeddings, logits_to_keep=1, use_cache=False).logits[:, -1].float()
+        return logits[:, positive] - logits[:, negative]
+    return score
+
+
+def _word_explanation(loaded: Classifier, layout: EmailLayout, email_id: str, method: str, params: str,
+                      per_prompt_token: torch.Tensor, score: float, evaluations: int, started: float) -> Explanation:
+    """A word-level Explanation from one attribution per prompt token: the email's tokens summed per
+    word; base_value is the score minus their sum."""
+    per_token = per_prompt_token.detach().float().cpu().numpy()[len(layout.head): len(layout.head)
+                                                                 + len(layout.email_ids)]
+    values = [float(per_token[w.tokens].sum()) for w in layout.words]
+    spans, fields = spans_and_fields(layout, [[i] for i in range(len(layout.words))])
+    return Explanation(
+        adapter_id=loaded.adapter_id, email_id=email_id, method=method, level="word", params=params,
+        text=layout.text, spans=spans, fields=fields, values=tuple(values), base_value=score - float(np.sum(values)),
+        score=score, evaluations=evaluations, seconds=time.perf_counter() - started)
+
+
 def explain_gradient(loaded: Classifier, layout: EmailLayout, email_id: str, max_tokens: int) -> Explanation:
     """Gradient × input of the score w.r.t. the input embeddings, summed per word (one backward)."""
     started = time.perf_counter()
-    negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
-    ids = torch.tensor([layout.head + layout.email_ids + layout.tail], device=loaded.device)
     with torch.enable_grad():
-        embeddings = loaded.model.get_input_embeddings()(ids).detach().requires_grad_(True)
-        logits = loaded.model(inputs_embeds=embeddings, logits_to_keep=1, use_cache=False).logits[0, -1].float()
-        score = logits[positive] - logits[negative]
+        embeddings = _prompt_embeddings(loaded, layout).requires_grad_(True)
+        score = _score_of_embeddings(loaded)(embeddings)[0]
         score.backward()
-    per_token = (embeddings.grad * embeddings).sum(-1)[0].detach().float().cpu().numpy()
-    per_token = per_token[len(layout.head): len(layout.head) + len(layout.email_ids)]
-    words = [[i] for i in range(len(layout.words))]
-    values = [float(per_token[w.tokens].sum()) for w in layout.words]
-    spans, fields = spans_and_fields(layout, words)
-    score_value = float(score.detach())
-    return Explanation(
-        adapter_id=loaded.adapter_id, email_id=email_id, method="gradxinput", level="word",
-        params=params_key("gradxinput", "word", max_tokens), text=layout.text, spans=spans, fields=fields,
-        values=tuple(values), base_value=score_value - float(np.sum(values)), score=score_value, evaluations=1,
-        seconds=time.perf_counter() - started)
+    return _word_explanation(loaded, layout, email_id, "gradxinput", params_key("gradxinput", "word", max_tokens),
+                             (embeddings.grad * embeddings).sum(-1)[0], float(score.detach()), 1, started)
 
 
-IG_STEPS = 8  # 4 steps got the planted link domain's sign wrong on 1 of 6 emails; 8 got all 6 right
+# 8 steps gave the demo's planted link domain the right sign on 23 of 24 emails (benchmarks/README.md);
+# 4 got 1 of 6 wrong in a first trial (with an all-zero baseline).
+IG_STEPS = 8
 
 
 def explain_integrated_gradients(loaded: Classifier, layout: EmailLayout, email_id: str, max_tokens: int,
@@ -132,34 +153,22 @@ def explain_integrated_gradients(loaded: Classifier, layout: EmailLayout, email_
     from captum.attr import IntegratedGradients
 
     started = time.perf_counter()
-    negative, positive = label_token_ids(loaded.tokenizer, loaded.spec)
-    ids = torch.tensor([layout.head + layout.email_ids + layout.tail], device=loaded.device)
-
-    def score(embeddings: torch.Tensor) -> torch.Tensor:
-        logits = loaded.model(inputs_embeds=embeddings, logits_to_keep=1, use_cache=False).logits[:, -1].float()
-        return logits[:, positive] - logits[:, negative]
-
-    email = slice(len(layout.head), len(layout.head) + len(layout.email_ids))
+    score = _score_of_embeddings(loaded)
     # The baseline is the prompt with its words' embeddings zeroed: the instruction, the question
     # and the whitespace between words stay, so the words' attributions alone add up to the
     # difference (completeness, up to the integration error).
     word_positions = [len(layout.head) + t for w in layout.words for t in w.tokens]
     with torch.enable_grad():
-        embeddings = loaded.model.get_input_embeddings()(ids).detach()
+        embeddings = _prompt_embeddings(loaded, layout)
         baseline = embeddings.clone()
         baseline[:, word_positions] = 0
         attributions = IntegratedGradients(score).attribute(embeddings, baselines=baseline, n_steps=steps,
                                                             internal_batch_size=steps)
         with torch.no_grad():
             score_value = float(score(embeddings)[0])
-    per_token = attributions.sum(-1)[0, email].detach().float().cpu().numpy()
-    values = [float(per_token[w.tokens].sum()) for w in layout.words]
-    spans, fields = spans_and_fields(layout, [[i] for i in range(len(layout.words))])
-    return Explanation(
-        adapter_id=loaded.adapter_id, email_id=email_id, method="integrated-gradients", level="word",
-        params=params_key("integrated-gradients", "word", max_tokens, steps=steps), text=layout.text, spans=spans,
-        fields=fields, values=tuple(values), base_value=score_value - float(np.sum(values)), score=score_value,
-        evaluations=steps, seconds=time.perf_counter() - started)
+    return _word_explanation(loaded, layout, email_id, "integrated-gradients",
+                             params_key("integrated-gradients", "word", max_tokens, steps=steps),
+                             attributions.sum(-1)[0], score_value, steps, started)
 
 
 # ---------------------------------------------------------------- the registry
