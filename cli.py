@@ -129,10 +129,9 @@ def ingest(
                 reports.append(ingest_source(store, source, settings.lowercase, settings.parse_limits, label_meaning,
                                              eval_only=eval_only))
                 split_corpus(store, source.name, test_fraction, settings.seed)
+            held = set(store.held_out_corpora())
     if not reports:
         typer.echo("nothing new to ingest: every corpus found is already in the store")
-    with Store.open(settings.store_path, read_only=True) as store:
-        held = set(store.held_out_corpora())
     for r in reports:
         typer.echo(f"{r.corpus}: parsed {r.parsed}, errors {r.parse_errors}, duplicates within {r.duplicates_within}, "
                    f"label conflicts dropped {r.label_conflicts}, duplicates of other corpora {r.duplicates_across}, "

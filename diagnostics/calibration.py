@@ -46,6 +46,12 @@ def reliability(scores: np.ndarray, labels: np.ndarray, bins: int = BINS) -> pd.
     return pd.DataFrame(rows, columns=["low", "high", "predicted", "observed", "n"])
 
 
+def reliability_by_corpus(predictions: pd.DataFrame, bins: int = BINS) -> dict[str, pd.DataFrame]:
+    """reliability() per corpus of one scorer's predictions (corpus, score, true_label)."""
+    return {corpus: reliability(g["score"].to_numpy(), g["true_label"].to_numpy(), bins)
+            for corpus, g in predictions.groupby("corpus", sort=True)}
+
+
 def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
     """Σ over bins of (share of emails) × |mean predicted − observed rate|."""
     table = reliability(scores, labels, bins)

@@ -192,12 +192,10 @@ def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str,
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _threshold(path: str, stamp: float, scorer: str):
-    from diagnostics.calibration import reliability, threshold_transfer
+    from diagnostics.calibration import reliability_by_corpus, threshold_transfer
 
     scores = _open(path).scores(scorer)
-    curves = {corpus: reliability(g["score"].to_numpy(), g["true_label"].to_numpy())
-              for corpus, g in scores.groupby("corpus", sort=True)}
-    return threshold_transfer(scores), curves
+    return threshold_transfer(scores), reliability_by_corpus(scores)
 
 
 @_stops_page_on_store_error()

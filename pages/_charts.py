@@ -100,18 +100,19 @@ def retune_figure(transfer: pd.DataFrame, fractions) -> go.Figure:
     emails (95% range over repeats), and the oracle (dotted)."""
     fig = go.Figure()
     palette = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6d597a", "#355070", "#b56576"]
-    for i, row in enumerate(transfer.itertuples()):
+    xs = [0] + [100 * f for f in fractions]
+    for i, row in enumerate(transfer.to_dict("records")):  # records: the column names hold dots
         color = palette[i % len(palette)]
-        xs = [0] + [100 * f for f in fractions]
-        ys = [row.f1_at_0] + [transfer.loc[row.Index, f"retuned_{f:g}"] for f in fractions]
-        lows = [row.f1_at_0] + [transfer.loc[row.Index, f"retuned_{f:g}_low"] for f in fractions]
-        highs = [row.f1_at_0] + [transfer.loc[row.Index, f"retuned_{f:g}_high"] for f in fractions]
-        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=_safe(row.corpus), line=dict(color=color),
+        ys = [row["f1_at_0"]] + [row[f"retuned_{f:g}"] for f in fractions]
+        lows = [row["f1_at_0"]] + [row[f"retuned_{f:g}_low"] for f in fractions]
+        highs = [row["f1_at_0"]] + [row[f"retuned_{f:g}_high"] for f in fractions]
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=_safe(row["corpus"]), line=dict(color=color),
                         error_y=dict(type="data", symmetric=False, array=[h - y for h, y in zip(highs, ys)],
                                      arrayminus=[y - lo for y, lo in zip(ys, lows)]))
-        fig.add_scatter(x=[0, xs[-1]], y=[row.oracle_f1] * 2, mode="lines", showlegend=False,
+        fig.add_scatter(x=[0, xs[-1]], y=[row["oracle_f1"]] * 2, mode="lines", showlegend=False,
                         line=dict(color=color, dash="dot"), hoverinfo="text",
-                        hovertext=f"{_safe(row.corpus)}: oracle threshold {row.oracle_threshold:+.2f}, F1 {row.oracle_f1:.2f}")
+                        hovertext=f"{_safe(row['corpus'])}: oracle threshold {row['oracle_threshold']:+.2f}, "
+                                  f"F1 {row['oracle_f1']:.2f}")
     fig.update_layout(title="F1 after re-tuning the threshold on k % (dotted: oracle)",
                       height=380, xaxis=dict(title="k: labelled target emails used to pick the threshold (%)"),
                       yaxis=dict(range=[0, 1.05], title="F1 on the other emails"), margin=dict(l=10, r=10, t=40, b=10))

@@ -113,12 +113,10 @@ if scorer_names:
         "oracle_f1": st.column_config.NumberColumn("oracle F1", format="%.3f"),
         **{f"retuned_{f:g}": st.column_config.NumberColumn(f"re-tuned on {100 * f:g} %", format="%.3f")
            for f in RETUNE_FRACTIONS}})
-    recoverable = transfer.dropna(subset=["f1_at_0", "oracle_f1"])
-    for row in recoverable.itertuples():
-        st.text(f"{row.corpus}: a threshold could lift F1 from {row.f1_at_0:.2f} to at most {row.oracle_f1:.2f} "
-                f"(oracle, n = {row.n}); re-tuned on 10 % of its labelled emails it reaches "
-                f"{transfer.loc[row.Index, 'retuned_0.1']:.2f} [{transfer.loc[row.Index, 'retuned_0.1_low']:.2f}, "
-                f"{transfer.loc[row.Index, 'retuned_0.1_high']:.2f}].")
+    for row in transfer.dropna(subset=["f1_at_0", "oracle_f1"]).to_dict("records"):
+        st.text(f"{row['corpus']}: a threshold could lift F1 from {row['f1_at_0']:.2f} to at most "
+                f"{row['oracle_f1']:.2f} (oracle, n = {row['n']}); re-tuned on 10 % of its labelled emails it "
+                f"reaches {row['retuned_0.1']:.2f} [{row['retuned_0.1_low']:.2f}, {row['retuned_0.1_high']:.2f}].")
 
 st.subheader("All figures")
 st.dataframe(
