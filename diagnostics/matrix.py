@@ -9,8 +9,8 @@ from data.records import ZERO_SHOT
 
 GAP_COLUMNS = ["adapter_id", "model", "training_set", "in_domain_f1", "out_of_domain_f1", "held_out_f1", "gap",
                "held_out_gap"]
-SCOPES = {"in_domain_f1": "in domain", "out_of_domain_f1": "out of domain (corpora other adapters train on)",
-          "held_out_f1": "held out (no adapter trains on it)"}
+# A cell is in domain, out of domain (a corpus other adapters train on) or held out (none does).
+SCOPE_COLUMNS = ("in_domain_f1", "out_of_domain_f1", "held_out_f1")
 
 
 def cell_scope(metrics: pd.DataFrame) -> pd.Series:
@@ -30,7 +30,7 @@ def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
     scored = scored.assign(scope=cell_scope(scored))
     grouped = scored.groupby(["adapter_id", "model", "training_set", "scope"])["f1"].mean().unstack("scope")
     grouped = grouped.reset_index()
-    for column in SCOPES:
+    for column in SCOPE_COLUMNS:
         if column not in grouped:
             grouped[column] = float("nan")
     grouped["gap"] = grouped["in_domain_f1"] - grouped["out_of_domain_f1"]
