@@ -84,7 +84,9 @@ class LoraSettings:
 
     r: int = 8
     alpha: int = 16
-    dropout: float = 0.05
+    # 0: dropout on each adapted projection's input drew a mask over every activation, a third of
+    # the training step on 2 CPU cores (benchmarks/README.md, training), at no measured F1 gain.
+    dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None  # None: the model family's default
     epochs: int = 1
     lr: float = 3e-3
@@ -98,6 +100,9 @@ class LoraSettings:
     # "bf16": forward and backward under bf16 autocast (the LoRA weights, optimizer and loss stay
     # fp32); 1.7× the fp32 tokens/s on a CPU with AMX. CUDA trains in bf16 either way.
     precision: str = "fp32"
+    # > 0: LoRA on layers from_layer and up only; the frozen layers below run once per training
+    # set (models/layer_reuse.py) and every epoch and seed reuses their output. 0: every layer.
+    from_layer: int = 0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ hyperparameters, seed, loss curve) next to it; a failed run leaves nothing behin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -23,6 +24,8 @@ import torch
 from tqdm import tqdm
 
 from data.records import AdapterInfo, Demonstration, Email, LoraSettings
+from models.layer_reuse import (LOWER_STATES, check_first_layer, decoder_layers, lower_layer_states,
+                                lower_layers_skipped, states_key, upper_layer_logits)
 from models.loading import ADAPTER_INFO_FILE, LoadedModel
 from models.precision import PrecisionError, matmul_rates, measure_matmul_rates
 from models.scoring import PromptBuilder, label_token_ids, last_position_logits, pad_left, render_email
@@ -36,6 +39,8 @@ def adapter_id(model: str, training_set: str, lora: LoraSettings) -> str:
         del hashed["context_examples"], hashed["context_tokens"]
     if lora.precision == "fp32":  # and fp32 adapters the ids they had before bf16 training
         del hashed["precision"]
+    if not lora.from_layer:  # and all-layer adapters the ids they had before upper-layer LoRA
+        del hashed["from_layer"]
     digest = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:6]
     return f"{model}--{training_set}--r{lora.r}-s{lora.seed}-{digest}"
 
@@ -65,6 +70,23 @@ def training_prompts(builder: PromptBuilder, emails: Sequence[Email], k: int, rn
         others = emails[:index] + emails[index + 1:]
         prompts.append(builder.build(mail, pick_demonstrations(others, k, rng)).input_ids)
     return prompts
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                            window: int = 8) -> list[list[int]]:
+    """One epoch's batches of example indices: shuffled, then each run of `window` batches'
+    worth sorted by length and cut into batches, whose order is shuffled again. Batches hold
+    prompts of similar length (little padding, which is compute spent on nothing) while the
+    epoch's order and each batch's company still change from epoch to epoch."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * window
+    batches = []
+    for start in range(0, len(order), span):
+        run = sorted(order[start: start + span], key=lambda i: lengths[i])
+        batches += [run[i: i + batch_size] for i in range(0, len(run), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 TRAINING_PRECISIONS = ("fp32", "bf16")
@@ -98,8 +120,13 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
     torch.manual_seed(lora.seed)
     rng = random.Random(lora.seed)
     targets = list(lora.target_modules or base.spec.lora_target_modules)
+    upper_only = {}
+    if lora.from_layer:
+        check_first_layer(base.model, lora.from_layer)
+        upper_only = {"layers_to_transform": list(range(lora.from_layer, len(decoder_layers(base.model)))),
+                      "layers_pattern": "layers"}
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=targets, bias="none", task_type="CAUSAL_LM")
+                        target_modules=targets, bias="none", task_type="CAUSAL_LM", **upper_only)
     if getattr(base.model, "is_loaded_in_4bit", False):
         from peft import prepare_model_for_kbit_training
 
@@ -109,42 +136,57 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
     builder = PromptBuilder(base.tokenizer, base.spec, lora.max_tokens, context_tokens=lora.context_tokens)
     negative, positive = label_token_ids(base.tokenizer, base.spec)
     emails = list(emails)
-    examples = list(zip(training_prompts(builder, emails, lora.context_examples, rng), (m.label for m in emails)))
+    prompts = training_prompts(builder, emails, lora.context_examples, rng)
+    labels = [m.label for m in emails]
     # An FTICL adapter scores every email after the same k examples, drawn once from its training set.
     demonstrations = pick_demonstrations(emails, lora.context_examples, random.Random(f"{lora.seed}:scoring")) \
         if lora.context_examples else ()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lora.lr, weight_decay=0.0)
-    steps_per_epoch = (len(examples) + lora.batch_size - 1) // lora.batch_size
+    optimizer = torch.optim.AdamW(params, lr=lora.lr, weight_decay=0.0, fused=True)
+    steps_per_epoch = (len(prompts) + lora.batch_size - 1) // lora.batch_size
     total = steps_per_epoch * lora.epochs
     warmup = max(1, total // 10)
     # Linear warm-up over the first 10% of steps, then linear decay.
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.05, (total - s) / max(1, total - warmup)))
-    losses: list[float] = []
+    autocast = torch.autocast(base.device.type, dtype=torch.bfloat16, enabled=lora.precision == "bf16")
     started = time.perf_counter()
+    if lora.from_layer:
+        key = states_key(base.weights_sha256, lora.from_layer, lora.precision, prompts)
+        states = LOWER_STATES.get(key, lambda: lower_layer_states(
+            model, prompts, lora.from_layer, base.tokenizer.pad_token_id, lora.batch_size,
+            torch.bfloat16 if lora.precision == "bf16" else None))
+        skipped = lower_layers_skipped(model, lora.from_layer)
+
+        def logits_of(batch: list[int]) -> torch.Tensor:
+            return upper_layer_logits(model, [states[i] for i in batch])
+    else:
+        skipped = contextlib.nullcontext()
+
+        def logits_of(batch: list[int]) -> torch.Tensor:
+            return last_position_logits(model, pad_left([prompts[i] for i in batch], base.tokenizer.pad_token_id,
+                                                        base.device))
+    losses: list[float] = []
+    lengths = [len(ids) for ids in prompts]
     bar = tqdm(total=total, desc=f"train {training_set}", unit="step", disable=not progress)
     try:
-        for _ in range(lora.epochs):
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-            for start in range(0, len(order), lora.batch_size):
-                chunk = [examples[i] for i in order[start: start + lora.batch_size]]
-                batch = pad_left([ids for ids, _ in chunk], base.tokenizer.pad_token_id, base.device)
-                labels = torch.tensor([label for _, label in chunk], device=base.device)
-                with torch.autocast(base.device.type, dtype=torch.bfloat16, enabled=lora.precision == "bf16"):
-                    logits = last_position_logits(model, batch)[:, [negative, positive]].float()
-                loss = torch.nn.functional.cross_entropy(logits, labels)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(round(float(loss.detach()), 5))
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
-                if on_step:
-                    on_step(len(losses), total, losses[-1])
+        with skipped:
+            for _ in range(lora.epochs):
+                for batch in length_bucketed_batches(lengths, lora.batch_size, rng):
+                    target = torch.tensor([labels[i] for i in batch], device=base.device)
+                    with autocast:
+                        logits = logits_of(batch)[:, [negative, positive]].float()
+                    loss = torch.nn.functional.cross_entropy(logits, target)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    losses.append(round(float(loss.detach()), 5))
+                    bar.update()
+                    bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+                    if on_step:
+                        on_step(len(losses), total, losses[-1])
     finally:
         bar.close()
     model.eval()
@@ -158,7 +200,7 @@ def finetune_adapter(base: LoadedModel, emails: Sequence[Email], training_set: s
         hyperparameters={**asdict(lora), "target_modules": targets},
         seed=lora.seed,
         train_loss=tuple(losses),
-        n_train=len(examples),
+        n_train=len(prompts),
         seconds=round(time.perf_counter() - started, 2),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         demonstrations=demonstrations,

@@ -28,14 +28,16 @@ def linear_parameters(config) -> int:
     return config.num_hidden_layers * (attention + mlp)
 
 
-def forward_flops(config, length: int, logits_positions: int = 1) -> float:
+def forward_flops(config, length: int, logits_positions: int = 1, layers: int | None = None) -> float:
     """FLOPs of one forward pass over a sequence of `length` real tokens, with vocabulary
-    logits at `logits_positions` positions (1: the classifier reads the last one only)."""
+    logits at `logits_positions` positions (1: the classifier reads the last one only; 0: none).
+    `layers` counts that many transformer blocks instead of all of them."""
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    projections = 2 * length * linear_parameters(config)
+    share = (config.num_hidden_layers if layers is None else layers) / config.num_hidden_layers
+    projections = 2 * length * linear_parameters(config) * share
     # QKᵀ and attention × V over the causal lower triangle, every head and layer.
-    attention = 2 * 2 * heads * head_dim * (length * (length + 1) / 2) * config.num_hidden_layers
+    attention = 2 * 2 * heads * head_dim * (length * (length + 1) / 2) * config.num_hidden_layers * share
     unembedding = 2 * config.hidden_size * config.vocab_size * logits_positions
     return projections + attention + unembedding
 
@@ -45,11 +47,19 @@ def scoring_flops(config, lengths: Sequence[int]) -> float:
     return sum(forward_flops(config, n) for n in lengths)
 
 
-def lora_training_flops(config, lengths: Sequence[int]) -> float:
+def lora_training_flops(config, lengths: Sequence[int], from_layer: int = 0) -> float:
     """Useful FLOPs of LoRA training steps over prompts of these lengths: the forward pass and
     the backward pass to the activations (≈ the forward again); frozen weights get no gradient
-    and the low-rank updates' own FLOPs are under 1% at r ≤ 16."""
-    return 2 * scoring_flops(config, lengths)
+    and the low-rank updates' own FLOPs are under 1% at r ≤ 16. With upper-layer LoRA
+    (from_layer > 0) the steps run the layers from there up only: the lower layers' one forward
+    per training set is `lower_layer_flops`."""
+    upper = config.num_hidden_layers - from_layer
+    return 2 * sum(forward_flops(config, n, layers=upper) for n in lengths)
+
+
+def lower_layer_flops(config, lengths: Sequence[int], from_layer: int) -> float:
+    """FLOPs of running layers below `from_layer` once over prompts of these lengths (no logits)."""
+    return sum(forward_flops(config, n, logits_positions=0, layers=from_layer) for n in lengths)
 
 
 def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0,

@@ -73,8 +73,10 @@ def stored_values_per_token(config, lora: LoraSettings | None) -> float:
 
 
 def estimate_memory(config, precision: str, lora: LoraSettings | None = None, batch_size: int = 8,
-                    tokens: int = 256) -> MemoryEstimate:
-    """Memory of scoring (lora None) or LoRA training of a model at a precision (fp32, bf16, 4bit)."""
+                    tokens: int = 256, n_train: int = 0) -> MemoryEstimate:
+    """Memory of scoring (lora None) or LoRA training of a model at a precision (fp32, bf16, 4bit).
+    Upper-layer LoRA (lora.from_layer) keeps activations for its layers only, plus the cached
+    lower-layer states of the n_train prompts (fp32, `tokens` each at most)."""
     if precision not in BYTES:
         raise ValueError(f"precision must be one of {sorted(BYTES)}")
     weights = parameter_count(config) * BYTES[precision]
@@ -87,6 +89,8 @@ def estimate_memory(config, precision: str, lora: LoraSettings | None = None, ba
     if lora is None:
         return MemoryEstimate(weights / 1e9, 0.0, per_layer / 1e9, RUNTIME_GB)
     targets = len(lora.target_modules or ALL_PROJECTIONS)
-    lora_params = layers * targets * lora.r * (2 * hidden)  # rough: A and B of each adapted projection
+    adapted = layers - lora.from_layer
+    lora_params = adapted * targets * lora.r * (2 * hidden)  # rough: A and B of each adapted projection
     lora_bytes = lora_params * (4 + 4 + 8)  # fp32 weights, gradients, AdamW's two moments
-    return MemoryEstimate(weights / 1e9, lora_bytes / 1e9, per_layer * layers / 1e9, RUNTIME_GB)
+    cached = n_train * tokens * hidden * 4 if lora.from_layer else 0
+    return MemoryEstimate(weights / 1e9, lora_bytes / 1e9, (per_layer * adapted + cached) / 1e9, RUNTIME_GB)

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -130,10 +131,15 @@ def test_four_bit_loading_says_what_it_needs(tiny_model_dir):
 def test_plain_adapter_ids_did_not_change_when_fticl_was_added():
     from models.finetune import adapter_id
 
-    # ids of adapters trained before the context fields existed (stores in the field hold them)
-    assert adapter_id("smollm2-135m", "specialist-EnronSpam", LoraSettings()) == \
+    # ids of adapters trained before the context, precision and from_layer fields existed, with
+    # the dropout then the default (stores in the field hold them)
+    old_default = LoraSettings(dropout=0.05)
+    assert adapter_id("smollm2-135m", "specialist-EnronSpam", old_default) == \
         "smollm2-135m--specialist-EnronSpam--r8-s13-415db2"
-    assert adapter_id("gemma3-270m", "generalist", LoraSettings(seed=14)) == "gemma3-270m--generalist--r8-s14-437cb5"
+    assert adapter_id("gemma3-270m", "generalist", replace(old_default, seed=14)) == \
+        "gemma3-270m--generalist--r8-s14-437cb5"
+    assert adapter_id("smollm2-135m", "generalist", LoraSettings()) != adapter_id("smollm2-135m", "generalist",
+                                                                                  old_default)
     fticl = adapter_id("smollm2-135m", "fticl-EnronSpam", LoraSettings(context_examples=2))
     assert fticl != adapter_id("smollm2-135m", "fticl-EnronSpam", LoraSettings(context_examples=4))
 

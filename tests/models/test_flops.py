@@ -58,3 +58,30 @@ def test_describe_cpu_reads_the_model_name_and_matmul_features_from_cpuinfo(tmp_
 def test_describe_cpu_without_cpuinfo_still_names_the_machine(tmp_path):
     cpu = describe_cpu(tmp_path / "missing")
     assert cpu["model"] and cpu["features"] == []
+
+
+def test_lora_training_flops_match_torch_flop_counter_on_a_real_training_step(tiny_model_dir, settings):
+    """A LoRA step (forward, backward) counted by torch equals our count within 5%: torch also sees
+    the low-rank matrices' own FLOPs and the full square of attention, which we leave out. Upper-layer
+    LoRA's step runs the upper layers only: the lower layers' one forward is lower_layer_flops."""
+    from peft import LoraConfig, get_peft_model
+
+    from models.flops import lower_layer_flops
+
+    length = 40
+    ids = torch.randint(5, 1000, (1, length))
+    for from_layer in (0, 1):
+        loaded = load_base(str(tiny_model_dir), settings.models_dir, "cpu")
+        only = {"layers_to_transform": [1], "layers_pattern": "layers"} if from_layer else {}
+        model = get_peft_model(loaded.model, LoraConfig(r=4, lora_alpha=8, target_modules=list(
+            loaded.spec.lora_target_modules), **only))
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(input_ids=ids, logits_to_keep=1, use_cache=False).logits[:, -1, :2].sum().backward()
+        counted = sum(counter.get_flop_counts()["Global"].values())
+        config = loaded.model.config
+        ours = lora_training_flops(config, [length], from_layer)
+        if from_layer:  # this step also ran the lower layer, which a cached run does once per training set
+            ours += lower_layer_flops(config, [length], from_layer)
+            assert ours < lora_training_flops(config, [length]) * 0.9
+        assert abs(counted - ours) < 0.05 * ours, (from_layer, counted, ours)

@@ -37,7 +37,7 @@ def test_lora_dropout_and_longer_prompts_cost_activation_memory(default_model_di
     from dataclasses import replace
 
     config = AutoConfig.from_pretrained(default_model_dir)
-    lora = LoraSettings(max_tokens=256, batch_size=8)
+    lora = LoraSettings(max_tokens=256, batch_size=8, dropout=0.05)
     with_dropout = estimate_memory(config, "fp32", lora, 8, 256)
     without = estimate_memory(config, "fp32", replace(lora, dropout=0.0), 8, 256)
     assert without.activations_gb < with_dropout.activations_gb < 1.5 * without.activations_gb
@@ -46,3 +46,17 @@ def test_lora_dropout_and_longer_prompts_cost_activation_memory(default_model_di
     assert half_prompt.activations_gb < half_batch.activations_gb == pytest.approx(with_dropout.activations_gb / 2)
     assert with_dropout.total_gb == pytest.approx(with_dropout.weights_gb + with_dropout.lora_gb
                                                   + with_dropout.activations_gb + with_dropout.runtime_gb)
+
+
+def test_upper_layer_lora_keeps_activations_for_its_layers_plus_the_cached_states(default_model_dir):
+    from dataclasses import replace
+
+    config = AutoConfig.from_pretrained(default_model_dir)
+    every = estimate_memory(config, "fp32", LoraSettings(), 8, 256, n_train=1000)
+    upper = estimate_memory(config, "fp32", LoraSettings(from_layer=config.num_hidden_layers // 2), 8, 256,
+                            n_train=1000)
+    cached_gb = 1000 * 256 * config.hidden_size * 4 / 1e9
+    assert upper.activations_gb == pytest.approx(every.activations_gb / 2 + cached_gb)
+    assert upper.lora_gb == pytest.approx(every.lora_gb / 2)
+    assert estimate_memory(config, "fp32", replace(LoraSettings(), from_layer=15), 8, 256).activations_gb \
+        == pytest.approx(every.activations_gb / 2)  # no training emails named: no cache counted
