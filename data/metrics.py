@@ -22,6 +22,22 @@ PRECISION_SQL = (f"CASE WHEN {_BOTH_CLASSES} AND tp + fp > 0 THEN tp / (tp + fp)
 F1_SQL = f"CASE WHEN {_BOTH_CLASSES} THEN 2.0 * tp / (2 * tp + fp + fn) END"
 
 
+# An adapter has collapsed when it gives one verdict to at least this share of its test emails
+# although their labels are mixed (between the two bounds positive): it learnt the label prior,
+# not the task. Judged over every test email it scored, at least COLLAPSE_MIN_EMAILS of them.
+COLLAPSED_SHARE = 0.98
+MIXED_LABELS = (0.1, 0.9)
+COLLAPSE_MIN_EMAILS = 20
+
+
+def collapse_sentence(training_set: str, adapter_id: str, n: int, positive_share: float, label_share: float) -> str:
+    """What a collapsed adapter does and what to change, in one sentence."""
+    verdict, share = ("phishing", positive_share) if positive_share >= 0.5 else ("legitimate", 1 - positive_share)
+    return (f"{training_set} ({adapter_id}) collapsed: it calls {share:.0%} of its {n} test emails {verdict}, though "
+            f"{label_share:.0%} of them are phishing. Retrain it with a lower learning rate (--lr, e.g. half), more "
+            "epochs, or more training emails, and check the training set holds both labels in similar numbers.")
+
+
 def confusion(predicted: np.ndarray, labels: np.ndarray) -> tuple[int, int, int, int]:
     """(tp, fp, fn, tn) of 0/1 verdicts against 0/1 labels."""
     predicted, labels = np.asarray(predicted).astype(bool), np.asarray(labels) == 1

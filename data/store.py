@@ -24,6 +24,7 @@ import pandas as pd
 
 from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 from data.schema import METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
+from data.metrics import COLLAPSE_MIN_EMAILS, COLLAPSED_SHARE, MIXED_LABELS
 
 # The explanations table's columns before created_at, in order: explanation_record() holds each.
 EXPLANATION_COLUMNS = ("adapter_id", "email_id", "method", "params", "level", "score", "base_value", "evaluations",
@@ -579,6 +580,19 @@ class Store:
     def metrics(self) -> pd.DataFrame:
         """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags."""
         return self.query(METRICS_SQL)
+
+    def collapsed_scorers(self) -> pd.DataFrame:
+        """Fine-tuned adapters that gave one verdict to nearly every test email of a label mix
+        (data.metrics.COLLAPSED_SHARE): adapter_id, model, training_set, n, positive_share, label_share.
+        The base model zero-shot is not judged: it was never trained to answer."""
+        low, high = MIXED_LABELS
+        return self.query(
+            "SELECT p.adapter_id, any_value(p.model) AS model, any_value(a.training_set) AS training_set, "
+            "count(*) AS n, avg(p.predicted) AS positive_share, avg(p.true_label) AS label_share "
+            "FROM predictions p JOIN adapters a ON a.id = p.adapter_id GROUP BY p.adapter_id "
+            "HAVING count(*) >= ? AND avg(p.true_label) BETWEEN ? AND ? "
+            "AND greatest(avg(p.predicted), 1 - avg(p.predicted)) >= ? ORDER BY p.adapter_id",
+            [COLLAPSE_MIN_EMAILS, low, high, COLLAPSED_SHARE])
 
     def scores(self, scorer: str) -> pd.DataFrame:
         """Every score one scorer (adapter or reference id) gave: corpus, email id, score, true label."""

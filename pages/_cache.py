@@ -67,10 +67,10 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
         if what == "overview":
             metrics = with_f1_intervals(store.metrics())
             return {"metrics": metrics, "gap": generalization_gap(metrics), "corpora": _corpus_list(store),
-                    "runs": store.runs(), "adapters": _adapter_list(store)}
+                    "runs": store.runs(), "adapters": _adapter_list(store), "collapsed": store.collapsed_scorers()}
         if what == "scorers":  # what pages that pick an adapter need: no metrics, no intervals
             return {"corpora": _corpus_list(store), "adapters": _adapter_list(store),
-                    "scorers": store.evaluated_scorers()}
+                    "scorers": store.evaluated_scorers(), "collapsed": store.collapsed_scorers()}
         if what == "corpora":
             return {"corpora": store.corpora(), "splits": store.split_counts(),
                     "training_sets": store.training_set_composition(), "errors": store.ingest_error_summary()}
@@ -232,19 +232,21 @@ def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
-    from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
+    from diagnostics.study import (eta_sentence, load_spec, plan_study, remaining_work, study_findings, study_results,
+                                   summarize_study)
 
     spec = load_spec(Path(spec_path))
     store = _open(path)
     with store.connection():
         plan = plan_study(store, spec)
         results = study_results(store, spec, plan, data_seed)
+        to_do = eta_sentence(remaining_work(store, spec, plan, data_seed))
     summary = summarize_study(results) if len(results) else pd.DataFrame()
-    return spec, plan, results, summary, study_findings(summary) if len(summary) else []
+    return spec, plan, results, summary, study_findings(summary) if len(summary) else [], to_do
 
 
 def study_report(path: Path, spec_path: Path, data_seed: int):
-    """(spec, plan, results, summary, findings) of a study spec against the store.
+    """(spec, plan, results, summary, findings, what is left to do) of a study spec against the store.
 
     Raises diagnostics.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
     """

@@ -19,6 +19,7 @@ from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, he
 from pages._charts import attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap, update_vs_effect
 from pages._explain_view import pick_email
 from pages._grid_view import start_form
+from pages._page import warn_of_collapsed
 from pages._safe import int_param, md, started_message, tab_param
 
 settings = st.session_state["settings"]
@@ -28,6 +29,7 @@ st.caption("Inside the classifier: attention patterns, each head's effect when a
            "logit legitimate at the answer position, as everywhere in PhishLens.")
 
 results = results_or_stop(settings.store_path, "scorers")
+warn_of_collapsed(results["collapsed"])
 records = {ZERO_SHOT: None, **{r["training_set"]: r for r in results["adapters"].to_dict("records")}}
 query = st.query_params
 sweeps, stored_lens = head_sweeps_and_lens(settings.store_path)

@@ -7,6 +7,7 @@ from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE, ZERO_SHOT
 from pages._cache import email_with_verdicts, inbox_page, results_or_stop
 from pages._email_view import show_email
 from pages._neighbours_view import show_nearest_training_emails
+from pages._page import warn_of_collapsed
 from pages._safe import md
 
 PAGE_SIZE = 50
@@ -16,6 +17,7 @@ OUTCOMES = {"wrong": "misclassified", "fp": "false positives", "fn": "false nega
 settings = st.session_state["settings"]
 st.title("Inbox")
 results = results_or_stop(settings.store_path, "scorers")
+warn_of_collapsed(results["collapsed"])
 corpora = list(results["corpora"]["name"])
 if not corpora:
     st.info("No corpus ingested yet: `python cli.py demo` builds the synthetic demo.")

@@ -8,12 +8,14 @@ from diagnostics.paired import difference_sentence
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from pages._cache import paired_comparisons, results_or_stop, threshold_and_calibration
+from pages._page import warn_of_collapsed
 from pages._safe import md
 
 settings = st.session_state["settings"]
 st.title("Overview: does the detector generalize?")
 
 results = results_or_stop(settings.store_path, "overview")
+warn_of_collapsed(results["collapsed"])
 
 metrics = results["metrics"]
 if metrics.empty:

@@ -9,6 +9,7 @@ from data.export import spreadsheet_safe_csv
 from data.records import PRECISIONS, JobRequest
 from diagnostics.launcher import list_jobs, start_job
 from pages._cache import matmul_rates_here, results_or_stop, run_params
+from pages._page import warn_of_collapsed
 from pages._safe import started_message
 
 settings = st.session_state["settings"]
@@ -91,7 +92,9 @@ st.subheader("Run history")
 if results is None:
     st.caption("No store yet.")
 else:
-    runs = results_or_stop(settings.store_path, "overview")["runs"]
+    overview = results_or_stop(settings.store_path, "overview")
+    warn_of_collapsed(overview["collapsed"])
+    runs = overview["runs"]
     st.dataframe(runs, hide_index=True, key="runs_history")
     st.download_button("Download run history (CSV)", spreadsheet_safe_csv(runs), "phishlens-runs.csv", "text/csv",
                        key="runs_download")

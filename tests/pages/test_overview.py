@@ -98,3 +98,25 @@ def test_difference_view_compares_two_scorers_on_the_same_emails(monkeypatch, ev
     rows = pairs[pairs["corpus"] == row["corpus"]]
     expected = compare_scorers(rows["true_label"], rows["verdict_a"], rows["verdict_b"])
     assert row["n"] == expected.n and row["McNemar p"] == expected.mcnemar_p
+
+
+def test_a_collapsed_adapter_is_named_with_what_to_change_on_every_page(monkeypatch, evaluated_copy):
+    from tests.conftest import open_app_page
+
+    with Store.open(evaluated_copy.store_path) as store:
+        collapsed_one, answering = store.query("SELECT id FROM adapters ORDER BY id")["id"]
+        # One step of training leaves the tiny random-weight adapters calling everything phishing.
+        assert set(store.collapsed_scorers()["adapter_id"]) == {collapsed_one, answering}
+        assert store.scalar("SELECT min(predicted) FROM predictions WHERE adapter_id LIKE 'zero-shot:%'") == 1
+        store.execute("UPDATE predictions SET predicted = true_label WHERE adapter_id = ?", [answering])
+        collapsed = store.collapsed_scorers()
+        n, labels = store.query("SELECT count(*), avg(true_label) FROM predictions WHERE adapter_id = ?",
+                                [collapsed_one]).iloc[0]
+    assert list(collapsed["adapter_id"]) == [collapsed_one]  # zero-shot is never judged: it was not trained
+    expected = f"calls 100% of its {int(n)} test emails phishing, though {labels:.0%} of them are phishing"
+    for page in ("pages/overview.py", "pages/explain.py", "pages/heads.py", "pages/inbox.py", "pages/runs.py"):
+        at = open_app_page(monkeypatch, evaluated_copy, page)
+        assert not at.exception, page
+        said = " ".join(w.value for w in at.warning).replace("\\", "")
+        assert "Collapsed adapters" in said and expected in said and "lower learning rate" in said, page
+        assert answering not in said, page
