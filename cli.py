@@ -225,6 +225,7 @@ def train(
     context_examples: Annotated[int, typer.Option(help="FTICL: labelled training emails in each prompt (an fticl-CORPUS set needs > 0)")] = LoraSettings.context_examples,
     context_tokens: Annotated[int, typer.Option(help="FTICL: token budget per in-context example")] = LoraSettings.context_tokens,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast; CPUs with AMX or AVX-512 BF16): 1.7× faster on such a CPU, a different adapter id")] = LoraSettings.precision,
+    from_layer: Annotated[int, typer.Option(help="LoRA on this layer and up only; the frozen layers below run once per training set and every epoch and seed reuses them (0: every layer; a different adapter id)")] = LoraSettings.from_layer,
 ):
     """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
     from data.store import Store
@@ -233,7 +234,8 @@ def train(
     settings = _settings(ctx)
     lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
                         epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed,
-                        context_examples=context_examples, context_tokens=context_tokens, precision=precision)
+                        context_examples=context_examples, context_tokens=context_tokens, precision=precision,
+                        from_layer=from_layer)
     with _clear_errors():
         from models.finetune import check_training_precision
         from models.loading import pick_device
@@ -469,6 +471,10 @@ def study(
 
                 ingest_folder(store, settings, data, held_out=parsed.held_out)  # stored corpora are skipped
             try:
+                if not report_only:
+                    from diagnostics.study import eta_sentence, remaining_work
+
+                    typer.echo(eta_sentence(remaining_work(store, parsed, plan_study(store, parsed), settings.seed)))
                 plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)
             except SpecError as exc:
                 _fail(str(exc))
@@ -577,6 +583,11 @@ def status(ctx: typer.Context):
                 ("F1 matrix per scorer (recall where a test sample has one class)", _matrix_rows(metrics)),
             ]:
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
+            from data.metrics import collapse_sentence
+
+            for row in store.collapsed_scorers().itertuples():
+                typer.secho("\n" + collapse_sentence(row.training_set, row.adapter_id, int(row.n), row.positive_share,
+                                                     row.label_share), fg="yellow")
             typer.echo("\n(status reads what it shows; `python cli.py doctor` reads every table to find damage)")
 
 

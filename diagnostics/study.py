@@ -174,6 +174,56 @@ def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool 
     return plan
 
 
+def remaining_work(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int) -> pd.DataFrame:
+    """Per model: adapters still to train and test emails still to score (its adapters and zero-shot),
+    with the seconds this store's history says each takes (NaN where it has none yet): training
+    seconds per email and epoch from the stored adapters, scoring seconds per email from the
+    finished evaluate runs."""
+    from diagnostics.evaluate import evaluation_samples
+
+    samples = [i for ids in evaluation_samples(store, plan.test_corpora, spec.eval_size, data_seed).values()
+               for i in ids]
+    trained = set(store.adapters()["id"])
+    train_rate = dict(store.rows(
+        "SELECT model, median(seconds / (n_train * CAST(hyperparameters->>'epochs' AS DOUBLE))) FROM adapters "
+        "WHERE seconds > 0 AND n_train > 0 GROUP BY model"))
+    score_rate = dict(store.rows(
+        "WITH per_run AS (SELECT run_id, model, count(*) AS n FROM predictions GROUP BY ALL) "
+        "SELECT p.model, sum(epoch(r.finished_at) - epoch(r.started_at)) / sum(p.n) FROM per_run p "
+        "JOIN runs r ON r.id = p.run_id WHERE r.kind = 'evaluate' AND r.status = 'done' GROUP BY p.model"))
+    rows = []
+    for model in spec.models:
+        name = resolve_model(model).name
+        ids = [a for m, _, _, a in plan.adapters if m == model]
+        to_train = [a for a in ids if a not in trained]
+        scorers = ids + [zero_shot_id(name)]
+        to_score = sum(len(set(samples) - store.predicted_email_ids(a)) for a in scorers)
+        train_each = train_rate.get(name, float("nan")) * spec.train_size * spec.lora.epochs
+        rows.append({"model": name, "adapters_to_train": len(to_train), "emails_to_score": to_score,
+                     "train_seconds": len(to_train) * train_each,
+                     "score_seconds": to_score * score_rate.get(name, float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def eta_sentence(work: pd.DataFrame) -> str:
+    """What is left of a study and about how long it takes, from the store's measured rates."""
+    adapters, emails = int(work["adapters_to_train"].sum()), int(work["emails_to_score"].sum())
+    if not adapters and not emails:
+        return "to do: nothing; every adapter is trained and every test email scored"
+    said = f"to do: {adapters} adapters to train, {emails:,} test-email scorings"
+    seconds = work.loc[work["adapters_to_train"] > 0, "train_seconds"].tolist() + \
+        work.loc[work["emails_to_score"] > 0, "score_seconds"].tolist()
+    unknown = sorted(set(work.loc[work["train_seconds"].isna() & (work["adapters_to_train"] > 0), "model"])
+                     | set(work.loc[work["score_seconds"].isna() & (work["emails_to_score"] > 0), "model"]))
+    known = sum(s for s in seconds if not pd.isna(s))
+    if known:
+        said += f"; about {known / 3600:.1f} h at this store's measured rates"
+    if unknown:
+        said += (f"{' plus' if known else ';'} an unknown time for {', '.join(unknown)} (no training or scoring "
+                 "measured in this store yet)")
+    return said
+
+
 def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int) -> pd.DataFrame:
     """One row per (model, training set, seed, corpus) the study covers, with F1 intervals.
 
@@ -208,7 +258,37 @@ def summarize_study(results: pd.DataFrame) -> pd.DataFrame:
         if f"{scope}_f1_mean" not in wide:
             wide[f"{scope}_f1_mean"] = float("nan")
     wide["gap"] = wide["in_domain_f1_mean"] - wide["out_domain_f1_mean"]
-    return wide
+    return wide.merge(noise_sources(results), on=["model", "paradigm"], how="left")
+
+
+# A source of noise dominates when its standard deviation is this many times the other's.
+DOMINANCE_RATIO = 1.5
+
+
+def noise_sources(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model and paradigm trained with two or more LoRA seeds: the median over corpora of
+    F1's standard deviation across seeds (seed_sd) beside the median bootstrap standard error
+    of one cell's F1 from its test sample (sample_se: the 95% interval's half-width / 1.96), and
+    which of the two dominates (`noise`): more seeds narrow the first, more test emails the second."""
+    seeded = results.dropna(subset=["f1", "seed"])
+    columns = ["model", "paradigm", "seed_sd", "sample_se", "noise"]
+    if seeded.empty:
+        return pd.DataFrame(columns=columns)
+    cells = (seeded.assign(se=(seeded["f1_high"] - seeded["f1_low"]) / (2 * 1.96))
+             .groupby(["model", "paradigm", "corpus"])
+             .agg(seed_sd=("f1", "std"), sample_se=("se", "mean"), seeds=("seed", "nunique")).reset_index())
+    cells = cells[cells["seeds"] >= 2]
+    per = cells.groupby(["model", "paradigm"])[["seed_sd", "sample_se"]].median().reset_index()
+
+    def dominant(row) -> str:
+        if row.seed_sd > DOMINANCE_RATIO * row.sample_se:
+            return "LoRA seeds"
+        if row.sample_se > DOMINANCE_RATIO * row.seed_sd:
+            return "test sample"
+        return "comparable"
+
+    per["noise"] = [dominant(r) for r in per.itertuples()] if len(per) else []
+    return per[columns]
 
 
 def study_findings(summary: pd.DataFrame) -> list[str]:
@@ -246,4 +326,15 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
             zero = by.loc[ZERO_SHOT]
             parts.append(f"{ZERO_SHOT} {zero['out_domain_f1_mean']:.2f}")
         lines.append(f"{model}: " + "; ".join(parts) + ".")
+        if "noise" in by and by["noise"].notna().any():
+            lines.append(f"{model}: " + "; ".join(_noise_sentence(paradigm, row)
+                                                  for paradigm, row in by.dropna(subset=["noise"]).iterrows()) + ".")
     return lines
+
+
+def _noise_sentence(paradigm: str, row: pd.Series) -> str:
+    said = (f"{paradigm} F1 varies by {row['seed_sd']:.3f} (sd) across LoRA seeds against a test-sample "
+            f"standard error of {row['sample_se']:.3f} per cell")
+    return said + {"LoRA seeds": ": the seeds dominate, so train more seeds before comparing",
+                   "test sample": ": the test sample dominates, so test on more emails before comparing",
+                   "comparable": ": the two are comparable"}[row["noise"]]

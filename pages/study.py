@@ -29,7 +29,7 @@ wanted = st.query_params.get("spec")
 name = st.selectbox("Study spec", names, index=names.index(wanted) if wanted in names else 0, key="study_spec")
 st.query_params["spec"] = name
 try:
-    spec, plan, results, summary, findings = study_report(settings.store_path, specs[name], settings.seed)
+    spec, plan, results, summary, findings, to_do = study_report(settings.store_path, specs[name], settings.seed)
 except (SpecError, StoreError) as exc:
     st.error(md(exc, 2000))
     st.stop()
@@ -40,6 +40,7 @@ with st.expander("Spec"):
     st.text(power_note(spec.eval_size, target))  # the test size needed for it, from the bootstrap
     st.caption(f"{len(plan.adapters)} adapters ({len(spec.models)} models × {len(plan.training_sets)} training sets "
                f"× {len(spec.seeds)} seeds) on {len(plan.test_corpora)} test corpora.")
+    st.text(to_do)  # what `study` would still train and score, with the time this store's rates give
     if st.button("Run what is missing (as a job)", key="study_start"):
         job = start_job(settings, JobRequest("study", (str(specs[name]),)))
         st.success(started_message(job))

@@ -3,11 +3,15 @@ an interruption, and the report (on the test store: synthetic corpora, tiny mode
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from data.store import Store
 from diagnostics.study import (
+    eta_sentence,
+    remaining_work,
     SpecError,
     load_spec,
     parse_spec,
@@ -100,7 +104,18 @@ def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption
             run_study(store, study_copy, two_seeds, progress=False)
         monkeypatch.setattr(jobs, "finetune_adapter", real_finetune)
         trained_before_resume = store.scalar("SELECT count(*) FROM adapters")
+        from diagnostics.evaluate import evaluation_samples
+
+        work = remaining_work(store, two_seeds, plan_study(store, two_seeds), study_copy.seed)
+        tests = sum(map(len, evaluation_samples(store, plan_study(store, two_seeds).test_corpora, 20,
+                                                study_copy.seed).values()))
+        assert work["adapters_to_train"].sum() == 1  # the interrupted one; its sibling was saved
+        assert work["emails_to_score"].sum() == 2 * tests  # neither new adapter is evaluated yet
+        assert work["train_seconds"].gt(0).all() and work["score_seconds"].gt(0).all()  # this store's rates
+        assert f"to do: 1 adapters to train, {2 * tests} test-email scorings; about " in eta_sentence(work)
         run_study(store, study_copy, two_seeds, progress=False)
+        assert eta_sentence(remaining_work(store, two_seeds, plan_study(store, two_seeds), study_copy.seed)) \
+            == "to do: nothing; every adapter is trained and every test email scored"
         assert store.scalar("SELECT count(*) FROM adapters") == trained_before_resume + 1  # only the missing one
         plan = plan_study(store, two_seeds)
         results = study_results(store, two_seeds, plan, study_copy.seed)
@@ -110,6 +125,8 @@ def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption
         summary = summarize_study(results)
         generalist = summary[(summary["model"] == study_copy.model) & (summary["paradigm"] == "generalist")]
         assert generalist["in_domain_f1_std"].notna().all()  # two seeds: a spread
+        assert generalist["noise"].isin(["LoRA seeds", "test sample", "comparable"]).all()
+        assert generalist["sample_se"].gt(0).all()
         after = _work(store)
         run_study(store, study_copy, two_seeds, progress=False)
         assert _work(store) == after
@@ -194,3 +211,29 @@ def test_study_on_an_empty_store_says_to_ingest_and_ingests_with_data(tiny_model
     result = CliRunner().invoke(app, base + ["--data", str(data)])
     assert result.exit_code == 0, result.output
     assert "study tiny: 1 adapters, 1 test corpora" in result.output
+
+
+def _seeded_cells(seed_f1s: dict[int, float], half_width: float) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "paradigm": "generalist", "corpus": corpus, "seed": seed, "f1": f1 + shift,
+                          "f1_low": f1 + shift - half_width, "f1_high": f1 + shift + half_width}
+                         for corpus, shift in (("A", 0.0), ("B", -0.1)) for seed, f1 in seed_f1s.items()])
+
+
+def test_noise_sources_say_whether_seeds_or_the_test_sample_dominate_and_the_finding_follows():
+    from diagnostics.study import noise_sources
+
+    seeds_spread = noise_sources(_seeded_cells({13: 0.70, 14: 0.90}, half_width=0.04))
+    assert seeds_spread.loc[0, "seed_sd"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
+    assert seeds_spread.loc[0, "sample_se"] == pytest.approx(0.04 / 1.96)
+    assert seeds_spread.loc[0, "noise"] == "LoRA seeds"
+    sample_wide = noise_sources(_seeded_cells({13: 0.80, 14: 0.81}, half_width=0.15))
+    assert sample_wide.loc[0, "noise"] == "test sample"
+    assert noise_sources(_seeded_cells({13: 0.8}, half_width=0.1)).empty  # one seed: no spread to weigh
+
+    def finding(noise: pd.DataFrame) -> str:
+        summary = pd.DataFrame([{"model": "m", "paradigm": "generalist", "in_domain_f1_mean": 0.8,
+                                 "out_domain_f1_mean": 0.7, "held_out_f1_mean": np.nan, "gap": 0.1}]).merge(noise)
+        return study_findings(summary)[-1]
+
+    assert "the seeds dominate" in finding(seeds_spread) and "varies by 0.141 (sd)" in finding(seeds_spread)
+    assert "the test sample dominates" in finding(sample_wide)
