@@ -61,6 +61,10 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
                "corpora's fingerprint words account for (F1 with them masked out, paired bootstrap)?", "drivers",
                "grid", "diagnose", "diagnostics.fingerprint_masking:FingerprintMasking", scope="store",
                measure="ΔF1 (masked − original)"),
+    Diagnostic("source-threshold", "Threshold tuned at the source", "How much of an out-of-domain drop does a "
+               "threshold tuned on the adapter's own training corpora (on emails it never trained on) recover, with "
+               "no label from the target?", "overview", "grid", "diagnose",
+               "diagnostics.source_threshold:SourceThreshold", scope="store", measure="F1"),
     Diagnostic("nearest-training-emails", "Nearest training emails", "Which training emails does this email look "
                "like to the adapter (its answer-position state, cosine), and how did it score them?", "explain",
                "neighbours", "diagnose", "diagnostics.neighbours:NeighbourIndex", scope="store"),

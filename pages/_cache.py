@@ -169,6 +169,17 @@ def diagnostic_values(path: Path, diagnostic: str, adapter_id: str, params: str)
     return stored(path, "diagnostic_values", diagnostic, adapter_id, params)
 
 
+def source_threshold(path: Path, scorer: str):
+    """(threshold, per-corpus F1 at it) of a stored source-threshold result of the scorer, or None."""
+    from diagnostics.source_threshold import source_threshold_columns
+
+    results = diagnostic_results(path, "source-threshold")
+    mine = results[results["adapter_id"] == scorer]
+    if mine.empty:
+        return None
+    return source_threshold_columns(diagnostic_values(path, "source-threshold", scorer, mine["params"].iloc[-1]))
+
+
 # ---------------------------------------------------------------- reads that compute
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -232,8 +243,8 @@ def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
-    from diagnostics.study import (eta_sentence, load_spec, plan_study, remaining_work, study_findings, study_results,
-                                   summarize_study)
+    from diagnostics.study import (cell_power, eta_sentence, load_spec, plan_study, remaining_work, study_findings,
+                                   study_results, summarize_study)
 
     spec = load_spec(Path(spec_path))
     store = _open(path)
@@ -241,12 +252,14 @@ def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed
         plan = plan_study(store, spec)
         results = study_results(store, spec, plan, data_seed)
         to_do = eta_sentence(remaining_work(store, spec, plan, data_seed))
+        power = cell_power(store, spec, plan)
     summary = summarize_study(results) if len(results) else pd.DataFrame()
-    return spec, plan, results, summary, study_findings(summary) if len(summary) else [], to_do
+    return spec, plan, results, summary, study_findings(summary) if len(summary) else [], to_do, power
 
 
 def study_report(path: Path, spec_path: Path, data_seed: int):
-    """(spec, plan, results, summary, findings, what is left to do) of a study spec against the store.
+    """(spec, plan, results, summary, findings, what is left to do, per-corpus power) of a study spec
+    against the store.
 
     Raises diagnostics.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
     """

@@ -7,7 +7,7 @@ from diagnostics.calibration import RETUNE_FRACTIONS
 from diagnostics.paired import difference_sentence
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
-from pages._cache import paired_comparisons, results_or_stop, threshold_and_calibration
+from pages._cache import paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
 from pages._page import warn_of_collapsed
 from pages._safe import md
 
@@ -106,19 +106,35 @@ if scorer_names:
     left, right = st.columns(2)
     left.plotly_chart(_charts.reliability_figure(curves), key="overview_reliability")
     right.plotly_chart(_charts.retune_figure(transfer, RETUNE_FRACTIONS), key="overview_retune")
-    table = transfer[["corpus", "n", "ece", "f1_at_0", "oracle_threshold", "oracle_f1",
-                      *(f"retuned_{f:g}" for f in RETUNE_FRACTIONS)]]
+    source = source_threshold(settings.store_path, scorer_names[picked_scorer])
+    if source is not None:
+        threshold, by_corpus = source
+        transfer = transfer.merge(by_corpus, on="corpus", how="left")
+    table = transfer[["corpus", "n", "ece", "f1_at_0", *(["source_f1"] if source is not None else []),
+                      "oracle_threshold", "oracle_f1", *(f"retuned_{f:g}" for f in RETUNE_FRACTIONS)]]
     st.dataframe(table, hide_index=True, key="overview_threshold_table", column_config={
         "ece": st.column_config.NumberColumn("ECE", format="%.3f"),
         "f1_at_0": st.column_config.NumberColumn("F1 at 0", format="%.3f"),
+        "source_f1": st.column_config.NumberColumn("F1 at source threshold", format="%.3f"),
         "oracle_threshold": st.column_config.NumberColumn("oracle threshold", format="%+.2f"),
         "oracle_f1": st.column_config.NumberColumn("oracle F1", format="%.3f"),
         **{f"retuned_{f:g}": st.column_config.NumberColumn(f"re-tuned on {100 * f:g} %", format="%.3f")
            for f in RETUNE_FRACTIONS}})
+    if source is None:
+        st.caption("No threshold tuned at the source for this scorer: `python cli.py diagnose source-threshold "
+                   "--training-set T` tunes one on its training corpora's validation emails (no target labels).")
+    else:
+        st.caption(f"Source threshold {threshold:+.2f}: the F1-best cut on the training corpora's training-split "
+                   "emails the adapter never trained on, applied unchanged to every test corpus (95% intervals in "
+                   "the sentences below).")
     for row in transfer.dropna(subset=["f1_at_0", "oracle_f1"]).to_dict("records"):
+        at_source = (f"; at the threshold tuned at the source {row['source_f1']:.2f} [{row['source_f1_low']:.2f}, "
+                     f"{row['source_f1_high']:.2f}]" if source is not None and not pd.isna(row.get("source_f1"))
+                     else "")
         st.text(f"{row['corpus']}: a threshold could lift F1 from {row['f1_at_0']:.2f} to at most "
-                f"{row['oracle_f1']:.2f} (oracle, n = {row['n']}); re-tuned on 10 % of its labelled emails it "
-                f"reaches {row['retuned_0.1']:.2f} [{row['retuned_0.1_low']:.2f}, {row['retuned_0.1_high']:.2f}].")
+                f"{row['oracle_f1']:.2f} (oracle, n = {row['n']}){at_source}; re-tuned on 10 % of its labelled "
+                f"emails it reaches {row['retuned_0.1']:.2f} [{row['retuned_0.1_low']:.2f}, "
+                f"{row['retuned_0.1_high']:.2f}].")
 
 st.subheader("All figures")
 st.dataframe(
