@@ -474,7 +474,13 @@ def study(
                 if not report_only:
                     from diagnostics.study import eta_sentence, remaining_work
 
-                    typer.echo(eta_sentence(remaining_work(store, parsed, plan_study(store, parsed), settings.seed)))
+                    from diagnostics.study import cell_power
+
+                    planned = plan_study(store, parsed)
+                    power = cell_power(store, parsed, planned)
+                    typer.echo("per test corpus, the expected 95% half-width of F1 at ≈ 0.85:\n"
+                               + power.to_string(index=False))
+                    typer.echo(eta_sentence(remaining_work(store, parsed, planned, settings.seed)))
                 plan = plan_study(store, parsed) if report_only else run_study(store, settings, parsed)
             except SpecError as exc:
                 _fail(str(exc))

@@ -205,6 +205,28 @@ def remaining_work(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: in
     return pd.DataFrame(rows)
 
 
+def cell_power(store: Store, spec: StudySpec, plan: StudyPlan, f1: float = 0.85,
+               target_half_width: float = 0.04) -> pd.DataFrame:
+    """Per test corpus: the emails a cell is scored on (eval_size or the whole test split, if
+    smaller), their share of phishing, and the expected 95% half-width of F1 there for a scorer near
+    `f1` — a corpus with few phishing test emails stays wide however large eval_size is."""
+    from diagnostics.paired import f1_half_width
+
+    counts = store.split_counts()
+    rows = []
+    for corpus in plan.test_corpora:
+        test = counts[(counts["corpus"] == corpus) & (counts["split"] == "test")]
+        available = int(test["n"].sum())
+        if not available:
+            continue
+        n = min(spec.eval_size or available, available)
+        positives = int(test.loc[test["label"] == 1, "n"].sum()) / available
+        width = f1_half_width(n, f1, positives)
+        rows.append({"corpus": corpus, "test_emails": n, "phishing_share": round(positives, 3),
+                     "f1_half_width": round(width, 3), "enough": width <= target_half_width})
+    return pd.DataFrame(rows)
+
+
 def eta_sentence(work: pd.DataFrame) -> str:
     """What is left of a study and about how long it takes, from the store's measured rates."""
     adapters, emails = int(work["adapters_to_train"].sum()), int(work["emails_to_score"].sum())

@@ -29,7 +29,7 @@ wanted = st.query_params.get("spec")
 name = st.selectbox("Study spec", names, index=names.index(wanted) if wanted in names else 0, key="study_spec")
 st.query_params["spec"] = name
 try:
-    spec, plan, results, summary, findings, to_do = study_report(settings.store_path, specs[name], settings.seed)
+    spec, plan, results, summary, findings, to_do, power = study_report(settings.store_path, specs[name], settings.seed)
 except (SpecError, StoreError) as exc:
     st.error(md(exc, 2000))
     st.stop()
@@ -38,6 +38,9 @@ with st.expander("Spec"):
     st.json({k: str(v) for k, v in spec.__dict__.items()})
     target = st.number_input("Wanted 95% half-width of F1 per cell", 0.01, 0.3, 0.04, step=0.01, key="study_target")
     st.text(power_note(spec.eval_size, target))  # the test size needed for it, from the bootstrap
+    st.caption("Per test corpus, with its own test split's size and share of phishing (F1 ≈ 0.85):")
+    st.dataframe(power.assign(enough=power["f1_half_width"] <= target) if len(power) else power, hide_index=True,
+                 key="study_power")
     st.caption(f"{len(plan.adapters)} adapters ({len(spec.models)} models × {len(plan.training_sets)} training sets "
                f"× {len(spec.seeds)} seeds) on {len(plan.test_corpora)} test corpora.")
     st.text(to_do)  # what `study` would still train and score, with the time this store's rates give

@@ -237,3 +237,20 @@ def test_noise_sources_say_whether_seeds_or_the_test_sample_dominate_and_the_fin
 
     assert "the seeds dominate" in finding(seeds_spread) and "varies by 0.141 (sd)" in finding(seeds_spread)
     assert "the test sample dominates" in finding(sample_wide)
+
+
+def test_cell_power_uses_each_corpus_test_split_so_a_corpus_short_of_phishing_stays_wide(real_store):
+    from diagnostics.paired import f1_half_width
+    from diagnostics.study import cell_power
+
+    spec = parse_spec({**tiny_study("smollm2-135m"), "specialists": ["EnronSpam"], "eval_size": 1200})
+    power = cell_power(real_store, spec, plan_study(real_store, spec)).set_index("corpus")
+    counts = real_store.split_counts()
+    ling = counts[(counts["corpus"] == "LingSpam") & (counts["split"] == "test")]
+    assert power.loc["LingSpam", "test_emails"] == ling["n"].sum() < 1200  # the whole split: it is smaller
+    share = ling.loc[ling["label"] == 1, "n"].sum() / ling["n"].sum()
+    assert power.loc["LingSpam", "f1_half_width"] == pytest.approx(
+        f1_half_width(int(ling["n"].sum()), 0.85, share), abs=1e-3)
+    assert power.loc["EnronSpam", "test_emails"] == 1200
+    assert power.loc["LingSpam", "f1_half_width"] > 0.04 >= power.loc["EnronSpam", "f1_half_width"]
+    assert not power.loc["LingSpam", "enough"] and power.loc["EnronSpam", "enough"]

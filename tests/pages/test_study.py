@@ -22,6 +22,10 @@ def test_study_page_reports_the_stored_study_and_exports_html(monkeypatch, evalu
     assert len(at.get("plotly_chart")) == 2  # the model's matrix (with bag-of-words rows) and the gap bars
     summary = next(d.value for d in at.dataframe if "gap" in d.value.columns)
     assert set(summary["model"]) == {evaluated_settings.model, "tfidf-lr"}
+    power = next(d.value for d in at.dataframe if "f1_half_width" in d.value.columns)
+    assert set(power["corpus"]) == {"synthetic-corporate", "synthetic-listdump", "synthetic-webmail"}
+    assert power["f1_half_width"].gt(0.04).all() and not power["enough"].any()  # 12 test emails a corpus
+    assert any(t.value == "to do: nothing; every adapter is trained and every test email scored" for t in at.text)
 
     from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
     from diagnostics.study_report import study_figures, study_html
