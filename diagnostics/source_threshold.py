@@ -44,11 +44,16 @@ def validation_ids(store: Store, training_set: str, size: int | None, seed: int)
 
 
 def _f1_with_interval(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    """F1 at the threshold and its 95% bootstrap interval; all NaN where the corpus holds one class
+    (F1 is undefined there, as in the matrix)."""
+    value = f1_at(scores, labels, threshold)
+    if np.isnan(value):
+        return value, float("nan"), float("nan")
     verdicts, positive = scores > threshold, labels == 1
     tp, fp = int((verdicts & positive).sum()), int((verdicts & ~positive).sum())
     fn, tn = int((~verdicts & positive).sum()), int((~verdicts & ~positive).sum())
     low, high = bootstrap_f1_interval(tp, fp, fn, tn)
-    return f1_at(scores, labels, threshold), low, high
+    return value, low, high
 
 
 def source_threshold_grid(validation_scores: np.ndarray, validation_labels: np.ndarray,

@@ -32,6 +32,14 @@ def test_a_threshold_tuned_on_shifted_source_scores_carries_to_a_target_shifted_
     assert grid[grid["row"] == SOURCE_ROW]["n"].eq(400).all()
 
 
+def test_a_corpus_of_one_class_gets_no_f1_and_no_interval():
+    labels = np.array([0, 1] * 50)
+    phishing_only = pd.DataFrame({"corpus": "P", "score": np.linspace(-1, 3, 30), "true_label": 1})
+    grid = source_threshold_grid(labels * 2.0 - 1, labels, phishing_only)
+    cells = grid[grid["row"] == "P"]
+    assert cells[["value", "low", "high"]].isna().all().all()  # F1 is undefined without legitimate email
+
+
 def test_validation_emails_are_training_split_emails_never_trained_on(evaluated_copy):
     from data.store import Store
 
