@@ -20,6 +20,20 @@ def cell_scope(metrics: pd.DataFrame) -> pd.Series:
                               np.where(held_out, "held_out_f1", "out_of_domain_f1")), index=metrics.index)
 
 
+def with_seed_labels(metrics: pd.DataFrame, adapters: pd.DataFrame) -> pd.DataFrame:
+    """Where one model has several adapters on a training set (LoRA seeds), each keeps a row of its
+    own, "<training set> (seed N)", instead of sharing one cell that only the last would fill; a
+    training set with one adapter keeps its name."""
+    if metrics.empty:
+        return metrics
+    seeds = adapters.set_index("id")["seed"]
+    count = metrics.groupby(["model", "training_set"])["adapter_id"].transform("nunique")
+    seed = metrics["adapter_id"].map(seeds)
+    several = (count > 1) & seed.notna()
+    named = metrics["training_set"] + " (seed " + seed.fillna(-1).astype(int).astype(str) + ")"
+    return metrics.assign(training_set=metrics["training_set"].where(~several, named))
+
+
 def generalization_gap(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per adapter: mean F1 in domain, out of domain and on held-out corpora (cells with an F1
     only), and in-domain minus each of the other two."""

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from data.store import Store, StoreError
-from diagnostics.matrix import generalization_gap, with_f1_intervals
+from diagnostics.matrix import generalization_gap, with_f1_intervals, with_seed_labels
 from pages._safe import md
 
 
@@ -65,7 +65,7 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
     store = _open(path)
     with store.connection():  # one connection for all of the page's reads
         if what == "overview":
-            metrics = with_f1_intervals(store.metrics())
+            metrics = with_seed_labels(with_f1_intervals(store.metrics()), store.adapters())
             return {"metrics": metrics, "gap": generalization_gap(metrics), "corpora": _corpus_list(store),
                     "runs": store.runs(), "adapters": _adapter_list(store), "collapsed": store.collapsed_scorers()}
         if what == "scorers":  # what pages that pick an adapter need: no metrics, no intervals

@@ -47,3 +47,18 @@ def test_intervals_are_added_where_f1_is_defined():
     out = with_f1_intervals(metrics)
     assert out.loc[0, "f1_low"] <= 10 / 13 <= out.loc[0, "f1_high"]
     assert pd.isna(out.loc[1, "f1_low"])  # one-class sample: recall only, no F1 interval
+
+
+def test_seeds_of_one_training_set_get_rows_of_their_own():
+    import pandas as pd
+
+    from diagnostics.matrix import with_seed_labels
+
+    metrics = pd.DataFrame({"model": ["m", "m", "m", "tfidf-lr", "m"],
+                            "training_set": ["generalist", "generalist", "specialist-A", "generalist", "zero-shot"],
+                            "adapter_id": ["m--g--s13", "m--g--s14", "m--a--s13", "tfidf-lr--generalist--s13",
+                                           "zero-shot:m"],
+                            "corpus": "A"})
+    adapters = pd.DataFrame({"id": ["m--g--s13", "m--g--s14", "m--a--s13"], "seed": [13, 14, 13]})
+    labelled = with_seed_labels(metrics, adapters)["training_set"].tolist()
+    assert labelled == ["generalist (seed 13)", "generalist (seed 14)", "specialist-A", "generalist", "zero-shot"]
