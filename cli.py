@@ -472,9 +472,7 @@ def study(
                 ingest_folder(store, settings, data, held_out=parsed.held_out)  # stored corpora are skipped
             try:
                 if not report_only:
-                    from diagnostics.study import eta_sentence, remaining_work
-
-                    from diagnostics.study import cell_power
+                    from diagnostics.study import cell_power, eta_sentence, remaining_work
 
                     planned = plan_study(store, parsed)
                     power = cell_power(store, parsed, planned)

@@ -27,15 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
+from benchmarks.bench_training import verdict_table  # noqa: E402
 from data.metrics import COLLAPSED_SHARE  # noqa: E402
 from data.records import LoraSettings  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.splits import build_generalist, test_sample  # noqa: E402
 from data.store import Store  # noqa: E402
 from diagnostics.jobs import ingest_folder  # noqa: E402
-from diagnostics.matrix import bootstrap_f1_interval  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.loading import load_base, load_with_adapter  # noqa: E402
 from models.scoring import score_emails  # noqa: E402
@@ -68,20 +67,6 @@ def prepare(work: Path, data: Path, n: int, eval_size: int, seed: int):
         emails = store.training_set_emails("generalist")
         tests = {c: store.emails_by_ids(test_sample(store, c, eval_size, seed)) for c in corpora}
     return settings, emails, tests
-
-
-def f1_cell(labels: np.ndarray, verdicts: np.ndarray) -> dict:
-    """F1 with its 95% bootstrap interval, and the share of phishing verdicts."""
-    tp, fp = int((verdicts & (labels == 1)).sum()), int((verdicts & (labels == 0)).sum())
-    fn, tn = int((~verdicts & (labels == 1)).sum()), int((~verdicts & (labels == 0)).sum())
-    low, high = bootstrap_f1_interval(tp, fp, fn, tn)
-    return {"f1": round(2 * tp / max(1, 2 * tp + fp + fn), 3), "ci95": [round(low, 3), round(high, 3)],
-            "n": len(labels), "phishing_verdicts": round(float(verdicts.mean()), 3)}
-
-
-def verdict_table(score, tests: dict) -> dict:
-    """Per corpus: f1_cell of the verdicts `score(emails)` > 0."""
-    return {corpus: f1_cell(np.array([m.label for m in test]), score(test) > 0) for corpus, test in tests.items()}
 
 
 def is_collapsed(table: dict) -> bool:

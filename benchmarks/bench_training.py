@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from data.metrics import confusion  # noqa: E402
 from data.records import LoraSettings  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.splits import build_generalist, test_sample  # noqa: E402
@@ -118,18 +119,24 @@ def previous_training(base, emails, lora: LoraSettings):
     return time.perf_counter() - started, model
 
 
+def f1_cell(labels: np.ndarray, verdicts: np.ndarray) -> dict:
+    """F1 with its 95% bootstrap interval, n, and the share of phishing verdicts."""
+    tp, fp, fn, tn = confusion(verdicts, labels)
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    low, high = bootstrap_f1_interval(tp, fp, fn, tn)
+    return {"f1": round(f1, 3), "ci95": [round(low, 3), round(high, 3)], "n": len(labels),
+            "phishing_verdicts": round(float(np.mean(verdicts)), 3)}
+
+
+def verdict_table(score, tests: dict) -> dict:
+    """Per corpus of `tests` (corpus → emails): f1_cell of the verdicts score(emails) > 0."""
+    return {corpus: f1_cell(np.array([m.label for m in emails]), np.asarray(score(emails)) > 0)
+            for corpus, emails in tests.items()}
+
+
 def f1_by_corpus(loaded, tests: dict, max_tokens: int) -> dict:
-    """F1 with its 95% bootstrap interval on each corpus' test sample."""
-    out = {}
-    for corpus, emails in tests.items():
-        labels = np.array([m.label for m in emails])
-        verdicts = score_emails(loaded, emails, max_tokens) > 0
-        tp, fp = int((verdicts & (labels == 1)).sum()), int((verdicts & (labels == 0)).sum())
-        fn, tn = int((~verdicts & (labels == 1)).sum()), int((~verdicts & (labels == 0)).sum())
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-        low, high = bootstrap_f1_interval(tp, fp, fn, tn)
-        out[corpus] = {"f1": round(f1, 3), "ci95": [round(low, 3), round(high, 3)], "n": len(emails)}
-    return out
+    """F1 with its 95% bootstrap interval on each corpus' test sample, scored by `loaded`."""
+    return verdict_table(lambda emails: score_emails(loaded, emails, max_tokens), tests)
 
 
 def main() -> None:
@@ -245,15 +252,7 @@ def main() -> None:
     from models.bag_of_words import fit_reference, score_reference
 
     pipeline = fit_reference(emails, settings.seed)
-    f1["bag of words (TF-IDF + LR)"] = {}
-    for corpus, test in tests.items():
-        labels = np.array([m.label for m in test])
-        verdicts = score_reference(pipeline, test) > 0
-        tp, fp = int((verdicts & (labels == 1)).sum()), int((verdicts & (labels == 0)).sum())
-        fn, tn = int((~verdicts & (labels == 1)).sum()), int((~verdicts & (labels == 0)).sum())
-        low, high = bootstrap_f1_interval(tp, fp, fn, tn)
-        f1["bag of words (TF-IDF + LR)"][corpus] = {"f1": round(2 * tp / max(1, 2 * tp + fp + fn), 3),
-                                                    "ci95": [round(low, 3), round(high, 3)], "n": len(test)}
+    f1["bag of words (TF-IDF + LR)"] = verdict_table(lambda test: score_reference(pipeline, test), tests)
 
     print(json.dumps({
         "benchmark": "training", "model": base.spec.name, "device": str(base.device), "dtype": str(base.dtype),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from data.metrics import confusion
 from data.records import Email, VERDICT_THRESHOLD
 from data.splits import sample_stratified
 from data.store import Store
@@ -49,10 +50,7 @@ def _f1_with_interval(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     value = f1_at(scores, labels, threshold)
     if np.isnan(value):
         return value, float("nan"), float("nan")
-    verdicts, positive = scores > threshold, labels == 1
-    tp, fp = int((verdicts & positive).sum()), int((verdicts & ~positive).sum())
-    fn, tn = int((~verdicts & positive).sum()), int((~verdicts & ~positive).sum())
-    low, high = bootstrap_f1_interval(tp, fp, fn, tn)
+    low, high = bootstrap_f1_interval(*confusion(scores > threshold, labels))
     return value, low, high
 
 

@@ -181,8 +181,8 @@ def remaining_work(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: in
     finished evaluate runs."""
     from diagnostics.evaluate import evaluation_samples
 
-    samples = [i for ids in evaluation_samples(store, plan.test_corpora, spec.eval_size, data_seed).values()
-               for i in ids]
+    samples = {i for ids in evaluation_samples(store, plan.test_corpora, spec.eval_size, data_seed).values()
+               for i in ids}
     trained = set(store.adapters()["id"])
     train_rate = dict(store.rows(
         "SELECT model, median(seconds / (n_train * CAST(hyperparameters->>'epochs' AS DOUBLE))) FROM adapters "
@@ -197,7 +197,7 @@ def remaining_work(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: in
         ids = [a for m, _, _, a in plan.adapters if m == model]
         to_train = [a for a in ids if a not in trained]
         scorers = ids + [zero_shot_id(name)]
-        to_score = sum(len(set(samples) - store.predicted_email_ids(a)) for a in scorers)
+        to_score = sum(len(samples - store.predicted_email_ids(a)) for a in scorers)
         train_each = train_rate.get(name, float("nan")) * spec.train_size * spec.lora.epochs
         rows.append({"model": name, "adapters_to_train": len(to_train), "emails_to_score": to_score,
                      "train_seconds": len(to_train) * train_each,

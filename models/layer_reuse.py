@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-from models.scoring import pad_left
+from models.scoring import left_padding, pad_left
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -103,11 +103,9 @@ def pad_states_left(states: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
     width = max(len(s) for s in states)
     first = states[0]
     embeds = first.new_zeros((len(states), width, first.shape[-1]))
-    mask = torch.zeros((len(states), width), dtype=torch.long, device=first.device)
     for row, state in enumerate(states):
         embeds[row, width - len(state):] = state
-        mask[row, width - len(state):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    mask, positions = left_padding([len(s) for s in states], first.device)
     return {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions}
 
 
@@ -144,7 +142,7 @@ class StatesCache:
         return self.states
 
     def clear(self) -> None:
-        self.key, self.states = None, None
+        self.key, self.states, self.hits = None, None, 0
 
 
 LOWER_STATES = StatesCache()

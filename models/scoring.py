@@ -99,18 +99,23 @@ def adapter_prompt_builder(tokenizer, spec: ModelSpec, adapter: AdapterInfo | No
                          int(adapter.hyperparameters.get("context_tokens", 64)))
 
 
+def left_padding(lengths: Sequence[int], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention_mask, position_ids) of sequences of these lengths left-padded to the longest.
+    Positions count real tokens only, so a padded email scores as it would alone."""
+    width = max(lengths)
+    mask = (torch.arange(width) >= width - torch.tensor(lengths).unsqueeze(1)).long()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return mask.to(device), positions.to(device)
+
+
 def pad_left(sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Left-padded input_ids, attention_mask and matching position_ids for one batch."""
     width = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
-    # Positions count real tokens only, so a padded email scores as it would alone.
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
-            "position_ids": positions.to(device)}
+    mask, positions = left_padding([len(s) for s in sequences], device)
+    return {"input_ids": input_ids.to(device), "attention_mask": mask, "position_ids": positions}
 
 
 def default_batch_size(device: torch.device) -> int:

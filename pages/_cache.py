@@ -65,11 +65,12 @@ def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
     store = _open(path)
     with store.connection():  # one connection for all of the page's reads
         if what == "overview":
-            metrics = with_seed_labels(with_f1_intervals(store.metrics()), store.adapters())
+            adapters = store.adapters()
+            metrics = with_seed_labels(with_f1_intervals(store.metrics()), adapters)
             return {"metrics": metrics, "gap": generalization_gap(metrics), "corpora": _corpus_list(store),
-                    "runs": store.runs(), "adapters": _adapter_list(store), "collapsed": store.collapsed_scorers()}
+                    "runs": store.runs(), "adapters": _adapter_list(adapters), "collapsed": store.collapsed_scorers()}
         if what == "scorers":  # what pages that pick an adapter need: no metrics, no intervals
-            return {"corpora": _corpus_list(store), "adapters": _adapter_list(store),
+            return {"corpora": _corpus_list(store), "adapters": _adapter_list(store.adapters()),
                     "scorers": store.evaluated_scorers(), "collapsed": store.collapsed_scorers()}
         if what == "corpora":
             return {"corpora": store.corpora(), "splits": store.split_counts(),
@@ -81,8 +82,8 @@ def _corpus_list(store: Store) -> pd.DataFrame:
     return store.corpora()[["name", "label_meaning", "synthetic", "held_out"]]
 
 
-def _adapter_list(store: Store) -> pd.DataFrame:
-    return store.adapters()[["id", "model", "training_set", "path", "n_train", "seconds", "train_loss"]]
+def _adapter_list(adapters: pd.DataFrame) -> pd.DataFrame:
+    return adapters[["id", "model", "training_set", "path", "n_train", "seconds", "train_loss"]]
 
 
 def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
