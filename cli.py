@@ -463,7 +463,8 @@ def study(
     with _clear_errors():
         if not report_only:
             for model in parsed.models:  # for the longest prompts: FTICL's, when the spec has it
-                _echo_memory_estimate(settings, model, replace(parsed.lora, context_examples=parsed.fticl_examples))
+                _echo_memory_estimate(settings, model, replace(parsed.lora_for(model),
+                                                                     context_examples=parsed.fticl_examples))
         with Store.open(settings.store_path) as store:
             data = data or settings.data_dir
             if data and not report_only:

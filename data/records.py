@@ -372,6 +372,12 @@ class StudySpec:
     eval_size: int | None = 100  # test emails per corpus; None: the whole test split
     reference: bool = True  # the TF-IDF + logistic regression row
     lora: LoraSettings = field(default_factory=LoraSettings)
+    # Per-model LoRA settings where a family needs its own ([lora.<model>] tables in the spec)
+    lora_by_model: tuple[tuple[str, LoraSettings], ...] = ()
+
+    def lora_for(self, model: str) -> LoraSettings:
+        """The LoRA settings `model` trains with: its own table's, else the shared [lora] ones."""
+        return dict(self.lora_by_model).get(model, self.lora)
 
 
 @dataclass(frozen=True)

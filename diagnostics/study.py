@@ -42,6 +42,20 @@ def _names(value, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _lora_settings(table: dict, where: str) -> LoraSettings:
+    """LoraSettings from one [lora] table's fields, or a SpecError naming the table."""
+    bad = set(table) - LORA_KEYS
+    if bad:
+        raise SpecError(f"unknown {where} field(s) {sorted(bad)}; allowed: {sorted(LORA_KEYS)} "
+                        f"(the LoRA seed comes from `seeds`)")
+    if "target_modules" in table:
+        table = {**table, "target_modules": tuple(_names(table["target_modules"], f"{where} target_modules"))}
+    try:
+        return LoraSettings(**table)
+    except TypeError as exc:
+        raise SpecError(f"{where}: {exc}") from exc
+
+
 def parse_spec(raw: dict) -> StudySpec:
     """A StudySpec from a parsed TOML table, with a clear error for anything off."""
     unknown = set(raw) - SPEC_KEYS
@@ -67,16 +81,16 @@ def parse_spec(raw: dict) -> StudySpec:
     lora_raw = raw.get("lora", {})
     if not isinstance(lora_raw, dict):
         raise SpecError("[lora] must be a table")
-    bad = set(lora_raw) - LORA_KEYS
-    if bad:
-        raise SpecError(f"unknown [lora] field(s) {sorted(bad)}; allowed: {sorted(LORA_KEYS)} "
-                        f"(the LoRA seed comes from `seeds`)")
-    if "target_modules" in lora_raw:
-        lora_raw = {**lora_raw, "target_modules": tuple(_names(lora_raw["target_modules"], "lora.target_modules"))}
-    try:
-        lora = LoraSettings(**lora_raw)
-    except TypeError as exc:
-        raise SpecError(f"[lora]: {exc}") from exc
+    models = _names(raw["models"], "models")
+    per_model = {k: v for k, v in lora_raw.items() if isinstance(v, dict)}
+    strays = sorted(set(per_model) - set(models))
+    if strays:
+        raise SpecError(f"[lora.{strays[0]}] names no model of this spec; models: {', '.join(models)}")
+    # A [lora.<model>] table changes only the fields it names; the rest come from [lora].
+    shared_raw = {k: v for k, v in lora_raw.items() if k not in per_model}
+    shared = _lora_settings(shared_raw, "[lora]")
+    lora_by_model = tuple((model, _lora_settings({**shared_raw, **table}, f"[lora.{model}]"))
+                          for model, table in per_model.items())
     for key in ("generalist", "reference"):
         if not isinstance(raw.get(key, True), bool):
             raise SpecError(f"{key} must be true or false")
@@ -89,12 +103,12 @@ def parse_spec(raw: dict) -> StudySpec:
     both = sorted(set(held_out) & set(specialists or ()))
     if both:
         raise SpecError(f"{', '.join(both)} cannot be both a specialist and held out")
-    return StudySpec(name=raw["name"].strip(), models=_names(raw["models"], "models"), specialists=specialists,
+    return StudySpec(name=raw["name"].strip(), models=models, specialists=specialists,
                      generalist=raw.get("generalist", True), fticl_examples=fticl,
                      test_corpora=_names(raw["test_corpora"], "test_corpora") if raw.get("test_corpora") else None,
                      held_out=held_out,
                      seeds=tuple(seeds), train_size=sizes["train_size"], eval_size=sizes["eval_size"],
-                     reference=raw.get("reference", True), lora=lora)
+                     reference=raw.get("reference", True), lora=shared, lora_by_model=lora_by_model)
 
 
 def load_spec(path: Path) -> StudySpec:
@@ -108,10 +122,10 @@ def load_spec(path: Path) -> StudySpec:
     return parse_spec(raw)
 
 
-def training_lora(spec: StudySpec, training_set: str, seed: int) -> LoraSettings:
-    """The spec's LoRA settings for one training set and seed (FTICL sets add in-context examples)."""
+def training_lora(spec: StudySpec, model: str, training_set: str, seed: int) -> LoraSettings:
+    """The spec's LoRA settings for one model, training set and seed (FTICL sets add in-context examples)."""
     k = spec.fticl_examples if training_set.startswith("fticl-") else 0
-    return replace(spec.lora, seed=seed, context_examples=k)
+    return replace(spec.lora_for(model), seed=seed, context_examples=k)
 
 
 def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
@@ -140,7 +154,7 @@ def plan_study(store: Store, spec: StudySpec) -> StudyPlan:
             raise SpecError(f"training set {name!r} in this store holds {existing['size']} emails but the spec "
                             f"asks for train_size = {spec.train_size}; use that size or a fresh store (--store)")
     adapters = tuple((model, training_set, seed,
-                      adapter_id(resolve_model(model).name, training_set, training_lora(spec, training_set, seed)))
+                      adapter_id(resolve_model(model).name, training_set, training_lora(spec, model, training_set, seed)))
                      for model in spec.models for training_set in training_sets for seed in spec.seeds)
     return StudyPlan(training_sets, tuple(spec.test_corpora or corpora), adapters)
 
@@ -164,11 +178,11 @@ def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool 
         build_generalist(store, store.training_corpora(), spec.train_size, settings.seed)
     for model in spec.models:
         model_settings = settings.with_overrides(model=model)
-        folders = [train_training_set(store, model_settings, training_set, training_lora(spec, training_set, seed),
-                                      progress)
+        folders = [train_training_set(store, model_settings, training_set,
+                                      training_lora(spec, model, training_set, seed), progress)
                    for training_set in plan.training_sets for seed in spec.seeds]
         evaluate_as_configured(store, settings, evaluation_targets(model, folders, settings.quantize),
-                               plan.test_corpora, spec.eval_size, spec.lora.max_tokens, progress=progress)
+                               plan.test_corpora, spec.eval_size, spec.lora_for(model).max_tokens, progress=progress)
     if spec.reference:
         evaluate_reference(store, reference_sets(plan), plan.test_corpora, spec.eval_size, settings.seed)
     return plan
@@ -198,7 +212,7 @@ def remaining_work(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: in
         to_train = [a for a in ids if a not in trained]
         scorers = ids + [zero_shot_id(name)]
         to_score = sum(len(samples - store.predicted_email_ids(a)) for a in scorers)
-        train_each = train_rate.get(name, float("nan")) * spec.train_size * spec.lora.epochs
+        train_each = train_rate.get(name, float("nan")) * spec.train_size * spec.lora_for(model).epochs
         rows.append({"model": name, "adapters_to_train": len(to_train), "emails_to_score": to_score,
                      "train_seconds": len(to_train) * train_each,
                      "score_seconds": to_score * score_rate.get(name, float("nan"))})

@@ -97,8 +97,12 @@ def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figu
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
               for i, fig in enumerate(figures)]
     # The LoRA table without the fields the spec sets elsewhere (seeds; fticl_examples).
-    lora = {k: v for k, v in spec.lora.__dict__.items() if k not in ("seed", "context_examples")}
-    shown = {**spec.__dict__, "lora": ", ".join(f"{k}={v}" for k, v in lora.items())}
+    def lora_line(lora) -> str:
+        return ", ".join(f"{k}={v}" for k, v in lora.__dict__.items() if k not in ("seed", "context_examples"))
+
+    shown = {k: v for k, v in spec.__dict__.items() if k != "lora_by_model"}
+    shown["lora"] = lora_line(spec.lora)
+    shown.update({f"lora ({model})": lora_line(lora) for model, lora in spec.lora_by_model})
     spec_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in shown.items())
     findings_html = "".join(f"<li>{html.escape(line)}</li>" for line in findings)

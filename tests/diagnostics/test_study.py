@@ -1,6 +1,7 @@
 """Study specs: validation with clear errors, a rerun that does no stored work, resuming after
 an interruption, and the report (on the test store: synthetic corpora, tiny model)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ from diagnostics.study import (
     study_findings,
     study_results,
     summarize_study,
+    training_lora,
 )
+from models.finetune import adapter_id
 from tests.conftest import study_toml, tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +47,21 @@ def study_copy(evaluated_copy):
     ({"fticl_examples": -1}, "fticl_examples must be an integer from 0"),
     ({"fticl_examples": True}, "fticl_examples must be an integer from 0"),
     ({"lora": {"context_examples": 2}}, "unknown [lora] field"),
+    ({"lora": {"other-model": {"lr": 1e-3}}}, "[lora.other-model] names no model of this spec"),
+    ({"lora": {"m": {"rank": 4}}}, "unknown [lora.m] field"),
 ])
 def test_bad_specs_are_refused_with_the_field_named(change, message):
     with pytest.raises(SpecError, match=message.replace("[", r"\[").replace("`", "`")):
         parse_spec(tiny_study("m", **change))
+
+
+def test_a_model_table_changes_only_its_model_and_only_the_fields_it_names():
+    spec = parse_spec(tiny_study("a", models=["a", "b"], lora={**tiny_study("a")["lora"], "b": {"lr": 1e-3}}))
+    assert spec.lora_for("a") == spec.lora and spec.lora.lr == 5e-3
+    assert spec.lora_for("b") == replace(spec.lora, lr=1e-3)
+    assert training_lora(spec, "b", "generalist", 14) == replace(spec.lora, lr=1e-3, seed=14)
+    assert adapter_id("b", "generalist", training_lora(spec, "b", "generalist", 13)) != \
+        adapter_id("b", "generalist", training_lora(parse_spec(tiny_study("b")), "b", "generalist", 13))
 
 
 def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
@@ -59,6 +73,8 @@ def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
     # it reuses the default study's data and adapters: same sizes and LoRA settings
     assert (fticl.train_size, fticl.eval_size, fticl.seeds, fticl.lora) == \
         (default.train_size, default.eval_size, default.seeds, default.lora) and fticl.fticl_examples == 2
+    full = load_spec(ROOT / "studies" / "cpu-full.toml")
+    assert full.lora_for("gemma3-270m").lr < full.lora_for("smollm2-135m").lr == full.lora.lr
     broken = tmp_path / "broken.toml"
     broken.write_text("models = [")
     with pytest.raises(SpecError, match="not valid TOML"):
