@@ -263,7 +263,8 @@ def eta_sentence(work: pd.DataFrame) -> str:
 def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int) -> pd.DataFrame:
     """One row per (model, training set, seed, corpus) the study covers, with F1 intervals.
 
-    Zero-shot and reference rows have seed NaN; the reference's model is 'tfidf-lr'.
+    Zero-shot and reference rows have seed NaN; the reference's model is 'tfidf-lr'. `collapsed`
+    marks an adapter that gave one verdict to nearly every test email (Store.collapsed_scorers).
     """
     from models.bag_of_words import reference_id
 
@@ -273,7 +274,9 @@ def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int
         wanted |= {reference_id(t, data_seed) for t in reference_sets(plan)}
     metrics = store.metrics()
     rows = metrics[metrics["adapter_id"].isin(wanted) & metrics["corpus"].isin(plan.test_corpora)]
-    return with_f1_intervals(rows).assign(seed=lambda f: f["adapter_id"].map(seeds))
+    collapsed = set(store.collapsed_scorers()["adapter_id"])
+    return with_f1_intervals(rows).assign(seed=lambda f: f["adapter_id"].map(seeds),
+                                          collapsed=lambda f: f["adapter_id"].isin(collapsed))
 
 
 STUDY_SCOPES = {"in_domain_f1": "in_domain", "out_of_domain_f1": "out_domain", "held_out_f1": "held_out"}
@@ -294,7 +297,18 @@ def summarize_study(results: pd.DataFrame) -> pd.DataFrame:
         if f"{scope}_f1_mean" not in wide:
             wide[f"{scope}_f1_mean"] = float("nan")
     wide["gap"] = wide["in_domain_f1_mean"] - wide["out_domain_f1_mean"]
-    return wide.merge(noise_sources(results), on=["model", "paradigm"], how="left")
+    return wide.merge(noise_sources(results), on=["model", "paradigm"], how="left") \
+        .merge(collapse_counts(results), on=["model", "paradigm"], how="left")
+
+
+def collapse_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model and paradigm: how many LoRA adapters it has and how many collapsed (zero-shot and
+    the bag of words are not judged)."""
+    marked = results.dropna(subset=["seed"])
+    marked = marked if "collapsed" in marked else marked.assign(collapsed=False)
+    per = marked.groupby(["model", "paradigm", "adapter_id"])["collapsed"].any().reset_index()
+    return per.groupby(["model", "paradigm"]).agg(adapters=("adapter_id", "nunique"),
+                                                  collapsed=("collapsed", "sum")).reset_index()
 
 
 # A source of noise dominates when its standard deviation is this many times the other's.
@@ -362,6 +376,12 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
             zero = by.loc[ZERO_SHOT]
             parts.append(f"{ZERO_SHOT} {zero['out_domain_f1_mean']:.2f}")
         lines.append(f"{model}: " + "; ".join(parts) + ".")
+        if "collapsed" in by and by["collapsed"].fillna(0).sum():
+            lines.append(f"{model}: " + "; ".join(
+                f"{int(row.collapsed)} of {int(row.adapters)} {paradigm} adapters collapsed to one verdict"
+                for paradigm, row in by[by["collapsed"].fillna(0) > 0].iterrows())
+                + " (their cells measure the label mix, not the detector, and pull the means above down): "
+                  f"retrain with a lower learning rate, e.g. a [lora.{model}] table with lr = 1e-3 in the spec.")
         if "noise" in by and by["noise"].notna().any():
             lines.append(f"{model}: " + "; ".join(_noise_sentence(paradigm, row)
                                                   for paradigm, row in by.dropna(subset=["noise"]).iterrows()) + ".")

@@ -58,6 +58,12 @@ missing = [a for _, _, _, a in plan.adapters if a not in trained]
 if missing:
     st.warning(f"{len(missing)} of the study's {len(plan.adapters)} adapters have no predictions yet; "
                "the figures show what is stored.")
+collapsed = results.loc[results["collapsed"]].drop_duplicates("adapter_id")
+if len(collapsed):
+    st.warning(f"**{len(collapsed)} of the study's adapters collapsed** to one verdict for nearly every test email, "
+               "so their cells measure the label mix, not the detector, and they pull the means below down: "
+               + ", ".join(md(f"{r.model} {r.training_set} (seed {int(r.seed)})", 200) for r in collapsed.itertuples())
+               + ". Retrain them with a lower learning rate (a `[lora.<model>]` table in the spec).")
 
 st.subheader("Findings")
 for line in findings:

@@ -143,6 +143,12 @@ def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption
         assert generalist["in_domain_f1_std"].notna().all()  # two seeds: a spread
         assert generalist["noise"].isin(["LoRA seeds", "test sample", "comparable"]).all()
         assert generalist["sample_se"].gt(0).all()
+        # collapse counts agree with the store's detector, adapter by adapter
+        collapsed = set(store.collapsed_scorers()["adapter_id"]) & set(results["adapter_id"])
+        assert summary["collapsed"].fillna(0).sum() == len(collapsed)
+        assert summary.loc[summary["model"] == study_copy.model, "adapters"].sum() == 4  # 2 sets × 2 seeds
+        said = " ".join(study_findings(summary))
+        assert ("adapters collapsed to one verdict" in said) == bool(collapsed)
         after = _work(store)
         run_study(store, study_copy, two_seeds, progress=False)
         assert _work(store) == after
