@@ -218,7 +218,7 @@ def train(
     dropout: Annotated[float, typer.Option(help="LoRA dropout")] = LoraSettings.dropout,
     target_modules: Annotated[Optional[list[str]], typer.Option("--target-module", help="Module names to adapt (repeat; default: the family's)")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training set")] = LoraSettings.epochs,
-    lr: Annotated[float, typer.Option(help="Peak learning rate")] = LoraSettings.lr,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: the family's: 1e-3 for Gemma, else 3e-3]")] = None,
     batch_size: Annotated[int, typer.Option(help="Emails per step")] = LoraSettings.batch_size,
     max_tokens: Annotated[int, typer.Option(help="Token budget per training prompt")] = LoraSettings.max_tokens,
     seed: Annotated[int, typer.Option(help="Training seed")] = LoraSettings.seed,
@@ -232,6 +232,10 @@ def train(
     from diagnostics.jobs import train_training_set
 
     settings = _settings(ctx)
+    if lr is None:
+        from models.registry import default_lora_lr
+
+        lr = default_lora_lr(settings.model)
     lora = LoraSettings(r=r, alpha=alpha, dropout=dropout, target_modules=tuple(target_modules) if target_modules else None,
                         epochs=epochs, lr=lr, batch_size=batch_size, max_tokens=max_tokens, seed=seed,
                         context_examples=context_examples, context_tokens=context_tokens, precision=precision,

@@ -70,6 +70,22 @@ def test_unknown_model_family_defaults_and_registry():
     assert resolve_model("mistralai/Mistral-7B-v0.1", "mistral").family == "mistral"
 
 
+def test_the_default_learning_rate_is_the_familys(tmp_path):
+    import json
+
+    from data.records import LoraSettings
+    from models.registry import default_lora_lr
+
+    assert default_lora_lr("gemma3-270m") == 1e-3 < default_lora_lr("smollm2-135m") == LoraSettings.lr
+    local = {}
+    for model_type in ("gemma3_text", "llama"):  # a local folder's family is read from its config
+        (tmp_path / model_type).mkdir()
+        (tmp_path / model_type / "config.json").write_text(json.dumps({"model_type": model_type}))
+        local[model_type] = default_lora_lr(str(tmp_path / model_type))
+    assert local == {"gemma3_text": 1e-3, "llama": LoraSettings.lr}
+    assert default_lora_lr("someone/unknown-model") == LoraSettings.lr
+
+
 def test_in_context_examples_precede_the_email_in_the_same_template(tiny_model_dir, settings):
     from data.records import Demonstration
 
