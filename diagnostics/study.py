@@ -316,16 +316,18 @@ DOMINANCE_RATIO = 1.5
 
 
 def noise_sources(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model and paradigm trained with two or more LoRA seeds: the median over corpora of
-    F1's standard deviation across seeds (seed_sd) beside the median bootstrap standard error
+    """Per model and paradigm trained with two or more LoRA seeds: the median over its cells
+    (training set × corpus) of F1's standard deviation across seeds (seed_sd) beside the median bootstrap standard error
     of one cell's F1 from its test sample (sample_se: the 95% interval's half-width / 1.96), and
     which of the two dominates (`noise`): more seeds narrow the first, more test emails the second."""
     seeded = results.dropna(subset=["f1", "seed"])
     columns = ["model", "paradigm", "seed_sd", "sample_se", "noise"]
     if seeded.empty:
         return pd.DataFrame(columns=columns)
+    # A cell is one training set on one corpus: the specialists of one paradigm differ by design,
+    # and only their seeds' spread is noise.
     cells = (seeded.assign(se=(seeded["f1_high"] - seeded["f1_low"]) / (2 * 1.96))
-             .groupby(["model", "paradigm", "corpus"])
+             .groupby(["model", "paradigm", "training_set", "corpus"])
              .agg(seed_sd=("f1", "std"), sample_se=("se", "mean"), seeds=("seed", "nunique")).reset_index())
     cells = cells[cells["seeds"] >= 2]
     per = cells.groupby(["model", "paradigm"])[["seed_sd", "sample_se"]].median().reset_index()

@@ -235,9 +235,12 @@ def test_study_on_an_empty_store_says_to_ingest_and_ingests_with_data(tiny_model
     assert "study tiny: 1 adapters, 1 test corpora" in result.output
 
 
-def _seeded_cells(seed_f1s: dict[int, float], half_width: float) -> pd.DataFrame:
-    return pd.DataFrame([{"model": "m", "paradigm": "generalist", "corpus": corpus, "seed": seed, "f1": f1 + shift,
-                          "f1_low": f1 + shift - half_width, "f1_high": f1 + shift + half_width}
+def _seeded_cells(seed_f1s: dict[int, float], half_width: float, paradigm: str = "generalist",
+                  training_sets: tuple[str, ...] = ("generalist",)) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "paradigm": paradigm, "training_set": name, "corpus": corpus, "seed": seed,
+                          "f1": f1 + shift + offset, "f1_low": f1 + shift + offset - half_width,
+                          "f1_high": f1 + shift + offset + half_width}
+                         for name, offset in zip(training_sets, (0.0, -0.4, 0.3))
                          for corpus, shift in (("A", 0.0), ("B", -0.1)) for seed, f1 in seed_f1s.items()])
 
 
@@ -251,6 +254,10 @@ def test_noise_sources_say_whether_seeds_or_the_test_sample_dominate_and_the_fin
     sample_wide = noise_sources(_seeded_cells({13: 0.80, 14: 0.81}, half_width=0.15))
     assert sample_wide.loc[0, "noise"] == "test sample"
     assert noise_sources(_seeded_cells({13: 0.8}, half_width=0.1)).empty  # one seed: no spread to weigh
+    # specialists differ from each other by design: only each one's seeds count as noise
+    specialists = noise_sources(_seeded_cells({13: 0.80, 14: 0.81}, 0.05, "specialist", ("s-A", "s-B", "s-C")))
+    assert specialists.loc[0, "seed_sd"] == pytest.approx(np.std([0.80, 0.81], ddof=1))
+    assert specialists.loc[0, "noise"] == "test sample"
 
     def finding(noise: pd.DataFrame) -> str:
         summary = pd.DataFrame([{"model": "m", "paradigm": "generalist", "in_domain_f1_mean": 0.8,
