@@ -92,19 +92,27 @@ def study_figures(results: pd.DataFrame, summary: pd.DataFrame) -> list[go.Figur
     return figures
 
 
+def spec_fields(spec: StudySpec) -> dict[str, str]:
+    """The spec as the Study page and the HTML report show it: one row per field, and one LoRA row
+    per model with its own table, each without the fields the spec sets elsewhere (seeds; fticl_examples)."""
+    def lora_line(lora) -> str:
+        return ", ".join(f"{k}={v}" for k, v in lora.__dict__.items() if k not in ("seed", "context_examples"))
+
+    def value(v) -> str:
+        return (", ".join(map(str, v)) or "none") if isinstance(v, tuple) else str(v)
+
+    shown = {k: value(v) for k, v in spec.__dict__.items() if k not in ("lora", "lora_by_model")}
+    shown["lora"] = lora_line(spec.lora)
+    shown.update({f"lora ({model})": lora_line(lora) for model, lora in spec.lora_by_model})
+    return shown
+
+
 def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figures: list[go.Figure]) -> str:
     """One self-contained HTML page: spec, findings, figures (plotly.js inlined once), summary table."""
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
               for i, fig in enumerate(figures)]
-    # The LoRA table without the fields the spec sets elsewhere (seeds; fticl_examples).
-    def lora_line(lora) -> str:
-        return ", ".join(f"{k}={v}" for k, v in lora.__dict__.items() if k not in ("seed", "context_examples"))
-
-    shown = {k: v for k, v in spec.__dict__.items() if k != "lora_by_model"}
-    shown["lora"] = lora_line(spec.lora)
-    shown.update({f"lora ({model})": lora_line(lora) for model, lora in spec.lora_by_model})
-    spec_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in shown.items())
+    spec_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                        for k, v in spec_fields(spec).items())
     findings_html = "".join(f"<li>{html.escape(line)}</li>" for line in findings)
     table = summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True, border=0)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

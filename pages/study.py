@@ -10,7 +10,7 @@ from data.store import StoreError
 from diagnostics.launcher import start_job
 from diagnostics.paired import power_note
 from diagnostics.study import SpecError
-from diagnostics.study_report import study_figures, study_html
+from diagnostics.study_report import spec_fields, study_figures, study_html
 from pages._cache import study_report
 from pages._safe import md, started_message
 
@@ -35,8 +35,7 @@ except (SpecError, StoreError) as exc:
     st.stop()
 
 with st.expander("Spec"):
-    shown = {k: str(v) for k, v in spec.__dict__.items() if k != "lora_by_model"}
-    st.json({**shown, **{f"lora ({model})": str(lora) for model, lora in spec.lora_by_model}})
+    st.json(spec_fields(spec))
     target = st.number_input("Wanted 95% half-width of F1 per cell", 0.01, 0.3, 0.04, step=0.01, key="study_target")
     st.text(power_note(spec.eval_size, target))  # the test size needed for it, from the bootstrap
     st.caption("Per test corpus, with its own test split's size and share of phishing (F1 ≈ 0.85):")

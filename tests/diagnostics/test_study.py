@@ -64,6 +64,17 @@ def test_a_model_table_changes_only_its_model_and_only_the_fields_it_names():
         adapter_id("b", "generalist", training_lora(parse_spec(tiny_study("b")), "b", "generalist", 13))
 
 
+def test_the_shown_spec_has_one_lora_row_per_model_table_without_the_fields_set_elsewhere():
+    from diagnostics.study_report import spec_fields
+
+    spec = parse_spec(tiny_study("a", models=["a", "b"], lora={**tiny_study("a")["lora"], "b": {"lr": 1e-3}}))
+    shown = spec_fields(spec)
+    assert shown["lora"].startswith("r=4, alpha=8") and "lr=0.005" in shown["lora"]
+    assert "lr=0.001" in shown["lora (b)"] and "lora (a)" not in shown  # a has no table of its own
+    assert not any("seed=" in v or "context_examples" in v for k, v in shown.items() if k.startswith("lora"))
+    assert shown["seeds"] == "13" and shown["models"] == "a, b" and shown["held_out"] == "none"
+
+
 def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
     default = load_spec(ROOT / "studies" / "default.toml")
     assert default.models == ("smollm2-135m", "gemma3-270m") and len(default.seeds) >= 2 and default.reference

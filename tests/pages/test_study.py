@@ -1,6 +1,7 @@
 """AppTest: the Study page reports a spec against the test store (synthetic corpora, tiny model,
 the bag-of-words reference), and its HTML export is one self-contained, escaped file."""
 
+import json
 import re
 
 from tests.conftest import open_app_page, study_toml, tiny_study
@@ -28,10 +29,11 @@ def test_study_page_reports_the_stored_study_and_exports_html(monkeypatch, evalu
     assert any(t.value == "to do: nothing; every adapter is trained and every test email scored" for t in at.text)
 
     from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
-    from diagnostics.study_report import study_figures, study_html
+    from diagnostics.study_report import spec_fields, study_figures, study_html
     from data.store import Store
 
     spec = load_spec(studies / "tiny.toml")
+    assert json.loads(at.json[0].value) == spec_fields(spec)  # the page and the report show one spec table
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         results = study_results(store, spec, plan_study(store, spec), evaluated_settings.seed)
     warned = [w.value for w in at.warning if "of the study's adapters collapsed" in w.value]
