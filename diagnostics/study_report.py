@@ -92,16 +92,23 @@ def study_figures(results: pd.DataFrame, summary: pd.DataFrame) -> list[go.Figur
     return figures
 
 
+# What a spec field left unset (None) stands for (data.records.StudySpec).
+UNSET_MEANS = {"specialists": "every corpus with both labels", "test_corpora": "every corpus",
+               "eval_size": "the whole test split"}
+
+
 def spec_fields(spec: StudySpec) -> dict[str, str]:
     """The spec as the Study page and the HTML report show it: one row per field, and one LoRA row
     per model with its own table, each without the fields the spec sets elsewhere (seeds; fticl_examples)."""
     def lora_line(lora) -> str:
         return ", ".join(f"{k}={v}" for k, v in lora.__dict__.items() if k not in ("seed", "context_examples"))
 
-    def value(v) -> str:
+    def value(field: str, v) -> str:
+        if v is None:
+            return UNSET_MEANS[field]
         return (", ".join(map(str, v)) or "none") if isinstance(v, tuple) else str(v)
 
-    shown = {k: value(v) for k, v in spec.__dict__.items() if k not in ("lora", "lora_by_model")}
+    shown = {k: value(k, v) for k, v in spec.__dict__.items() if k not in ("lora", "lora_by_model")}
     shown["lora"] = lora_line(spec.lora)
     shown.update({f"lora ({model})": lora_line(lora) for model, lora in spec.lora_by_model})
     return shown

@@ -73,6 +73,7 @@ def test_the_shown_spec_has_one_lora_row_per_model_table_without_the_fields_set_
     assert "lr=0.001" in shown["lora (b)"] and "lora (a)" not in shown  # a has no table of its own
     assert not any("seed=" in v or "context_examples" in v for k, v in shown.items() if k.startswith("lora"))
     assert shown["seeds"] == "13" and shown["models"] == "a, b" and shown["held_out"] == "none"
+    assert spec_fields(parse_spec(tiny_study("a", eval_size="all")))["eval_size"] == "the whole test split"
 
 
 def test_shipped_specs_parse_and_broken_files_are_named(tmp_path):
