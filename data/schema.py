@@ -237,7 +237,11 @@ WITH counts AS (
            count(*) FILTER (true_label = 1 AND predicted = 1) AS tp,
            count(*) FILTER (true_label = 0 AND predicted = 1) AS fp,
            count(*) FILTER (true_label = 1 AND predicted = 0) AS fn,
-           count(*) FILTER (true_label = 0 AND predicted = 0) AS tn
+           count(*) FILTER (true_label = 0 AND predicted = 0) AS tn,
+           -- How much of the emails the scorer read: the share its token budget cut, and by how
+           -- much (NULL where truncation was not recorded: predictions older than schema v2)
+           avg((truncated_tokens > 0)::DOUBLE) AS cut_share,
+           median(truncated_tokens) FILTER (truncated_tokens > 0) AS median_cut_tokens
     FROM predictions
     GROUP BY adapter_id, corpus
 )

@@ -298,7 +298,31 @@ def summarize_study(results: pd.DataFrame) -> pd.DataFrame:
             wide[f"{scope}_f1_mean"] = float("nan")
     wide["gap"] = wide["in_domain_f1_mean"] - wide["out_domain_f1_mean"]
     return wide.merge(noise_sources(results), on=["model", "paradigm"], how="left") \
-        .merge(collapse_counts(results), on=["model", "paradigm"], how="left")
+        .merge(collapse_counts(results), on=["model", "paradigm"], how="left") \
+        .merge(budget_cuts(results), on=["model", "paradigm"], how="left")
+
+
+def budget_cuts(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model and paradigm: the share of its scored test emails that the token budget cut
+    (cut_share, over every cell), and the corpus cut most with its share and median tokens cut.
+    Rows whose truncation was not recorded are left out."""
+    columns = ["model", "paradigm", "cut_share", "most_cut_corpus", "most_cut_share", "most_cut_median_tokens"]
+    known = results.dropna(subset=["cut_share"]) if "cut_share" in results else results.iloc[0:0]
+    if known.empty:
+        return pd.DataFrame(columns=columns)
+    known = known.assign(cut=known["cut_share"] * known["n"])
+    per_corpus = (known.groupby(["model", "paradigm", "corpus"])
+                  .agg(cut=("cut", "sum"), n=("n", "sum"), median_cut_tokens=("median_cut_tokens", "median"))
+                  .reset_index())
+    per_corpus["share"] = per_corpus["cut"] / per_corpus["n"]
+    most = (per_corpus.sort_values(["share", "corpus"], ascending=[False, True])
+            .drop_duplicates(["model", "paradigm"])
+            .rename(columns={"corpus": "most_cut_corpus", "share": "most_cut_share",
+                             "median_cut_tokens": "most_cut_median_tokens"}))
+    per = per_corpus.groupby(["model", "paradigm"])[["cut", "n"]].sum().reset_index()
+    per["cut_share"] = per["cut"] / per["n"]
+    return per.merge(most[["model", "paradigm", "most_cut_corpus", "most_cut_share", "most_cut_median_tokens"]],
+                     on=["model", "paradigm"])[columns]
 
 
 def collapse_counts(results: pd.DataFrame) -> pd.DataFrame:
@@ -345,6 +369,8 @@ def noise_sources(results: pd.DataFrame) -> pd.DataFrame:
 
 def study_findings(summary: pd.DataFrame) -> list[str]:
     """Plain-language sentences: which family generalizes under which paradigm."""
+    from models.bag_of_words import REFERENCE_MODEL
+
     lines = []
     for model, rows in summary.groupby("model"):
         by = rows.set_index("paradigm")
@@ -384,10 +410,30 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
                 for paradigm, row in by[by["collapsed"].fillna(0) > 0].iterrows())
                 + " (their cells measure the label mix, not the detector, and pull the means above down): "
                   f"retrain with a lower learning rate, e.g. a [lora.{model}] table with lr = 1e-3 in the spec.")
+        cut = _budget_sentence(by, reference=(summary["model"] == REFERENCE_MODEL).any())
+        if cut:
+            lines.append(f"{model}: {cut}")
         if "noise" in by and by["noise"].notna().any():
             lines.append(f"{model}: " + "; ".join(_noise_sentence(paradigm, row)
                                                   for paradigm, row in by.dropna(subset=["noise"]).iterrows()) + ".")
     return lines
+
+
+def _budget_sentence(by: pd.DataFrame, reference: bool) -> str:
+    """How much of its test emails a model read, where its token budget cut any (else "")."""
+    if "cut_share" not in by or not by["cut_share"].fillna(0).gt(0).any():
+        return ""
+    rows = by[by["cut_share"].fillna(0) > 0]
+    worst = rows.loc[rows["most_cut_share"].idxmax()]
+    low, high = rows["cut_share"].min(), rows["cut_share"].max()
+    share = f"{high:.0%}" if round(low, 2) == round(high, 2) else f"{low:.0%}–{high:.0%}"
+    said = (f"its token budget cut {share} of the test emails it scored ({worst['most_cut_corpus']} most: "
+            f"{worst['most_cut_share']:.0%}, a median of {worst['most_cut_median_tokens']:.0f} tokens cut from each), "
+            "so it read only their opening")
+    if not reference:
+        return said + "; a larger max_tokens in the spec's [lora] table measures what the rest would change."
+    return (said + "; the bag of words reads every token, so part of a gap to it can be the budget: a larger "
+            "max_tokens in the spec's [lora] table measures how much.")
 
 
 def _noise_sentence(paradigm: str, row: pd.Series) -> str:

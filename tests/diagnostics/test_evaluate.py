@@ -43,6 +43,10 @@ def test_metrics_sql_matches_independent_count(evaluated_settings):
         assert row["f1"] == pytest.approx(_f1(frame))
         assert row["accuracy"] == pytest.approx((frame.true_label == frame.predicted).mean())
         assert row["n"] == len(frame)
+        cut = frame["truncated_tokens"]
+        assert row["cut_share"] == pytest.approx((cut > 0).mean())
+        assert (pd.isna(row["median_cut_tokens"]) and not (cut > 0).any()) or \
+            row["median_cut_tokens"] == pytest.approx(cut[cut > 0].median())
     in_domain = metrics[metrics["in_domain"]].reset_index()
     assert set(in_domain["training_set"]) == {"specialist-synthetic-corporate", "generalist"}
     assert set(in_domain.loc[in_domain["training_set"] == "generalist", "corpus"]) == {
@@ -57,6 +61,16 @@ def test_one_class_corpus_reports_recall_not_f1(store):
     assert pd.isna(row["f1"]) and pd.isna(row["precision"])
     assert row["recall"] == pytest.approx(0.7)
     assert not row["both_classes"]
+
+
+def test_the_matrix_says_how_much_of_the_emails_the_budget_cut_and_unrecorded_cuts_are_not_zeros(store):
+    cuts = [0, 0, 10, 30]
+    store.add_predictions([Prediction("r", "a", "m", f"e{i}", "c", 1.0, 1, i % 2, cut) for i, cut in enumerate(cuts)])
+    with store.connection() as con:  # a prediction from before truncation was recorded (schema v1)
+        con.execute("UPDATE predictions SET truncated_tokens = NULL WHERE email_id = 'e0'")
+    row = store.metrics().iloc[0]
+    assert row["n"] == 4 and row["cut_share"] == pytest.approx(2 / 3)
+    assert row["median_cut_tokens"] == pytest.approx(20)
 
 
 def test_predictions_are_not_duplicated(store):

@@ -295,3 +295,26 @@ def test_cell_power_uses_each_corpus_test_split_so_a_corpus_short_of_phishing_st
     assert power.loc["EnronSpam", "test_emails"] == 1200
     assert power.loc["LingSpam", "f1_half_width"] > 0.04 >= power.loc["EnronSpam", "f1_half_width"]
     assert not power.loc["LingSpam", "enough"] and power.loc["EnronSpam", "enough"]
+
+
+def test_the_budget_finding_weights_cells_by_emails_names_the_corpus_cut_most_and_spares_the_bag_of_words():
+    from diagnostics.study import budget_cuts
+
+    cells = pd.DataFrame([
+        {"model": "m", "paradigm": "generalist", "corpus": "A", "n": 300, "cut_share": 0.2, "median_cut_tokens": 40.0},
+        {"model": "m", "paradigm": "generalist", "corpus": "B", "n": 100, "cut_share": 0.9, "median_cut_tokens": 390.0},
+        {"model": "tfidf-lr", "paradigm": "generalist", "corpus": "A", "n": 300, "cut_share": 0.0,
+         "median_cut_tokens": np.nan},
+    ])
+    cuts = budget_cuts(cells).set_index("model")
+    assert cuts.loc["m", "cut_share"] == pytest.approx((0.2 * 300 + 0.9 * 100) / 400)
+    assert cuts.loc["m", "most_cut_corpus"] == "B" and cuts.loc["m", "most_cut_median_tokens"] == 390
+    summary = pd.DataFrame([{"model": model, "paradigm": "generalist", "in_domain_f1_mean": 0.8,
+                             "out_domain_f1_mean": np.nan, "held_out_f1_mean": np.nan, "gap": np.nan}
+                            for model in ("m", "tfidf-lr")]).merge(cuts.reset_index())
+    lines = study_findings(summary)
+    said = [line for line in lines if "token budget" in line]
+    assert said == [line for line in lines if line.startswith("m: its token budget cut 38% ")]
+    assert "B most: 90%, a median of 390 tokens" in said[0] and "the bag of words reads every token" in said[0]
+    assert not any("token budget" in line for line in study_findings(summary[summary["model"] == "tfidf-lr"]))
+    assert "bag of words" not in study_findings(summary[summary["model"] == "m"])[-1]
