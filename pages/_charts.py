@@ -44,6 +44,9 @@ def f1_heatmap(metrics: pd.DataFrame, corpora: pd.DataFrame) -> go.Figure:
         hover[i][j] = (f"{_safe(rec['training_set'])} → {_safe(rec['corpus'])}<br>n={rec['n']}  F1={_fmt(rec['f1'])}{interval}  "
                        f"P={_fmt(rec['precision'])}  R={_fmt(rec['recall'])}  acc={_fmt(rec['accuracy'])}"
                        f"<br>{'in-domain' if rec['in_domain'] else 'held out' if held_out[rec['corpus']] else 'out-of-domain'}")
+        if not pd.isna(rec.get("cut_share")) and rec["cut_share"] > 0:  # it read part of these emails only
+            hover[i][j] += (f"<br>token budget cut {rec['cut_share']:.0%} of these emails "
+                            f"(a median of {rec['median_cut_tokens']:.0f} tokens each)")
         if rec["in_domain"]:
             shapes.append(dict(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
                                line=dict(color="black", width=3)))
