@@ -6,8 +6,9 @@ both labels) and one stratified test sample per corpus (--eval-size) are built o
 each recipe changes one thing from the product's default LoRA settings and is trained with the
 first seed; a second seed runs only where the first could still meet the target (not collapsed,
 and detectably worse than the bag of words on no corpus), unless --every-seed. Per recipe and
-seed: F1 per corpus with its 95% bootstrap interval and whether the adapter collapsed (one verdict for ≥ 98% of its test emails); per recipe: the largest seed disagreement
-and whether it meets the target (F1 ≥ the bag of words' on every corpus, seeds within 0.03).
+seed: F1 per corpus with its 95% bootstrap interval and whether the adapter collapsed (one
+verdict for ≥ 98% of its test emails); per recipe: the largest seed disagreement and whether it
+meets the target (F1 ≥ the bag of words' on every corpus, seeds within 0.03).
 The bag of words (TF-IDF + LR) on the same training emails is the baseline row. Because a test
 sample of a few hundred emails cannot tell 0.99 from 1.00, every run is also compared with the
 bag of words on the same emails (paired bootstrap of ΔF1 and McNemar's test, diagnostics.paired):
