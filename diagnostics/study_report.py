@@ -101,7 +101,8 @@ def spec_fields(spec: StudySpec) -> dict[str, str]:
     """The spec as the Study page and the HTML report show it: one row per field, and one LoRA row
     per model with its own table, each without the fields the spec sets elsewhere (seeds; fticl_examples)."""
     def lora_line(lora) -> str:
-        return ", ".join(f"{k}={v}" for k, v in lora.__dict__.items() if k not in ("seed", "context_examples"))
+        shown = {**lora.__dict__, "target_modules": lora.target_modules or "the family's default"}
+        return ", ".join(f"{k}={v}" for k, v in shown.items() if k not in ("seed", "context_examples"))
 
     def value(field: str, v) -> str:
         if v is None:

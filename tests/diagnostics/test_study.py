@@ -71,6 +71,7 @@ def test_the_shown_spec_has_one_lora_row_per_model_table_without_the_fields_set_
     shown = spec_fields(spec)
     assert shown["lora"].startswith("r=4, alpha=8") and "lr=0.005" in shown["lora"]
     assert "lr=0.001" in shown["lora (b)"] and "lora (a)" not in shown  # a has no table of its own
+    assert "target_modules=the family's default" in shown["lora"]
     assert not any("seed=" in v or "context_examples" in v for k, v in shown.items() if k.startswith("lora"))
     assert shown["seeds"] == "13" and shown["models"] == "a, b" and shown["held_out"] == "none"
     assert spec_fields(parse_spec(tiny_study("a", eval_size="all")))["eval_size"] == "the whole test split"
