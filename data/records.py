@@ -329,7 +329,7 @@ class BackgroundJob:
     started: float
     pid: int
     log: Path
-    status: str  # running | done | failed | lost
+    status: str  # queued | running | done | failed | lost
     returncode: int | None
     last_line: str
 

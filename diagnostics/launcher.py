@@ -3,6 +3,11 @@
 A job is `python cli.py ...` in its own session (start_new_session), so it keeps running
 when the browser tab or the Streamlit session goes away. Its output goes to a log file
 and its exit status to a .rc file next to it, under <home>/jobs/.
+
+Jobs of one home run one at a time: each waits for a lock (flock on <home>/jobs/run.lock) and
+is "queued" until it holds it (two queued jobs start in either order). Two torch jobs side by side
+on a small CPU each run many times slower than alone (both fight for the same cores and
+caches), so a second click queues the work instead of slowing the first.
 """
 
 from __future__ import annotations
@@ -31,17 +36,23 @@ def start_job(settings: Settings, request: JobRequest) -> BackgroundJob:
     folder = jobs_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    log, rc = folder / f"{job_id}.log", folder / f"{job_id}.rc"
+    log, rc, started = folder / f"{job_id}.log", folder / f"{job_id}.rc", folder / f"{job_id}.started"
     command = [sys.executable, str(PROJECT_ROOT / "cli.py"), "--home", str(settings.home),
                "--store", str(settings.store_path), "--model", settings.model, "--device", settings.device,
                *arguments]
-    # The shell records the exit status once the job ends, whoever is watching by then.
-    wrapper = f'{shlex.join(command)} > {shlex.quote(str(log))} 2>&1; echo $? > {shlex.quote(str(rc))}'
+    # The shell waits its turn (the lock is released when the job's processes end, killed or
+    # not), marks the start, and records the exit status once the job ends, whoever is watching.
+    lock = shlex.quote(str(folder / "run.lock"))
+    wrapper = (f"if command -v flock > /dev/null; then exec 9>> {lock}; flock 9; fi; touch {shlex.quote(str(started))}; "
+               f"{shlex.join(command)} > {shlex.quote(str(log))} 2>&1; echo $? > {shlex.quote(str(rc))}")
     process = subprocess.Popen(["bash", "-c", wrapper], cwd=PROJECT_ROOT, start_new_session=True,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     meta = {"id": job_id, "command": "cli.py " + shlex.join(arguments), "started": time.time(), "pid": process.pid}
     (folder / f"{job_id}.json").write_text(json.dumps(meta))
+    deadline = time.monotonic() + 2.0  # a free lock is taken in milliseconds: report running, not queued
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     return read_job(folder / f"{job_id}.json")
 
 
@@ -73,14 +84,19 @@ def last_progress_line(log: Path, max_bytes: int = 4096) -> str:
 
 def read_job(meta_path: Path) -> BackgroundJob:
     meta = json.loads(meta_path.read_text())
-    log, rc_path = meta_path.with_suffix(".log"), meta_path.with_suffix(".rc")
+    log, rc_path, started = (meta_path.with_suffix(suffix) for suffix in (".log", ".rc", ".started"))
     returncode = int(rc_path.read_text().strip()) if rc_path.exists() and rc_path.read_text().strip() else None
     if returncode is not None:
         status = "done" if returncode == 0 else "failed"
+    elif not _alive(meta["pid"]):
+        status = "lost"  # killed before it could record a status
     else:
-        status = "running" if _alive(meta["pid"]) else "lost"  # killed before it could record a status
-    return BackgroundJob(meta["id"], meta["command"], meta["started"], meta["pid"], log, status, returncode,
-               last_progress_line(log))
+        status = "running" if started.exists() else "queued"
+    line = QUEUED_LINE if status == "queued" else last_progress_line(log)
+    return BackgroundJob(meta["id"], meta["command"], meta["started"], meta["pid"], log, status, returncode, line)
+
+
+QUEUED_LINE = "queued: starts when the job before it ends (one job runs at a time)"
 
 
 def list_jobs(settings: Settings) -> list[BackgroundJob]:
