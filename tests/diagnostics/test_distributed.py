@@ -95,6 +95,7 @@ def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evalua
         store.execute("DELETE FROM predictions")
     result = CliRunner().invoke(app, base + ["--executor", "ray", "--workers", "2"])
     assert result.exit_code == 0, result.output
+    assert any("training_set" in line and "cut_share" in line for line in result.output.splitlines())  # how much it read
     with Store.open(home / "store.duckdb", read_only=True) as store:
         assert store.scalar("SELECT count(DISTINCT adapter_id) FROM predictions") == len(store.adapters())
         assert store.scalar("SELECT count(*) FROM predictions") == len(store.adapters()) * 3 * 12
