@@ -5,9 +5,9 @@ when the browser tab or the Streamlit session goes away. Its output goes to a lo
 and its exit status to a .rc file next to it, under <home>/jobs/.
 
 Jobs of one home run one at a time: each waits for a lock (flock on <home>/jobs/run.lock) and
-is "queued" until it holds it (two queued jobs start in either order). Two torch jobs side by side
-on a small CPU each run many times slower than alone (both fight for the same cores and
-caches), so a second click queues the work instead of slowing the first.
+is "queued" until it holds it (two queued jobs start in either order). Torch jobs side by side
+on a small CPU each run many times slower than alone (their threads fight for the same cores),
+so a second click queues the work instead of slowing the first.
 """
 
 from __future__ import annotations
