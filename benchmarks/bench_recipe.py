@@ -15,8 +15,9 @@ bag of words on the same emails (paired bootstrap of ΔF1 and McNemar's test, di
 "not detectably worse" is reported beside the point-estimate target, never instead of it.
 
 Resumable: every finished (recipe, seed) is appended to --work/runs.jsonl (with its adapter's
-path and every test email's score) and skipped on a rerun, so the sweep can run in parts (about 5 minutes per 1,000 emails and epoch on 2 cores, plus
-scoring). Prints the JSON table at the end.
+path and every test email's score) and skipped on a rerun, so the sweep can run in parts (about
+5 minutes per 1,000 emails and epoch at 128 tokens on 2 cores, plus scoring). Prints the JSON
+table at the end.
 
 Usage: .venv/bin/python benchmarks/bench_recipe.py [--n 1000] [--eval-size 300] [--work DIR] [--only NAME ...]
        [--every-seed]
@@ -46,6 +47,7 @@ from diagnostics.paired import compare_scorers, difference_sentence  # noqa: E40
 from diagnostics.jobs import ingest_folder  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.loading import load_base, load_with_adapter  # noqa: E402
+from models.registry import resolve_model  # noqa: E402
 from models.scoring import score_emails  # noqa: E402
 
 SEEDS = (13, 14)
@@ -120,15 +122,14 @@ def detectably_worse(result) -> bool:
     return result.delta_f1 < 0 and result.significant()
 
 
-def matching_adapter(run: dict, adapters_dir: Path) -> Path | None:
-    """The saved adapter trained with a run's LoRA settings (for runs logged before scores were kept)."""
+def matching_adapter(run: dict, adapters_dir: Path, model: str) -> Path | None:
+    """The saved adapter trained with a run's LoRA settings (for runs logged before scores were kept).
+    An adapter saves the targets it trained, so unset ones are the family's (as finetune resolves them)."""
+    wanted = {**run["lora"], "target_modules": list(run["lora"]["target_modules"]
+                                                    or resolve_model(model).lora_target_modules)}
     for meta in sorted(adapters_dir.glob("*/phishlens_adapter.json")):
         saved = json.loads(meta.read_text())["hyperparameters"]
-        wanted = {k: v for k, v in run["lora"].items() if k != "target_modules"}
-        targets = run["lora"]["target_modules"]
-        if all(saved.get(k) == v for k, v in wanted.items()) and (
-                targets is None and len(saved["target_modules"]) > len(ATTENTION_ONLY)
-                or targets is not None and list(saved["target_modules"]) == list(targets)):
+        if all(saved.get(k) == v for k, v in wanted.items()):
             return meta.parent
     return None
 
@@ -138,7 +139,7 @@ def backfill_scores(runs: list[dict], log: Path, settings, tests: dict) -> None:
     rewrite the log in one replace (a failure leaves the old log whole)."""
     missing = [r for r in runs if "scores" not in r]
     for run in missing:
-        path = matching_adapter(run, settings.adapters_dir)
+        path = matching_adapter(run, settings.adapters_dir, settings.model)
         if path is None:
             print(f"{run['recipe']} seed {run['seed']}: no saved adapter matches; not compared", file=sys.stderr)
             continue
@@ -187,16 +188,16 @@ def summarize(runs: list[dict], reference: dict, reference_scores: dict | None =
                   for c in corpora}
         beats = all(r["f1"][c]["f1"] >= reference[c]["f1"] for r in mine for c in corpora)
         agree = len(mine) == len(SEEDS) and max(spread.values()) <= SEED_AGREEMENT
+        paired = {r["seed"]: paired_with_reference(r, reference_scores, tests)
+                  for r in mine if reference_scores is not None and "scores" in r}
         table[name] = {"changes": RECIPES[name], "seeds": {r["seed"]: r["f1"] for r in mine},
                        "later_seeds_skipped": len(mine) < len(SEEDS) and not could_meet_target(
-                           mine[0], reference, paired_with_reference(mine[0], reference_scores, tests)
-                           if reference_scores is not None and "scores" in mine[0] else None),
+                           mine[0], reference, paired.get(mine[0]["seed"])),
                        "collapsed_seeds": [r["seed"] for r in mine if r["collapsed"]],
                        "seed_spread": spread, "train_seconds": [r["seconds"] for r in mine],
                        "matches_bag_of_words_everywhere": beats, "seeds_agree_within_0.03": agree,
                        "meets_target": beats and agree}
-        if reference_scores is not None and all("scores" in r for r in mine):
-            paired = {r["seed"]: paired_with_reference(r, reference_scores, tests) for r in mine}
+        if len(paired) == len(mine):
             table[name]["paired_vs_bag_of_words"] = paired
             table[name]["not_detectably_worse_anywhere"] = len(mine) == len(SEEDS) and not any(
                 cell["worse"] for seed in paired.values() for cell in seed.values())

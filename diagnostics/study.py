@@ -371,6 +371,7 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
     """Plain-language sentences: which family generalizes under which paradigm."""
     from models.bag_of_words import REFERENCE_MODEL
 
+    reference = bool((summary["model"] == REFERENCE_MODEL).any())
     lines = []
     for model, rows in summary.groupby("model"):
         by = rows.set_index("paradigm")
@@ -410,7 +411,7 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
                 for paradigm, row in by[by["collapsed"].fillna(0) > 0].iterrows())
                 + " (their cells measure the label mix, not the detector, and pull the means above down): "
                   f"retrain with a lower learning rate, e.g. a [lora.{model}] table with lr = 1e-3 in the spec.")
-        cut = _budget_sentence(by, reference=(summary["model"] == REFERENCE_MODEL).any())
+        cut = _budget_sentence(by, reference)
         if cut:
             lines.append(f"{model}: {cut}")
         if "noise" in by and by["noise"].notna().any():
@@ -421,9 +422,9 @@ def study_findings(summary: pd.DataFrame) -> list[str]:
 
 def _budget_sentence(by: pd.DataFrame, reference: bool) -> str:
     """How much of its test emails a model read, where its token budget cut any (else "")."""
-    if "cut_share" not in by or not by["cut_share"].fillna(0).gt(0).any():
+    rows = by[by["cut_share"].fillna(0) > 0] if "cut_share" in by else by.iloc[0:0]
+    if rows.empty:
         return ""
-    rows = by[by["cut_share"].fillna(0) > 0]
     worst = rows.loc[rows["most_cut_share"].idxmax()]
     low, high = rows["cut_share"].min(), rows["cut_share"].max()
     share = f"{high:.0%}" if round(low, 2) == round(high, 2) else f"{low:.0%}–{high:.0%}"
