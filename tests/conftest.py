@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -214,9 +215,40 @@ def die_with_test_run() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def wait_until_served(process, url: str, timeout: float = 120) -> None:
-    """Block until `url`/_stcore/health answers; fail with the server's output if it exits or stalls."""
+@contextmanager
+def dashboard_server(command: list[str], env: dict, log_path: Path, timeout: float = 120):
+    """Start a dashboard server (`command`, run from the project root on a free port) and yield its
+    URL once it answers; killed, with its children, on exit.
+
+    Its output goes to `log_path`, never to a pipe nobody reads: once a pipe's 64 KiB fill, the
+    server's next write blocks, and with it whichever page wrote (a model load's progress bar)."""
     import os
+    import subprocess
+
+    port = free_port()
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**env, "PHISHLENS_PORT": str(port)}, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_test_run)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_served(server, url, log_path, timeout)
+        yield url
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
+
+
+def log_tail(log_path: Path, chars: int = 3000) -> str:
+    """The end of a server's log, for a failure message (without the colours of rich tracebacks)."""
+    import re
+
+    if not log_path.exists():
+        return "(no log)"
+    return re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(errors="replace"))[-chars:]
+
+
+def wait_until_served(process, url: str, log_path: Path, timeout: float = 120) -> None:
+    """Block until `url`/_stcore/health answers; fail with the server's log if it exits or stalls."""
     import time
     import urllib.request
 
@@ -227,8 +259,6 @@ def wait_until_served(process, url: str, timeout: float = 120) -> None:
             return
         except OSError:
             if process.poll() is not None:
-                output = process.stdout.read().decode()[-2000:] if process.stdout else ""
-                pytest.fail(f"the app exited: {output}")
+                pytest.fail(f"the app exited:\n{log_tail(log_path)}")
             time.sleep(0.5)
-    os.killpg(process.pid, 9)
-    pytest.fail(f"the app did not answer within {timeout:.0f} s")
+    pytest.fail(f"the app did not answer within {timeout:.0f} s:\n{log_tail(log_path)}")

@@ -8,11 +8,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from pages._host_guard import host_name, is_allowed_host
-from tests.conftest import die_with_test_run, free_port, wait_until_served
+from tests.conftest import dashboard_server, free_port, wait_until_served
 
 
 @pytest.mark.parametrize("header,allowed", [
@@ -46,15 +47,10 @@ def _request(port: int, host: str, path: str = "/", upgrade: bool = False) -> in
 
 @pytest.fixture(scope="module")
 def serving(synthetic_store_path):
-    port = free_port()
     env = {**os.environ, "PHISHLENS_STORE": str(synthetic_store_path), "PHISHLENS_HOME": str(synthetic_store_path.parent),
-           "PHISHLENS_PORT": str(port), "PHISHLENS_ALLOWED_HOSTS": "dashboard.lab.test"}
-    server = subprocess.Popen([sys.executable, "cli.py", "serve"], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_test_run)
-    wait_until_served(server, f"http://127.0.0.1:{port}")
-    yield port
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+           "PHISHLENS_ALLOWED_HOSTS": "dashboard.lab.test"}
+    with dashboard_server([sys.executable, "cli.py", "serve"], env, synthetic_store_path.parent / "serve.log") as url:
+        yield urlsplit(url).port
 
 
 def test_foreign_host_is_refused_on_http_and_websocket(serving):
@@ -82,7 +78,7 @@ def test_server_stops_when_its_starter_is_killed(synthetic_store_path, tmp_path)
     """)
     parent = subprocess.Popen([sys.executable, "-c", starter], start_new_session=True)
     try:
-        wait_until_served(parent, f"http://127.0.0.1:{port}")
+        wait_until_served(parent, f"http://127.0.0.1:{port}", tmp_path / "no-log")
         os.kill(parent.pid, signal.SIGKILL)  # as a CI timeout or Ctrl-\\ would kill pytest
         parent.wait()
         deadline = time.time() + 20

@@ -4,7 +4,6 @@ fetches nothing. Screenshots go to test-artifacts/."""
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,7 +12,8 @@ import pytest
 from data.corpora import save_user_email
 from data.parse import make_email, parse_message_bytes
 from tests.conftest import HOSTILE_EMAIL as HOSTILE
-from tests.conftest import die_with_test_run, free_port, tiny_study, wait_until_served
+from tests.browser.conftest import SERVER_LOGS
+from tests.conftest import dashboard_server, tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -60,22 +60,17 @@ def served(evaluated_settings, tmp_path_factory):
     real = _real_email()
     if real is not None:
         save_user_email(home / "store.duckdb", real, label=real.label)
-    server, url = _serve(home, {"PHISHLENS_MODEL": evaluated_settings.model})
-    yield url, hostile, real
-    os.killpg(server.pid, 9)
-    server.wait()
+    with _serve(home, {"PHISHLENS_MODEL": evaluated_settings.model}, "served") as url:
+        yield url, hostile, real
 
 
-def _serve(home: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
-    """`bash tasks.sh run` (the README's command) on a store in `home`; waits until it answers."""
-    port = free_port()
+def _serve(home: Path, env_extra: dict, fixture: str):
+    """`bash tasks.sh run` (the README's command) on a store in `home`, logging to home/serve.log
+    (which a failed test using `fixture` reports)."""
+    SERVER_LOGS[fixture] = home / "serve.log"
     env = {**os.environ, "PHISHLENS_HOME": str(home), "PHISHLENS_STORE": str(home / "store.duckdb"),
-           "PHISHLENS_DEVICE": "cpu", "PHISHLENS_PORT": str(port), **env_extra}
-    server = subprocess.Popen(["bash", "tasks.sh", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_test_run)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_served(server, url)
-    return server, url
+           "PHISHLENS_DEVICE": "cpu", **env_extra}
+    return dashboard_server(["bash", "tasks.sh", "run"], env, home / "serve.log")
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +102,9 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
         sweep_corpus(store, EvaluationTarget(settings.model, folder), "Nazario", sample_size=6, max_tokens=96,
                      seed=settings.seed, top_k=3, models_dir=settings.models_dir)
         email_id = store.split_ids("Nazario", "test")["id"].iloc[0]
-    server, url = _serve(home, {"PHISHLENS_MODEL": "smollm2-135m", "PHISHLENS_MODELS": str(default_model_dir.parent),
-                                "PHISHLENS_MAX_TOKENS": "96"})
-    yield url, specialist_name("EnronSpam"), email_id
-    os.killpg(server.pid, 9)
-    server.wait()
+    with _serve(home, {"PHISHLENS_MODEL": "smollm2-135m", "PHISHLENS_MODELS": str(default_model_dir.parent),
+                       "PHISHLENS_MAX_TOKENS": "96"}, "served_default_model") as url:
+        yield url, specialist_name("EnronSpam"), email_id
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +118,15 @@ def browser():
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         yield instance
         instance.close()
+
+
+def _wait_for_text(page, text: str, timeout_ms: int) -> None:
+    """Wait until `text` is visible; if the page shows an exception first, fail at once with it
+    (instead of waiting out the timeout for text that will never come)."""
+    exception = page.locator("[data-testid='stException']")
+    page.get_by_text(text).first.or_(exception.first).first.wait_for(timeout=timeout_ms)
+    if exception.count():
+        pytest.fail(f"the page raised while waiting for {text!r}:\n{exception.first.inner_text()[:3000]}")
 
 
 def _open(browser, url: str):
@@ -146,9 +148,9 @@ def _open(browser, url: str):
 def test_every_page_renders_without_exception(served, browser, path, heading, ready):
     url, _, _ = served
     page, _ = _open(browser, f"{url}/{path}")
-    page.get_by_text(heading).first.wait_for(timeout=60_000)
+    _wait_for_text(page, heading, 60_000)
     if ready:
-        page.get_by_text(ready).first.wait_for(timeout=180_000)
+        _wait_for_text(page, ready, 180_000)
     page.wait_for_timeout(1500)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"page-{path or 'overview'}.png"), full_page=True)
@@ -160,7 +162,7 @@ def test_every_page_renders_without_exception(served, browser, path, heading, re
 def test_hostile_email_runs_nothing_and_fetches_nothing(served, browser):
     url, hostile, _ = served
     page, events = _open(browser, f"{url}/inbox?email={hostile.id}")
-    page.get_by_text("Visible text").first.wait_for(timeout=60_000)
+    _wait_for_text(page, "Visible text", 60_000)
     # st.dataframe draws on a canvas; its accessible cells are in the DOM but hidden
     page.get_by_text("hxxp://phish[.]test/login").first.wait_for(state="attached", timeout=30_000)
     page.wait_for_timeout(2000)
@@ -177,7 +179,7 @@ def test_urls_and_query_values_are_shown_as_text_not_links(served, browser):
     url, _, _ = served
     payload = "![t](http://evil.test/t.png)[go](http://evil.test/x) www.evil.test a@evil.test <b>b</b>:red[r]"
     page, events = _open(browser, f"{url}/explain?email={quote(payload)}")
-    page.get_by_text("in the store").first.wait_for(timeout=60_000)
+    _wait_for_text(page, "in the store", 60_000)
     main = page.locator("[data-testid='stMain']")
     hrefs = main.locator("a").evaluate_all("links => links.map(a => a.href)")
     assert [h for h in hrefs if urlsplit(h).netloc != urlsplit(url).netloc] == [], hrefs
@@ -186,7 +188,7 @@ def test_urls_and_query_values_are_shown_as_text_not_links(served, browser):
     _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()
     page, _ = _open(browser, f"{url}/heads?layer=abc")
-    page.get_by_text("not a whole number").first.wait_for(timeout=120_000)
+    _wait_for_text(page, "not a whole number", 120_000)
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
 
@@ -204,7 +206,7 @@ def _assert_no_script_ran_and_nothing_fetched(page, events, url):
 def test_explain_map_of_a_hostile_email_is_escaped_text(served, browser):
     url, hostile, _ = served
     page, events = _open(browser, f"{url}/explain?email={hostile.id}&adapters=zero-shot&method=shap")
-    page.get_by_text("map by words").first.wait_for(timeout=120_000)
+    _wait_for_text(page, "map by words", 120_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "hostile-explain.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
@@ -219,7 +221,7 @@ def test_explain_page_on_a_real_email_shows_a_map(served, browser):
     if real is None:
         pytest.skip("../shared/data is absent: no real email to explain")
     page, events = _open(browser, f"{url}/explain?email={real.id}&method=shap")
-    page.get_by_text("map by words").first.wait_for(timeout=180_000)
+    _wait_for_text(page, "map by words", 180_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "page-explain-real-email.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
@@ -231,14 +233,14 @@ def test_explain_page_on_a_real_email_shows_a_map(served, browser):
 def test_heads_page_on_the_default_model_with_an_adapter(served_default_model, browser):
     url, adapter, email_id = served_default_model
     page, events = _open(browser, f"{url}/heads?adapter={adapter}&email={email_id}&layer=29")
-    page.get_by_text("Top attended tokens").first.wait_for(timeout=180_000)
+    _wait_for_text(page, "Top attended tokens", 180_000)
     page.wait_for_timeout(2000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-heads-default-model.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.get_by_text("Layer 29: attention from the answer position").count() >= 1
     page.get_by_role("tab", name="Head effects").click()
-    page.get_by_text(f"{adapter} · Nazario · mean · 6 emails").first.wait_for(timeout=60_000)
+    _wait_for_text(page, f"{adapter} · Nazario · mean · 6 emails", 60_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "page-heads-effects.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0

@@ -16,6 +16,7 @@ import pytest
 
 from data.store import Store, StoreError
 from diagnostics.jobs import ingest_synthetic
+from tests.conftest import log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,14 @@ def _start_evaluation(settings, model_dir: Path) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "cli.py"), "--home", str(settings.home), "--model", str(model_dir),
                "--device", "cpu", "evaluate", "--batch-size", "1", "--max-tokens", "96"]
     env = {**os.environ, "PHISHLENS_MODELS": str(settings.models_dir)}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A log file, not a pipe: this loop never reads the pipe while the job runs, and a full one
+    # (64 KiB of progress bars) would block the job for good.
+    with _log(settings).open("ab") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _log(settings) -> Path:
+    return settings.home / "evaluate.log"
 
 
 def _predictions(path: Path) -> int:
@@ -53,8 +61,7 @@ def test_dashboard_reads_while_a_job_writes(synthetic_store, tiny_model_dir):
         except StoreError as exc:
             errors.append(str(exc))
         time.sleep(0.05)
-    output = job.stdout.read().decode()
-    assert job.returncode == 0, output
+    assert job.returncode == 0, log_tail(_log(settings))
     assert not errors, errors[:3]
     assert reads > 10
     assert _predictions(settings.store_path) == expected
@@ -85,7 +92,7 @@ def test_killed_evaluation_resumes_without_loss_or_duplicates(synthetic_store, t
             "GROUP BY p.corpus")
         assert (per_corpus["n"] == per_corpus["test_n"]).all(), per_corpus
     final = _start_evaluation(settings, tiny_model_dir)
-    assert final.wait() == 0, final.stdout.read().decode()
+    assert final.wait() == 0, log_tail(_log(settings))
     store = Store.open(settings.store_path, read_only=True)
     assert store.scalar("SELECT count(*) FROM predictions") == expected
     assert store.scalar("SELECT count(*) - count(DISTINCT (adapter_id, email_id)) FROM predictions") == 0
