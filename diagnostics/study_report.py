@@ -17,15 +17,18 @@ from data.records import ZERO_SHOT, StudySpec
 
 
 def study_matrix(results: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, training set, corpus): mean and std of F1 (recall where F1 is undefined) over seeds."""
+    """Per (model, training set, corpus): mean and std of F1 (recall where F1 is undefined) over
+    seeds, and the mean share of test emails the token budget cut (NaN where not recorded)."""
     value = results["f1"].where(results["f1"].notna(), results["recall"])
     held_out = results["held_out"] if "held_out" in results else False
+    cut_share = results["cut_share"] if "cut_share" in results else np.nan
     frame = results.assign(value=value, measure=np.where(results["f1"].notna(), "F1", "R"), held_out=held_out,
+                           cut_share=cut_share,
                            interval=[f"[{lo:.2f}, {hi:.2f}]" if lo == lo else "" for lo, hi
                                      in zip(results["f1_low"], results["f1_high"])])
     return (frame.groupby(["model", "training_set", "corpus", "in_domain", "held_out", "paradigm", "measure"],
                           dropna=False)
-            .agg(mean=("value", "mean"), std=("value", "std"), runs=("value", "count"),
+            .agg(mean=("value", "mean"), std=("value", "std"), runs=("value", "count"), cut_share=("cut_share", "mean"),
                  intervals=("interval", lambda v: " ".join(x for x in v if x)))
             .reset_index())
 
@@ -49,8 +52,10 @@ def matrix_figure(matrix: pd.DataFrame, model: str) -> go.Figure:
         text[i][j] = f"{'R ' if r.measure == 'R' else ''}{r.mean:.2f}{spread}{mark}"
         if r.measure == "F1":
             z[i, j] = r.mean
+        cut_share = getattr(r, "cut_share", np.nan)
+        cut = f"; the token budget cut {cut_share:.0%} of these emails (mean over runs)" if cut_share > 0 else ""
         hover[i][j] = html.escape(f"{r.training_set} → {r.corpus}: {r.measure} {r.mean:.3f}{spread} over "
-                                  f"{r.runs} run(s); 95% bootstrap intervals {r.intervals or 'n/a'}")
+                                  f"{r.runs} run(s); 95% bootstrap intervals {r.intervals or 'n/a'}{cut}")
     labels = [html.escape(c) + (" (held out)" if c in held_out else "") for c in cols]
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=[html.escape(t) for t in rows], text=text,
                                texttemplate="%{text}", hovertext=hover, hoverinfo="text", zmin=0, zmax=1,

@@ -58,6 +58,21 @@ def test_study_matrix_rows_follow_the_paradigms():
     assert rows == ["zero-shot", "specialist-A", "specialist-B", "generalist", "fticl-A", "bag of words · generalist"]
 
 
+def test_study_matrix_hover_says_how_much_the_token_budget_cut():
+    import pandas as pd
+
+    from diagnostics.study_report import matrix_figure, study_matrix
+
+    results = pd.DataFrame({"model": "m", "training_set": ["generalist"] * 4, "corpus": ["A", "A", "B", "B"],
+                            "in_domain": False, "held_out": False, "paradigm": "generalist", "f1": 0.9,
+                            "recall": 0.9, "f1_low": 0.8, "f1_high": 0.95, "cut_share": [0.5, 0.7, 0.0, None]})
+    matrix = study_matrix(results)
+    assert matrix.set_index("corpus")["cut_share"].round(3).to_dict() == {"A": 0.6, "B": 0.0}
+    hover = matrix_figure(matrix, "m").data[0].hovertext[0]
+    assert hover[0].endswith("the token budget cut 60% of these emails (mean over runs)")
+    assert "token budget" not in hover[1]  # nothing cut: nothing said
+
+
 def test_study_page_names_a_broken_spec(monkeypatch, evaluated_settings, tmp_path):
     studies = tmp_path / "studies"
     _write_spec(studies, evaluated_settings.model)
