@@ -238,17 +238,18 @@ def dashboard_server(command: list[str], env: dict, log_path: Path, timeout: flo
         server.wait()
 
 
-def log_tail(log_path: Path, chars: int = 3000) -> str:
+def log_tail(log_path: Path | None, chars: int = 3000) -> str:
     """The end of a server's log, for a failure message (without the colours of rich tracebacks)."""
     import re
 
-    if not log_path.exists():
+    if log_path is None or not log_path.exists():
         return "(no log)"
     return re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(errors="replace"))[-chars:]
 
 
-def wait_until_served(process, url: str, log_path: Path, timeout: float = 120) -> None:
-    """Block until `url`/_stcore/health answers; fail with the server's log if it exits or stalls."""
+def wait_until_served(process, url: str, log_path: Path | None = None, timeout: float = 120) -> None:
+    """Block until `url`/_stcore/health answers; fail with the server's log (where it keeps one)
+    if it exits or stalls."""
     import time
     import urllib.request
 

@@ -17,4 +17,4 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for name in item.fixturenames:
             if name in SERVER_LOGS:
-                report.sections.append((f"dashboard log ({name}, last 3000 characters)", log_tail(SERVER_LOGS[name])))
+                report.sections.append((f"dashboard log ({name}), its end", log_tail(SERVER_LOGS[name])))
