@@ -541,6 +541,8 @@ def demo(
 # the app does not use the pages/ directory makes app.py the entry point for every URL.
 STREAMLIT_LAUNCHER = (
     "import streamlit.runtime.pages_manager as pm; pm.PagesManager.uses_pages_directory = False; "
+    # No look-up of this machine's addresses over the network (server.py says why).
+    "import streamlit.net_util as nu; nu.get_external_ip = lambda: None; nu.get_internal_ip = lambda: None; "
     "from streamlit.web import cli; cli.main()"
 )
 
@@ -553,15 +555,21 @@ def serve(
     allowed_host: Annotated[Optional[list[str]], typer.Option(
         help="A host name the dashboard may be opened by, besides localhost and IP addresses (repeatable) "
              "[env PHISHLENS_ALLOWED_HOSTS, comma-separated]")] = None,
+    allowed_origin: Annotated[Optional[list[str]], typer.Option(
+        help="An origin (scheme://host:port) whose pages may open the dashboard's connection besides its own, "
+             "e.g. behind a reverse proxy (repeatable) [env PHISHLENS_ALLOWED_ORIGINS, comma-separated]")] = None,
 ):
     """Launch the dashboard (bound to localhost unless --host says otherwise).
 
     Requests whose Host header is not localhost, an IP address or an allowed name are refused
-    (DNS rebinding: see pages/_host_guard.py)."""
+    (DNS rebinding), and so are WebSocket upgrades and writes from another origin (see
+    pages/_host_guard.py)."""
     settings = _settings(ctx).with_overrides(port=port, host=host)
     allowed = ",".join(filter(None, [os.environ.get("PHISHLENS_ALLOWED_HOSTS", ""), *(allowed_host or [])]))
+    origins = ",".join(filter(None, [os.environ.get("PHISHLENS_ALLOWED_ORIGINS", ""), *(allowed_origin or [])]))
     env = {**os.environ, "PHISHLENS_STORE": str(settings.store_path), "PHISHLENS_HOME": str(settings.home),
-           "PHISHLENS_HOST": settings.host, "PHISHLENS_ALLOWED_HOSTS": allowed}
+           "PHISHLENS_HOST": settings.host, "PHISHLENS_ALLOWED_HOSTS": allowed,
+           "PHISHLENS_ALLOWED_ORIGINS": origins}
     url = f"http://{settings.host}:{settings.port}"
     typer.secho(f"PhishLens dashboard: {url}", fg="green", bold=True)
     # 32 MB uploads: the parser reads at most PHISHLENS_MAX_MESSAGE_BYTES of a message anyway.
