@@ -589,7 +589,7 @@ def status(ctx: typer.Context):
 
     settings = _settings(ctx)
     with _clear_errors():
-        with Store.open(settings.store_path) as store, store.connection():
+        with Store.open_to_read(settings.store_path) as store, store.connection():
             typer.echo(f"store {settings.store_path} (schema {store.schema_version()})")
             metrics = store.metrics().round({"f1": 3, "recall": 3})
             for title, frame in [

@@ -10,6 +10,8 @@ computed by SQL over the predictions table, never stored.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import shutil
 import time
 import uuid
@@ -108,6 +110,48 @@ def store_error_for(path: Path, exc: BaseException) -> StoreError | None:
     return None
 
 
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
+_FOREIGN_MAGIC = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip file",
+                  b"\x1f\x8b": "a gzip file"}
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse, without opening it for writing, a path that is not a regular file, or a non-empty
+    file that is not a DuckDB database. Never blocks: a FIFO is refused from its stat."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return  # a new store
+    except OSError as exc:
+        raise StoreError(f"The store path {path} cannot be read ({exc.strerror}). Pass another --store.") from exc
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+                else "a device or socket")
+        raise StoreError(f"The store path {path} is {kind}, not a store file. Pass a file path with --store "
+                         f"(or PHISHLENS_STORE).")
+    if info.st_size == 0:
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head[8:12] != DUCKDB_MAGIC:
+        what = next((f"it is {name}" for magic, name in _FOREIGN_MAGIC.items() if head.startswith(magic)),
+                    "its header is not DuckDB's")
+        raise StoreError(f"{path} is not a readable DuckDB store ({what}), so not a PhishLens store. It was not "
+                         f"modified: pass another --store (a new path creates a store).")
+
+
+def writable(path: Path) -> bool:
+    """Whether the store file and its folder (where DuckDB writes its journal) can be written."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def read_only_message(path: Path) -> str:
+    return (f"The store {path} is read-only (a read-only mount, or no write permission) and this command "
+            f"writes to it. It was not modified: copy it to a writable folder and pass --store, or use a command "
+            f"that only reads it (status, doctor, serve).")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -130,15 +174,28 @@ class Store:
     # ------------------------------------------------------------ lifecycle
     @classmethod
     def open(cls, path: Path, read_only: bool = False, busy_timeout: float = 60.0) -> "Store":
-        """Open (and, read-write, create or migrate) a store; clear errors for bad files."""
+        """Open (and, read-write, create or migrate) a store; clear errors for bad files.
+
+        Only an empty file or a PhishLens store is opened: anything else (another program's
+        DuckDB database, a SQLite file, a FIFO) is refused without being written to."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"No results store at {path}. Build one with `python cli.py demo` "
                              f"or `python cli.py ingest/train/evaluate`.")
+        check_store_file(path)
+        if not read_only and path.exists() and not writable(path):
+            raise StoreError(read_only_message(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(path, read_only, busy_timeout)
         store._check_and_migrate()
         return store
+
+    @classmethod
+    def open_to_read(cls, path: Path, busy_timeout: float = 60.0) -> "Store":
+        """For commands that only read: read-only where the file cannot be written (a read-only
+        mount), else as `open` (which migrates an older schema)."""
+        path = Path(path)
+        return cls.open(path, read_only=path.exists() and not writable(path), busy_timeout=busy_timeout)
 
     def close(self) -> None:
         """Nothing stays open between operations; kept so `with Store.open(...)` reads naturally."""
@@ -154,9 +211,13 @@ class Store:
         delay = 0.01
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=self.read_only)
+                # Never install or load an extension: a foreign file type (SQLite, say) would make
+                # DuckDB download its reader.
+                return duckdb.connect(str(self.path), read_only=self.read_only, config=NO_EXTENSIONS)
             except duckdb.IOException as exc:
                 text = str(exc)
+                if not self.read_only and any(w in text.lower() for w in ("read-only file system", "permission denied")):
+                    raise StoreError(read_only_message(self.path)) from exc
                 if "lock" not in text.lower():
                     raise StoreError(f"{self.path} is not a readable DuckDB store ({text.splitlines()[0]}). "
                                      f"Move it aside and rebuild; it was not modified.") from exc
@@ -246,6 +307,10 @@ class Store:
                              f"({SCHEMA_VERSION}). Upgrade PhishLens; the file was not modified.")
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and (foreign := self._foreign_tables()):
+            raise StoreError(f"{self.path} is a DuckDB database but not a PhishLens store (it holds "
+                             f"{', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}). It was not modified: "
+                             f"pass another --store (a new path creates a store).")
         if self.read_only:
             raise StoreError(f"{self.path} has schema version {version}; run any PhishLens command "
                              f"(e.g. `python cli.py status`) to migrate it to {SCHEMA_VERSION}.")
@@ -256,6 +321,13 @@ class Store:
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 con.execute(MIGRATIONS[target - 1])
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", [target, _now()])
+
+    def _foreign_tables(self) -> list[str]:
+        """Tables and views of a database without PhishLens's schema_version table: someone else's."""
+        with self.connection() as con:
+            return [row[0] for row in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+                "ORDER BY table_name").fetchall()]
 
     @contextmanager
     def _frames(self, con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:
