@@ -61,6 +61,11 @@ def _clear_errors():
         yield
     except (IngestError, ParseError, SplitError, StoreError, ModelError, ValueError) as exc:
         _fail(str(exc))
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a full disk or a vanished folder part-way: a line saying so, not a traceback
+        _fail(f"{exc.strerror or exc} ({exc.filename or 'a file PhishLens was writing'}); nothing half-written "
+              f"was kept: fix that and rerun the command")
 
 
 @app.callback()

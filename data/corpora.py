@@ -91,9 +91,14 @@ def discover_corpora(data_dir: Path, exclude: Iterable[str] = ("raw_samples",)) 
 
 def source_for_path(path: Path) -> CorpusSource:
     """A corpus source for one file or folder given on the command line, named after it."""
-    path = Path(path).resolve()
-    if not path.exists():
-        raise IngestError(f"{path} does not exist")
+    try:
+        path = Path(path).resolve(strict=True)
+    except FileNotFoundError:
+        raise IngestError(f"{path} does not exist") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: pathlib's symlink loop
+        raise IngestError(f"{path} cannot be followed ({exc}): a symbolic link loop?") from None
+    if not path.is_file() and not path.is_dir():
+        raise IngestError(f"{path} is not a regular file or a folder (a FIFO or device?): not read")
     if path.is_file():
         for pattern, fmt in ((r"\.csv(\.gz)?$", "csv"), (r"\.mbox(\.gz)?$", "mbox"), (r"\.eml$", "eml")):
             if re.search(pattern, path.name, re.I):

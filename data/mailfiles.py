@@ -1,29 +1,40 @@
 """Files of messages: one .eml (or .eml.gz), and mbox files (gzip or not) split at their From_
 lines while they are read, so no message past the size cap is ever held whole. Each message is
 parsed by data.parse; a fault of the file itself (unreadable, a directory, a dangling link, a
-corrupt gzip stream) becomes a ParseError for that file.
+FIFO or device, a corrupt gzip stream) becomes a ParseError for that file.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import stat
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from data.parse import DEFAULT_LIMITS, ParseError, ParseLimits, RawFields, parse_message_bytes
 
-# Faults of a file rather than of its content: unreadable, a directory, a dangling link,
+
+class NotARegularFile(OSError):
+    """A FIFO, device or socket where a file of messages was expected: reading it could block forever."""
+
+
+# Faults of a file rather than of its content: unreadable, a directory, a dangling link, a FIFO,
 # a corrupt or truncated gzip stream. Each becomes a ParseError for that file.
 FILE_FAULTS = (OSError, EOFError, zlib.error)
 
 
 def file_fault(path: Path, exc: BaseException) -> ParseError:
     """A ParseError saying why a file could not be read."""
-    if isinstance(exc, IsADirectoryError):
+    if isinstance(exc, NotARegularFile):
+        reason = f"is {exc.strerror}, not a regular file: not read"
+    elif isinstance(exc, IsADirectoryError):
         reason = "is a directory, not a file"
     elif isinstance(exc, FileNotFoundError):
         reason = "does not exist (a dangling link?)"
+    elif isinstance(exc, OSError) and exc.errno == 40:  # ELOOP
+        reason = "is a symbolic link loop"
     elif isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
         reason = f"is a corrupt or truncated gzip file ({exc})"
     else:
@@ -31,11 +42,50 @@ def file_fault(path: Path, exc: BaseException) -> ParseError:
     return ParseError(f"{path.name} {reason}")
 
 
+def open_regular_file(path: Path):
+    """A binary handle on `path`, refused (NotARegularFile) unless it is a regular file. Opened
+    non-blocking and checked on the open descriptor, so a FIFO never blocks and cannot be swapped
+    in between the check and the read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise NotARegularFile(0, kind, str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class _GzipOwningFile(gzip.GzipFile):
+    """A GzipFile that closes the file it reads when it is closed."""
+
+    def __init__(self, raw):
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 def open_maybe_gzip(path: Path):
-    """The file's bytes as a stream, decompressed on the fly when it starts with gzip's magic."""
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+    """The file's bytes as a stream, decompressed on the fly when it starts with gzip's magic.
+    Regular files only (open_regular_file)."""
+    raw = open_regular_file(path)
+    try:
+        magic = raw.read(2)
+        raw.seek(0)
+    except BaseException:
+        raw.close()
+        raise
+    return _GzipOwningFile(raw) if magic == b"\x1f\x8b" else raw
 
 
 def read_eml(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawFields, bool]:
@@ -48,65 +98,116 @@ def read_eml(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[RawField
     return parse_message_bytes(raw, limits)
 
 
-_LINE_PIECE = 1 << 16  # an mbox is read in lines of at most this many bytes: a huge line comes in pieces
+_BLOCK = 1 << 20  # an mbox is read a block at a time and searched for From_ lines at C speed
+_FROM_LINE = b"\nFrom "  # a From_ line starts a line
 
 
-class _MessageTooLarge(Exception):
-    """An mbox message went on past the skip limit: the rest of the file is not read."""
+class _MboxGivenUp(Exception):
+    """The rest of an mbox file is not read: the message says why."""
 
 
-def _mbox_messages(stream, max_bytes: int, max_skipped: int) -> Iterator[tuple[bytes, bool]]:
-    """Split an mbox byte stream at its "From " lines as mailbox.mbox does (the blank line
-    before a From_ line is not part of the message), keeping at most `max_bytes` of each
-    message and discarding the rest as it is read; a message that goes on for more than
-    `max_skipped` bytes past that is yielded cut, then _MessageTooLarge is raised."""
-    kept: list[bytes] = []
-    size, cut, started, line_start, in_from_line, last_was_empty = 0, False, False, True, False, False
-    skipped = 0
+class _MboxSplitter:
+    """Splits an mbox byte stream at its "From " lines as mailbox.mbox does (the blank line before a
+    From_ line is not part of the message), keeping at most the message caps of each message (bytes
+    and lines) and discarding the rest as it is read.
 
-    def message() -> tuple[bytes, bool]:
-        raw = b"".join(kept)
-        return (raw[:-1] if last_was_empty and raw.endswith(b"\n") else raw), cut
+    Blocks are searched with bytes.find, never line by line in Python: a file of hundreds of MiB
+    of empty lines costs what reading it costs. Past the skip budget, bytes discarded from one
+    message, or read before the first From_ line (or in one From_ line), end the file."""
 
-    while piece := stream.readline(_LINE_PIECE):
-        starts_line, line_start = line_start, piece.endswith(b"\n")
-        if starts_line and piece.startswith(b"From "):
-            if started:
-                yield message()
-            kept, size, cut, started, in_from_line, last_was_empty = [], 0, False, True, not line_start, False
-            skipped = 0
-            continue
-        if in_from_line:  # the rest of a From_ line longer than one piece
-            in_from_line = not line_start
-            continue
-        if not started:  # text before the first From_ line belongs to no message
-            continue
-        last_was_empty = starts_line and piece == b"\n"
-        room = max_bytes - size
-        if len(piece) > room:
-            skipped += len(piece) - room
-            piece, cut = piece[:room], True
-            if skipped > max_skipped:
-                if kept:
-                    yield message()
-                raise _MessageTooLarge
-        if piece:
-            kept.append(piece)
-            size += len(piece)
-    if started:
-        yield message()
+    def __init__(self, limits: ParseLimits):
+        self.limits = limits
+        self.message: bytearray | None = None  # None until the first From_ line
+        self.lines = 0
+        self.cut = False
+        self.skipped = 0  # bytes of the current message discarded past its caps
+        self.outside = 0  # bytes read outside every message: before the first From_ line, in a From_ line
+        self.in_from_line = False
+
+    def messages(self, stream) -> Iterator[tuple[bytes, bool]]:
+        buffer = b"\n"  # the file's first byte starts a line
+        eof = False
+        while not eof:
+            # read1: whatever one step of decompression gives, so a fault part-way (a truncated gzip
+            # stream) loses only that step, not the block the messages before it are in.
+            block = stream.read1(_BLOCK)
+            eof = not block
+            buffer = yield from self._scan(buffer + block, eof)
+        if self.message is not None:
+            yield self._finished()
+
+    def _scan(self, buffer: bytes, eof: bool):
+        """Hand the buffer's bytes to messages, yielding each message a From_ line ends; return the
+        tail that may be the start of a From_ line split across blocks."""
+        safe = len(buffer) if eof else len(buffer) - (len(_FROM_LINE) - 1)
+        pos = search = 0
+        while True:
+            if self.in_from_line:
+                end = buffer.find(b"\n", pos)
+                if end < 0:
+                    self._outside(len(buffer) - pos)
+                    return b""
+                self._outside(end - pos)
+                self.in_from_line = False
+                self.message, self.lines, self.cut, self.skipped = bytearray(), 0, False, 0
+                pos, search = end + 1, end  # that "\n" may be the one before the next From_ line
+            found = buffer.find(_FROM_LINE, search)
+            if found < 0:
+                if safe > pos:
+                    self._take(buffer, pos, safe)
+                return buffer[max(pos, safe):]
+            self._take(buffer, pos, found + 1)
+            if self.message is not None:
+                yield self._finished()
+            self.in_from_line, pos = True, found + 1
+
+    def _outside(self, n: int) -> None:
+        self.outside += n
+        if self.outside > self.limits.max_mbox_skip_bytes:
+            where = "in one From_ line" if self.message is not None else "before the first From_ line"
+            raise _MboxGivenUp(f"more than {self.limits.max_mbox_skip_bytes / 2**20:.0f} MiB {where} "
+                               f"(not an mbox file?)")
+
+    def _take(self, buffer: bytes, start: int, end: int) -> None:
+        """Append buffer[start:end] to the current message within its caps (or count it outside)."""
+        if self.message is None:
+            self._outside(end - start)
+            return
+        if not self.cut:
+            keep_end = min(end, start + self.limits.max_message_bytes - len(self.message))
+            newlines = buffer.count(b"\n", start, keep_end)
+            if self.lines + newlines > self.limits.max_message_lines:
+                keep_end = start
+                for _ in range(self.limits.max_message_lines - self.lines):
+                    keep_end = buffer.find(b"\n", keep_end, end) + 1
+                newlines = self.limits.max_message_lines - self.lines
+            self.message += buffer[start:keep_end]
+            self.lines += newlines
+            self.cut = keep_end < end
+            start = keep_end
+        self.skipped += end - start
+        if self.skipped > self.limits.max_mbox_skip_bytes:
+            raise _MboxGivenUp("message goes on past the skip limit")
+
+    def _finished(self) -> tuple[bytes, bool]:
+        raw = bytes(self.message)
+        if not self.cut and (raw.endswith(b"\n\n") or raw == b"\n"):
+            raw = raw[:-1]  # the blank line before the next From_ line
+        self.message = None
+        return raw, self.cut
 
 
 def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple[str, RawFields | ParseError, bool]]:
     """Yield (key, fields or error, truncated) for every message of an mbox file (gzip allowed).
 
-    The file is streamed (decompressed on the fly): no more than the message cap of any one
+    The file is streamed (decompressed on the fly): no more than the message caps of any one
     message is held in memory. A file fault (a truncated gzip stream, say) ends the file with
     one ParseError after the messages read before it."""
     count = 0
+    splitter = _MboxSplitter(limits)
     try:
         with open_maybe_gzip(path) as stream:
-            for raw, cut in _mbox_messages(stream, limits.max_message_bytes, limits.max_mbox_skip_bytes):
+            for raw, cut in splitter.messages(stream):
                 ref = f"{path.name}#{count}"
                 count += 1
                 try:
@@ -116,9 +217,20 @@ def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tupl
                     yield ref, exc, False
     except FILE_FAULTS as exc:
         fault = file_fault(path, exc)
-        yield f"{path.name}#{count}", ParseError(f"{fault}; the {count} messages before it were kept"), False
-    except _MessageTooLarge:
-        limit = (limits.max_message_bytes + limits.max_mbox_skip_bytes) / 2**20
-        yield (f"{path.name}#{count}", ParseError(
-            f"{path.name}: message #{count - 1} goes on past {limit:.0f} MiB (a decompression bomb?); it was kept "
-            f"cut at the message cap, and the rest of the file was not read"), False)
+        kept = f"; the {count} messages before it were kept" if count else ""
+        yield f"{path.name}#{count}", ParseError(f"{fault}{kept}"), False
+    except _MboxGivenUp as exc:
+        if splitter.message is not None:  # the message being read when the file was given up: kept cut
+            raw, cut = splitter._finished()
+            try:
+                fields, truncated = parse_message_bytes(raw, limits)
+                yield f"{path.name}#{count}", fields, True
+            except ParseError as error:
+                yield f"{path.name}#{count}", error, False
+            count += 1
+            reason = (f"message #{count - 1} goes on for more than {limits.max_mbox_skip_bytes / 2**20:.0f} MiB "
+                      f"past its caps (a decompression bomb?); it was kept cut at the caps")
+        else:
+            reason = str(exc)
+        yield (f"{path.name}#{count}", ParseError(f"{path.name}: {reason}, and the rest of the file was not read"),
+               False)

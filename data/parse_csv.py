@@ -4,7 +4,7 @@ label values, and rows read with the same caps as raw messages (a 50 MB cell is 
 from __future__ import annotations
 
 import csv
-import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,17 +68,21 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
     except FILE_FAULTS as exc:
         raise file_fault(path, exc) from exc
     with raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
-        reader = csv.DictReader(text)
+        lines = CappedLines(raw, limits.max_message_bytes)
+        reader = csv.DictReader(lines)
         try:
             fieldnames = reader.fieldnames
         except FILE_FAULTS as exc:
             raise file_fault(path, exc) from exc
+        if lines.dropped:
+            raise ParseError(f"{path.name}: line {lines.dropped[0]} is longer than the message cap "
+                             f"({limits.max_message_bytes:,} bytes) before the header was read: not a CSV of emails")
         if fieldnames is None:
             raise ParseError(f"{path.name}: empty CSV file")
         columns = detect_csv_columns(list(fieldnames))
         row_number = 1
         while True:
+            reported = len(lines.dropped)
             try:
                 row = next(reader)
             except StopIteration:
@@ -92,6 +96,10 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
                 yield (f"{path.name}:row{row_number + 1}",
                        ParseError(f"{fault}; the {row_number - 1} rows before it were read"), None, False)
                 return
+            for line in lines.dropped[reported:]:
+                yield (f"{path.name}:line{line}", ParseError(
+                    f"line {line} is longer than the message cap ({limits.max_message_bytes:,} bytes): skipped "
+                    f"unread"), None, False)
             row_number += 1
             ref = f"{path.name}:row{row_number}"
             try:
@@ -101,6 +109,42 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
                 continue
             fields, truncated = _csv_fields(row, columns, limits)
             yield ref, fields, label, truncated
+
+
+class CappedLines:
+    """The physical lines of a CSV byte stream as text (UTF-8, undecodable bytes replaced), for
+    csv.reader. A line longer than `max_bytes` is read in pieces and dropped, never held whole;
+    its number goes to `dropped` and an empty line (which csv skips) stands in for it."""
+
+    _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # old Mac line ends: a line break csv expects to see as one
+
+    def __init__(self, raw, max_bytes: int):
+        self.raw = raw
+        self.max_bytes = max_bytes
+        self.line = 0
+        self.dropped: list[int] = []
+        self._pending: list[str] = []
+
+    def __iter__(self) -> "CappedLines":
+        return self
+
+    def __next__(self) -> str:
+        if self._pending:
+            return self._pending.pop(0)
+        piece = self.raw.readline(self.max_bytes + 1)
+        if not piece:
+            raise StopIteration
+        self.line += 1
+        if len(piece) > self.max_bytes and not piece.endswith(b"\n"):
+            while piece and not piece.endswith(b"\n"):
+                piece = self.raw.readline(1 << 20)
+            self.dropped.append(self.line)
+            return "\n"
+        text = piece.decode("utf-8", errors="replace")
+        if "\r" in text:
+            first, *self._pending = [part for part in self._LONE_CR.split(text) if part]
+            return first
+        return text
 
 
 def _csv_fields(row: dict, columns: dict[str, str], limits: ParseLimits) -> tuple[RawFields, bool]:

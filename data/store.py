@@ -61,6 +61,14 @@ class StagedCorpus:
 
     def add(self, emails: list[Email], errors: list[tuple[str, str]]) -> None:
         """Append one batch of parsed emails and (source_ref, message) parse errors."""
+        try:
+            self._add(emails, errors)
+        except duckdb.Error as exc:
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"Could not write the ingest's scratch file {self.path} ({first_line}); nothing was "
+                             f"stored. Free disk space beside the store, then rerun the command.") from exc
+
+    def _add(self, emails: list[Email], errors: list[tuple[str, str]]) -> None:
         if emails:
             rows = email_frame(emails)
             rows.insert(0, "seq", range(self.count, self.count + len(rows)))
@@ -91,7 +99,13 @@ class StoreError(RuntimeError):
 # does not match.
 _DAMAGE = (duckdb.CatalogException, duckdb.InternalException, duckdb.FatalException, duckdb.SerializationException)
 _READ_FAULT_WORDS = ("read", "corrupt", "checksum", "truncat")
+# A write that failed for want of room (a commit's journal write, say, raised as a TransactionException)
+_WRITE_FAULT_WORDS = ("no space left", "could not write", "file too large", "disk quota")
 DUCKDB_HEADER_BYTES = 3 * 4096  # the file header and two database headers, before the first block
+
+
+class CorpusExists(StoreError):
+    """A corpus of that name is already stored (by another ingest, perhaps one running at the same time)."""
 
 
 def store_error_for(path: Path, exc: BaseException) -> StoreError | None:
@@ -104,7 +118,7 @@ def store_error_for(path: Path, exc: BaseException) -> StoreError | None:
         return StoreError(f"The store {path} is damaged or not a PhishLens store ({first_line}). It was not "
                           f"modified: move it aside and rebuild it (`python cli.py demo`, or ingest, train and "
                           f"evaluate again); `python cli.py doctor` reads every table to find what is damaged.")
-    if isinstance(exc, duckdb.IOException):
+    if isinstance(exc, duckdb.IOException) or any(words in first_line.lower() for words in _WRITE_FAULT_WORDS):
         return StoreError(f"Could not write to the store {path} ({first_line}); the step was rolled back. "
                           f"Free disk space or fix the folder's permissions, then rerun the command.")
     return None
@@ -318,6 +332,9 @@ class Store:
             shutil.copy2(self.path, self.path.with_name(f"{self.path.name}.v{version}.bak"))
         with self.transaction() as con:
             con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
+            # Read again inside the transaction: another process may have created or migrated the
+            # store since (two commands started at once on a new store).
+            version = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 con.execute(MIGRATIONS[target - 1])
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", [target, _now()])
@@ -399,6 +416,9 @@ class Store:
             con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
             try:
                 with self.transaction():
+                    if con.execute("SELECT count(*) FROM corpora WHERE name = ?", [info.name]).fetchone()[0]:
+                        raise CorpusExists(f"corpus {info.name!r} was stored by another ingest while this one ran; "
+                                           f"nothing was changed (the store keeps the other one's copy)")
                     con.execute(
                         "CREATE TEMP TABLE staged_ids AS SELECT id, min(seq) AS seq, count(*) AS copies, "
                         "count(DISTINCT label) AS labels FROM staged.emails GROUP BY id")
