@@ -9,8 +9,10 @@ its help text in the signature, and it holds nothing but that and the printing o
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -68,6 +70,15 @@ def _clear_errors():
               f"was kept: fix that and rerun the command")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. It unwinds like Ctrl-C, so a run in progress records that it ended (failed,
+    with this reason) instead of staying 'running' forever."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated("SIGTERM: the process was asked to stop")
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -77,6 +88,8 @@ def main(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda [env PHISHLENS_DEVICE]")] = None,
 ):
     """Global options; see each command's --help."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     settings = load_settings(model=model, device=device)
     if home:
         # A new home moves the store and adapters; converted models stay shared unless PHISHLENS_MODELS says otherwise.

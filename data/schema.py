@@ -226,6 +226,17 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE held_out_corpora (name VARCHAR PRIMARY KEY);
     """,
+    # v10: the process that runs each run (pid, host, start time), so a run whose process is gone
+    # reads as interrupted instead of running forever; and the command that reruns it.
+    """
+    CREATE TABLE run_processes (
+        run_id VARCHAR PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host VARCHAR NOT NULL,
+        process_start VARCHAR NOT NULL,
+        command VARCHAR
+    );
+    """,
 ]
 
 # Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample

@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from data.processes import ProcessIdentity, is_gone, rerun_command, this_process
 from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 from data.schema import METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
 from data.metrics import COLLAPSE_MIN_EMAILS, COLLAPSED_SHARE, MIXED_LABELS
@@ -588,9 +589,14 @@ class Store:
         return self.query("SELECT * FROM reference_models ORDER BY id")
 
     def start_run(self, kind: str, params: dict) -> str:
+        """A new 'running' run, recording the process that runs it and the command that reruns it."""
         run_id = f"{kind}-{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,NULL)",
-                         [run_id, kind, "running", json.dumps(params, default=str), _now()])
+        process = this_process()
+        with self.transaction() as con:
+            con.execute("INSERT INTO runs VALUES (?,?,?,?,?,NULL,NULL)",
+                        [run_id, kind, "running", json.dumps(params, default=str), _now()])
+            con.execute("INSERT INTO run_processes VALUES (?,?,?,?,?)",
+                        [run_id, process.pid, process.host, process.start, rerun_command()])
         return run_id
 
     def add_run_params(self, run_id: str, params: dict) -> None:
@@ -609,10 +615,20 @@ class Store:
                          ["failed" if error else "done", _now(), error, run_id])
 
     def runs(self) -> pd.DataFrame:
-        """Every run, newest first, with its duration in seconds."""
-        return self.query("SELECT id, kind, status, started_at, finished_at, "
-                          "date_diff('second', started_at, finished_at) AS seconds, error "
-                          "FROM runs ORDER BY started_at DESC")
+        """Every run, newest first, with its duration in seconds. A run left 'running' by a process
+        that is gone reads as 'interrupted', its error saying what to rerun."""
+        runs = self.query("SELECT id, kind, status, started_at, finished_at, "
+                          "date_diff('second', started_at, finished_at) AS seconds, error, pid, host, "
+                          "process_start, command FROM runs LEFT JOIN run_processes p ON p.run_id = runs.id "
+                          "ORDER BY started_at DESC")
+        for i in runs.index[runs["status"] == "running"]:
+            row = runs.loc[i]
+            if pd.notna(row["pid"]) and is_gone(ProcessIdentity(int(row["pid"]), row["host"], row["process_start"] or "")):
+                runs.loc[i, "status"] = "interrupted"
+                rerun = f"rerun `{row['command']}`" if row["command"] else "rerun its command"
+                runs.loc[i, "error"] = (f"its process ({row['pid']} on {row['host']}) ended without finishing it (killed?); "
+                                        f"what it wrote is whole batches only: {rerun} to resume")
+        return runs.drop(columns=["pid", "host", "process_start", "command"])
 
     def integrity_problems(self) -> dict[str, int]:
         """Counts that must be 0 in a healthy store, and runs a killed job left 'running'."""
@@ -622,7 +638,8 @@ class Store:
                     "SELECT count(*) FROM predictions p ANTI JOIN emails e ON e.id = p.email_id"),
                 "emails_without_split": self.scalar(
                     "SELECT count(*) FROM emails e ANTI JOIN splits s ON s.email_id = e.id"),
-                "runs_left_running": self.scalar("SELECT count(*) FROM runs WHERE status = 'running'"),
+                "runs_interrupted": int((self.runs()["status"] == "interrupted").sum()),
+                "runs_running": int((self.runs()["status"] == "running").sum()),
             }
 
     @contextmanager

@@ -122,7 +122,7 @@ def check_store(settings: Settings) -> list[Check]:
             problems = store.integrity_problems()
             adapters = store.adapters()[["id", "path"]].itertuples(index=False)
         orphans, unsplit = problems["orphan_predictions"], problems["emails_without_split"]
-        stuck = problems["runs_left_running"]
+        interrupted, running = problems["runs_interrupted"], problems["runs_running"]
     except StoreError as exc:
         return [*checks, Check("store", FAIL, str(exc))]
     checks.append(Check("store", OK, f"{path}, schema {version}, every table read in full"))
@@ -131,9 +131,13 @@ def check_store(settings: Settings) -> list[Check]:
                                                    f"without a split; rebuild the store"))
     else:
         checks.append(Check("store integrity", OK, "every prediction has its email, every email its split"))
-    if stuck:
-        checks.append(Check("runs", WARN, f"{stuck} runs still marked running: killed jobs (their writes were "
-                                          f"rolled back); rerun the command to resume"))
+    now = f"; {running} running now (their process is alive)" if running else ""
+    if interrupted:
+        checks.append(Check("runs", WARN, f"{interrupted} runs interrupted: their process ended without finishing "
+                                          f"them (killed jobs; their writes were rolled back); `status` names the "
+                                          f"command to rerun to resume{now}"))
+    elif running:
+        checks.append(Check("runs", OK, f"{running} runs running now (their process is alive)"))
     missing = [a for a, p in adapters if not Path(p).exists()]
     if missing:
         checks.append(Check("adapters", FAIL, f"{len(missing)} adapter folders missing, e.g. {missing[0]}; retrain"))
