@@ -19,7 +19,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from data.records import ZERO_SHOT, AdapterInfo, Demonstration, EvaluationTarget, ScorerRef
-from models.registry import ModelSpec, resolve_model
+from models.adapter_check import AdapterMismatch, check_adapter_weights
+from models.registry import REGISTRY, ModelSpec, resolve_model
 
 ADAPTER_INFO_FILE = "phishlens_adapter.json"
 HASH_FILE = "weights.sha256"
@@ -231,6 +232,8 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     from peft import PeftModel
 
     info = read_adapter_info(adapter_dir)
+    if model is None:
+        check_base_is_local(info.model, adapter_dir)
     base = load_base(model or info.model, models_dir, device, quantize)
     if info.base_weights_sha256 != base.weights_sha256 or info.architecture != base.architecture:
         raise ModelError(
@@ -241,6 +244,10 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     if not (Path(adapter_dir) / "adapter_model.safetensors").exists():
         raise ModelError(f"{adapter_dir} has no adapter_model.safetensors; PhishLens loads safetensors only")
     try:
+        check_adapter_weights(adapter_dir, base.model)
+    except AdapterMismatch as exc:
+        raise ModelError(f"adapter {info.id!r} refused: {exc}") from exc
+    try:
         model = PeftModel.from_pretrained(base.model, adapter_dir, is_trainable=False)
     except Exception as exc:
         raise ModelError(f"cannot load adapter {adapter_dir}: {type(exc).__name__}: {exc}") from exc
@@ -249,6 +256,23 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     model.eval()
     return LoadedModel(base.spec, model, base.tokenizer, base.device, base.dtype,
                        base.weights_sha256, base.architecture, info)
+
+
+def check_base_is_local(name: str, adapter_dir: Path) -> None:
+    """Refuse to fetch a base model an adapter's metadata names: it must be a registered model, a
+    local folder, or a hub model already in the local cache (which loads without the network)."""
+    if name in REGISTRY or Path(name).is_dir():
+        return
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # not even a valid hub id
+        cached = False
+    if not cached:
+        raise ModelError(f"adapter {adapter_dir} names the base model {name!r}, which is neither a registered model, "
+                         f"a local folder nor in the local model cache. PhishLens never downloads a model an adapter "
+                         f"names: pass the base model yourself (--model with a registry name or a local folder)")
 
 
 def load_model(model: str, adapter_dir: Path | None, models_dir: Path, device: str = "auto",
