@@ -341,11 +341,14 @@ class Store:
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", [target, _now()])
 
     def _foreign_tables(self) -> list[str]:
-        """Tables and views of a database without PhishLens's schema_version table: someone else's."""
+        """Tables and views of a database without PhishLens's schema_version table: someone else's.
+        Read in one go with the check for schema_version: another process may have just created the
+        store (two commands started at once on a new path)."""
         with self.connection() as con:
-            return [row[0] for row in con.execute(
+            tables = [row[0] for row in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
                 "ORDER BY table_name").fetchall()]
+        return [] if "schema_version" in tables else tables
 
     @contextmanager
     def _frames(self, con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:

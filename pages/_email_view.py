@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from data.defang import defang, url_domain
+from data.defang import defang_url, link_host
 from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE, Email
 
 
@@ -32,9 +32,12 @@ def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "em
     st.caption("Visible text (HTML parts reduced to text; nothing from the email is rendered or fetched)")
     st.code(mail.body or "(empty body)", language=None, wrap_lines=True)
     if mail.urls:
-        st.caption("Links, defanged: not clickable, never fetched")
-        st.dataframe(pd.DataFrame({"url": [defang(u) for u in mail.urls],
-                                   "domain": [defang(url_domain(u)) for u in mail.urls]}),
+        st.caption("Links, defanged: not clickable, never fetched. The host is the one a browser would open "
+                   "(punycode for an internationalised name); invisible characters show as ⟦U+XXXX⟧")
+        hosts = [link_host(u) for u in mail.urls]
+        st.dataframe(pd.DataFrame({"url": [defang_url(u) for u in mail.urls],
+                                   "host a browser opens": [defang_url(h.host) for h in hosts],
+                                   "look twice": ["; ".join(h.warnings) for h in hosts]}),
                      hide_index=True, key=f"{key}_urls")
     if verdicts is not None and len(verdicts):
         st.caption("Verdicts (score = logit(phishing) − logit(legitimate); > 0 means phishing/spam)")

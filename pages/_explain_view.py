@@ -15,7 +15,7 @@ from diagnostics.explainers import EXPLAINERS, NothingToExplain, explanation_pas
 from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock, save_explanation,
                           stored_explanation)
 from pages._charts import faithfulness_figure, field_waterfall
-from pages._safe import md
+from pages._safe import MAX_PASTE_CHARS, PASTE_HELP, md
 from pages._token_map import legend_html, token_map_html
 
 METHOD_NAMES = {name: entry.title for name, entry in EXPLAINERS.items()}  # the explainer registry
@@ -38,9 +38,13 @@ def pick_email(settings, key: str, adapter_id: str | None) -> tuple[Email, bool]
     source = st.radio("Email", ["from the store", "paste"], horizontal=True, key=f"{key}_source",
                       index=1 if query.get("source") == "paste" else 0)
     if source == "paste":
-        pasted = st.text_area("Paste raw text or a full RFC822 message", height=160, key=f"{key}_text")
+        pasted = st.text_area("Paste raw text or a full RFC822 message", height=160, key=f"{key}_text",
+                              max_chars=MAX_PASTE_CHARS, help=PASTE_HELP)
         if not pasted.strip():
             st.stop()
+        if len(pasted) >= MAX_PASTE_CHARS:  # the box keeps the first MAX_PASTE_CHARS characters
+            st.warning(f"The paste filled the box's {MAX_PASTE_CHARS:,} characters, so anything after them was "
+                       f"cut: analyze a larger message by uploading it on the Analyze page.")
         try:
             fields, truncated = parse_pasted_text(pasted, settings.parse_limits)
         except ParseError as exc:

@@ -24,6 +24,12 @@ _AUTOLINK_BREAKS = re.compile(r"(\\:)|(\\[.@])")
 WORD_JOINER = "\u2060"
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 MAX_SHOWN_CHARS = 500
+# A paste box holds at most this many characters (the browser stops typing and pasting there):
+# far below Streamlit's widget-state limit, which a 24 MB paste broke with an error on the page,
+# and parsed in well under a second. Larger messages go through the upload (32 MB).
+MAX_PASTE_CHARS = 2_000_000
+PASTE_HELP = (f"At most {MAX_PASTE_CHARS:,} characters: upload a larger message as a .eml file "
+              f"(up to 32 MB) instead.")
 
 
 def md(value: object, max_chars: int = MAX_SHOWN_CHARS) -> str:

@@ -10,7 +10,7 @@ from pages._cache import classifier, model_lock
 from pages._email_view import show_email
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
-from pages._safe import md
+from pages._safe import MAX_PASTE_CHARS, PASTE_HELP, md
 
 settings, results = open_page(
     "Analyze an email",
@@ -19,7 +19,11 @@ settings, results = open_page(
 adapters = results["adapters"]
 
 uploaded = st.file_uploader("Upload .eml or .txt", type=["eml", "txt"], key="analyze_upload")
-pasted = st.text_area("…or paste it here", height=200, key="analyze_text")
+pasted = st.text_area("…or paste it here", height=200, key="analyze_text", max_chars=MAX_PASTE_CHARS,
+                      help=PASTE_HELP)
+if len(pasted) >= MAX_PASTE_CHARS:  # the box keeps the first MAX_PASTE_CHARS characters of a longer paste
+    st.warning(f"The paste filled the box's {MAX_PASTE_CHARS:,} characters, so anything after them was cut: "
+               f"upload a larger message as a .eml file (up to 32 MB) instead.")
 ZERO_SHOT_CHOICE = f"{ZERO_SHOT} (base model)"
 choices = [ZERO_SHOT_CHOICE, *adapters["training_set"]]
 picked = st.multiselect("Score with", choices, default=choices, key="analyze_adapters")

@@ -140,3 +140,30 @@ def test_analyze_warns_when_the_token_budget_cuts_the_email(monkeypatch, evaluat
     assert not at.exception
     assert (_frame_with(at, "verdict")["truncated_tokens"] > 0).all()
     assert any("truncated email" in w.value for w in at.warning)
+
+
+def test_analyze_caps_the_paste_box_and_says_how_to_send_more(monkeypatch, evaluated_settings):
+    from pages._safe import MAX_PASTE_CHARS
+
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/analyze.py")
+    box = at.text_area(key="analyze_text")
+    assert box.max_chars == MAX_PASTE_CHARS and "upload" in box.help
+    box.set_value("Subject: big\n\n" + "x" * MAX_PASTE_CHARS).run()  # past the cap: kept cut at it
+    assert not at.exception
+    assert len(at.text_area(key="analyze_text").value) == MAX_PASTE_CHARS
+    assert any("upload a larger message" in w.value for w in at.warning)
+
+
+def test_analyze_names_the_host_a_browser_opens_and_flags_look_alikes(monkeypatch, evaluated_settings):
+    at = open_app_page(monkeypatch, evaluated_settings, "pages/analyze.py")
+    lure = ("From: it@corp.test\nSubject: verify\n\nLog in at http://evil.test\\@paypal.com/ or "
+            "http://p\u0430ypal.com/login or http://pay\u200bpal.com/x today.\n")
+    at.text_area(key="analyze_text").set_value(lure).run()
+    at.button(key="analyze_go").click().run()
+    assert not at.exception
+    links = _frame_with(at, "host a browser opens")
+    hosts = links["host a browser opens"].tolist()
+    assert "evil[.]test" in hosts and "xn--pypal-4ve[.]com" in hosts
+    assert not any("paypal[.]com" == h for h in hosts[:2])
+    assert any("mixed scripts" in w for w in links["look twice"])
+    assert any("⟦U+200B⟧" in u for u in links["url"])
