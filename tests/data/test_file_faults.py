@@ -242,7 +242,7 @@ def test_two_ingests_of_one_corpus_at_once_store_it_once_without_a_traceback(tmp
     folder = tmp_path / "pair"
     folder.mkdir()
     _mbox_of(raw_samples, 10, folder / "spam.mbox")
-    for round_ in range(3):  # the race is on creating the store, then on storing the corpus
+    for round_ in range(5):  # the race is on creating the store, then on storing the corpus
         store = tmp_path / f"store{round_}.duckdb"
         command = [sys.executable, "cli.py", "--store", str(store), "ingest", str(folder)]
         runs = [subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
