@@ -86,6 +86,7 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
             try:
                 row = next(reader)
             except StopIteration:
+                yield from _dropped_line_errors(path, lines.dropped[reported:], limits)
                 break
             except csv.Error as exc:
                 row_number += 1
@@ -96,10 +97,7 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
                 yield (f"{path.name}:row{row_number + 1}",
                        ParseError(f"{fault}; the {row_number - 1} rows before it were read"), None, False)
                 return
-            for line in lines.dropped[reported:]:
-                yield (f"{path.name}:line{line}", ParseError(
-                    f"line {line} is longer than the message cap ({limits.max_message_bytes:,} bytes): skipped "
-                    f"unread"), None, False)
+            yield from _dropped_line_errors(path, lines.dropped[reported:], limits)
             row_number += 1
             ref = f"{path.name}:row{row_number}"
             try:
@@ -109,6 +107,14 @@ def iter_csv(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tuple
                 continue
             fields, truncated = _csv_fields(row, columns, limits)
             yield ref, fields, label, truncated
+
+
+def _dropped_line_errors(path: Path, dropped: list[int], limits: ParseLimits):
+    """The row errors of lines CappedLines dropped for their length."""
+    for line in dropped:
+        yield (f"{path.name}:line{line}", ParseError(
+            f"line {line} is longer than the message cap ({limits.max_message_bytes:,} bytes): a field or row "
+            f"too large, skipped unread"), None, False)
 
 
 class CappedLines:

@@ -246,7 +246,7 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     try:
         check_adapter_weights(adapter_dir, base.model)
     except AdapterMismatch as exc:
-        raise ModelError(f"adapter {info.id!r} refused: {exc}") from exc
+        raise ModelError(f"cannot load adapter {info.id!r}: refused, {exc}") from exc
     try:
         model = PeftModel.from_pretrained(base.model, adapter_dir, is_trainable=False)
     except Exception as exc:
