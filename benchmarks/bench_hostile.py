@@ -103,12 +103,13 @@ BASELINE = PHISHLENS.replace("import sys, time", "import resource, sys, time\n"
     "except ParseError as exc:", "except (ParseError, MemoryError) as exc:")
 
 
-def baseline_root(folder: Path) -> Path:
-    """A folder holding data/ as of BASELINE_COMMIT (the parser and what it imports)."""
+def baseline_root(folder: Path, commit: str = BASELINE_COMMIT,
+                  modules: tuple[str, ...] = ("__init__.py", "parse.py", "normalise.py", "records.py")) -> Path:
+    """A folder holding data/ as of `commit` (the parser and what it imports)."""
     root = folder / "baseline"
     (root / "data").mkdir(parents=True)
-    for module in ("__init__.py", "parse.py", "normalise.py", "records.py"):
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:data/{module}"],
+    for module in modules:
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:data/{module}"],
                                 capture_output=True, check=True).stdout
         (root / "data" / module).write_bytes(source)
     return root

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import zlib
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_hostile import baseline_root, measure  # noqa: E402
 from models.flops import describe_cpu  # noqa: E402
 
 BASELINE_COMMIT = "3e77961"
@@ -86,29 +86,6 @@ def build_inputs(folder: Path, huge_gib: int) -> dict[str, Path]:
     return files
 
 
-def baseline_root(folder: Path) -> Path:
-    root = folder / "baseline"
-    (root / "data").mkdir(parents=True)
-    for module in ("__init__.py", "parse.py", "normalise.py", "records.py", "mailfiles.py", "parse_csv.py"):
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:data/{module}"],
-                                capture_output=True, check=True).stdout
-        (root / "data" / module).write_bytes(source)
-    return root
-
-
-def measure(root: Path, path: Path, timeout: float) -> dict:
-    try:
-        done = subprocess.run([sys.executable, "-c", READER.format(root=str(root)), str(path)], capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"seconds": None, "peak_rss_mb": None, "outcome": f"killed after {timeout:.0f} s"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return {"seconds": None, "peak_rss_mb": None, "outcome": f"exit {done.returncode}: {last[:100]}"}
-    seconds, rss, outcome = done.stdout.strip().split(" ", 2)
-    return {"seconds": round(float(seconds), 2), "peak_rss_mb": round(float(rss)), "outcome": outcome}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
@@ -116,11 +93,13 @@ def main() -> None:
     args = parser.parse_args()
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
-        old = baseline_root(Path(folder)) if args.baseline else None
+        old = baseline_root(Path(folder), BASELINE_COMMIT, ("__init__.py", "parse.py", "normalise.py", "records.py",
+                                                            "mailfiles.py", "parse_csv.py")) if args.baseline else None
         for name, path in build_inputs(Path(folder), args.huge_gib).items():
-            row = {"input_bytes": path.stat().st_size, "phishlens": measure(ROOT, path, 60)}
+            row = {"input_bytes": path.stat().st_size,
+                   "phishlens": measure(READER.format(root=str(ROOT)), path, timeout=60)}
             if old is not None:
-                row["baseline"] = measure(old, path, 60)
+                row["baseline"] = measure(READER.format(root=str(old)), path, timeout=60)
                 if row["baseline"]["seconds"] and row["phishlens"]["seconds"]:
                     row["speed-up"] = round(row["baseline"]["seconds"] / max(row["phishlens"]["seconds"], 0.01), 1)
             rows[name] = row

@@ -42,6 +42,10 @@ EMAIL_SELECT = ("id, corpus, sender, receiver, date, subject, body, urls::VARCHA
                 "normalisation, truncated")
 
 
+# Every connection: never install or load a DuckDB extension (nothing is fetched at run time).
+NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
 def email_frame(emails: list[Email]) -> pd.DataFrame:
     """Emails as rows of the emails table (urls as lists), for registering with DuckDB."""
     return pd.DataFrame([{**asdict(e), "urls": list(e.urls)} for e in emails], columns=EMAIL_COLUMNS)
@@ -54,7 +58,7 @@ class StagedCorpus:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.count = 0
-        self._con = duckdb.connect(str(self.path), config={"memory_limit": INGEST_MEMORY_LIMIT})
+        self._con = duckdb.connect(str(self.path), config={"memory_limit": INGEST_MEMORY_LIMIT, **NO_EXTENSIONS})
         self._con.execute("CREATE TABLE emails (seq BIGINT, id VARCHAR, corpus VARCHAR, sender VARCHAR, "
                           "receiver VARCHAR, date VARCHAR, subject VARCHAR, body VARCHAR, urls VARCHAR[], "
                           "label TINYINT, source_ref VARCHAR, normalisation VARCHAR, truncated BOOLEAN)")
@@ -125,7 +129,6 @@ def store_error_for(path: Path, exc: BaseException) -> StoreError | None:
     return None
 
 
-NO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
 _FOREIGN_MAGIC = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip file",
                   b"\x1f\x8b": "a gzip file"}
