@@ -73,11 +73,6 @@ def link_host(url: str) -> LinkHost:
     return LinkHost(host, shown, tuple(warnings))
 
 
-def url_domain(url: str) -> str:
-    """The host a browser would open for a URL (punycode for an internationalised one); '' when there is none."""
-    return link_host(url).host
-
-
 def defang_url(url: str) -> str:
     """hxxp(s)://example[.]com/path for one link: the scheme neutralised and every dot-like character
     of its authority (userinfo and host, as a browser delimits them) bracketed; invisibles revealed."""

@@ -121,7 +121,7 @@ class _MboxSplitter:
         self.lines = 0
         self.cut = False
         self.skipped = 0  # bytes of the current message discarded past its caps
-        self.outside = 0  # bytes read outside every message: before the first From_ line, in a From_ line
+        self.outside = 0  # bytes read outside any message: before the first From_ line, or in the current From_ line
         self.in_from_line = False
 
     def messages(self, stream) -> Iterator[tuple[bytes, bool]]:
@@ -159,12 +159,12 @@ class _MboxSplitter:
             self._take(buffer, pos, found + 1)
             if self.message is not None:
                 yield self._finished()
-            self.in_from_line, pos = True, found + 1
+            self.in_from_line, self.outside, pos = True, 0, found + 1  # each From_ line has its own budget
 
     def _outside(self, n: int) -> None:
         self.outside += n
         if self.outside > self.limits.max_mbox_skip_bytes:
-            where = "in one From_ line" if self.message is not None else "before the first From_ line"
+            where = "in one From_ line" if self.in_from_line else "before the first From_ line"
             raise _MboxGivenUp(f"more than {self.limits.max_mbox_skip_bytes / 2**20:.0f} MiB {where} "
                                f"(not an mbox file?)")
 
@@ -205,28 +205,27 @@ def iter_mbox(path: Path, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[tupl
     one ParseError after the messages read before it."""
     count = 0
     splitter = _MboxSplitter(limits)
+
+    def parsed(raw: bytes, cut: bool) -> tuple[str, RawFields | ParseError, bool]:
+        ref = f"{path.name}#{count}"
+        try:
+            fields, truncated = parse_message_bytes(raw, limits)
+            return ref, fields, truncated or cut
+        except ParseError as exc:
+            return ref, exc, False
+
     try:
         with open_maybe_gzip(path) as stream:
             for raw, cut in splitter.messages(stream):
-                ref = f"{path.name}#{count}"
+                yield parsed(raw, cut)
                 count += 1
-                try:
-                    fields, truncated = parse_message_bytes(raw, limits)
-                    yield ref, fields, truncated or cut
-                except ParseError as exc:
-                    yield ref, exc, False
     except FILE_FAULTS as exc:
         fault = file_fault(path, exc)
         kept = f"; the {count} messages before it were kept" if count else ""
         yield f"{path.name}#{count}", ParseError(f"{fault}{kept}"), False
     except _MboxGivenUp as exc:
         if splitter.message is not None:  # the message being read when the file was given up: kept cut
-            raw, cut = splitter._finished()
-            try:
-                fields, truncated = parse_message_bytes(raw, limits)
-                yield f"{path.name}#{count}", fields, True
-            except ParseError as error:
-                yield f"{path.name}#{count}", error, False
+            yield parsed(*splitter._finished())
             count += 1
             reason = (f"message #{count - 1} goes on for more than {limits.max_mbox_skip_bytes / 2**20:.0f} MiB "
                       f"past its caps (a decompression bomb?); it was kept cut at the caps")

@@ -637,15 +637,16 @@ class Store:
         return runs.drop(columns=["pid", "host", "process_start", "command"])
 
     def integrity_problems(self) -> dict[str, int]:
-        """Counts that must be 0 in a healthy store, and runs a killed job left 'running'."""
+        """Counts that must be 0 in a healthy store, runs a killed job left behind (interrupted) and runs
+        in progress."""
         with self.connection():
+            statuses = self.runs()["status"]
             return {
                 "orphan_predictions": self.scalar(
                     "SELECT count(*) FROM predictions p ANTI JOIN emails e ON e.id = p.email_id"),
                 "emails_without_split": self.scalar(
                     "SELECT count(*) FROM emails e ANTI JOIN splits s ON s.email_id = e.id"),
-                "runs_interrupted": int((self.runs()["status"] == "interrupted").sum()),
-                "runs_running": int((self.runs()["status"] == "running").sum()),
+                **{f"runs_{status}": int((statuses == status).sum()) for status in ("interrupted", "running")},
             }
 
     @contextmanager

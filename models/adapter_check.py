@@ -65,8 +65,11 @@ def check_adapter_weights(adapter_dir: Path, base: torch.nn.Module) -> None:
     if not linear:
         raise AdapterMismatch(f"the adapter's target modules {sorted(config.target_modules or [])} match no linear "
                               f"layer of the base model ({type(base).__name__}): it was made for another architecture")
+    expected = {}  # key → the LoRA shape of its module at the config's rank
     for name, module in linear.items():
         rank = _rank_for(raw, name)
+        expected[f"base_model.model.{name}.lora_A.weight"] = (rank, module.in_features)
+        expected[f"base_model.model.{name}.lora_B.weight"] = (module.out_features, rank)
         if not 0 < rank <= min(module.in_features, module.out_features):
             raise AdapterMismatch(f"the adapter's rank {rank} for {name} is outside 1..{min(module.in_features, module.out_features)}, "
                                   f"what a {module.in_features}×{module.out_features} layer can hold: refused before "
@@ -82,11 +85,6 @@ def check_adapter_weights(adapter_dir: Path, base: torch.nn.Module) -> None:
     if not shapes:
         raise AdapterMismatch(f"{weights} holds no tensors: loaded, it would be the base model under the "
                               f"adapter's name")
-    expected = {}
-    for name, module in linear.items():
-        rank = _rank_for(raw, name)
-        expected[f"base_model.model.{name}.lora_A.weight"] = (rank, module.in_features)
-        expected[f"base_model.model.{name}.lora_B.weight"] = (module.out_features, rank)
     base_modules = {name for name, _ in base.named_modules()}
 
     def matches_nothing(key: str) -> bool:

@@ -257,3 +257,15 @@ def test_two_ingests_of_one_corpus_at_once_store_it_once_without_a_traceback(tmp
         con = duckdb.connect(str(store), read_only=True)
         assert con.execute("SELECT count(*) FROM corpora WHERE name = 'pair'").fetchone()[0] == 1
         con.close()
+
+
+def test_each_from_line_has_its_own_budget_and_a_giant_one_is_named(tmp_path):
+    """5,000 messages with 1 KB From_ lines (5 MB of them) fit a 4 MiB budget: it is per From_ line."""
+    many = tmp_path / "many_spam.mbox"
+    many.write_bytes(b"".join(b"From " + b"x" * 1000 + b"\nSubject: m%d\n\nbody\n" % i for i in range(5000)))
+    assert len([f for _, f, _ in iter_mbox(many, SMALL_SKIP) if not isinstance(f, ParseError)]) == 5000
+    giant = tmp_path / "giant_spam.mbox"
+    giant.write_bytes(b"From a\nSubject: first\n\nbody\nFrom " + b"x" * (6 * 2**20) + b"\nSubject: lost\n\nx\n")
+    (_, first, _), (_, error, _) = list(iter_mbox(giant, SMALL_SKIP))
+    assert first.subject == "first"
+    assert isinstance(error, ParseError) and "in one From_ line" in str(error)
