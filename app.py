@@ -17,8 +17,17 @@ st.set_page_config(page_title="PhishLens", page_icon=str(PROJECT_ROOT / "assets"
 settings = load_settings()
 st.session_state.setdefault("settings", settings)
 
+overview = st.Page("pages/overview.py", title="Overview", icon=":material/grid_on:", url_path="matrix", default=True)
+
+
+def overview_by_name() -> None:
+    """/overview: Streamlit serves the default page at / only, so its own name redirects there."""
+    st.switch_page(overview, query_params=st.query_params.to_dict())
+
+
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/grid_on:", url_path="overview", default=True),
+    overview,
+    st.Page(overview_by_name, title="Overview", url_path="overview", visibility="hidden"),
     st.Page("pages/inbox.py", title="Inbox", icon=":material/inbox:", url_path="inbox"),
     st.Page("pages/analyze.py", title="Analyze an email", icon=":material/content_paste_search:", url_path="analyze"),
     st.Page("pages/explain.py", title="Explain", icon=":material/insights:", url_path="explain"),

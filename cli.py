@@ -32,7 +32,10 @@ app.add_typer(trainset_app, name="trainset")
 # Options shared by the commands that sample a corpus' test split with one scorer.
 CorpusOption = Annotated[str, typer.Option("--corpus", help="Corpus whose test split is sampled")]
 AdapterOption = Annotated[Optional[str], typer.Option(
-    "--training-set", help="This training set's adapter (default: the zero-shot base model)")]
+    "--training-set", help="The --model adapter trained on this set (several seeds: use --scorer)")]
+ScorerOption = Annotated[Optional[str], typer.Option(
+    "--scorer", help="A scorer's id or name (`status` lists them), e.g. zero-shot:smollm2-135m; "
+                     "default: the --model base zero-shot")]
 MaxTokensOption = Annotated[Optional[int], typer.Option(help="Token budget per email [env PHISHLENS_MAX_TOKENS]")]
 ExecutorOption = Annotated[Optional[str], typer.Option(help="local, or ray [env PHISHLENS_EXECUTOR]")]
 RayAddressOption = Annotated[Optional[str], typer.Option(
@@ -247,7 +250,7 @@ def train(
 ):
     """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
     from data.store import Store
-    from diagnostics.jobs import train_training_set
+    from diagnostics.jobs import check_trained_adapter, train_training_set
 
     settings = _settings(ctx)
     if lr is None:
@@ -266,7 +269,12 @@ def train(
         _echo_memory_estimate(settings, settings.model, lora)
         with Store.open(settings.store_path) as store:
             folder = train_training_set(store, settings, training_set, lora)
-    typer.echo(f"adapter saved at {folder}")
+            typer.echo(f"adapter saved at {folder}")
+            check = check_trained_adapter(store, settings, training_set, folder, lora.max_tokens)
+    if check.collapsed:
+        typer.secho(f"warning: {check.sentence()}", fg="yellow", err=True)
+    else:
+        typer.echo(check.sentence())
 
 
 @app.command()
@@ -306,17 +314,19 @@ def evaluate(
             typer.echo(f"run {run_id}")
             # cut_share: the test emails the token budget cut (the bag of words reads them whole)
             typer.echo(_matrix_rows(store.metrics().round({"f1": 3, "recall": 3, "accuracy": 3, "cut_share": 2}),
-                                    ["accuracy", "cut_share"]).to_string(index=False))
+                                    store.scorer_catalogue(), ["accuracy", "cut_share"]).to_string(index=False))
 
 
-def _matrix_rows(metrics, extra: list[str] | None = None):
+def _matrix_rows(metrics, scorers, extra: list[str] | None = None):
     """F1 matrix rows that name their scorer: the base model for adapters and zero-shot, "bag of
-    words" for the TF-IDF + logistic regression reference trained on the same training set."""
+    words" for the TF-IDF + logistic regression reference trained on the same training set, the
+    seed where the scorer has one (data.scorers: the catalogue), then the training set."""
     from models.bag_of_words import REFERENCE_MODEL
 
     scorer = metrics["model"].where(metrics["model"] != REFERENCE_MODEL, "bag of words (TF-IDF + LR)")
-    rows = metrics.assign(scorer=scorer).sort_values(["scorer", "training_set", "corpus"])
-    return rows[["scorer", "training_set", "corpus", "n", "f1", "recall", *(extra or []), "in_domain"]]
+    seed = metrics["adapter_id"].map(scorers.set_index("id")["seed"]).astype("Int64")
+    rows = metrics.assign(scorer=scorer, seed=seed).sort_values(["scorer", "training_set", "seed", "corpus"])
+    return rows[["scorer", "seed", "training_set", "corpus", "n", "f1", "recall", *(extra or []), "in_domain"]]
 
 
 def _warn_if_slower_than_fp32(settings: Settings) -> None:
@@ -338,38 +348,53 @@ def _executor(settings: Settings):
         return executor_for(settings)
 
 
-def _sample_target(store, settings: Settings, corpus: str | None, training_set: str | None) -> Path | None:
-    """For a command that samples a corpus' test split with one adapter: check the corpus exists
-    (None: every corpus is sampled) and return the adapter's folder (None: the zero-shot base)."""
+def _sample_target(store, settings: Settings, corpus: str | None, scorer: str | None, training_set: str | None):
+    """For a command that samples a corpus' test split with one scorer: check the corpus exists (None:
+    every corpus is sampled) and return what to load (data.records.EvaluationTarget): the scorer
+    `--scorer` names, else the `--model` adapter on `--training-set`, else the `--model` base."""
+    from data.records import EvaluationTarget
+    from data.scorers import resolve
+    from models.registry import resolve_model
+
     if corpus is not None and not store.has_corpus(corpus):
         _fail(f"no corpus {corpus!r} in the store; known: {', '.join(store.corpus_names()) or 'none'}")
-    if not training_set:
-        return None
-    found = store.adapters(settings.model)
-    found = found[found["training_set"] == training_set]
-    if found.empty:
-        _fail(f"no adapter of {settings.model} trained on {training_set!r}; see `status`")
-    return Path(found.iloc[0]["path"])
+    model = resolve_model(settings.model).name
+    scorers = store.scorer_catalogue([model])
+    if scorer and training_set:
+        _fail("give --scorer or --training-set, not both")
+    if training_set:
+        found = scorers[(scorers["kind"] == "adapter") & (scorers["model"] == model)
+                        & (scorers["training_set"] == training_set)]
+        if found.empty:
+            _fail(f"no adapter of {model} trained on {training_set!r}; see `status`")
+        if len(found) > 1:
+            _fail(f"{len(found)} adapters of {model} are trained on {training_set!r}: "
+                  + "; ".join(f"{r.name} (--scorer {r.id})" for r in found.itertuples()) + ". Name one with --scorer")
+        scorer = str(found["id"].iloc[0])
+    row = scorers.set_index("id").loc[resolve(scorers, scorer or f"zero-shot:{model}")]
+    if row["kind"] == "bag-of-words":
+        _fail(f"{row['name']} is the bag-of-words reference: it has no model to look inside; pick an adapter or a "
+              "zero-shot base")
+    return EvaluationTarget(row["model"], Path(row["path"]) if row["kind"] == "adapter" else None, settings.quantize)
 
 
 @contextmanager
-def _on_a_sample(ctx: typer.Context, corpus: str, training_set: str | None, **overrides):
+def _on_a_sample(ctx: typer.Context, corpus: str, scorer: str | None, training_set: str | None, **overrides):
     """(settings, executor, open store, target) for a command that samples a corpus' test split with
     one scorer; bad input ends the command with one red line."""
-    from data.records import EvaluationTarget
     from data.store import Store
 
     settings = _settings(ctx).with_overrides(**overrides)
     run_on = _executor(settings)
     with _clear_errors(), Store.open(settings.store_path) as store:
-        yield settings, run_on, store, EvaluationTarget(settings.model,
-                                                        _sample_target(store, settings, corpus, training_set))
+        yield settings, run_on, store, _sample_target(store, settings, corpus, scorer, training_set)
 
 
 @app.command()
 def explain(
     ctx: typer.Context,
     corpus: CorpusOption,
+    scorer: ScorerOption = None,
     training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
     method: Annotated[str, typer.Option(help="shap (Owen values over fields → sentences → words) or gradxinput (fast, not additive)")] = "shap",
@@ -384,7 +409,7 @@ def explain(
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}")
-    with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
+    with _on_a_sample(ctx, corpus, scorer, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
                       ray_workers=workers) as (settings, run_on, store, target):
         fresh = explain_sample(store, target, corpus, sample_size, method, settings.max_tokens, settings.seed, run_on,
                                progress=True)
@@ -396,6 +421,7 @@ def explain(
 def heads(
     ctx: typer.Context,
     corpus: CorpusOption,
+    scorer: ScorerOption = None,
     training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded sample of the test split")] = 200,
     ablation: Annotated[str, typer.Option(help="mean (replace a head's output by its average) or zero")] = "mean",
@@ -412,7 +438,7 @@ def heads(
 
     if ablation not in ABLATIONS:
         _fail(f"--ablation must be one of {', '.join(ABLATIONS)}")
-    with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
+    with _on_a_sample(ctx, corpus, scorer, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
                       ray_workers=workers) as (settings, run_on, store, target):
         sweep = sweep_corpus(store, target, corpus, sample_size, settings.max_tokens, settings.seed, ablation, top_k,
                              batch_size, run_on, progress=True)
@@ -432,6 +458,7 @@ def diagnose(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A diagnostic of diagnostics/registry.py, e.g. direct-logit-attribution")],
     corpus: Annotated[Optional[str], typer.Option(help="Corpus whose test split is sampled (store-wide diagnostics sample every corpus)")] = None,
+    scorer: ScorerOption = None,
     training_set: AdapterOption = None,
     sample_size: Annotated[int, typer.Option(help="Seeded stratified sample of the test split")] = 100,
     batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 4,
@@ -452,7 +479,7 @@ def diagnose(
               f"{', '.join(d.name for d in DIAGNOSTICS.values() if d.job)}")
     if entry.scope == "corpus" and not corpus:
         _fail(f"{name} samples one corpus: give --corpus")
-    with _on_a_sample(ctx, corpus, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
+    with _on_a_sample(ctx, corpus, scorer, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
                       ray_workers=workers) as (settings, run_on, store, target):
         request = DiagnosticRequest(target, corpus or "", sample_size, settings.max_tokens, settings.seed, batch_size)
         outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
@@ -601,6 +628,53 @@ def serve(
 
 
 @app.command()
+def compare(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help="A base model (architecture) of the store, or one scorer's id or name")],
+    b: Annotated[str, typer.Argument(help="Another base model, or scorer")],
+    training_set: Annotated[Optional[str], typer.Option(
+        "--training-set", help="For two models: their adapters of this set (default: generalist, else one both have)")] = None,
+):
+    """Is the difference between two architectures (or two scorers) real? Paired per corpus on the test
+    emails both scored: ΔF1 with its paired-bootstrap 95% interval and McNemar's exact test; two models'
+    adapters are paired seed with seed."""
+    import pandas as pd
+
+    from data.scorers import ScorerNotFound, resolve
+    from data.store import Store
+    from diagnostics.architectures import architectures, comparison_rows, seed_pairs, shared_training_sets
+    from diagnostics.paired import compare_on_corpora, difference_sentence
+
+    settings = _settings(ctx)
+    with _clear_errors(), Store.open_to_read(settings.store_path) as store, store.connection():
+        scorers = store.scorer_catalogue()
+        models = architectures(scorers)
+        if a in models and b in models:
+            shared = shared_training_sets(scorers, a, b)
+            chosen = training_set or (shared[0] if shared else None)
+            if chosen is None or chosen not in shared:
+                _fail(f"{a} and {b} have no adapter of {training_set or 'one training set'} both; "
+                      f"shared: {', '.join(shared) or 'none'}")
+            pairs = seed_pairs(scorers, a, b, chosen)
+        else:
+            try:
+                pairs = [(resolve(scorers, a), resolve(scorers, b))]
+            except ScorerNotFound as exc:
+                _fail(f"{exc}; or name two base models: {', '.join(models) or 'none'}")
+        names = dict(zip(scorers["id"], scorers["long_name"]))
+        for first, second in pairs:
+            compared = compare_on_corpora(store.paired_verdicts(first, second))
+            typer.echo(f"\nA = {names[first]} ({first})\nB = {names[second]} ({second})")
+            if not compared:
+                typer.echo("  they share no scored test email: evaluate both on the same corpora first")
+                continue
+            table = pd.DataFrame(comparison_rows("A", "B", compared)).drop(columns=["A", "B"]).round(3)
+            typer.echo(table.to_string(index=False))
+            for corpus, result in compared.items():
+                typer.echo("  " + difference_sentence("A", "B", corpus, result))
+
+
+@app.command()
 def status(ctx: typer.Context):
     """What the store holds: corpora, training sets, adapters, runs."""
     from data.store import Store
@@ -614,9 +688,13 @@ def status(ctx: typer.Context):
                 ("corpora", store.corpora()[["name", "label_meaning", "synthetic", "parsed", "duplicates_within",
                                              "duplicates_across", "kept"]]),
                 ("training sets", store.training_sets()[["name", "kind", "size"]]),
-                ("adapters", store.adapters()[["id", "n_train", "seconds"]].round({"seconds": 0})),
+                ("scorers (an id or a name names one in --scorer and `compare`)",
+                 store.scorer_catalogue()[["id", "name"]]),
+                ("adapters", store.adapters()[["id", "model", "training_set", "seed", "n_train", "seconds"]]
+                 .round({"seconds": 0})),
                 ("runs", store.runs()[["id", "status", "error"]].head(10)),
-                ("F1 matrix per scorer (recall where a test sample has one class)", _matrix_rows(metrics)),
+                ("F1 matrix per scorer (recall where a test sample has one class)",
+                 _matrix_rows(metrics, store.scorer_catalogue())),
             ]:
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))
             from data.metrics import collapse_sentence

@@ -300,7 +300,7 @@ class JobRequest:
     command: str  # a cli.py command: evaluate, train, explain, heads, diagnose, study, ingest, demo
     positional: tuple[str, ...] = ()  # e.g. the training set to train, the diagnostic to run
     corpus: str | None = None
-    training_set: str | None = None  # None or ZERO_SHOT: the base model
+    scorer: str | None = None  # a scorer id (data.scorers); None: the --model base zero-shot
     sample_size: int | None = None
     options: tuple[tuple[str, str | int | bool], ...] = ()  # further --flags; True: a bare flag
 
@@ -308,8 +308,8 @@ class JobRequest:
         arguments = [self.command, *self.positional]
         if self.corpus:
             arguments += ["--corpus", self.corpus]
-        if self.training_set and self.training_set != ZERO_SHOT:
-            arguments += ["--training-set", self.training_set]
+        if self.scorer:
+            arguments += ["--scorer", self.scorer]
         if self.sample_size:
             arguments += ["--sample-size", str(self.sample_size)]
         for flag, value in self.options:

@@ -28,6 +28,7 @@ from data.processes import ProcessIdentity, is_gone, rerun_command, this_process
 from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, Explanation, Faithfulness, IngestReport, Prediction
 from data.schema import METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
 from data.metrics import COLLAPSE_MIN_EMAILS, COLLAPSED_SHARE, MIXED_LABELS
+from data.scorers import ZERO_SHOT_PREFIX, catalogue, model_of_zero_shot
 
 # The explanations table's columns before created_at, in order: explanation_record() holds each.
 EXPLANATION_COLUMNS = ("adapter_id", "email_id", "method", "params", "level", "score", "base_value", "evaluations",
@@ -575,6 +576,13 @@ class Store:
     def adapters(self, model: str | None = None) -> pd.DataFrame:
         sql = "SELECT * FROM adapters" + (" WHERE model = ?" if model else "") + " ORDER BY id"
         return self.query(sql, [model] if model else [])
+
+    def scorer_catalogue(self, extra_models: Iterable[str] = ()) -> pd.DataFrame:
+        """Every scorer (data.scorers.catalogue): each adapter, the zero-shot base of each model in the
+        store (and of `extra_models`), each bag-of-words reference, with unique display names."""
+        zero_shot = [model_of_zero_shot(r[0]) for r in self.rows(
+            "SELECT DISTINCT adapter_id FROM predictions WHERE starts_with(adapter_id, ?) ORDER BY 1", [ZERO_SHOT_PREFIX])]
+        return catalogue(self.adapters(), self.reference_models(), [*zero_shot, *extra_models])
 
     def evaluated_scorers(self) -> pd.DataFrame:
         """Every scorer with predictions (adapters, zero-shot bases, references): id, model, training set."""

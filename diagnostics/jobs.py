@@ -17,6 +17,7 @@ from data.settings import Settings
 from data.splits import build_generalist, build_specialist, specialist_name, split_corpus
 from data.store import Store
 from data.synthetic import generate_synthetic_corpora
+from diagnostics.collapse_check import CollapseCheck, check_collapse, held_back_emails
 from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 from models.finetune import adapter_id, finetune_adapter
 from models.loading import load_base, prepare_model
@@ -123,6 +124,16 @@ def train_training_set(store: Store, settings: Settings, training_set: str, lora
         info = finetune_adapter(base, emails, training_set, lora, settings.adapters_dir, progress)
         store.add_adapter(info)
     return Path(info.path)
+
+
+def check_trained_adapter(store: Store, settings: Settings, training_set: str, folder: Path,
+                          max_tokens: int) -> CollapseCheck:
+    """The new adapter's verdicts on a few held-back emails of each label (diagnostics.collapse_check)."""
+    from models.loading import load_with_adapter
+
+    emails, held_back = held_back_emails(store, training_set, seed=settings.seed)
+    loaded = load_with_adapter(folder, settings.models_dir, settings.device)
+    return check_collapse(loaded, emails, max_tokens, held_back)
 
 
 def run_protocol(store: Store, settings: Settings, plan: ProtocolPlan, progress: bool = True) -> str:

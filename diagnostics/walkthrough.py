@@ -39,6 +39,7 @@ class Walkthrough:
     failing_n: int
     mistake_id: str | None  # its most confident wrong verdict on the failing corpus
     generalist: tuple[str, str] | None  # (training set, adapter path) of the same model, if trained
+    generalist_id: str | None = None  # that generalist's adapter id (its first seed where there are several)
 
     @property
     def drop(self) -> float:
@@ -75,7 +76,7 @@ def plan_walkthrough(store: Store, model: str | None = None) -> Walkthrough | No
         home_corpus=str(home["corpus"]), home_f1=float(home["f1"]), failing_corpus=str(worst["corpus"]),
         failing_f1=float(worst["f1"]), failing_n=int(worst["n"]), mistake_id=mistake,
         generalist=(str(generalist.iloc[0]["training_set"]), str(generalist.iloc[0]["path"]))
-        if len(generalist) else None)
+        if len(generalist) else None, generalist_id=str(generalist.iloc[0]["id"]) if len(generalist) else None)
 
 
 def walkthrough_steps(store: Store, walk: Walkthrough, model: str, executor: Executor, models_dir: Path,

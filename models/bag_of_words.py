@@ -16,9 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from data.records import Email
+from data.scorers import REFERENCE_MODEL  # noqa: F401 (re-exported)
 from models.scoring import render_email
 
-REFERENCE_MODEL = "tfidf-lr"
 HYPERPARAMETERS = {"ngram_range": [1, 2], "min_df": 2, "sublinear_tf": True, "max_features": 100_000, "C": 4.0,
                    "class_weight": "balanced"}
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from data.records import ZERO_SHOT, AdapterInfo, Demonstration, EvaluationTarget, ScorerRef
+from data.records import AdapterInfo, Demonstration, EvaluationTarget, ScorerRef
+from data.scorers import zero_shot_id  # noqa: F401 (re-exported: callers import it from here)
 from models.adapter_check import AdapterMismatch, check_adapter_weights
 from models.registry import REGISTRY, ModelSpec, resolve_model
 
@@ -46,11 +47,6 @@ class LoadedModel:
     @property
     def adapter_id(self) -> str:
         return self.adapter.id if self.adapter else zero_shot_id(self.spec.name)
-
-
-def zero_shot_id(model: str) -> str:
-    """The adapter id under which the base model's own (zero-shot) predictions are stored."""
-    return f"{ZERO_SHOT}:{model}"
 
 
 def scorer_id(model: str, adapter_dir: Path | None) -> str:

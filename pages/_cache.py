@@ -61,17 +61,20 @@ def stored(path: Path, reader: str, *args, **kwargs):
 # ---------------------------------------------------------------- page-sized reads
 
 @st.cache_data(show_spinner=False)
-def _read(path: str, stamp: float, what: str) -> dict[str, pd.DataFrame]:
+def _read(path: str, stamp: float, what: str, model: str) -> dict[str, pd.DataFrame]:
     store = _open(path)
     with store.connection():  # one connection for all of the page's reads
+        # Every page that names a scorer: the catalogue (data.scorers), with the sidebar model's zero-shot base.
+        scorers = store.scorer_catalogue([model] if model else [])
         if what == "overview":
             adapters = store.adapters()
             metrics = with_seed_labels(with_f1_intervals(store.metrics()), adapters)
             return {"metrics": metrics, "gap": generalization_gap(metrics), "corpora": _corpus_list(store),
-                    "runs": store.runs(), "adapters": _adapter_list(adapters), "collapsed": store.collapsed_scorers()}
+                    "runs": store.runs(), "adapters": _adapter_list(adapters), "collapsed": store.collapsed_scorers(),
+                    "scorers": scorers}
         if what == "scorers":  # what pages that pick an adapter need: no metrics, no intervals
             return {"corpora": _corpus_list(store), "adapters": _adapter_list(store.adapters()),
-                    "scorers": store.evaluated_scorers(), "collapsed": store.collapsed_scorers()}
+                    "scorers": scorers, "evaluated": store.evaluated_scorers(), "collapsed": store.collapsed_scorers()}
         if what == "corpora":
             return {"corpora": store.corpora(), "splits": store.split_counts(),
                     "training_sets": store.training_set_composition(), "errors": store.ingest_error_summary()}
@@ -86,16 +89,17 @@ def _adapter_list(adapters: pd.DataFrame) -> pd.DataFrame:
     return adapters[["id", "model", "training_set", "path", "n_train", "seconds", "train_loss"]]
 
 
-def read_results(path: Path, what: str) -> dict[str, pd.DataFrame]:
-    """Frames for one page from the store (raises data.store.StoreError for a missing or busy store)."""
-    return _read(str(path), _stamp(path), what)
+def read_results(path: Path, what: str, model: str = "") -> dict[str, pd.DataFrame]:
+    """Frames for one page from the store (raises data.store.StoreError for a missing or busy store);
+    `model`: the sidebar's base model, whose zero-shot scorer is listed even before it is evaluated."""
+    return _read(str(path), _stamp(path), what, model)
 
 
 @_stops_page_on_store_error(st.warning)  # no store yet is the usual case on a fresh machine: a warning
-def results_or_stop(path: Path, what: str) -> dict[str, pd.DataFrame]:
+def results_or_stop(path: Path, what: str, model: str = "") -> dict[str, pd.DataFrame]:
     """The page's frames ("overview", "scorers" or "corpora"), or a warning saying why the store
     cannot be read (and stop the page)."""
-    return read_results(path, what)
+    return read_results(path, what, model)
 
 
 # ---------------------------------------------------------------- one-reader reads

@@ -82,6 +82,27 @@ def gap_bars(gap: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def architecture_bars(summary: pd.DataFrame) -> go.Figure:
+    """Mean F1 per (model, paradigm) for each scope, ± the sd across adapters: architectures side by side."""
+    fig = go.Figure()
+    scopes = [("in_domain_f1", "in domain", "#2a9d8f"), ("out_of_domain_f1", "out of domain", "#e76f51"),
+              ("held_out_f1", "held out", "#6d597a")]
+    groups = list(dict.fromkeys(zip(summary["model"], summary["paradigm"])))
+    labels = [f"{_safe(m.rstrip('/').rsplit('/', 1)[-1])}<br>{_safe(p)}" for m, p in groups]
+    for scope, name, color in scopes:
+        rows = summary[summary["scope"] == scope].set_index(["model", "paradigm"])
+        if rows.empty:
+            continue
+        cells = [rows.loc[g] if g in rows.index else None for g in groups]
+        fig.add_bar(x=labels, y=[c["mean_f1"] if c is not None else None for c in cells], name=name, marker_color=color,
+                    error_y=dict(type="data", array=[c["sd_f1"] if c is not None else None for c in cells]),
+                    text=[f"{_fmt(c['mean_f1'])}<br>n={int(c['adapters'])} ({int(c['seeds'])})" if c is not None
+                          else "" for c in cells], textposition="outside")
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.25], title="mean F1"), height=420,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig
+
+
 def reliability_figure(curves: dict[str, pd.DataFrame]) -> go.Figure:
     """Observed phishing rate against predicted probability per corpus; the diagonal is calibrated."""
     fig = go.Figure()

@@ -19,8 +19,9 @@ def label_name(label: int, meaning: str = LABEL_NAMES[POSITIVE]) -> str:
 
 
 def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "email",
-               label_known: bool = True) -> None:
-    """Headers, visible text, defanged URLs with their domains, and every adapter's verdict."""
+               label_known: bool = True, names: dict[str, str] | None = None) -> None:
+    """Headers, visible text, defanged URLs with their domains, and every scorer's verdict (`names`:
+    scorer id → display name, data.scorers)."""
     header = pd.DataFrame({
         "field": ["From", "To", "Date", "Subject", "Corpus", "True label", "Id"],
         "value": [mail.sender, mail.receiver, mail.date, mail.subject, mail.corpus,
@@ -43,8 +44,10 @@ def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "em
         st.caption("Verdicts (score = logit(phishing) − logit(legitimate); > 0 means phishing/spam)")
         shown = verdicts.assign(verdict=verdicts["predicted"].map(LABEL_NAMES),
                                 correct=verdicts["predicted"] == verdicts["true_label"])
-        columns = ["training_set", "model", "verdict", "score"] + (["correct"] if label_known else []) + \
-            ["truncated_tokens", "adapter_id"]
+        if names and "adapter_id" in shown:  # each scorer by its one display name (two seeds look alike otherwise)
+            shown = shown.assign(scorer=[names.get(i, t) for i, t in zip(shown["adapter_id"], shown["training_set"])])
+        columns = (["scorer"] if "scorer" in shown else []) + ["training_set", "model", "verdict", "score"] + \
+            (["correct"] if label_known else []) + ["truncated_tokens", "adapter_id"]
         st.dataframe(shown[columns], hide_index=True, key=f"{key}_verdicts",
                      column_config={"truncated_tokens": "tokens cut"})
         cut = verdicts["truncated_tokens"].max()  # NaN: made before truncation was recorded

@@ -7,21 +7,23 @@ import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
+from data.scorers import names_by_id
 from diagnostics.launcher import start_job
 from pages._cache import diagnostic_results, diagnostic_values
 from pages._charts import grid_heatmap
 from pages._safe import code, md, started_message
+from pages._scorers import pick_scorer
 
 
-def start_form(settings, entry, key: str, training_sets: list[str], corpora: list[str], expanded: bool,
+def start_form(settings, entry, key: str, scorers, corpora: list[str], expanded: bool,
                adapter: str | None = None, min_size: int = 4) -> None:
-    """An expander with the form that starts a registered diagnostic as `cli.py diagnose` (one
-    adapter; one corpus unless the diagnostic samples every corpus)."""
+    """An expander with the form that starts a registered diagnostic as `cli.py diagnose` on one
+    scorer (`scorers`: the catalogue, data.scorers; `adapter`: the id preselected) and one corpus
+    unless the diagnostic samples every corpus."""
     with st.expander(f"Compute {entry.title.lower()} (runs as a job)", expanded=expanded):
         with st.form(f"{key}_start"):
             cols = st.columns(3)
-            job_set = cols[0].selectbox("Adapter", training_sets, key=f"{key}_set",
-                                        index=training_sets.index(adapter) if adapter in training_sets else 0)
+            job_scorer = pick_scorer("Adapter", scorers, f"{key}_set", "", default=adapter, container=cols[0])
             if entry.scope == "corpus":
                 job_corpus = cols[1].selectbox("Corpus", corpora, key=f"{key}_corpus")
             else:
@@ -31,20 +33,21 @@ def start_form(settings, entry, key: str, training_sets: list[str], corpora: lis
                                             key=f"{key}_size")
             if st.form_submit_button("Start"):
                 job = start_job(settings, JobRequest("diagnose", (entry.name,), corpus=job_corpus,
-                                                     training_set=job_set, sample_size=job_size))
+                                                     scorer=job_scorer, sample_size=job_size))
                 st.success(started_message(job))
 
 
-def show_grid_diagnostic(settings, entry, training_sets: list[str], corpora: list[str]) -> None:
+def show_grid_diagnostic(settings, entry, scorers, corpora: list[str]) -> None:
     """Start form and stored results of one registry entry whose `shows` is "grid"."""
     key = f"grid_{entry.name}"
     st.caption(entry.question)
     stored = diagnostic_results(settings.store_path, entry.name)
-    start_form(settings, entry, key, training_sets, corpora, expanded=stored.empty)
+    start_form(settings, entry, key, scorers, corpora, expanded=stored.empty)
     if stored.empty:
         st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
         return
-    choices = {f"{r.training_set} · {r.corpus} · n={r.n}": r for r in stored.itertuples()}
+    names = names_by_id(scorers)
+    choices = {f"{names.get(r.adapter_id, r.training_set)} · {r.corpus} · n={r.n}": r for r in stored.itertuples()}
     labels = list(choices)
     # A link may name a corpus (the Live demo's walk-through does): its results first, side by side.
     on_corpus = [label for label in labels if choices[label].corpus == st.query_params.get("corpus")]

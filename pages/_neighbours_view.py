@@ -12,7 +12,7 @@ from pages._safe import md, started_message
 
 
 def show_nearest_training_emails(settings, record: dict | None, mail, key: str, k: int = 5) -> None:
-    """`record`: the adapter's row (pages' "adapters" frame), None for the zero-shot base."""
+    """`record`: the adapter's catalogue row (data.scorers), None for a zero-shot base."""
     if record is None:
         st.caption("The zero-shot base model was not trained on anything: no nearest training emails.")
         return
@@ -22,7 +22,7 @@ def show_nearest_training_emails(settings, record: dict | None, mail, key: str, 
         st.caption(f"No index of {md(record['training_set'])}'s training emails for this adapter yet.")
         if st.button("Index its training emails (runs as a job)", key=f"{key}_index"):
             job = start_job(settings, JobRequest("diagnose", ("nearest-training-emails",),
-                                                 training_set=record["training_set"]))
+                                                 scorer=record["id"]))
             st.success(started_message(job))
         return
     vector = neighbour_query(record["model"], record["path"], str(settings.models_dir), settings.device,
@@ -36,4 +36,4 @@ def show_nearest_training_emails(settings, record: dict | None, mail, key: str, 
         middle.caption(f"{label_name(row.label)} · {md(row.corpus)} · similarity {row.similarity:.3f} · "
                        f"score {row.score:+.2f}")
         right.page_link("pages/explain.py", label="Explain", icon=":material/insights:",
-                        query_params={"email": row.email_id, "adapters": record["training_set"]})
+                        query_params={"email": row.email_id, "adapters": record.get("name", record["id"])})

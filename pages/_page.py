@@ -17,7 +17,7 @@ def open_page(title: str, caption: str, reads: str | None = "scorers") -> tuple[
     settings = st.session_state["settings"]
     st.title(title)
     st.caption(caption)
-    frames = results_or_stop(settings.store_path, reads) if reads else {}
+    frames = results_or_stop(settings.store_path, reads, settings.model) if reads else {}
     warn_of_collapsed(frames.get("collapsed"))
     return settings, frames
 

@@ -5,18 +5,18 @@ import streamlit as st
 
 from data.corpora import USER_CORPUS, save_user_email
 from data.parse import ParseError, make_email, parse_message_bytes, parse_pasted_text
-from data.records import LABEL_NAMES, POSITIVE, ZERO_SHOT
+from data.records import LABEL_NAMES, POSITIVE
 from pages._cache import classifier, model_lock
 from pages._email_view import show_email
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
 from pages._safe import MAX_PASTE_CHARS, PASTE_HELP, md
+from pages._scorers import choices, pick_scorers, record
 
 settings, results = open_page(
     "Analyze an email",
     "Paste raw text or a full RFC822 message (headers first), or upload a .eml / .txt file. It is parsed "
     "with the same code as the corpora; nothing in it is rendered, run or fetched.")
-adapters = results["adapters"]
 
 uploaded = st.file_uploader("Upload .eml or .txt", type=["eml", "txt"], key="analyze_upload")
 pasted = st.text_area("…or paste it here", height=200, key="analyze_text", max_chars=MAX_PASTE_CHARS,
@@ -24,9 +24,8 @@ pasted = st.text_area("…or paste it here", height=200, key="analyze_text", max
 if len(pasted) >= MAX_PASTE_CHARS:  # the box keeps the first MAX_PASTE_CHARS characters of a longer paste
     st.warning(f"The paste filled the box's {MAX_PASTE_CHARS:,} characters, so anything after them was cut: "
                f"upload a larger message as a .eml file (up to 32 MB) instead.")
-ZERO_SHOT_CHOICE = f"{ZERO_SHOT} (base model)"
-choices = [ZERO_SHOT_CHOICE, *adapters["training_set"]]
-picked = st.multiselect("Score with", choices, default=choices, key="analyze_adapters")
+scorers = results["scorers"]
+picked = pick_scorers("Score with", scorers, "analyze_adapters", "adapters", default=list(choices(scorers)["id"]))
 
 if st.button("Analyze", type="primary", key="analyze_go"):
     st.session_state["analyze_requested"] = True  # keeps the result on the page's later reruns (Save, …)
@@ -47,14 +46,12 @@ rows = []
 with st.spinner("Scoring…"):
     from diagnostics.evaluate import score_one
 
-    for name in picked:
-        if name == ZERO_SHOT_CHOICE:
-            loaded = classifier(settings.model, None, str(settings.models_dir), settings.device)
-        else:
-            record = adapters[adapters["training_set"] == name].iloc[0]
-            loaded = classifier(record["model"], record["path"], str(settings.models_dir), settings.device)
+    for scorer_id in picked:
+        scorer = record(scorers, scorer_id)
+        loaded = classifier(scorer["model"], scorer["path"] if scorer["kind"] == "adapter" else None,
+                            str(settings.models_dir), settings.device)
         with model_lock():
-            rows.append({"training_set": name, **score_one(loaded, mail, settings.max_tokens)})
+            rows.append({"training_set": scorer["name"], **score_one(loaded, mail, settings.max_tokens)})
 
 show_email(mail, pd.DataFrame(rows), key="analyze_email", label_known=False)
 
@@ -62,12 +59,12 @@ if pasted.strip() and uploaded is None and st.button("Explain this email", icon=
                                                      key="analyze_explain"):
     st.session_state["explain_text"] = pasted  # the Explain page's paste box
     st.switch_page("pages/explain.py", query_params={"source": "paste", "adapters": [
-        n for n in picked if n != ZERO_SHOT_CHOICE] or [ZERO_SHOT]})
-for name in picked:
-    if name != ZERO_SHOT_CHOICE:
-        with st.expander(f"Nearest training emails of {md(name)}"):
-            show_nearest_training_emails(settings, adapters[adapters["training_set"] == name].iloc[0].to_dict(), mail,
-                                         f"analyze_nearest_{name}")
+        record(scorers, i)["name"] for i in picked]})
+for scorer_id in picked:
+    scorer = record(scorers, scorer_id)
+    if scorer["kind"] == "adapter":
+        with st.expander(f"Nearest training emails of {md(scorer['name'])}"):
+            show_nearest_training_emails(settings, scorer, mail, f"analyze_nearest_{scorer_id}")
 
 st.subheader(f"Keep it in the '{USER_CORPUS}' corpus")
 keep_label = st.radio("Its true label", [LABEL_NAMES[POSITIVE], *[n for k, n in LABEL_NAMES.items() if k != POSITIVE]],

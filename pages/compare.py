@@ -6,34 +6,33 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from data.records import ZERO_SHOT, label_name, verdict
+from data.records import label_name, verdict
 from diagnostics.comparison import agreement
-from models.loading import zero_shot_id
 from pages._cache import classifier, disagreements
 from pages._charts import agreement_heatmap
 from pages._explain_view import ExplanationView, pick_email, pick_method
 from pages._page import open_page
 from pages._safe import md
+from pages._scorers import choices, pick_scorers, record
 
 settings, results = open_page(
     "Compare models on one email",
     "Each map is on the same email text, so maps from different tokenizers line up character by "
     "character. Agreement is the rank correlation of their character-level attributions.")
-adapters = results["adapters"]
-zero_shot = f"{ZERO_SHOT} · {settings.model}"
-choices = {zero_shot: None, **{f"{r['training_set']} · {r['model']}": r for r in adapters.to_dict("records")}}
-query = st.query_params
+scorers = results["scorers"]
+long_names = dict(zip(scorers["id"], scorers["long_name"]))  # this page compares models: names always say which
 
 left, right = st.columns([2, 1])
 with right:
-    wanted = [c for c in query.get_all("compare") if c in choices]
-    picked = st.multiselect("Models and adapters (two or more)", list(choices),
-                            default=wanted or list(choices)[:2], key="compare_picked")
+    offered = list(choices(scorers)["id"])
+    zero_shot = [i for i in offered if record(scorers, i)["kind"] == "zero-shot"]
+    picked = pick_scorers("Models and adapters (two or more)", scorers, "compare_picked", "compare",
+                          default=(zero_shot[:1] + [i for i in offered if i not in zero_shot])[:2], long_names=True)
     method = pick_method("compare_method")
 with left:
-    first = choices.get(picked[0]) if picked else None
-    mail, from_store = pick_email(settings, "compare", first["id"] if first else None)
-st.query_params.update({"email": mail.id if from_store else "", "compare": picked, "method": method,
+    first = record(scorers, picked[0]) if picked else None
+    mail, from_store = pick_email(settings, "compare", first["id"] if first and first["kind"] == "adapter" else None)
+st.query_params.update({"email": mail.id if from_store else "", "method": method,
                         "source": "store" if from_store else "paste"})
 if len(picked) < 2:
     st.info("Pick at least two models or adapters.")
@@ -42,13 +41,14 @@ if len(picked) < 2:
 view = ExplanationView(settings)
 explanations = {}
 for row_start in range(0, len(picked), 3):
-    for column, name in zip(st.columns(3), picked[row_start: row_start + 3]):
-        record = choices[name]
-        loaded = classifier(record["model"] if record else settings.model, record["path"] if record else None,
+    for column, scorer_id in zip(st.columns(3), picked[row_start: row_start + 3]):
+        scorer = record(scorers, scorer_id)
+        name = long_names[scorer_id]
+        loaded = classifier(scorer["model"], scorer["path"] if scorer["kind"] == "adapter" else None,
                             str(settings.models_dir), settings.device)
         with column:
             st.subheader(md(name))
-            explanation = view.explained(loaded, mail, method, f"compare_{name}", save=from_store, charts=False)
+            explanation = view.explained(loaded, mail, method, f"compare_{scorer_id}", save=from_store, charts=False)
             if explanation is None:
                 st.stop()
             explanations[name] = explanation
@@ -65,8 +65,7 @@ st.plotly_chart(agreement_heatmap(names, matrix), key="compare_agreement")
 
 st.subheader("Where adapters disagree")
 corpus = st.selectbox("Corpus", list(results["corpora"]["name"]), key="compare_corpus")
-ids = [choices[n]["id"] if choices[n] is not None else zero_shot_id(settings.model) for n in picked]
-found = disagreements(settings.store_path, corpus, ids)
+found = disagreements(settings.store_path, corpus, picked)
 if found.empty:
     st.caption("No email of this corpus was scored by all of them with different verdicts.")
 else:

@@ -6,20 +6,25 @@ right (from the results in the store, synthetic demo or real), plus emails the u
 
 import streamlit as st
 
-from data.records import ZERO_SHOT
+from data.scorers import names_by_id
 from diagnostics.walkthrough import WALKTHROUGH_METHOD
 from pages._cache import curated_examples, walkthrough
 from pages._email_view import label_name
 from pages._page import open_page
 from pages._safe import md
+from pages._scorers import choices, record
 
 settings, results = open_page(
     "Live demo",
     "Curated examples from the store. One click opens the explanation by the adapters picked here; "
     "explanations already computed open instantly.")
-training_sets = list(results["adapters"]["training_set"])
-adapters = st.multiselect("Explain with", [ZERO_SHOT, *training_sets], default=training_sets[:2] or [ZERO_SHOT],
-                          key="demo_adapters")
+scorers = results["scorers"]
+names = names_by_id(scorers)
+offered = list(choices(scorers)["id"])
+adapter_ids = [i for i in offered if record(scorers, i)["kind"] == "adapter"]
+picked = st.multiselect("Explain with", offered, default=adapter_ids[:2] or offered[:1], format_func=names.get,
+                        key="demo_adapters")
+adapters = [names[i] for i in picked]  # what the Explain links carry (data.scorers: unique display names)
 examples = curated_examples(settings.store_path)
 
 # A presenter's walk through one failure, in order; each step one click. The failure is the
@@ -30,8 +35,9 @@ with st.expander("Guided walk-through: why the specialist fails", expanded=True)
         st.info("The walk-through needs an evaluated specialist adapter and a corpus it was not trained on: "
                 "run the demo (`bash tasks.sh run`) or `python cli.py demo --data DIR`.")
     else:
-        sweep = f"{walk.training_set} · {WALKTHROUGH_METHOD}"
-        beside = [walk.training_set, *([walk.generalist[0]] if walk.generalist else [])]
+        specialist = names.get(walk.adapter_id, walk.training_set)
+        sweep = f"{specialist} · {WALKTHROUGH_METHOD}"
+        beside = [specialist, *([names.get(walk.generalist_id, walk.generalist[0])] if walk.generalist else [])]
         st.markdown(f"**{md(walk.training_set)}** scores F1 {walk.home_f1:.2f} on its own corpus "
                     f"({md(walk.home_corpus)}) and {walk.failing_f1:.2f} on {md(walk.failing_corpus)} "
                     f"(n = {walk.failing_n}). Five clicks to why:")
@@ -50,7 +56,7 @@ with st.expander("Guided walk-through: why the specialist fails", expanded=True)
              "swapped, beside the generalist", {"tab": "Field reliance", "corpus": walk.home_corpus}),
             ("pages/heads.py", "5 · Inside the model",
              f"how much each head writes into its score on {md(walk.failing_corpus)} (direct logit attribution)",
-             {"adapter": walk.training_set, "tab": "Direct logit attribution"}),
+             {"adapter": specialist, "tab": "Direct logit attribution"}),
         ]
         for number, (page, label, what, params) in enumerate(steps):
             left, right = st.columns([2, 5])

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
-from data.records import ZERO_SHOT, JobRequest
+from data.records import JobRequest
+from data.scorers import names_by_id
 from diagnostics.drivers import explanation_shift
 from diagnostics.explainers import METHODS
 from diagnostics.launcher import start_job
@@ -18,6 +19,7 @@ from pages._cache import drivers_and_shortcuts, explanation_sweeps
 from pages._charts import driver_bars, shift_bars
 from pages._grid_view import show_grid_diagnostic
 from pages._page import open_page
+from pages._scorers import pick_scorer
 from pages._safe import md, started_message, tab_param
 
 settings, results = open_page(
@@ -25,7 +27,15 @@ settings, results = open_page(
     "What an adapter relies on across a corpus: its word drivers, how they shift between corpora, which fields "
     "its verdicts rest on, and how recognisable each corpus is.")
 corpora = list(results["corpora"]["name"])
-training_sets = [ZERO_SHOT, *results["adapters"]["training_set"]]
+scorers = results["scorers"]
+names = names_by_id(scorers)
+
+
+def with_names(sweeps):
+    """Stored sweeps with their scorer's display name (data.scorers)."""
+    return sweeps.assign(scorer=[names.get(i, t) for i, t in zip(sweeps["adapter_id"], sweeps["training_set"])])
+
+
 grid_diagnostics = for_page("drivers", shows="grid")  # registered sample diagnostics (diagnostics/registry.py)
 tab_names = ["Word drivers", "Explanation shift", *(d.title for d in grid_diagnostics)]
 words_tab, shift_tab, *grid_tabs = st.tabs(tab_names, default=tab_param(tab_names))
@@ -38,14 +48,14 @@ def show_word_drivers() -> None:
     with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
         with st.form("drivers_start"):
             cols = st.columns(4)
-            job_set = cols[0].selectbox("Adapter", training_sets, key="drivers_job_set")
+            job_scorer = pick_scorer("Adapter", scorers, "drivers_job_set", "", container=cols[0])
             job_corpus = cols[1].selectbox("Corpus", corpora, key="drivers_job_corpus")
             job_size = cols[2].number_input("Sample size", 10, 5000, 200, step=10, key="drivers_job_size")
             job_method = cols[3].selectbox("Method", METHODS, key="drivers_job_method",
                                            help="per email on 2 CPU cores: shap ≈ 15–30 s, integrated-gradients ≈ 3 s, "
                                                 "gradxinput < 1 s (its signs can mislead)")
             if st.form_submit_button("Start"):
-                job = start_job(settings, JobRequest("explain", corpus=job_corpus, training_set=job_set,
+                job = start_job(settings, JobRequest("explain", corpus=job_corpus, scorer=job_scorer,
                                                      sample_size=job_size, options=(("method", job_method),)))
                 st.success(started_message(job) + " Results appear here as emails are explained.")
 
@@ -54,7 +64,8 @@ def show_word_drivers() -> None:
         return
 
     st.dataframe(sweeps.drop(columns=["params"]), hide_index=True, key="drivers_sweeps")
-    sweeps = sweeps.assign(choice=sweeps["training_set"] + " · " + sweeps["method"])
+    sweeps = with_names(sweeps)
+    sweeps = sweeps.assign(choice=sweeps["scorer"] + " · " + sweeps["method"])
     choices = list(dict.fromkeys(sweeps["choice"]))
     query = st.query_params
     wanted = [c for c in query.get_all("compare") if c in choices]
@@ -91,7 +102,8 @@ def show_explanation_shift() -> None:
         st.info("Explain at least two samples (an adapter on two corpora, or two adapters on one) in the Word "
                 "drivers tab; their drivers are then compared here.")
         return
-    sweeps = sweeps.assign(choice=sweeps["training_set"] + " · " + sweeps["method"] + " · " + sweeps["corpus"]
+    sweeps = with_names(sweeps)
+    sweeps = sweeps.assign(choice=sweeps["scorer"] + " · " + sweeps["method"] + " · " + sweeps["corpus"]
                            + " (" + sweeps["emails"].astype(str) + " emails)")
     choices = list(sweeps["choice"])
     left, right = st.columns(2)
@@ -113,4 +125,4 @@ with shift_tab:
     show_explanation_shift()
 for entry, tab in zip(grid_diagnostics, grid_tabs):
     with tab:
-        show_grid_diagnostic(settings, entry, training_sets, corpora)
+        show_grid_diagnostic(settings, entry, scorers, corpora)

@@ -8,7 +8,8 @@ jobs (`cli.py heads`) and are cached in the store; one email's patterns are comp
 import streamlit as st
 
 from data.export import spreadsheet_safe_csv
-from data.records import ZERO_SHOT, JobRequest
+from data.records import JobRequest
+from data.scorers import names_by_id
 from diagnostics.heads import ABLATIONS
 from diagnostics.launcher import start_job
 from diagnostics.lora_heads import update_effect_correlation
@@ -21,6 +22,8 @@ from pages._explain_view import pick_email
 from pages._grid_view import start_form
 from pages._page import warn_of_collapsed
 from pages._safe import int_param, md, started_message, tab_param
+from pages._scorers import choices as choices_of
+from pages._scorers import pick_scorer, record
 
 settings = st.session_state["settings"]
 st.title("Heads")
@@ -28,34 +31,41 @@ st.caption("Inside the classifier: attention patterns, each head's effect when a
            "every layer (logit lens), and how much an adapter changed each head. Scores are logit phishing − "
            "logit legitimate at the answer position, as everywhere in PhishLens.")
 
-results = results_or_stop(settings.store_path, "scorers")
+results = results_or_stop(settings.store_path, "scorers", settings.model)
 warn_of_collapsed(results["collapsed"])
-records = {ZERO_SHOT: None, **{r["training_set"]: r for r in results["adapters"].to_dict("records")}}
+scorers = results["scorers"]
+names = names_by_id(scorers)  # every scorer id → its one display name (data.scorers)
 query = st.query_params
 sweeps, stored_lens = head_sweeps_and_lens(settings.store_path)
 
 
-def adapter_path(name: str) -> str | None:
-    return records[name]["path"] if records.get(name) is not None else None
+def adapter_path(scorer_id: str) -> str | None:
+    return record(scorers, scorer_id)["path"] if is_adapter(scorer_id) else None
 
 
-def model_of(name: str) -> str:
-    return records[name]["model"] if records.get(name) is not None else settings.model
+def model_of(scorer_id: str) -> str:
+    return record(scorers, scorer_id)["model"]
 
 
-names = list(records)
-wanted = query.get("adapter")
-adapter = st.selectbox("Adapter", names, index=names.index(wanted) if wanted in names else min(1, len(names) - 1),
-                       key="heads_adapter")
-st.query_params["adapter"] = adapter
+def is_adapter(scorer_id: str) -> bool:
+    return record(scorers, scorer_id)["kind"] == "adapter"
+
+
+def named(frame):
+    """A stored result frame with each row's scorer display name (its training set where the scorer is gone)."""
+    return frame.assign(scorer=[names.get(i, t) for i, t in zip(frame["adapter_id"], frame["training_set"])]) \
+        if len(frame) else frame.assign(scorer=[])
+
+
+first_adapter = next(iter(scorers.loc[scorers["kind"] == "adapter", "id"]), None)
+adapter = pick_scorer("Adapter", scorers, "heads_adapter", "adapter", default=first_adapter)
 per_head = for_page("heads", shows="head_grid")  # registered per-head diagnostics (diagnostics/registry.py)
 tab_names = ["Attention", "Head effects", "Logit lens", "Adapter vs base", *(d.title for d in per_head)]
 attention_tab, effects_tab, lens_tab, update_tab, *per_head_tabs = st.tabs(tab_names, default=tab_param(tab_names))
 
 # ---------------------------------------------------------------- one email
 with attention_tab:
-    selected_id = records[adapter]["id"] if records[adapter] is not None else None
-    mail, _ = pick_email(settings, "heads", selected_id)
+    mail, _ = pick_email(settings, "heads", adapter if is_adapter(adapter) else None)
     view = attention_view(model_of(adapter), adapter_path(adapter), settings, mail)
     layers, heads = view.patterns.shape[:2]
     st.metric("Score", f"{view.score:+.3f}", help="> 0: phishing/spam verdict")
@@ -83,14 +93,14 @@ with effects_tab:
     with st.expander("Sweep every head over a corpus sample (runs as a job)", expanded=sweeps.empty):
         with st.form("heads_start"):
             cols = st.columns(5)
-            job_set = cols[0].selectbox("Adapter", names, index=names.index(adapter), key="heads_job_set")
+            job_scorer = pick_scorer("Adapter", scorers, "heads_job_set", "", default=adapter, container=cols[0])
             job_corpus = cols[1].selectbox("Corpus", list(results["corpora"]["name"]), key="heads_job_corpus")
             job_size = cols[2].number_input("Sample size", 4, 5000, 200, step=10, key="heads_job_size")
             job_ablation = cols[3].selectbox("Ablation", ABLATIONS, key="heads_job_ablation",
                                              help="mean: replace the head's output by its average; zero: by 0")
             job_top = cols[4].number_input("Exact check of top", 0, 100, 10, key="heads_job_top")
             if st.form_submit_button("Start"):
-                job = start_job(settings, JobRequest("heads", corpus=job_corpus, training_set=job_set,
+                job = start_job(settings, JobRequest("heads", corpus=job_corpus, scorer=job_scorer,
                                                      sample_size=job_size,
                                                      options=(("ablation", job_ablation), ("top-k", job_top))))
                 st.success(started_message(job))
@@ -99,8 +109,8 @@ with effects_tab:
     else:
         st.caption("Attribution patching estimates every head's effect from one forward and one backward pass "
                    "per batch; the top heads (●) are then ablated exactly and show the exact value.")
-        choices = {f"{r.training_set} · {r.corpus} · {r.ablation} · {r.n_emails} emails": r
-                   for r in sweeps.itertuples()}
+        choices = {f"{r.scorer} · {r.corpus} · {r.ablation} · {r.n_emails} emails": r
+                   for r in named(sweeps).itertuples()}
         labels = list(choices)
         picked = st.multiselect("Sweeps (two: side by side and their difference)", labels,
                                 default=[c for c in query.get_all("sweeps") if c in choices] or labels[:1],
@@ -131,13 +141,15 @@ with effects_tab:
 
 # ---------------------------------------------------------------- logit lens
 with lens_tab:
-    curves = [(f"{adapter} · this email", view.lens, None)]
-    others = st.multiselect("Also this email under", [n for n in names if n != adapter], key="heads_lens_others")
+    curves = [(f"{names[adapter]} · this email", view.lens, None)]
+    others = st.multiselect("Also this email under", [i for i in choices_of(scorers)["id"] if i != adapter],
+                            format_func=names.get, key="heads_lens_others")
     for other in others:
-        curves.append((f"{other} · this email",
+        curves.append((f"{names[other]} · this email",
                        attention_view(model_of(other), adapter_path(other), settings, mail).lens, None))
     if not stored_lens.empty:
-        stored_lens = stored_lens.assign(curve=stored_lens["training_set"] + " · " + stored_lens["corpus"]
+        stored_lens = named(stored_lens)
+        stored_lens = stored_lens.assign(curve=stored_lens["scorer"] + " · " + stored_lens["corpus"]
                                          + " · mean of " + stored_lens["n_emails"].astype(str))
         averages = st.multiselect("Dataset averages (from head sweeps)", list(dict.fromkeys(stored_lens["curve"])),
                                   key="heads_lens_averages")
@@ -148,10 +160,10 @@ with lens_tab:
 
 # ---------------------------------------------------------------- adapter vs base
 with update_tab:
-    if records[adapter] is None:
+    if not is_adapter(adapter):
         st.info("The zero-shot base model has no adapter; pick a trained one above.")
     else:
-        norms = lora_norms(records[adapter]["path"], records[adapter]["model"], str(settings.models_dir))
+        norms = lora_norms(adapter_path(adapter), model_of(adapter), str(settings.models_dir))
         if norms.empty:
             st.info("This adapter does not touch the attention projections (q, k, v, o).")
         else:
@@ -160,7 +172,7 @@ with update_tab:
                 st.plotly_chart(head_heatmap(head_grid(norms, "total"), "‖LoRA update‖ per head (q, k, v, o)", "norm",
                                              diverging=False), key="heads_norms")
             with right:
-                own = sweeps[sweeps["adapter_id"] == records[adapter]["id"]] if not sweeps.empty else sweeps
+                own = sweeps[sweeps["adapter_id"] == adapter] if not sweeps.empty else sweeps
                 if own.empty:
                     st.info("Sweep this adapter's heads (Head effects tab) to compare update size with effect.")
                 else:
@@ -176,12 +188,12 @@ for entry, tab in zip(per_head, per_head_tabs):
     with tab:
         st.caption(entry.question)
         stored = head_value_results(settings.store_path, entry.name)
-        start_form(settings, entry, f"heads_{entry.name}", names, list(results["corpora"]["name"]),
+        start_form(settings, entry, f"heads_{entry.name}", scorers, list(results["corpora"]["name"]),
                    expanded=stored.empty, adapter=adapter, min_size=2)
         if stored.empty:
             st.info(f"Nothing stored yet: start it above (or `python cli.py diagnose {entry.name} --corpus NAME`).")
             continue
-        choices = {f"{r.training_set} · {r.corpus} · {r.n_emails} emails": r for r in stored.itertuples()}
+        choices = {f"{r.scorer} · {r.corpus} · {r.n_emails} emails": r for r in named(stored).itertuples()}
         label = st.selectbox("Result", list(choices), key=f"heads_{entry.name}_result")
         result = choices[label]
         values = head_values(settings.store_path, entry.name, result.adapter_id, result.params)

@@ -3,12 +3,14 @@
 import streamlit as st
 
 from data.export import spreadsheet_safe_csv
-from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE, ZERO_SHOT
+from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE
+from data.scorers import names_by_id, resolve_all
 from pages._cache import email_with_verdicts, inbox_page, results_or_stop
 from pages._email_view import show_email
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import warn_of_collapsed
 from pages._safe import md
+from pages._scorers import choices, record
 
 PAGE_SIZE = 50
 OUTCOMES = {"wrong": "misclassified", "fp": "false positives", "fn": "false negatives",
@@ -16,7 +18,7 @@ OUTCOMES = {"wrong": "misclassified", "fp": "false positives", "fn": "false nega
 
 settings = st.session_state["settings"]
 st.title("Inbox")
-results = results_or_stop(settings.store_path, "scorers")
+results = results_or_stop(settings.store_path, "scorers", settings.model)
 warn_of_collapsed(results["collapsed"])
 corpora = list(results["corpora"]["name"])
 if not corpora:
@@ -26,15 +28,18 @@ if results["corpora"]["synthetic"].any():
     st.warning("Corpora marked *synthetic* were generated from templates for the offline demo.")
 
 scorers = results["scorers"]
-names = dict(zip(scorers["adapter_id"], scorers["training_set"] + " · " + scorers["model"].str.split("/").str[-1]))
-adapters = sorted(names, key=lambda a: (a.startswith(ZERO_SHOT), a))
+evaluated = set(results["evaluated"]["adapter_id"])  # the scorers with stored verdicts
+offered = choices(scorers, ("adapter", "zero-shot", "bag-of-words"))
+offered = offered[offered["id"].isin(evaluated)]
+names = names_by_id(offered)
+adapters = list(names)
 NONE = "(none: browse all emails)"
 LABELS = ["any", LABEL_NAMES[POSITIVE], LABEL_NAMES[LEGITIMATE]]
 
 # A link carries the view: ?adapter=…&corpus=…&show=…&label=…&q=…&email=… (read on first render).
 shared = st.query_params
 options = [NONE, *adapters]
-wanted = shared.get("adapter")
+wanted = next(iter(resolve_all(offered, shared.get_all("adapter"))), NONE if shared.get("adapter") == NONE else None)
 top = st.columns([3, 3, 2])
 adapter = top[0].selectbox("Adapter", options, index=options.index(wanted) if wanted in options else int(bool(adapters)),
                            format_func=lambda a: names.get(a, a), key="inbox_adapter")
@@ -49,7 +54,7 @@ outcome = row[0].selectbox("Show", list(OUTCOMES), format_func=OUTCOMES.get,
                            key="inbox_outcome") if adapter else "all"
 confidence = row[1].slider("Min |score|", 0.0, 10.0, 0.0, 0.5, disabled=adapter is None, key="inbox_confidence")
 text = row[2].text_input("Search sender, subject, body", value=shared.get("q", ""), key="inbox_text")
-st.query_params.update({"adapter": adapter or NONE, "corpus": chosen, "label": label, "show": outcome, "q": text})
+st.query_params.update({"adapter": names[adapter] if adapter else NONE, "corpus": chosen, "label": label, "show": outcome, "q": text})
 
 filters = {"adapter_id": adapter, "corpora": tuple(chosen) or None,
            "label": {"any": None, LABEL_NAMES[POSITIVE]: POSITIVE, LABEL_NAMES[LEGITIMATE]: LEGITIMATE}[label],
@@ -85,10 +90,10 @@ if email_id:
         st.subheader("Email")
         st.page_link("pages/explain.py", label="Explain this email", icon=":material/insights:",
                      query_params={"email": email_id})
-        show_email(mail, verdicts, key="inbox_email")
-        record = next((r for r in results["adapters"].to_dict("records") if r["id"] == adapter), None)
-        if record is not None:
-            with st.expander(f"Nearest training emails of {md(record['training_set'])}"):
-                show_nearest_training_emails(settings, record, mail, "inbox_nearest")
+        show_email(mail, verdicts, key="inbox_email", names=names_by_id(scorers))
+        scorer = record(scorers, adapter) if adapter else None
+        if scorer is not None and scorer["kind"] == "adapter":
+            with st.expander(f"Nearest training emails of {md(scorer['name'])}"):
+                show_nearest_training_emails(settings, scorer, mail, "inbox_nearest")
 else:
     st.caption("Select a row to open the email.")

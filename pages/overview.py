@@ -4,6 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from diagnostics.calibration import RETUNE_FRACTIONS
+from diagnostics.architectures import (architecture_summary, architectures, comparison_rows, seed_pairs,
+                                       shared_training_sets)
 from diagnostics.paired import difference_sentence
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
@@ -11,10 +13,62 @@ from pages._cache import paired_comparisons, results_or_stop, source_threshold, 
 from pages._page import warn_of_collapsed
 from pages._safe import md
 
+
+
+def show_architectures(metrics: pd.DataFrame, scorers: pd.DataFrame) -> None:
+    """Every base model at once (architecture × paradigm × scope, spread over seeds and specialists),
+    and two architectures' adapters of one training set compared on the same emails, seed with seed."""
+    models = architectures(scorers)
+    summary = architecture_summary(metrics, scorers)
+    if len(models) < 2 and summary["seeds"].max() < 2:
+        return
+    st.subheader("Architectures side by side")
+    st.caption("Mean F1 of each base model's adapters per paradigm, in domain, out of domain and on held-out "
+               "corpora; the bar is ± one standard deviation across its adapters (seeds, and the specialists of "
+               "one paradigm). n under each bar: adapters (seeds).")
+    st.plotly_chart(_charts.architecture_bars(summary), key="overview_architectures")
+    st.dataframe(summary, hide_index=True, key="overview_architecture_table",
+                 column_config={"mean_f1": st.column_config.NumberColumn("mean F1", format="%.3f"),
+                                "sd_f1": st.column_config.NumberColumn("sd across adapters", format="%.3f")})
+    if len(models) < 2:
+        return
+    left, middle, right = st.columns(3)
+    model_a = pick_from(left, "Architecture A", models, "arch_a", 0)
+    model_b = pick_from(middle, "Architecture B", [m for m in models if m != model_a], "arch_b", 0)
+    shared = shared_training_sets(scorers, model_a, model_b)
+    if not shared:
+        st.caption(f"{md(model_a)} and {md(model_b)} share no training set: train both on one to compare them.")
+        return
+    training_set = pick_from(right, "Training set", shared, "arch_set", 0)
+    names = dict(zip(scorers["id"], scorers["long_name"]))
+    rows, sentences = [], []
+    for first, second in seed_pairs(scorers, model_a, model_b, training_set):
+        compared = paired_comparisons(settings.store_path, first, second)
+        rows += comparison_rows(names[first], names[second], compared)
+        sentences += [difference_sentence(names[first], names[second], c, r) for c, r in compared.items()]
+    if not rows:
+        st.caption("Their adapters share no scored test email.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="overview_architecture_pairs", column_config={
+        name: st.column_config.NumberColumn(format="%.3f")
+        for name in ("F1 A", "F1 B", "ΔF1 (A − B)", "95% CI low", "95% CI high", "McNemar p")})
+    for sentence in sentences:
+        st.text(sentence)  # names come from files: shown as text
+
+
+def pick_from(container, label: str, options: list[str], param: str, default: int) -> str:
+    """A selectbox whose pick lives in the URL (?param=…)."""
+    wanted = st.query_params.get(param)
+    picked = container.selectbox(label, options, index=options.index(wanted) if wanted in options else default,
+                                 key=f"overview_{param}")
+    st.query_params[param] = picked
+    return picked
+
+
 settings = st.session_state["settings"]
 st.title("Overview: does the detector generalize?")
 
-results = results_or_stop(settings.store_path, "overview")
+results = results_or_stop(settings.store_path, "overview", settings.model)
 warn_of_collapsed(results["collapsed"])
 
 metrics = results["metrics"]
@@ -66,12 +120,16 @@ else:
                    "cell, so no gap.")
     st.dataframe(gap.drop(columns=["model"]), hide_index=True, key="overview_gap_table")
 
+# Every evaluated scorer once, by its long name (data.scorers: training set, seed where needed, model).
+scorers = results["scorers"]
+evaluated = scorers[scorers["id"].isin(set(metrics["adapter_id"]))]
+scorer_names = dict(zip(evaluated["long_name"], evaluated["id"]))
+show_architectures(metrics, scorers)
+
 st.subheader("Is a difference real?")
 st.caption("Two scorers compared on the test emails both scored: the paired-bootstrap 95% interval of their F1 "
            "difference (the emails resampled together) and McNemar's exact test on which emails each got right. A "
            "difference is claimed only where the interval excludes 0 and p < 0.05.")
-scorer_names = {f"{r.training_set} · {'bag of words' if r.model == REFERENCE_MODEL else r.model}": r.adapter_id
-                for r in metrics.drop_duplicates("adapter_id").itertuples()}
 if len(scorer_names) >= 2:
     names = list(scorer_names)
     left, right = st.columns(2)
@@ -122,7 +180,7 @@ if scorer_names:
            for f in RETUNE_FRACTIONS}})
     if source is None:
         st.caption("No threshold tuned at the source for this scorer: `python cli.py diagnose source-threshold "
-                   "--training-set T` tunes one on its training corpora's validation emails (no target labels).")
+                   "--scorer ID` tunes one on its training corpora's validation emails (no target labels).")
     else:
         st.caption(f"Source threshold {threshold:+.2f}: the F1-best cut on the training corpora's training-split "
                    "emails the adapter never trained on, applied unchanged to every test corpus (95% intervals in "

@@ -11,6 +11,7 @@ from diagnostics.launcher import list_jobs, start_job
 from pages._cache import matmul_rates_here, results_or_stop, run_params
 from pages._page import warn_of_collapsed
 from pages._safe import started_message
+from pages._scorers import pick_scorer
 
 settings = st.session_state["settings"]
 st.title("Runs")
@@ -18,6 +19,7 @@ st.caption("Jobs run as `cli.py` processes of their own: they keep running when 
 
 store_exists = settings.store_path.exists()
 results = results_or_stop(settings.store_path, "corpora") if store_exists else None
+scorers = results_or_stop(settings.store_path, "scorers", settings.model)["scorers"] if store_exists else pd.DataFrame()
 training_sets = sorted(results["training_sets"]["name"].unique()) if results is not None else []
 corpora = list(results["corpora"]["name"]) if results is not None else []
 
@@ -28,6 +30,7 @@ with st.form("runs_start"):
     data_dir = st.text_input("Folder of corpora (ingest a folder, demo)", value=str(settings.data_dir or ""),
                              key="runs_data")
     training_set = st.selectbox("Training set (train)", training_sets or ["(none yet)"], key="runs_training_set")
+    scorer = pick_scorer("Scorer (explain, sweep heads)", scorers, "runs_scorer", "") if len(scorers) else None
     sample = st.number_input("Test emails per corpus (evaluate; 0 = all) / sample to explain or sweep", 0, 100_000, 100,
                              key="runs_sample")
     corpus = st.selectbox("Corpus (explain, sweep heads)", corpora or ["(none yet)"], key="runs_corpus")
@@ -44,12 +47,11 @@ with st.form("runs_start"):
     submitted = st.form_submit_button("Start")
 
 if submitted:
-    adapter = training_set if training_sets else None
     request = {
         "evaluate": JobRequest("evaluate", sample_size=sample, options=(("precision", precision),)),
         "train": JobRequest("train", (training_set,), options=(("precision", precision),)),
-        "explain a test sample": JobRequest("explain", corpus=corpus, training_set=adapter, sample_size=sample or 200),
-        "sweep heads over a test sample": JobRequest("heads", corpus=corpus, training_set=adapter,
+        "explain a test sample": JobRequest("explain", corpus=corpus, scorer=scorer, sample_size=sample or 200),
+        "sweep heads over a test sample": JobRequest("heads", corpus=corpus, scorer=scorer,
                                                      sample_size=sample or 200),
         "ingest a folder": JobRequest("ingest", options=(("data", data_dir),)),
         "ingest the synthetic demo": JobRequest("ingest", options=(("synthetic", True),)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,38 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
         ingest_synthetic(opened, built, per_corpus=60)
         run_protocol(opened, built, plan, progress=False)
     return built
+
+
+@pytest.fixture(scope="session")
+def two_family_settings(evaluated_settings, default_model_dir, tmp_path_factory) -> Settings:
+    """The evaluated store with what a study adds: a second model family (a tiny random-weight Gemma 3)
+    with its own specialist and generalist, a second seed of the Llama generalist, and both
+    families' zero-shot bases, all evaluated on the same test samples."""
+    import shutil
+
+    from data.records import LoraSettings
+    from diagnostics.evaluate import evaluate_as_configured, evaluation_targets
+    from diagnostics.jobs import train_training_set
+    from models.tiny import build_tiny_model
+
+    home = tmp_path_factory.mktemp("two-family")
+    shutil.copytree(evaluated_settings.home, home, dirs_exist_ok=True)
+    llama = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    gemma_dir = build_tiny_model("gemma3", default_model_dir, tmp_path_factory.mktemp("tiny-gemma3"))
+    gemma = llama.with_overrides(model=str(gemma_dir))
+    lora = LoraSettings(r=4, alpha=8, lr=5e-3, max_tokens=96, batch_size=8)
+    with Store.open(llama.store_path) as opened:
+        # The copied adapters keep their folders' old paths in the store: point them at the copies.
+        opened.execute("UPDATE adapters SET path = replace(path, ?, ?)", [str(evaluated_settings.home), str(home)])
+        second_seed = train_training_set(opened, llama, "generalist", replace(lora, seed=14), progress=False)
+        gemma_folders = [train_training_set(opened, gemma, name, lora, progress=False)
+                         for name in ("specialist-synthetic-corporate", "generalist")]
+        corpora = opened.corpus_names()
+        evaluate_as_configured(opened, llama, evaluation_targets(llama.model, [second_seed], zero_shot=False),
+                               corpora, 20, 96, progress=False)
+        evaluate_as_configured(opened, gemma, evaluation_targets(gemma.model, gemma_folders), corpora, 20, 96,
+                               progress=False)
+    return llama
 
 
 @pytest.fixture

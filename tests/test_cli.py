@@ -85,3 +85,41 @@ def test_status_names_the_scorer_of_every_matrix_row(evaluated_settings):
     keys = [(row.startswith(bag), *row.split()[-6:-4]) for row in rows]  # (is bag, training set, corpus)
     assert len(keys) == len(set(keys))
     assert {k[1:] for k in keys if k[0]} <= {k[1:] for k in keys if not k[0]}  # same sets, told apart
+
+
+def test_compare_two_architectures_pairs_their_generalists_seed_with_seed(two_family_settings):
+    from data.store import Store
+    from diagnostics.paired import compare_on_corpora
+
+    with Store.open(two_family_settings.store_path, read_only=True) as store:
+        scorers = store.scorer_catalogue()
+        adapters = scorers[scorers["kind"] == "adapter"]
+        llama, gemma = sorted(adapters["model"].unique(), key=lambda m: "gemma" in m)
+        generalists = adapters[adapters["training_set"] == "generalist"]
+        a = generalists[(generalists["model"] == llama) & (generalists["seed"] == 13)]["id"].iloc[0]
+        b = generalists[generalists["model"] == gemma]["id"].iloc[0]
+        expected = compare_on_corpora(store.paired_verdicts(a, b))
+    common = ["--home", str(two_family_settings.home), "--store", str(two_family_settings.store_path)]
+    result = runner.invoke(app, [*common, "compare", llama, gemma])
+    assert result.exit_code == 0, result.output
+    assert f"({a})" in result.output and f"({b})" in result.output
+    assert result.output.count("\nA = ") == 1  # Gemma has one generalist seed: one pair, seed 13 with seed 13
+    for corpus, c in expected.items():
+        line = next(line for line in result.output.splitlines() if line.strip().startswith(f"{corpus}:"))
+        assert f"n = {c.n}" in line and (f"p = {c.mcnemar_p:.3g}" in line or "undefined" in line)
+    # Two scorers by name; an unknown name says what is known.
+    names = dict(zip(scorers["id"], scorers["name"]))
+    by_name = runner.invoke(app, [*common, "compare", names[a], names[b]])
+    assert by_name.exit_code == 0 and f"({a})" in by_name.output
+    unknown = runner.invoke(app, [*common, "compare", "no-such", names[b]])
+    assert unknown.exit_code == 1 and "no scorer 'no-such'" in unknown.output and llama in unknown.output
+
+
+def test_a_training_set_with_two_seeds_is_named_by_scorer_id(two_family_settings):
+    common = ["--home", str(two_family_settings.home), "--store", str(two_family_settings.store_path),
+              "--model", two_family_settings.model, "--device", "cpu"]
+    ambiguous = runner.invoke(app, [*common, "diagnose", "direct-logit-attribution", "--corpus", "synthetic-webmail",
+                                    "--training-set", "generalist"])
+    assert ambiguous.exit_code == 1 and "2 adapters of" in ambiguous.output and "--scorer" in ambiguous.output
+    status = runner.invoke(app, [*common, "status"])
+    assert status.exit_code == 0 and "(seed 14)" in status.output
