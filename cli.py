@@ -130,7 +130,7 @@ def ingest(
     from data.corpora import ingest_source, source_for_path
     from data.splits import split_corpus
     from data.store import Store
-    from diagnostics.jobs import ingest_folder, ingest_synthetic
+    from diagnostics.runners.pipeline import ingest_folder, ingest_synthetic
 
     settings = _settings(ctx).with_overrides(lowercase=lowercase)
     data = data or settings.data_dir
@@ -250,7 +250,7 @@ def train(
 ):
     """LoRA fine-tune the base model on a training set; saves safetensors + metadata."""
     from data.store import Store
-    from diagnostics.jobs import check_trained_adapter, train_training_set
+    from diagnostics.runners.pipeline import check_trained_adapter, train_training_set
 
     settings = _settings(ctx)
     if lr is None:
@@ -294,7 +294,7 @@ def evaluate(
 ):
     """Score adapters (and the zero-shot base) on every corpus' test split into the predictions table."""
     from data.store import Store
-    from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
+    from diagnostics.analyses.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens, executor=executor, ray_address=address,
                                              ray_workers=workers, precision=precision)
@@ -341,8 +341,8 @@ def _warn_if_slower_than_fp32(settings: Settings) -> None:
 
 
 def _executor(settings: Settings):
-    """The executor the settings name (diagnostics.distributed.executor_for), or a clear error."""
-    from diagnostics.distributed import executor_for
+    """The executor the settings name (diagnostics.runners.ray.executor_for), or a clear error."""
+    from diagnostics.runners.ray import executor_for
 
     with _clear_errors():
         return executor_for(settings)
@@ -405,7 +405,7 @@ def explain(
 ):
     """Explain a sample of a corpus' test split with one adapter: the Drivers page's input (resumable)."""
     from data.splits import test_sample
-    from diagnostics.drivers import METHODS, explain_sample
+    from diagnostics.analyses.drivers import METHODS, explain_sample
 
     if method not in METHODS:
         _fail(f"--method must be one of {', '.join(METHODS)}")
@@ -433,8 +433,8 @@ def heads(
     workers: RayWorkersOption = None,
 ):
     """Every attention head's effect on the score and F1 over a corpus sample: the Heads page's sweep (cached)."""
-    from diagnostics.head_sweep import sweep_corpus
-    from diagnostics.heads import ABLATIONS
+    from diagnostics.analyses.head_sweep import sweep_corpus
+    from diagnostics.analyses.heads import ABLATIONS
 
     if ablation not in ABLATIONS:
         _fail(f"--ablation must be one of {', '.join(ABLATIONS)}")
@@ -456,10 +456,12 @@ def heads(
 @app.command()
 def diagnose(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A diagnostic of diagnostics/registry.py, e.g. direct-logit-attribution")],
+    name: Annotated[str, typer.Argument(help="A diagnostic of diagnostics/contracts/registry.py, e.g. "
+                                             "direct-logit-attribution; `list` lists them")],
     corpus: Annotated[Optional[str], typer.Option(help="Corpus whose test split is sampled (store-wide diagnostics sample every corpus)")] = None,
     scorer: ScorerOption = None,
     training_set: AdapterOption = None,
+    against: Annotated[Optional[str], typer.Option(help="The second scorer of an analysis that compares two")] = None,
     sample_size: Annotated[int, typer.Option(help="Seeded stratified sample of the test split")] = 100,
     batch_size: Annotated[int, typer.Option(help="Emails per forward pass")] = 4,
     max_tokens: MaxTokensOption = None,
@@ -467,16 +469,22 @@ def diagnose(
     address: RayAddressOption = None,
     workers: RayWorkersOption = None,
 ):
-    """Run a registered diagnostic over a corpus sample with one adapter and store it (skipped if stored)."""
+    """Run any registered diagnostic (`diagnose list` lists them): a job over a corpus sample with one
+    scorer, stored and skipped if stored; or an analysis of stored results, printed."""
     from data.records import DiagnosticRequest
-    from diagnostics.executor import run_job
-    from diagnostics.registry import DIAGNOSTICS, diagnostic
+    from diagnostics.contracts.registry import DIAGNOSTICS, diagnostic
+    from diagnostics.runners.local import run_job
 
+    if name == "list":
+        for entry in DIAGNOSTICS.values():
+            how = "job, stored" if entry.job else "analysis of stored results"
+            typer.echo(f"{entry.name:26} {entry.kind:12} {entry.page:9} {how}: {entry.question}")
+        return
     with _clear_errors():
         entry = diagnostic(name)
-    if not entry.job:
-        _fail(f"{name} runs with `cli.py {entry.command}`; `diagnose` runs "
-              f"{', '.join(d.name for d in DIAGNOSTICS.values() if d.job)}")
+    if entry.compute:
+        _print_analysis(ctx, entry, [s for s in (scorer, against) if s])
+        return
     if entry.scope == "corpus" and not corpus:
         _fail(f"{name} samples one corpus: give --corpus")
     with _on_a_sample(ctx, corpus, scorer, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,
@@ -485,6 +493,25 @@ def diagnose(
         outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
     typer.echo(f"{name} of {corpus or 'every corpus'}: " + ("already stored; nothing to do" if outcome.run_id is None else
                                            f"stored (run {outcome.run_id})"))
+
+
+def _print_analysis(ctx: typer.Context, entry, wanted: list[str]) -> None:
+    """An analysis of stored results (a registry entry with `compute`) for the scorers named, as a table."""
+    from data.scorers import resolve
+    from data.store import Store
+
+    if len(wanted) != entry.scorers:
+        _fail(f"{entry.name} takes {entry.scorers} scorer(s): --scorer" + (" and --against" if entry.scorers == 2 else ""))
+    with _clear_errors(), Store.open_to_read(_settings(ctx).store_path) as store, store.connection():
+        scorers = store.scorer_catalogue()
+        ids = tuple(resolve(scorers, w) for w in wanted)
+        grid = entry.run_analysis(store, ids)
+    names = dict(zip(scorers["id"], scorers["long_name"]))
+    typer.echo(f"{entry.title}: " + " vs ".join(names[i] for i in ids))
+    if grid.empty:
+        typer.echo("  nothing stored to analyse: evaluate the scorer(s) first")
+        return
+    typer.echo(grid.pivot(index="row", columns="column", values="value").round(3).to_string())
 
 
 @app.command()
@@ -499,7 +526,7 @@ def study(
     from dataclasses import replace
 
     from data.store import Store
-    from diagnostics.study import (SpecError, load_spec, plan_study, run_study, study_findings, study_results,
+    from diagnostics.analyses.study import (SpecError, load_spec, plan_study, run_study, study_findings, study_results,
                                    summarize_study)
 
     settings = _settings(ctx)
@@ -507,7 +534,7 @@ def study(
         parsed = load_spec(spec)
     except SpecError as exc:
         _fail(str(exc))
-    from diagnostics.paired import power_note
+    from diagnostics.analyses.paired import power_note
 
     typer.echo(f"power: {power_note(parsed.eval_size)}")
     with _clear_errors():
@@ -518,12 +545,12 @@ def study(
         with Store.open(settings.store_path) as store:
             data = data or settings.data_dir
             if data and not report_only:
-                from diagnostics.jobs import ingest_folder
+                from diagnostics.runners.pipeline import ingest_folder
 
                 ingest_folder(store, settings, data, held_out=parsed.held_out)  # stored corpora are skipped
             try:
                 if not report_only:
-                    from diagnostics.study import cell_power, eta_sentence, remaining_work
+                    from diagnostics.analyses.study import cell_power, eta_sentence, remaining_work
 
                     planned = plan_study(store, parsed)
                     power = cell_power(store, parsed, planned)
@@ -541,7 +568,7 @@ def study(
     for line in findings:
         typer.echo(line)
     if html:
-        from diagnostics.study_report import study_figures, study_html
+        from diagnostics.analyses.study_report import study_figures, study_html
 
         html.write_text(study_html(parsed, summary, findings, study_figures(results, summary)))
         typer.echo(f"report written to {html}")
@@ -560,7 +587,7 @@ def demo(
     from dataclasses import replace
 
     from data.store import Store
-    from diagnostics.jobs import DEMO_PLAN, ProtocolPlan, build_demo
+    from diagnostics.runners.pipeline import DEMO_PLAN, ProtocolPlan, build_demo
 
     settings = _settings(ctx)
     data = data or settings.data_dir
@@ -642,8 +669,8 @@ def compare(
 
     from data.scorers import ScorerNotFound, resolve
     from data.store import Store
-    from diagnostics.architectures import architectures, comparison_rows, seed_pairs, shared_training_sets
-    from diagnostics.paired import compare_on_corpora, difference_sentence
+    from diagnostics.analyses.architectures import architectures, comparison_rows, seed_pairs, shared_training_sets
+    from diagnostics.analyses.paired import compare_on_corpora, difference_sentence
 
     settings = _settings(ctx)
     with _clear_errors(), Store.open_to_read(settings.store_path) as store, store.connection():
@@ -708,7 +735,7 @@ def status(ctx: typer.Context):
 @app.command()
 def doctor(ctx: typer.Context):
     """Check the environment (versions, device, model cache, store integrity) and say what to fix."""
-    from diagnostics.doctor import FAIL, OK, run_checks
+    from diagnostics.runners.doctor import FAIL, OK, run_checks
 
     checks = run_checks(_settings(ctx))
     colours = {OK: "green", FAIL: "red"}

@@ -3,7 +3,7 @@ the product proposes? Gemma 3 270M and SmolLM2 135M, generalists of 160 (the dem
 1,000 emails of ../shared/data, two seeds each, with the defaults `train` uses (models.registry's
 family learning rate).
 
-Per run: training seconds, the check `train` now prints (diagnostics.collapse_check: held-back
+Per run: training seconds, the check `train` now prints (diagnostics.analyses.collapse_check: held-back
 training emails of each label), and F1 per corpus on a stratified test sample with the share of
 phishing verdicts and the store's collapse rule (one verdict for >= 98% of the test emails,
 data.metrics). Baseline in the same run: Gemma at LoraSettings' generic learning rate (3e-3),
@@ -33,8 +33,8 @@ from data.records import LoraSettings  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.splits import build_generalist, test_sample  # noqa: E402
 from data.store import Store  # noqa: E402
-from diagnostics.collapse_check import check_collapse, held_back_emails  # noqa: E402
-from diagnostics.jobs import ingest_folder  # noqa: E402
+from diagnostics.analyses.collapse_check import check_collapse, held_back_emails  # noqa: E402
+from diagnostics.runners.pipeline import ingest_folder  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.loading import load_base, load_with_adapter, prepare_model  # noqa: E402
 from models.registry import default_lora_lr, resolve_model  # noqa: E402

@@ -33,10 +33,10 @@ from benchmarks.shap_text_baseline import explain_shap_text  # noqa: E402
 from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.records import Email  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
-from diagnostics.coalitions import CoalitionScorer  # noqa: E402
-from diagnostics.explainers import DEFAULT_FIXED_CONTEXT, DEFAULT_MAX_EVALS, explain_gradient, explain_shap  # noqa: E402
-from diagnostics.faithfulness import faithfulness  # noqa: E402
-from diagnostics.layout import layout_email, word_values  # noqa: E402
+from diagnostics.analyses.coalitions import CoalitionScorer  # noqa: E402
+from diagnostics.analyses.explainers import DEFAULT_FIXED_CONTEXT, DEFAULT_MAX_EVALS, explain_gradient, explain_shap  # noqa: E402
+from diagnostics.analyses.faithfulness import faithfulness  # noqa: E402
+from diagnostics.analyses.layout import layout_email, word_values  # noqa: E402
 from models.loading import load_base  # noqa: E402
 from models.scoring import PromptBuilder  # noqa: E402
 

@@ -6,12 +6,12 @@ attribution patching, measured in one run on the same model, emails and ablation
                  the head (full-vocabulary logits, no length bucketing). 270 heads × 200 emails
                  is ~54,000 email forwards (hours here), so it runs on a seeded random sample of
                  heads and is extrapolated (per head it costs the same whatever the layer).
-  exact        - diagnostics.heads.ablate_heads_exact: length-bucketed batches, one clean pass
+  exact        - diagnostics.analyses.heads.ablate_heads_exact: length-bucketed batches, one clean pass
                  per batch recording every block's input, each head re-running only the blocks
                  from its layer up. Timed on the same sampled heads; the full sweep is
                  extrapolated from its clean-pass time plus the per-block cost times the number
                  of blocks all 270 heads re-run.
-  attribution  - diagnostics.heads.attribution_patching: one forward + one backward pass per
+  attribution  - diagnostics.analyses.heads.attribution_patching: one forward + one backward pass per
                  batch estimates every head; then the top-k heads by |estimate| are ablated
                  exactly (the check the product runs). Both timed in full.
 Rank correlation (Spearman) of the estimated vs exact effect on the mean score over the
@@ -41,8 +41,8 @@ from scipy.stats import spearmanr  # noqa: E402
 from data.corpora import discover_corpora, read_corpus  # noqa: E402
 from data.records import Email  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
-from diagnostics.bridge import email_prompt, load_head_model, score_from_logits  # noqa: E402
-from diagnostics.heads import ablate_heads_exact, ablation_hook, attribution_patching  # noqa: E402
+from diagnostics.analyses.bridge import email_prompt, load_head_model, score_from_logits  # noqa: E402
+from diagnostics.analyses.heads import ablate_heads_exact, ablation_hook, attribution_patching  # noqa: E402
 from models.scoring import (
     pad_left,  # noqa: E402
     prompt_builder,  # noqa: E402

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from data.records import Prediction  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.store import Store  # noqa: E402
-from diagnostics.jobs import ingest_synthetic  # noqa: E402
+from diagnostics.runners.pipeline import ingest_synthetic  # noqa: E402
 
 
 def build_store(home: Path, n: int) -> tuple[Path, str]:

@@ -47,12 +47,12 @@ from data.settings import load_settings  # noqa: E402
 from data.splits import split_corpus  # noqa: E402
 from data.store import Store  # noqa: E402
 from data.synthetic import PLANTED_SHORTCUTS, generate_synthetic_corpora  # noqa: E402
-from diagnostics.drivers import ShortcutRule, explain_sample, shortcut_candidates  # noqa: E402
-from diagnostics.executor import LocalExecutor, run_job  # noqa: E402
-from diagnostics.explainers import method_params  # noqa: E402
-from diagnostics.jobs import DEMO_PLAN, run_protocol  # noqa: E402
-from diagnostics.registry import diagnostic  # noqa: E402
-from diagnostics.walkthrough import WALKTHROUGH_METHOD  # noqa: E402
+from diagnostics.analyses.drivers import ShortcutRule, explain_sample, shortcut_candidates  # noqa: E402
+from diagnostics.runners.local import LocalExecutor, run_job  # noqa: E402
+from diagnostics.analyses.explainers import method_params  # noqa: E402
+from diagnostics.runners.pipeline import DEMO_PLAN, run_protocol  # noqa: E402
+from diagnostics.contracts.registry import diagnostic  # noqa: E402
+from diagnostics.analyses.walkthrough import WALKTHROUGH_METHOD  # noqa: E402
 
 TOP = 5
 DIAGNOSTICS = ("shortcut finder", "fingerprint audit", "field counterfactuals")
@@ -105,9 +105,9 @@ def explainer_signs(store: Store, record, model: str, models_dir: Path, n: int, 
     import numpy as np
 
     from data.synthetic import LINK_DOMAIN
-    from diagnostics.coalitions import CoalitionScorer
-    from diagnostics.explainers import explain_gradient, explain_integrated_gradients
-    from diagnostics.layout import layout_email
+    from diagnostics.analyses.coalitions import CoalitionScorer
+    from diagnostics.analyses.explainers import explain_gradient, explain_integrated_gradients
+    from diagnostics.analyses.layout import layout_email
     from models.loading import load_model
     from models.scoring import prompt_builder
 

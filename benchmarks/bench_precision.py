@@ -29,7 +29,7 @@ from sklearn.metrics import f1_score  # noqa: E402
 
 from data.settings import load_settings  # noqa: E402
 from data.store import Store  # noqa: E402
-from diagnostics.evaluate import calibration_emails, evaluation_samples, scoring_model  # noqa: E402
+from diagnostics.analyses.evaluate import calibration_emails, evaluation_samples, scoring_model  # noqa: E402
 from models.flops import describe_cpu  # noqa: E402
 from models.loading import load_model  # noqa: E402
 from models.precision import PRECISIONS, describe_precision, measure_matmul_rates, merge_adapter  # noqa: E402

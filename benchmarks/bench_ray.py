@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.store import Store  # noqa: E402
 from data.records import EvaluationTarget  # noqa: E402
-from diagnostics.evaluate import evaluate  # noqa: E402
-from diagnostics.jobs import ingest_folder  # noqa: E402
+from diagnostics.analyses.evaluate import evaluate  # noqa: E402
+from diagnostics.runners.pipeline import ingest_folder  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
 
     import ray
 
-    from diagnostics.distributed import RayExecutor, connect_ray
+    from diagnostics.runners.ray import RayExecutor, connect_ray
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(home=Path(tmp), store_path=Path(tmp) / "store.duckdb", device="cpu")

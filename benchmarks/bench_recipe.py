@@ -11,7 +11,7 @@ verdict for ≥ 98% of its test emails); per recipe: the largest seed disagreeme
 meets the target (F1 ≥ the bag of words' on every corpus, seeds within 0.03).
 The bag of words (TF-IDF + LR) on the same training emails is the baseline row. Because a test
 sample of a few hundred emails cannot tell 0.99 from 1.00, every run is also compared with the
-bag of words on the same emails (paired bootstrap of ΔF1 and McNemar's test, diagnostics.paired):
+bag of words on the same emails (paired bootstrap of ΔF1 and McNemar's test, diagnostics.analyses.paired):
 "not detectably worse" is reported beside the point-estimate target, never instead of it.
 
 Resumable: every finished (recipe, seed) is appended to --work/runs.jsonl (with its adapter's
@@ -43,8 +43,8 @@ from data.records import LoraSettings  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.splits import build_generalist, test_sample  # noqa: E402
 from data.store import Store  # noqa: E402
-from diagnostics.paired import compare_scorers, difference_sentence  # noqa: E402
-from diagnostics.jobs import ingest_folder  # noqa: E402
+from diagnostics.analyses.paired import compare_scorers, difference_sentence  # noqa: E402
+from diagnostics.runners.pipeline import ingest_folder  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.loading import load_base, load_with_adapter  # noqa: E402
 from models.registry import resolve_model  # noqa: E402

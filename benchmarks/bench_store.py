@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from data.store import Store  # noqa: E402
-from diagnostics.matrix import with_f1_intervals  # noqa: E402
+from diagnostics.analyses.matrix import with_f1_intervals  # noqa: E402
 
 CORPORA = ["EnronSpam", "LingSpam", "Nazario", "SpamAssassin"]
 WORDS = ("account invoice verify password meeting project report click urgent bank offer free money "

@@ -43,8 +43,8 @@ from data.records import LoraSettings  # noqa: E402
 from data.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from data.splits import build_generalist, test_sample  # noqa: E402
 from data.store import Store  # noqa: E402
-from diagnostics.jobs import ingest_folder  # noqa: E402
-from diagnostics.matrix import bootstrap_f1_interval  # noqa: E402
+from diagnostics.runners.pipeline import ingest_folder  # noqa: E402
+from diagnostics.analyses.matrix import bootstrap_f1_interval  # noqa: E402
 from models.finetune import finetune_adapter  # noqa: E402
 from models.flops import describe_cpu, lora_training_flops, lower_layer_flops, matmul_rate  # noqa: E402
 from models.layer_reuse import LOWER_STATES  # noqa: E402

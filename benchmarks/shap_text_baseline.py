@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from data.records import Explanation
-from diagnostics.explainers import params_key
-from diagnostics.layout import EmailLayout, owning_word
+from diagnostics.analyses.explainers import params_key
+from diagnostics.analyses.layout import EmailLayout, owning_word
 
 
 def explain_shap_text(loaded, layout: EmailLayout, email_id: str, max_tokens: int, max_evals: int = 500,

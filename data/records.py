@@ -295,7 +295,7 @@ class HeadSweep:
 @dataclass(frozen=True)
 class JobRequest:
     """A job the dashboard starts in the background, in typed fields; `arguments()` is the
-    `cli.py` call that runs it (diagnostics.launcher)."""
+    `cli.py` call that runs it (diagnostics.runners.background)."""
 
     command: str  # a cli.py command: evaluate, train, explain, heads, diagnose, study, ingest, demo
     positional: tuple[str, ...] = ()  # e.g. the training set to train, the diagnostic to run
@@ -356,7 +356,7 @@ class DiagnosticRequest:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A cross-architecture study (studies/*.toml, parsed by diagnostics.study.load_spec)."""
+    """A cross-architecture study (studies/*.toml, parsed by diagnostics.analyses.study.load_spec)."""
 
     name: str
     models: tuple[str, ...]

@@ -173,7 +173,7 @@ MIGRATIONS: list[str] = [
         SELECT id, model, training_set FROM adapters
         UNION ALL SELECT id, model, training_set FROM reference_models;
     """,
-    # v6: per-head diagnostics (diagnostics.per_head): one value per head, averaged over a
+    # v6: per-head diagnostics (diagnostics.analyses.per_head): one value per head, averaged over a
     # corpus sample, under the diagnostic's registry name; (layer, head) = (-1, -1) is the remainder.
     """
     CREATE TABLE head_values (
@@ -190,7 +190,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (diagnostic, adapter_id, params, layer, head)
     );
     """,
-    # v7: sample diagnostics (diagnostics.sample_grid): a small grid of values with 95% intervals
+    # v7: sample diagnostics (diagnostics.analyses.sample_grid): a small grid of values with 95% intervals
     # per (diagnostic, scorer, corpus, params), e.g. counterfactual × measure or layer × accuracy.
     """
     CREATE TABLE diagnostic_values (
@@ -209,7 +209,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (diagnostic, adapter_id, params, "row", "column")
     );
     """,
-    # v8: nearest training emails (diagnostics.neighbours): each training email's unit-length
+    # v8: nearest training emails (diagnostics.analyses.neighbours): each training email's unit-length
     # answer-position state and score, per (adapter, training set).
     """
     CREATE TABLE training_vectors (

@@ -35,7 +35,7 @@ class Settings:
     port: int
     studies_dir: Path = PROJECT_ROOT / "studies"  # study specs (*.toml) the Study page lists
     quantize: str = "none"  # none | 4bit (bitsandbytes NF4, CUDA only) for training and evaluation
-    compile: str = "auto"  # auto | on | off: torch.compile the scorer for long evaluations (see diagnostics.evaluate)
+    compile: str = "auto"  # auto | on | off: torch.compile the scorer for long evaluations (see diagnostics.analyses.evaluate)
     precision: str = "fp32"  # fp32 | bf16 | int8: evaluation's scoring precision (see models.precision)
     executor: str = "local"  # local | ray: where evaluation tasks run
     ray_address: str | None = None  # an existing Ray cluster (None: a local Ray instance)

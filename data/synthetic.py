@@ -220,7 +220,7 @@ class PlantedShortcut:
     label: int | None  # the class that carries it; None: the whole corpus (a difference of form)
     kind: str  # signature | link domain | form
     marker: str  # for a form shortcut, the fingerprint audit's form feature (no word names a form)
-    counterfactual: str  # diagnostics.field_counterfactuals.COUNTERFACTUALS key
+    counterfactual: str  # diagnostics.analyses.field_counterfactuals.COUNTERFACTUALS key
 
 
 PLANTED_SHORTCUTS = (

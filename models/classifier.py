@@ -3,7 +3,7 @@
 A PhishLens classifier is a causal LM read at the answer position of a fixed prompt: its
 score is logit(positive label word) − logit(negative label word) (data.records.verdict turns
 it into a verdict). `models.loading.LoadedModel` (Hugging Face, optionally with a peft
-adapter) implements `Classifier`; `diagnostics.bridge.HeadModel` (the same model booted in
+adapter) implements `Classifier`; `diagnostics.analyses.bridge.HeadModel` (the same model booted in
 transformer-lens' TransformerBridge, adapter merged) implements `PromptReader`, the part that
 builds prompts. Code that needs more than these names reaches for the concrete type and says so.
 """

@@ -6,13 +6,16 @@ resources."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from data.results import read_result as read_kind_result
+from data.results import read_results as read_kind_results
 from data.store import Store, StoreError
-from diagnostics.matrix import generalization_gap, with_f1_intervals, with_seed_labels
+from diagnostics.analyses.matrix import generalization_gap, with_f1_intervals, with_seed_labels
 from pages._safe import md
 
 
@@ -42,8 +45,8 @@ def _open(path: str) -> Store:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _stored(path: str, stamp: float, reader: str, args: tuple, kwargs: tuple):
-    return getattr(_open(path), reader)(*args, **dict(kwargs))
+def _stored(path: str, stamp: float, reader_name: str, args: tuple, kwargs: tuple, _reader: Callable):
+    return _reader(_open(path), *args, **dict(kwargs))  # `_reader` is not hashed: `reader_name` keys it
 
 
 def _hashable(value):
@@ -51,11 +54,21 @@ def _hashable(value):
 
 
 @_stops_page_on_store_error()
-def stored(path: Path, reader: str, *args, **kwargs):
-    """`Store.<reader>(*args, **kwargs)`, cached until the store changes; a store error stops the
-    page with what to do."""
-    return _stored(str(path), _stamp(path), reader, tuple(map(_hashable, args)),
-                   tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+def stored(path: Path, reader: Callable, *args, **kwargs):
+    """`reader(store, *args, **kwargs)` for a Store method (e.g. `Store.inbox`) or any function of an
+    open store, cached until the store changes; a store error stops the page with what to do."""
+    return _stored(str(path), _stamp(path), reader.__qualname__, tuple(map(_hashable, args)),
+                   tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())), _reader=reader)
+
+
+def kind_results(path: Path, kind: str, diagnostic: str) -> pd.DataFrame:
+    """The stored results of a registered diagnostic, read by its kind (data.results.read_results)."""
+    return stored(path, read_kind_results, kind, diagnostic)
+
+
+def kind_result(path: Path, kind: str, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
+    """One stored result of a registered diagnostic: its values (data.results.read_result)."""
+    return stored(path, read_kind_result, kind, diagnostic, adapter_id, params)
 
 
 # ---------------------------------------------------------------- page-sized reads
@@ -106,83 +119,63 @@ def results_or_stop(path: Path, what: str, model: str = "") -> dict[str, pd.Data
 
 def inbox_page(path: Path, filters: dict, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
     """One page of the inbox (Store.inbox)."""
-    return stored(path, "inbox", **filters, limit=limit, offset=offset)
+    return stored(path, Store.inbox, **filters, limit=limit, offset=offset)
 
 
 def email_with_verdicts(path: Path, email_id: str):
     """(Email or None, its verdicts) from the store."""
-    return stored(path, "email", email_id), stored(path, "verdicts", email_id)
+    return stored(path, Store.email, email_id), stored(path, Store.verdicts, email_id)
 
 
 def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, params: str):
     """A cached explanation from the store, or None."""
-    return stored(path, "explanation", adapter_id, email_id, method, params) if path.exists() else None
+    return stored(path, Store.explanation, adapter_id, email_id, method, params) if path.exists() else None
 
 
 def run_params(path: Path, run_id: str) -> dict:
     """What a run was asked to do and what it recorded while running."""
-    return stored(path, "run_params", run_id)
+    return stored(path, Store.run_params, run_id)
 
 
 def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
     """The emails an adapter got most wrong (any emails without an adapter)."""
-    return stored(path, "inbox", adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)[0]
+    return stored(path, Store.inbox, adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)[0]
 
 
 def explanation_sweeps(path: Path) -> pd.DataFrame:
     """Which corpus-level explanation sweeps the store holds."""
-    return stored(path, "explanation_sweeps")
+    return stored(path, Store.explanation_sweeps)
 
 
 def disagreements(path: Path, corpus: str, adapter_ids: list[str]) -> pd.DataFrame:
     """Emails of a corpus on which the given adapters' verdicts differ."""
-    return stored(path, "disagreements", corpus, tuple(adapter_ids))
+    return stored(path, Store.disagreements, corpus, tuple(adapter_ids))
 
 
 def curated_examples(path: Path) -> pd.DataFrame:
     """Emails worth showing in a live demo (see Store.curated_examples)."""
-    return stored(path, "curated_examples")
+    return stored(path, Store.curated_examples)
 
 
 def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stored head sweeps and their dataset-averaged logit lens curves."""
-    return stored(path, "head_sweeps"), stored(path, "logit_lens")
+    return stored(path, Store.head_sweeps), stored(path, Store.logit_lens)
 
 
 def head_effects(path: Path, adapter_id: str, params: str) -> pd.DataFrame:
     """One stored sweep's per-head effects (estimated and, where checked, exact)."""
-    return stored(path, "head_effects", adapter_id, params)
-
-
-def head_value_results(path: Path, diagnostic: str) -> pd.DataFrame:
-    """Stored results of a per-head diagnostic (diagnostics.per_head)."""
-    return stored(path, "head_value_results", diagnostic)
-
-
-def head_values(path: Path, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
-    """One stored per-head result: a row per head, and the remainder (layer -1)."""
-    return stored(path, "head_values", diagnostic, adapter_id, params)
-
-
-def diagnostic_results(path: Path, diagnostic: str) -> pd.DataFrame:
-    """Stored results of a sample diagnostic (diagnostics.sample_grid)."""
-    return stored(path, "diagnostic_results", diagnostic)
-
-
-def diagnostic_values(path: Path, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:
-    """One stored grid of a sample diagnostic."""
-    return stored(path, "diagnostic_values", diagnostic, adapter_id, params)
+    return stored(path, Store.head_effects, adapter_id, params)
 
 
 def source_threshold(path: Path, scorer: str):
     """(threshold, per-corpus F1 at it) of a stored source-threshold result of the scorer, or None."""
-    from diagnostics.source_threshold import source_threshold_columns
+    from diagnostics.analyses.source_threshold import source_threshold_columns
 
-    results = diagnostic_results(path, "source-threshold")
+    results = kind_results(path, "sample_grid", "source-threshold")
     mine = results[results["adapter_id"] == scorer]
     if mine.empty:
         return None
-    return source_threshold_columns(diagnostic_values(path, "source-threshold", scorer, mine["params"].iloc[-1]))
+    return source_threshold_columns(kind_result(path, "sample_grid", "source-threshold", scorer, mine["params"].iloc[-1]))
 
 
 # ---------------------------------------------------------------- reads that compute
@@ -190,7 +183,7 @@ def source_threshold(path: Path, scorer: str):
 @st.cache_data(show_spinner=False, max_entries=32)
 def _drivers(path: str, stamp: float, adapter_id: str, method: str, params: str, corpora: tuple[str, ...],
              top: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from diagnostics.drivers import ShortcutRule, shortcut_candidates
+    from diagnostics.analyses.drivers import ShortcutRule, shortcut_candidates
 
     store = _open(path)
     with store.connection():
@@ -208,7 +201,7 @@ def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str,
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _threshold(path: str, stamp: float, scorer: str):
-    from diagnostics.calibration import reliability_by_corpus, threshold_transfer
+    from diagnostics.analyses.calibration import reliability_by_corpus, threshold_transfer
 
     scores = _open(path).scores(scorer)
     return threshold_transfer(scores), reliability_by_corpus(scores)
@@ -222,20 +215,20 @@ def threshold_and_calibration(path: Path, scorer: str):
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _walkthrough(path: str, stamp: float):
-    from diagnostics.walkthrough import plan_walkthrough
+    from diagnostics.analyses.walkthrough import plan_walkthrough
 
     return plan_walkthrough(_open(path))
 
 
 @_stops_page_on_store_error()
 def walkthrough(path: Path):
-    """The Live demo's walk-through (diagnostics.walkthrough.Walkthrough), or None without a specialist."""
+    """The Live demo's walk-through (diagnostics.analyses.walkthrough.Walkthrough), or None without a specialist."""
     return _walkthrough(str(path), _stamp(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _paired(path: str, stamp: float, scorer_a: str, scorer_b: str):
-    from diagnostics.paired import compare_on_corpora
+    from diagnostics.analyses.paired import compare_on_corpora
 
     return compare_on_corpora(_open(path).paired_verdicts(scorer_a, scorer_b))
 
@@ -248,7 +241,7 @@ def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
-    from diagnostics.study import (cell_power, eta_sentence, load_spec, plan_study, remaining_work, study_findings,
+    from diagnostics.analyses.study import (cell_power, eta_sentence, load_spec, plan_study, remaining_work, study_findings,
                                    study_results, summarize_study)
 
     spec = load_spec(Path(spec_path))
@@ -266,7 +259,7 @@ def study_report(path: Path, spec_path: Path, data_seed: int):
     """(spec, plan, results, summary, findings, what is left to do, per-corpus power) of a study spec
     against the store.
 
-    Raises diagnostics.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
+    Raises diagnostics.analyses.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
     """
     return _study(str(path), _stamp(path), str(spec_path), spec_path.stat().st_mtime, data_seed)
 
@@ -288,7 +281,7 @@ def explainer_warm_up():
     """shap's import and numba compilation, started in the background once per server."""
     import threading
 
-    from diagnostics.explainers import warm_up
+    from diagnostics.analyses.explainers import warm_up
 
     thread = threading.Thread(target=warm_up, name="shap-warm-up", daemon=True)
     thread.start()
@@ -313,15 +306,15 @@ def classifier(model: str, adapter_path: str | None, models_dir: str, device: st
 
 @st.cache_resource(show_spinner="Booting the model in TransformerLens…", max_entries=2)
 def head_model(model: str, adapter_path: str | None, models_dir: str, device: str):
-    """A diagnostics.bridge.HeadModel (its own copy of the weights, adapter merged), kept across reruns."""
-    from diagnostics.bridge import load_head_model
+    """A diagnostics.analyses.bridge.HeadModel (its own copy of the weights, adapter merged), kept across reruns."""
+    from diagnostics.analyses.bridge import load_head_model
 
     return load_head_model(model, Path(adapter_path) if adapter_path else None, Path(models_dir), device)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _attention(model: str, adapter_path: str | None, models_dir: str, device: str, max_tokens: int, mail):
-    from diagnostics.bridge import attention_patterns, email_prompt
+    from diagnostics.analyses.bridge import attention_patterns, email_prompt
     from models.scoring import prompt_builder
 
     hm = head_model(model, adapter_path, models_dir, device)
@@ -334,7 +327,7 @@ def neighbour_query(model: str, adapter_path: str, models_dir: str, device: str,
                     mail) -> tuple[float, ...]:
     """An email's nearest-neighbour query vector under one adapter (one forward pass, cached per
     adapter and email, so a page's reruns do not repeat it)."""
-    from diagnostics.neighbours import query_vector
+    from diagnostics.analyses.neighbours import query_vector
 
     loaded = classifier(model, adapter_path, models_dir, device)
     with model_lock():
@@ -349,7 +342,7 @@ def attention_view(model: str, adapter_path: str | None, settings, mail):
 @st.cache_data(show_spinner=False, max_entries=8)
 def lora_norms(adapter_path: str, model: str, models_dir: str) -> pd.DataFrame:
     """Per-head LoRA update norms of an adapter (read from its files; no model is loaded)."""
-    from diagnostics.lora_heads import adapter_head_norms
+    from diagnostics.analyses.lora_heads import adapter_head_norms
 
     return adapter_head_norms(Path(adapter_path), model, Path(models_dir))
 

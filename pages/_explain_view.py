@@ -10,8 +10,8 @@ from data.corpora import USER_CORPUS
 from data.parse import ParseError, make_email, parse_pasted_text
 from data.records import Email, Explanation, label_name
 from data.records import verdict as verdict_of
-from diagnostics.comparison import field_totals
-from diagnostics.explainers import EXPLAINERS, NothingToExplain, explanation_passes, method_params
+from diagnostics.analyses.comparison import field_totals
+from diagnostics.analyses.explainers import EXPLAINERS, NothingToExplain, explanation_passes, method_params
 from pages._cache import (email_with_verdicts, explainer_warm_up, misclassified_examples, model_lock, save_explanation,
                           stored_explanation)
 from pages._charts import faithfulness_figure, field_waterfall

@@ -1,4 +1,4 @@
-"""Nearest training emails of one email for one adapter (diagnostics.neighbours), with a link to
+"""Nearest training emails of one email for one adapter (diagnostics.analyses.neighbours), with a link to
 explain each; offers to build the adapter's index as a job when there is none."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from data.records import JobRequest, label_name
-from diagnostics.launcher import start_job
+from diagnostics.runners.background import start_job
+from data.store import Store
 from pages._cache import neighbour_query, stored
 from pages._safe import md, started_message
 
@@ -16,7 +17,7 @@ def show_nearest_training_emails(settings, record: dict | None, mail, key: str, 
     if record is None:
         st.caption("The zero-shot base model was not trained on anything: no nearest training emails.")
         return
-    indexes = stored(settings.store_path, "neighbour_indexes")
+    indexes = stored(settings.store_path, Store.neighbour_indexes)
     indexed = indexes[(indexes["adapter_id"] == record["id"]) & (indexes["training_set"] == record["training_set"])]
     if indexed.empty:
         st.caption(f"No index of {md(record['training_set'])}'s training emails for this adapter yet.")
@@ -27,7 +28,7 @@ def show_nearest_training_emails(settings, record: dict | None, mail, key: str, 
         return
     vector = neighbour_query(record["model"], record["path"], str(settings.models_dir), settings.device,
                              settings.max_tokens, mail)
-    nearest = stored(settings.store_path, "nearest_training_emails", record["id"], record["training_set"], vector, k)
+    nearest = stored(settings.store_path, Store.nearest_training_emails, record["id"], record["training_set"], vector, k)
     st.caption(f"Closest of {int(indexed['emails'].iloc[0])} training emails in the adapter's own answer-position "
                "state (cosine similarity); score: the adapter's on that email (> 0: phishing/spam).")
     for row in nearest.itertuples():

@@ -81,7 +81,7 @@ def code(value: object, max_chars: int = MAX_SHOWN_CHARS) -> str:
 
 def started_message(job) -> str:
     """The success line for a job started from a page (its command holds paths and names)."""
-    if job.status == "queued":  # another job of this home is running (diagnostics.launcher)
+    if job.status == "queued":  # another job of this home is running (diagnostics.runners.background)
         return (f"Queued {code(job.command)} (job {md(job.id)}): it starts when the running job ends; "
                 "follow it on the Runs page.")
     return f"Started {code(job.command)} (job {md(job.id)}); follow it on the Runs page."

@@ -44,7 +44,7 @@ mail = make_email(fields, USER_CORPUS, label=1, source_ref=uploaded.name if uplo
 
 rows = []
 with st.spinner("Scoring…"):
-    from diagnostics.evaluate import score_one
+    from diagnostics.analyses.evaluate import score_one
 
     for scorer_id in picked:
         scorer = record(scorers, scorer_id)

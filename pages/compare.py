@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from data.records import label_name, verdict
-from diagnostics.comparison import agreement
+from diagnostics.analyses.comparison import agreement
 from pages._cache import classifier, disagreements
 from pages._charts import agreement_heatmap
 from pages._explain_view import ExplanationView, pick_email, pick_method

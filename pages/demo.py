@@ -7,7 +7,7 @@ right (from the results in the store, synthetic demo or real), plus emails the u
 import streamlit as st
 
 from data.scorers import names_by_id
-from diagnostics.walkthrough import WALKTHROUGH_METHOD
+from diagnostics.analyses.walkthrough import WALKTHROUGH_METHOD
 from pages._cache import curated_examples, walkthrough
 from pages._email_view import label_name
 from pages._page import open_page
@@ -28,7 +28,7 @@ adapters = [names[i] for i in picked]  # what the Explain links carry (data.scor
 examples = curated_examples(settings.store_path)
 
 # A presenter's walk through one failure, in order; each step one click. The failure is the
-# specialist's largest in- vs out-of-domain F1 drop in the store (diagnostics/walkthrough.py).
+# specialist's largest in- vs out-of-domain F1 drop in the store (diagnostics/analyses/walkthrough.py).
 walk = walkthrough(settings.store_path)
 with st.expander("Guided walk-through: why the specialist fails", expanded=True):
     if walk is None:

@@ -11,13 +11,13 @@ import streamlit as st
 from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
-from diagnostics.drivers import explanation_shift
-from diagnostics.explainers import METHODS
-from diagnostics.launcher import start_job
-from diagnostics.registry import for_page
+from diagnostics.analyses.drivers import explanation_shift
+from diagnostics.analyses.explainers import METHODS
+from diagnostics.runners.background import start_job
+from diagnostics.contracts.registry import for_page
 from pages._cache import drivers_and_shortcuts, explanation_sweeps
 from pages._charts import driver_bars, shift_bars
-from pages._grid_view import show_grid_diagnostic
+from pages._kinds import show_registered
 from pages._page import open_page
 from pages._scorers import pick_scorer
 from pages._safe import md, started_message, tab_param
@@ -36,7 +36,7 @@ def with_names(sweeps):
     return sweeps.assign(scorer=[names.get(i, t) for i, t in zip(sweeps["adapter_id"], sweeps["training_set"])])
 
 
-grid_diagnostics = for_page("drivers", shows="grid")  # registered sample diagnostics (diagnostics/registry.py)
+grid_diagnostics = for_page("drivers", kind="sample_grid")  # registered sample diagnostics (diagnostics/contracts/registry.py)
 tab_names = ["Word drivers", "Explanation shift", *(d.title for d in grid_diagnostics)]
 words_tab, shift_tab, *grid_tabs = st.tabs(tab_names, default=tab_param(tab_names))
 
@@ -125,4 +125,4 @@ with shift_tab:
     show_explanation_shift()
 for entry, tab in zip(grid_diagnostics, grid_tabs):
     with tab:
-        show_grid_diagnostic(settings, entry, scorers, corpora)
+        show_registered(settings, entry, scorers, corpora)

@@ -7,7 +7,7 @@ store, so reopening an explained email is instant. Email text is shown escaped o
 import pandas as pd
 import streamlit as st
 
-from diagnostics.comparison import adapter_disabled, lora_delta
+from diagnostics.analyses.comparison import adapter_disabled, lora_delta
 from pages._cache import classifier, email_with_verdicts
 from pages._explain_view import ExplanationView, pick_email, pick_method
 from pages._neighbours_view import show_nearest_training_emails

@@ -1,7 +1,7 @@
 """Heads: inside the classifier. Which attention heads read the phishing cues, which heads an
 adapter depends on per corpus, at which layer the decision forms, and what fine-tuning changed.
 
-Built on TransformerLens' TransformerBridge (diagnostics.heads). Sweeps over a corpus run as
+Built on TransformerLens' TransformerBridge (diagnostics.analyses.heads). Sweeps over a corpus run as
 jobs (`cli.py heads`) and are cached in the store; one email's patterns are computed here.
 """
 
@@ -10,16 +10,15 @@ import streamlit as st
 from data.export import spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
-from diagnostics.heads import ABLATIONS
-from diagnostics.launcher import start_job
-from diagnostics.lora_heads import update_effect_correlation
-from diagnostics.per_head import REMAINDER, head_grid
-from diagnostics.registry import for_page
-from pages._cache import (attention_view, head_effects, head_sweeps_and_lens, head_value_results, head_values,
-                          lora_norms, results_or_stop)
+from diagnostics.analyses.heads import ABLATIONS
+from diagnostics.runners.background import start_job
+from diagnostics.analyses.lora_heads import update_effect_correlation
+from diagnostics.analyses.per_head import head_grid
+from diagnostics.contracts.registry import for_page
+from pages._cache import attention_view, head_effects, head_sweeps_and_lens, lora_norms, results_or_stop
 from pages._charts import attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap, update_vs_effect
 from pages._explain_view import pick_email
-from pages._grid_view import start_form
+from pages._kinds import show_registered
 from pages._page import warn_of_collapsed
 from pages._safe import int_param, md, started_message, tab_param
 from pages._scorers import choices as choices_of
@@ -59,7 +58,9 @@ def named(frame):
 
 first_adapter = next(iter(scorers.loc[scorers["kind"] == "adapter", "id"]), None)
 adapter = pick_scorer("Adapter", scorers, "heads_adapter", "adapter", default=first_adapter)
-per_head = for_page("heads", shows="head_grid")  # registered per-head diagnostics (diagnostics/registry.py)
+# Registered per-head diagnostics (diagnostics/contracts/registry.py), each in a tab of its own; the head
+# sweep has the "Head effects" tab, with its exact-ablation checks.
+per_head = [d for d in for_page("heads", kind="head_grid") if d.name != "head-sweep"]
 tab_names = ["Attention", "Head effects", "Logit lens", "Adapter vs base", *(d.title for d in per_head)]
 attention_tab, effects_tab, lens_tab, update_tab, *per_head_tabs = st.tabs(tab_names, default=tab_param(tab_names))
 
@@ -186,24 +187,4 @@ with update_tab:
 # ---------------------------------------------------------------- registered per-head diagnostics
 for entry, tab in zip(per_head, per_head_tabs):
     with tab:
-        st.caption(entry.question)
-        stored = head_value_results(settings.store_path, entry.name)
-        start_form(settings, entry, f"heads_{entry.name}", scorers, list(results["corpora"]["name"]),
-                   expanded=stored.empty, adapter=adapter, min_size=2)
-        if stored.empty:
-            st.info(f"Nothing stored yet: start it above (or `python cli.py diagnose {entry.name} --corpus NAME`).")
-            continue
-        choices = {f"{r.scorer} · {r.corpus} · {r.n_emails} emails": r for r in named(stored).itertuples()}
-        label = st.selectbox("Result", list(choices), key=f"heads_{entry.name}_result")
-        result = choices[label]
-        values = head_values(settings.store_path, entry.name, result.adapter_id, result.params)
-        st.plotly_chart(head_heatmap(head_grid(values, "value"), f"{entry.title}: {label}", "mean"),
-                        key=f"heads_{entry.name}_grid")
-        rest = values[(values["layer"] == REMAINDER[0]) & (values["head"] == REMAINDER[1])]
-        if len(rest):
-            heads_total = float(values[values["layer"] >= 0]["value"].sum())
-            st.caption(f"All heads together: {heads_total:+.3f}; everything else (embedding, MLPs): "
-                       f"{float(rest['value'].iloc[0]):+.3f} (means over {result.n_emails} emails; the spread per "
-                       "head is in the table).")
-        st.dataframe(values[values["layer"] >= 0].sort_values("value", key=abs, ascending=False).head(20),
-                     hide_index=True, key=f"heads_{entry.name}_top")
+        show_registered(settings, entry, scorers, list(results["corpora"]["name"]), adapter)

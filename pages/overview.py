@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from diagnostics.calibration import RETUNE_FRACTIONS
-from diagnostics.architectures import (architecture_summary, architectures, comparison_rows, seed_pairs,
+from diagnostics.analyses.calibration import RETUNE_FRACTIONS
+from diagnostics.analyses.architectures import (architecture_summary, architectures, comparison_rows, seed_pairs,
                                        shared_training_sets)
-from diagnostics.paired import difference_sentence
+from diagnostics.analyses.paired import difference_sentence
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from pages._cache import paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration

@@ -7,7 +7,7 @@ import streamlit as st
 
 from data.export import spreadsheet_safe_csv
 from data.records import PRECISIONS, JobRequest
-from diagnostics.launcher import list_jobs, start_job
+from diagnostics.runners.background import list_jobs, start_job
 from pages._cache import matmul_rates_here, results_or_stop, run_params
 from pages._page import warn_of_collapsed
 from pages._safe import started_message

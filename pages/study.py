@@ -7,10 +7,10 @@ import streamlit as st
 from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
 from data.store import StoreError
-from diagnostics.launcher import start_job
-from diagnostics.paired import power_note
-from diagnostics.study import SpecError
-from diagnostics.study_report import spec_fields, study_figures, study_html
+from diagnostics.runners.background import start_job
+from diagnostics.analyses.paired import power_note
+from diagnostics.analyses.study import SpecError
+from diagnostics.analyses.study_report import spec_fields, study_figures, study_html
 from pages._cache import study_report
 from pages._safe import md, started_message
 

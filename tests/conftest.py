@@ -95,7 +95,7 @@ def real_emails(shared_data):
 @pytest.fixture(scope="session")
 def real_store(shared_data, tmp_path_factory):
     """Every corpus of ../shared/data ingested and split once (about a minute)."""
-    from diagnostics.jobs import ingest_folder
+    from diagnostics.runners.pipeline import ingest_folder
 
     home = tmp_path_factory.mktemp("real")
     real_settings = load_settings(home=home, store_path=home / "store.duckdb")
@@ -109,7 +109,7 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
     """A store built by the real protocol (synthetic corpora, tiny model): ingest,
     specialist + generalist adapters, evaluation of them and the zero-shot base."""
     from data.records import LoraSettings
-    from diagnostics.jobs import ProtocolPlan, ingest_synthetic, run_protocol
+    from diagnostics.runners.pipeline import ProtocolPlan, ingest_synthetic, run_protocol
 
     home = tmp_path_factory.mktemp("evaluated")
     built = load_settings(home=home, store_path=home / "store.duckdb", model=str(tiny_model_dir), device="cpu")
@@ -129,8 +129,8 @@ def two_family_settings(evaluated_settings, default_model_dir, tmp_path_factory)
     import shutil
 
     from data.records import LoraSettings
-    from diagnostics.evaluate import evaluate_as_configured, evaluation_targets
-    from diagnostics.jobs import train_training_set
+    from diagnostics.analyses.evaluate import evaluate_as_configured, evaluation_targets
+    from diagnostics.runners.pipeline import train_training_set
     from models.tiny import build_tiny_model
 
     home = tmp_path_factory.mktemp("two-family")
@@ -220,7 +220,7 @@ def damage_store(source: Path, target: Path, how: str) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_store_path(tmp_path_factory) -> Path:
     """A store holding the three synthetic corpora, ingested and split (no models): read-only use."""
-    from diagnostics.jobs import ingest_synthetic
+    from diagnostics.runners.pipeline import ingest_synthetic
 
     home = tmp_path_factory.mktemp("synthetic-store")
     built = load_settings(home=home, store_path=home / "store.duckdb")

@@ -89,7 +89,7 @@ def test_status_names_the_scorer_of_every_matrix_row(evaluated_settings):
 
 def test_compare_two_architectures_pairs_their_generalists_seed_with_seed(two_family_settings):
     from data.store import Store
-    from diagnostics.paired import compare_on_corpora
+    from diagnostics.analyses.paired import compare_on_corpora
 
     with Store.open(two_family_settings.store_path, read_only=True) as store:
         scorers = store.scorer_catalogue()

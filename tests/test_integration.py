@@ -13,7 +13,7 @@ import pytest
 
 from data.records import LoraSettings
 from data.settings import load_settings
-from diagnostics.jobs import ProtocolPlan, run_protocol
+from diagnostics.runners.pipeline import ProtocolPlan, run_protocol
 
 PLAN = ProtocolPlan(specialists=("EnronSpam",), train_size=256, eval_size=48,
                     lora=LoraSettings(max_tokens=128, epochs=1, batch_size=8))

@@ -10,7 +10,7 @@ def test_the_architecture_section_names_every_module():
     section = readme[readme.index("## Architecture"):readme.index("## Tests")]
     missing = []
     for package in ("data", "models", "diagnostics", "pages"):
-        for module in sorted((PROJECT_ROOT / package).glob("*.py")):
+        for module in sorted((PROJECT_ROOT / package).rglob("*.py")):  # subpackages too
             if module.stem != "__init__" and not re.search(rf"\b{re.escape(module.name)}\b|\b{re.escape(module.stem)}\b",
                                                            section):
                 missing.append(f"{package}/{module.name}")

@@ -5,7 +5,7 @@ fetches nothing. Screenshots go to test-artifacts/."""
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -81,9 +81,9 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
     from data.settings import load_settings
     from data.splits import build_specialist, specialist_name
     from data.store import Store
-    from diagnostics.evaluate import EvaluationTarget, evaluate
-    from diagnostics.head_sweep import sweep_corpus
-    from diagnostics.jobs import train_training_set
+    from diagnostics.analyses.evaluate import EvaluationTarget, evaluate
+    from diagnostics.analyses.head_sweep import sweep_corpus
+    from diagnostics.runners.pipeline import train_training_set
 
     home = tmp_path_factory.mktemp("browser-default-model")
     for suffix in ("", ".wal"):
@@ -105,6 +105,21 @@ def served_default_model(real_store, default_model_dir, tmp_path_factory):
     with _serve(home, {"PHISHLENS_MODEL": "smollm2-135m", "PHISHLENS_MODELS": str(default_model_dir.parent),
                        "PHISHLENS_MAX_TOKENS": "96"}, "served_default_model") as url:
         yield url, specialist_name("EnronSpam"), email_id
+
+
+@pytest.fixture(scope="module")
+def served_two_families(two_family_settings, tmp_path_factory):
+    """The app on a copy of the two-family store (tiny Llama and Gemma 3, two Llama generalist seeds),
+    with the catalogue's names of the scorers the test opens."""
+    from data.store import Store
+
+    home = tmp_path_factory.mktemp("browser-two-families")
+    shutil.copytree(two_family_settings.home, home, dirs_exist_ok=True)
+    with Store.open(home / "store.duckdb") as store:
+        store.execute("UPDATE adapters SET path = replace(path, ?, ?)", [str(two_family_settings.home), str(home)])
+        scorers = store.scorer_catalogue([two_family_settings.model])
+    with _serve(home, {"PHISHLENS_MODEL": two_family_settings.model}, "served_two_families") as url:
+        yield url, scorers
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +265,8 @@ def test_heads_page_on_the_default_model_with_an_adapter(served_default_model, b
 
 def test_study_html_export_opens_offline_with_its_figures(browser, evaluated_settings, tmp_path):
     from data.store import Store
-    from diagnostics.study import parse_spec, plan_study, study_findings, study_results, summarize_study
-    from diagnostics.study_report import study_figures, study_html
+    from diagnostics.analyses.study import parse_spec, plan_study, study_findings, study_results, summarize_study
+    from diagnostics.analyses.study_report import study_figures, study_html
 
     spec = parse_spec(tiny_study(evaluated_settings.model))
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
@@ -270,4 +285,27 @@ def test_study_html_export_opens_offline_with_its_figures(browser, evaluated_set
     assert page.locator(".plot-container").count() == 2
     assert page.get_by_text("specialists reach").count() >= 1
     assert all(url.startswith("file://") or url.startswith("data:") for url in requests), requests
+    page.close()
+
+
+def test_two_families_side_by_side_and_a_url_reopens_the_same_scorers(served_two_families, browser):
+    url, scorers = served_two_families
+    page, events = _open(browser, f"{url}/overview")  # the default page by its own name
+    _wait_for_text(page, "Architectures side by side", 60_000)
+    page.wait_for_timeout(1500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "two-families-overview.png"), full_page=True)
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.locator("[data-testid='stException']").count() == 0
+    second_seed = scorers[scorers["name"].str.contains(r"\(seed 14\)")]["name"].iloc[0]
+    gemma = scorers[(scorers["kind"] == "zero-shot") & scorers["model"].str.contains("gemma")]["name"].iloc[0]
+    query = "&".join(f"adapters={quote(n)}" for n in (second_seed, gemma))
+    page, events = _open(browser, f"{url}/explain?{query}&method=gradxinput")
+    _wait_for_text(page, "map by words", 180_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "two-families-explain.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    headings = page.locator("h3").all_inner_texts()
+    assert any(second_seed in h for h in headings) and any(gemma in h for h in headings), headings
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()

@@ -4,7 +4,6 @@ Every input is built here; the sizes that matter for time and memory are measure
 benchmarks/bench_hostile_files.py."""
 
 import gzip
-import hashlib
 import io
 import mailbox
 import os

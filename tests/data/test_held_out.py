@@ -74,7 +74,7 @@ def test_holding_out_a_corpus_the_folder_lacks_or_the_store_trains_on_is_refused
 @pytest.fixture
 def with_held_out(evaluated_copy):
     """The tiny-model evaluated store plus a held-out synthetic corpus, scored by every scorer."""
-    from diagnostics.evaluate import evaluate, evaluate_reference, evaluation_targets
+    from diagnostics.analyses.evaluate import evaluate, evaluate_reference, evaluation_targets
 
     settings = evaluated_copy
     info, emails = generate_synthetic_corpora(per_corpus=40, seed=99, planted=False)[1]
@@ -91,7 +91,7 @@ def with_held_out(evaluated_copy):
 
 
 def test_overview_and_gap_show_the_held_out_columns_last(monkeypatch, with_held_out):
-    from diagnostics.matrix import generalization_gap
+    from diagnostics.analyses.matrix import generalization_gap
     from tests.conftest import open_app_page
 
     with Store.open(with_held_out.store_path, read_only=True) as store:
@@ -113,8 +113,8 @@ def test_overview_and_gap_show_the_held_out_columns_last(monkeypatch, with_held_
 
 
 def test_study_findings_name_the_held_out_result_first_and_the_report_includes_it(with_held_out):
-    from diagnostics.study import parse_spec, plan_study, study_findings, study_results, summarize_study
-    from diagnostics.study_report import study_figures, study_html
+    from diagnostics.analyses.study import parse_spec, plan_study, study_findings, study_results, summarize_study
+    from diagnostics.analyses.study_report import study_figures, study_html
     from tests.conftest import tiny_study
 
     spec = parse_spec(tiny_study(with_held_out.model, held_out=["held-out-webmail"]))
@@ -132,7 +132,7 @@ def test_study_findings_name_the_held_out_result_first_and_the_report_includes_i
 
 
 def test_a_spec_cannot_hold_out_a_training_corpus(evaluated_settings):
-    from diagnostics.study import SpecError, parse_spec, plan_study
+    from diagnostics.analyses.study import SpecError, parse_spec, plan_study
     from tests.conftest import tiny_study
 
     with pytest.raises(SpecError, match="both a specialist and held out"):

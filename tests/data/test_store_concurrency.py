@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from data.store import Store, StoreError
-from diagnostics.jobs import ingest_synthetic
+from diagnostics.runners.pipeline import ingest_synthetic
 from tests.conftest import log_tail
 
 ROOT = Path(__file__).resolve().parents[2]

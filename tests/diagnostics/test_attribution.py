@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from data.records import Email
-from diagnostics.coalitions import CoalitionScorer
-from diagnostics.comparison import adapter_disabled, field_totals, lora_delta
-from diagnostics.explainers import explain_gradient, explain_progressively, explain_shap
-from diagnostics.faithfulness import faithfulness, with_faithfulness_curves
-from diagnostics.layout import layout_email, linkage
+from diagnostics.analyses.coalitions import CoalitionScorer
+from diagnostics.analyses.comparison import adapter_disabled, field_totals, lora_delta
+from diagnostics.analyses.explainers import explain_gradient, explain_progressively, explain_shap
+from diagnostics.analyses.faithfulness import faithfulness, with_faithfulness_curves
+from diagnostics.analyses.layout import layout_email, linkage
 from models.loading import load_base, load_with_adapter
 from models.scoring import PromptBuilder, score_prompts
 
@@ -132,7 +132,7 @@ def test_integrated_gradients_sum_to_the_score_minus_the_blanked_words(tiny, rea
     zeroed), up to the integration error, which shrinks with more steps."""
     import torch
 
-    from diagnostics.explainers import explain_integrated_gradients, explanation_passes
+    from diagnostics.analyses.explainers import explain_integrated_gradients, explanation_passes
     from models.scoring import label_token_ids
 
     mail = real_emails[2]
@@ -204,7 +204,7 @@ def test_explanations_round_trip_through_the_store(store, tiny, real_emails):
 
 
 def test_character_values_keep_each_span_total_and_agreement_is_a_rank_correlation(tiny, real_emails):
-    from diagnostics.comparison import agreement, character_values
+    from diagnostics.analyses.comparison import agreement, character_values
 
     mail = real_emails[7]
     explanation = explain_gradient(tiny, layout_email(_builder(tiny), mail), mail.id, 256)

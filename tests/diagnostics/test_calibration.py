@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from diagnostics.calibration import (best_threshold, expected_calibration_error, f1_at, probability, reliability,
+from diagnostics.analyses.calibration import (best_threshold, expected_calibration_error, f1_at, probability, reliability,
                                      retuned_f1, threshold_transfer)
 
 

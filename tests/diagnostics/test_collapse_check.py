@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from data.store import Store
-from diagnostics.collapse_check import CollapseCheck, held_back_emails
+from diagnostics.analyses.collapse_check import HELD_BACK_PER_LABEL, CollapseCheck, held_back_emails
 
 
 def test_a_check_is_collapsed_only_when_one_verdict_covers_both_labels():
@@ -29,7 +29,7 @@ def test_held_back_emails_are_of_both_labels_and_outside_the_training_set(evalua
         for corpus in store.training_set("generalist")["corpora"]:
             train_split |= set(store.split_ids(corpus, "train")["id"])
     assert held_back and {m.label for m in emails} == {0, 1}
-    assert sum(m.label for m in emails) == 8 and len(emails) == 16
+    assert sum(m.label for m in emails) == HELD_BACK_PER_LABEL and len(emails) == 2 * HELD_BACK_PER_LABEL
     assert not {m.id for m in emails} & members and {m.id for m in emails} <= train_split
 
 

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from data.records import DiagnosticRequest, EvaluationTarget
 from data.store import Store
-from diagnostics.bridge import boot_bridge, email_prompt
-from diagnostics.direct_logit_attribution import DirectLogitAttribution
-from diagnostics.executor import LocalExecutor, run_job
-from diagnostics.registry import diagnostic
+from diagnostics.analyses.bridge import boot_bridge, email_prompt
+from diagnostics.analyses.direct_logit_attribution import DirectLogitAttribution
+from diagnostics.runners.local import LocalExecutor, run_job
+from diagnostics.contracts.registry import diagnostic
 from models.loading import load_base
 from models.scoring import prompt_builder, score_prompts
 
@@ -77,7 +77,7 @@ def test_the_diagnostic_is_stored_once_and_runs_from_the_cli(evaluated_copy):
 
 def test_the_registry_builds_the_job_and_ray_computes_the_same_values(evaluated_copy, tmp_path):
     pytest.importorskip("ray")
-    from diagnostics.distributed import RayExecutor, connect_ray
+    from diagnostics.runners.ray import RayExecutor, connect_ray
 
     settings = evaluated_copy
     request = DiagnosticRequest(EvaluationTarget(settings.model), "synthetic-webmail", 6, 96, 3)

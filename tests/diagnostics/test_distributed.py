@@ -7,16 +7,16 @@ import pytest
 
 from data.records import EvaluationTarget
 from data.store import Store
-from diagnostics.distributed import RayExecutor
-from diagnostics.evaluate import evaluate
-from diagnostics.executor import LocalExecutor
+from diagnostics.runners.ray import RayExecutor
+from diagnostics.analyses.evaluate import evaluate
+from diagnostics.runners.local import LocalExecutor
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from diagnostics.distributed import connect_ray
+    from diagnostics.runners.ray import connect_ray
 
     connect_ray(None, workers=2)
     yield
@@ -105,8 +105,8 @@ def test_evaluate_command_runs_on_ray_and_names_a_bad_executor(local_ray, evalua
 
 
 def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evaluated_copy, tmp_path):
-    from diagnostics.drivers import explain_sample
-    from diagnostics.explainers import method_params
+    from diagnostics.analyses.drivers import explain_sample
+    from diagnostics.analyses.explainers import method_params
 
     settings = evaluated_copy
     params = method_params("gradxinput", 96, 1)
@@ -132,7 +132,7 @@ def test_ray_explanations_equal_local_ones_and_feed_the_drivers(local_ray, evalu
 
 
 def test_ray_head_sweep_equals_the_local_sweep(local_ray, evaluated_copy, tmp_path):
-    from diagnostics.head_sweep import sweep_corpus
+    from diagnostics.analyses.head_sweep import sweep_corpus
 
     settings = evaluated_copy
     with Store.open(settings.store_path) as store:
@@ -159,9 +159,9 @@ def test_worker_keeps_one_scorer_compiled_when_its_task_asks(evaluated_copy):
     (scorer, precision, compile) replaces it, so a worker holds one model."""
     import torch
 
-    from diagnostics.distributed import WORKER_SLOT, open_on_worker
-    from diagnostics.evaluate import EvaluateJob
-    from diagnostics.executor import WorkerEnv
+    from diagnostics.runners.ray import WORKER_SLOT, open_on_worker
+    from diagnostics.analyses.evaluate import EvaluateJob
+    from diagnostics.contracts.job import WorkerEnv
     from models.loading import scorer_ref
 
     settings = evaluated_copy

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 from cli import app
 from data.settings import load_settings
 from data.store import Store
-from diagnostics.doctor import FAIL, OK, run_checks
+from diagnostics.runners.doctor import FAIL, OK, run_checks
 
 
 def _by_name(checks):

@@ -7,7 +7,7 @@ import pytest
 
 from data.normalise import content_hash
 from data.records import CorpusInfo, Email, Explanation, IngestReport
-from diagnostics.drivers import ShortcutRule, explain_sample, feature_of, features, shortcut_candidates
+from diagnostics.analyses.drivers import ShortcutRule, explain_sample, feature_of, features, shortcut_candidates
 
 SIGNATURE = "Sent from ZorbMail Pro -- the mail of champions."
 
@@ -72,7 +72,7 @@ def test_shortcut_finder_flags_a_planted_signature_not_a_phishing_word(store):
 def test_explain_sample_is_resumable_and_stores_features(evaluated_settings):
     from data.records import EvaluationTarget
     from data.store import Store
-    from diagnostics.executor import LocalExecutor
+    from diagnostics.runners.local import LocalExecutor
 
     base = EvaluationTarget(evaluated_settings.model)
     here = LocalExecutor(evaluated_settings.models_dir, "cpu")
@@ -90,7 +90,7 @@ def test_explain_sample_is_resumable_and_stores_features(evaluated_settings):
 
 
 def test_explanation_shift_ranks_features_by_how_much_their_attribution_changed():
-    from diagnostics.drivers import explanation_shift
+    from diagnostics.analyses.drivers import explanation_shift
 
     in_domain = pd.DataFrame({"feature": ["zorbmail", "verify", "meeting"], "emails": [9, 5, 4],
                               "mean_value": [0.80, 0.30, -0.20]})

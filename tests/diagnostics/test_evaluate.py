@@ -81,7 +81,7 @@ def test_predictions_are_not_duplicated(store):
 
 
 def test_evaluation_resumes_without_rescoring(evaluated_settings):
-    from diagnostics.evaluate import EvaluationTarget, evaluate
+    from diagnostics.analyses.evaluate import EvaluationTarget, evaluate
 
     with Store.open(evaluated_settings.store_path) as store:
         before = store.query("SELECT count(*) AS n FROM predictions")["n"][0]
@@ -112,7 +112,7 @@ def test_evaluation_in_int8_rescores_with_calibration_from_training_emails(evalu
     and its run says it ran in int8 and how far int8 moved scores on other training emails."""
     import numpy as np
 
-    from diagnostics.evaluate import EvaluationTarget, calibration_emails, evaluate, precision_check_emails
+    from diagnostics.analyses.evaluate import EvaluationTarget, calibration_emails, evaluate, precision_check_emails
 
     with Store.open(evaluated_copy.store_path) as store:
         fp32 = store.query("SELECT email_id, score FROM predictions WHERE adapter_id LIKE 'zero-shot:%' "
@@ -139,7 +139,7 @@ def test_evaluation_in_int8_rescores_with_calibration_from_training_emails(evalu
 
 
 def test_evaluating_a_store_without_test_emails_says_to_ingest_first(tmp_path, settings):
-    from diagnostics.evaluate import EvaluationTarget, evaluate
+    from diagnostics.analyses.evaluate import EvaluationTarget, evaluate
 
     with Store.open(tmp_path / "empty.duckdb") as store:
         with pytest.raises(ValueError, match="ingest corpora first"):
@@ -149,7 +149,7 @@ def test_evaluating_a_store_without_test_emails_says_to_ingest_first(tmp_path, s
 
 
 def test_unknown_precision_fails_before_any_work(evaluated_copy):
-    from diagnostics.evaluate import EvaluationTarget, evaluate
+    from diagnostics.analyses.evaluate import EvaluationTarget, evaluate
     from models.precision import PrecisionError
 
     with Store.open(evaluated_copy.store_path) as store:

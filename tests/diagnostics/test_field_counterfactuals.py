@@ -10,9 +10,9 @@ import scipy.stats
 from typer.testing import CliRunner
 
 from data.synthetic import generate_synthetic_corpora
-from diagnostics.field_counterfactuals import (COUNTERFACTUALS, counterfactual_scores, detokenised, donors,
+from diagnostics.analyses.field_counterfactuals import (COUNTERFACTUALS, counterfactual_scores, detokenised, donors,
                                                reliance_grid, tokenised)
-from diagnostics.sample_grid import mean_interval, wilson_interval
+from diagnostics.analyses.sample_grid import mean_interval, wilson_interval
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data.synthetic import generate_synthetic_corpora
-from diagnostics.fingerprint import fingerprint_grid
+from diagnostics.analyses.fingerprint import fingerprint_grid
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def test_a_planted_signature_is_recognised_and_named(webmail):
 
 
 def test_a_corpus_that_differs_only_in_form_is_named_by_its_form(webmail):
-    from diagnostics.field_counterfactuals import tokenised
-    from diagnostics.fingerprint import FORM_FEATURES
+    from diagnostics.analyses.field_counterfactuals import tokenised
+    from diagnostics.analyses.fingerprint import FORM_FEATURES
 
     dumped = [replace(m, corpus="dump", subject=tokenised(m.subject), body=tokenised(m.body)) for m in webmail[:80]]
     raw = [replace(m, corpus="raw") for m in webmail[80:]]
@@ -54,8 +54,8 @@ def test_a_corpus_that_differs_only_in_form_is_named_by_its_form(webmail):
 def test_the_stored_job_probes_every_layer_of_the_scorer(evaluated_copy, monkeypatch):
     from data.records import DiagnosticRequest, EvaluationTarget
     from data.store import Store
-    from diagnostics.executor import LocalExecutor, run_job
-    from diagnostics.registry import diagnostic
+    from diagnostics.runners.local import LocalExecutor, run_job
+    from diagnostics.contracts.registry import diagnostic
 
     settings = evaluated_copy
     entry = diagnostic("corpus-fingerprint")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from data.synthetic import generate_synthetic_corpora
-from diagnostics.fingerprint import top_fingerprints
-from diagnostics.fingerprint_masking import masked, masking_grid
+from diagnostics.analyses.fingerprint import top_fingerprints
+from diagnostics.analyses.fingerprint_masking import masked, masking_grid
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_masking_removes_whole_words_only():
 def test_the_job_stores_every_corpus_and_the_gap(evaluated_copy):
     from data.records import DiagnosticRequest, EvaluationTarget
     from data.store import Store
-    from diagnostics.executor import LocalExecutor, run_job
-    from diagnostics.registry import diagnostic
+    from diagnostics.runners.local import LocalExecutor, run_job
+    from diagnostics.contracts.registry import diagnostic
 
     settings = evaluated_copy
     entry = diagnostic("fingerprint-masking")

@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from data.metrics import f1_at_zero
-from diagnostics.bridge import attention_patterns, boot_bridge, email_prompt
-from diagnostics.head_sweep import sweep_heads
-from diagnostics.heads import ablate_heads_exact, attribution_patching, head_means
-from diagnostics.lora_heads import lora_head_update_norms
+from diagnostics.analyses.bridge import attention_patterns, boot_bridge, email_prompt
+from diagnostics.analyses.head_sweep import sweep_heads
+from diagnostics.analyses.heads import ablate_heads_exact, attribution_patching, head_means
+from diagnostics.analyses.lora_heads import lora_head_update_norms
 from models.loading import load_base, load_with_adapter
 from models.scoring import prompt_builder, score_prompts
 

@@ -2,7 +2,7 @@ import time
 
 from data.records import JobRequest
 from data.store import Store
-from diagnostics.launcher import list_jobs, start_job
+from diagnostics.runners.background import list_jobs, start_job
 
 
 def _wait(settings, job_id, timeout=120):
@@ -42,7 +42,7 @@ def test_job_killed_without_status_is_lost(settings):
 
 
 def test_jobs_of_one_home_run_one_at_a_time_and_a_waiting_one_says_it_is_queued(settings):
-    from diagnostics.launcher import QUEUED_LINE, jobs_dir
+    from diagnostics.runners.background import QUEUED_LINE, jobs_dir
 
     first, second = (start_job(settings, JobRequest("ingest", options=(("synthetic", True),))) for _ in range(2))
     seen = set()

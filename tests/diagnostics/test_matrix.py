@@ -3,7 +3,7 @@ import pytest
 
 import numpy as np
 
-from diagnostics.matrix import bootstrap_f1_interval, generalization_gap, with_f1_intervals
+from diagnostics.analyses.matrix import bootstrap_f1_interval, generalization_gap, with_f1_intervals
 
 
 def test_generalization_gap_is_in_minus_out():
@@ -52,7 +52,7 @@ def test_intervals_are_added_where_f1_is_defined():
 def test_seeds_of_one_training_set_get_rows_of_their_own():
     import pandas as pd
 
-    from diagnostics.matrix import with_seed_labels
+    from diagnostics.analyses.matrix import with_seed_labels
 
     metrics = pd.DataFrame({"model": ["m", "m", "m", "tfidf-lr", "m"],
                             "training_set": ["generalist", "generalist", "specialist-A", "generalist", "zero-shot"],

@@ -25,7 +25,7 @@ def _index(settings, training_set: str = "generalist") -> dict:
 
 
 def test_a_training_email_is_its_own_nearest_neighbour(evaluated_copy):
-    from diagnostics.neighbours import nearest_training_emails
+    from diagnostics.analyses.neighbours import nearest_training_emails
     from models.loading import load_model
     from models.scoring import score_emails
 
@@ -43,8 +43,8 @@ def test_a_training_email_is_its_own_nearest_neighbour(evaluated_copy):
 
 
 def test_the_index_is_built_once_and_the_base_model_is_refused(evaluated_copy):
-    from diagnostics.executor import LocalExecutor, run_job
-    from diagnostics.registry import diagnostic
+    from diagnostics.runners.local import LocalExecutor, run_job
+    from diagnostics.contracts.registry import diagnostic
 
     settings = evaluated_copy
     _index(settings)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import bootstrap
 
-from diagnostics.paired import (compare_scorers, difference_sentence, eval_size_for, f1_half_width, f1_score_of,
+from diagnostics.analyses.paired import (compare_scorers, difference_sentence, eval_size_for, f1_half_width, f1_score_of,
                                 mcnemar_exact, paired_f1_difference)
 
 
@@ -69,7 +69,7 @@ def test_findings_claim_a_difference_only_while_it_is_significant():
 
 
 def test_power_figures_follow_the_bootstrap():
-    from diagnostics.matrix import bootstrap_f1_interval
+    from diagnostics.analyses.matrix import bootstrap_f1_interval
 
     low, high = bootstrap_f1_interval(85, 15, 15, 85, draws=4000)  # n = 200, F1 = 0.85, half positives
     assert f1_half_width(200, 0.85, 0.5) == pytest.approx((high - low) / 2, abs=0.01)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from diagnostics.source_threshold import SOURCE_ROW, source_threshold_columns, source_threshold_grid, validation_ids
+from diagnostics.analyses.source_threshold import SOURCE_ROW, source_threshold_columns, source_threshold_grid, validation_ids
 
 
 def test_a_threshold_tuned_on_shifted_source_scores_carries_to_a_target_shifted_alike():
@@ -57,8 +57,8 @@ def test_validation_emails_are_training_split_emails_never_trained_on(evaluated_
 def test_the_job_stores_the_grid_and_overview_shows_f1_at_the_source_threshold(monkeypatch, evaluated_copy):
     from data.records import DiagnosticRequest, EvaluationTarget
     from data.store import Store
-    from diagnostics.executor import LocalExecutor, run_job
-    from diagnostics.registry import diagnostic
+    from diagnostics.runners.local import LocalExecutor, run_job
+    from diagnostics.contracts.registry import diagnostic
     from tests.conftest import open_app_page
 
     entry = diagnostic("source-threshold")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from data.store import Store
-from diagnostics.study import (
+from diagnostics.analyses.study import (
     eta_sentence,
     remaining_work,
     SpecError,
@@ -65,7 +65,7 @@ def test_a_model_table_changes_only_its_model_and_only_the_fields_it_names():
 
 
 def test_the_shown_spec_has_one_lora_row_per_model_table_without_the_fields_set_elsewhere():
-    from diagnostics.study_report import spec_fields
+    from diagnostics.analyses.study_report import spec_fields
 
     spec = parse_spec(tiny_study("a", models=["a", "b"], lora={**tiny_study("a")["lora"], "b": {"lr": 1e-3}}))
     shown = spec_fields(spec)
@@ -118,7 +118,7 @@ def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption
 
         # A second LoRA seed; the job is interrupted after its first new adapter.
         two_seeds = parse_spec(tiny_study(study_copy.model, seeds=[13, 14]))
-        import diagnostics.jobs as jobs
+        import diagnostics.runners.pipeline as jobs
 
         real_finetune, calls = jobs.finetune_adapter, []
 
@@ -133,7 +133,7 @@ def test_rerunning_a_study_does_no_stored_work_and_resumes_after_an_interruption
             run_study(store, study_copy, two_seeds, progress=False)
         monkeypatch.setattr(jobs, "finetune_adapter", real_finetune)
         trained_before_resume = store.scalar("SELECT count(*) FROM adapters")
-        from diagnostics.evaluate import evaluation_samples
+        from diagnostics.analyses.evaluate import evaluation_samples
 
         work = remaining_work(store, two_seeds, plan_study(store, two_seeds), study_copy.seed)
         tests = sum(map(len, evaluation_samples(store, plan_study(store, two_seeds).test_corpora, 20,
@@ -185,7 +185,7 @@ def test_study_command_reports_and_refuses_a_badtiny_study(study_copy, tmp_path)
 
 def test_fticl_is_its_own_paradigm_trained_on_the_specialists_emails(study_copy):
     from data.records import LoraSettings
-    from diagnostics.jobs import train_training_set
+    from diagnostics.runners.pipeline import train_training_set
 
     spec = parse_spec(tiny_study(study_copy.model, fticl_examples=2, lora={**tiny_study("m")["lora"],
                                                                            "context_tokens": 24}))
@@ -258,7 +258,7 @@ def _seeded_cells(seed_f1s: dict[int, float], half_width: float, paradigm: str =
 
 
 def test_noise_sources_say_whether_seeds_or_the_test_sample_dominate_and_the_finding_follows():
-    from diagnostics.study import noise_sources
+    from diagnostics.analyses.study import noise_sources
 
     seeds_spread = noise_sources(_seeded_cells({13: 0.70, 14: 0.90}, half_width=0.04))
     assert seeds_spread.loc[0, "seed_sd"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
@@ -282,8 +282,8 @@ def test_noise_sources_say_whether_seeds_or_the_test_sample_dominate_and_the_fin
 
 
 def test_cell_power_uses_each_corpus_test_split_so_a_corpus_short_of_phishing_stays_wide(real_store):
-    from diagnostics.paired import f1_half_width
-    from diagnostics.study import cell_power
+    from diagnostics.analyses.paired import f1_half_width
+    from diagnostics.analyses.study import cell_power
 
     spec = parse_spec({**tiny_study("smollm2-135m"), "specialists": ["EnronSpam"], "eval_size": 1200})
     power = cell_power(real_store, spec, plan_study(real_store, spec)).set_index("corpus")
@@ -299,7 +299,7 @@ def test_cell_power_uses_each_corpus_test_split_so_a_corpus_short_of_phishing_st
 
 
 def test_the_budget_finding_weights_cells_by_emails_names_the_corpus_cut_most_and_spares_the_bag_of_words():
-    from diagnostics.study import budget_cuts
+    from diagnostics.analyses.study import budget_cuts
 
     cells = pd.DataFrame([
         {"model": "m", "paradigm": "generalist", "corpus": "A", "n": 300, "cut_share": 0.2, "median_cut_tokens": 40.0},

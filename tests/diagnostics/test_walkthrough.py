@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from data.store import Store
-from diagnostics.executor import LocalExecutor
-from diagnostics.walkthrough import plan_walkthrough, walkthrough_steps
+from diagnostics.runners.local import LocalExecutor
+from diagnostics.analyses.walkthrough import plan_walkthrough, walkthrough_steps
 
 
 def test_the_walkthrough_is_the_specialists_largest_drop_and_its_worst_mistake(evaluated_settings):

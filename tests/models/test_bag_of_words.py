@@ -4,7 +4,7 @@ on exactly the test emails the LLMs were scored on, stored as rows of the F1 mat
 import pytest
 
 from data.store import Store
-from diagnostics.evaluate import evaluate_reference
+from diagnostics.analyses.evaluate import evaluate_reference
 from models.bag_of_words import REFERENCE_MODEL, fit_reference, reference_id, score_reference
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from data.records import LoraSettings
-from diagnostics.bridge import boot_bridge, email_prompt
-from diagnostics.heads import attribution_patching
+from diagnostics.analyses.bridge import boot_bridge, email_prompt
+from diagnostics.analyses.heads import attribution_patching
 from models.finetune import finetune_adapter
 from models.loading import load_base, load_with_adapter
 from models.scoring import PromptBuilder, prompt_builder, score_emails, score_prompts

@@ -139,7 +139,7 @@ def test_doctor_and_evaluate_say_when_a_precision_is_slower_than_fp32(settings, 
     from typer.testing import CliRunner
 
     from cli import app
-    from diagnostics.doctor import OK, WARN, check_device
+    from diagnostics.runners.doctor import OK, WARN, check_device
 
     slow = _record_rates(tmp_path / "slow", fp32=100.0, bf16=0.9, int8=1.6)
     check = check_device(settings.with_overrides(device="cpu", precision="int8", models_dir=slow))

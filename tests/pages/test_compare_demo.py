@@ -4,7 +4,7 @@ demo lists curated examples with one-click explain links."""
 import pytest
 
 from data.store import Store
-from diagnostics.walkthrough import WALKTHROUGH_METHOD, plan_walkthrough
+from diagnostics.analyses.walkthrough import WALKTHROUGH_METHOD, plan_walkthrough
 from tests.conftest import open_app_page
 
 

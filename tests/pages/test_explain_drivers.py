@@ -2,7 +2,7 @@
 cache; the Drivers page shows a sweep's drivers and shortcut table."""
 
 from data.store import Store
-from diagnostics.explainers import method_params
+from diagnostics.analyses.explainers import method_params
 from tests.conftest import open_app_page
 
 
@@ -43,7 +43,7 @@ def test_explain_page_shap_on_pasted_text_escapes_it(monkeypatch, evaluated_sett
 
 def test_drivers_page_shows_drivers_and_shortcuts(monkeypatch, evaluated_settings):
     from data.records import EvaluationTarget
-    from diagnostics.drivers import explain_sample
+    from diagnostics.analyses.drivers import explain_sample
 
     with Store.open(evaluated_settings.store_path) as store:
         explain_sample(store, EvaluationTarget(evaluated_settings.model), "synthetic-corporate", size=6,
@@ -60,7 +60,7 @@ def test_drivers_page_compares_two_sweeps_in_the_explanation_shift_tab(monkeypat
     import json
 
     from data.records import EvaluationTarget
-    from diagnostics.drivers import explain_sample
+    from diagnostics.analyses.drivers import explain_sample
 
     settings = evaluated_copy
     with Store.open(settings.store_path) as store:

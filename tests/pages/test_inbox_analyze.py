@@ -99,7 +99,7 @@ def test_runs_page_starts_a_job_and_shows_history(monkeypatch, evaluated_setting
     at.number_input(key="runs_sample").set_value(5)
     at.button[0].click().run()
     assert any("Started" in s.value and "--precision bf16" in s.value for s in at.success)
-    from diagnostics.launcher import list_jobs
+    from diagnostics.runners.background import list_jobs
 
     deadline = time.time() + 120
     while list_jobs(settings)[0].status == "running" and time.time() < deadline:

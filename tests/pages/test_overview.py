@@ -79,7 +79,7 @@ def test_overview_shows_new_results_without_restart(monkeypatch, evaluated_setti
 
 def test_difference_view_compares_two_scorers_on_the_same_emails(monkeypatch, evaluated_settings):
     from data.store import Store
-    from diagnostics.paired import compare_scorers
+    from diagnostics.analyses.paired import compare_scorers
     from tests.conftest import open_app_page
 
     at = open_app_page(monkeypatch, evaluated_settings, "pages/overview.py")

@@ -28,8 +28,8 @@ def test_study_page_reports_the_stored_study_and_exports_html(monkeypatch, evalu
     assert power["f1_half_width"].gt(0.04).all() and not power["enough"].any()  # 12 test emails a corpus
     assert any(t.value == "to do: nothing; every adapter is trained and every test email scored" for t in at.text)
 
-    from diagnostics.study import load_spec, plan_study, study_findings, study_results, summarize_study
-    from diagnostics.study_report import spec_fields, study_figures, study_html
+    from diagnostics.analyses.study import load_spec, plan_study, study_findings, study_results, summarize_study
+    from diagnostics.analyses.study_report import spec_fields, study_figures, study_html
     from data.store import Store
 
     spec = load_spec(studies / "tiny.toml")
@@ -49,7 +49,7 @@ def test_study_page_reports_the_stored_study_and_exports_html(monkeypatch, evalu
 def test_study_matrix_rows_follow_the_paradigms():
     import pandas as pd
 
-    from diagnostics.study_report import matrix_figure
+    from diagnostics.analyses.study_report import matrix_figure
 
     names = ["bag of words · generalist", "fticl-A", "generalist", "specialist-B", "zero-shot", "specialist-A"]
     matrix = pd.DataFrame({"model": "m", "training_set": names, "corpus": "A", "in_domain": False,
@@ -61,7 +61,7 @@ def test_study_matrix_rows_follow_the_paradigms():
 def test_study_matrix_hover_says_how_much_the_token_budget_cut():
     import pandas as pd
 
-    from diagnostics.study_report import matrix_figure, study_matrix
+    from diagnostics.analyses.study_report import matrix_figure, study_matrix
 
     results = pd.DataFrame({"model": "m", "training_set": ["generalist"] * 4, "corpus": ["A", "A", "B", "B"],
                             "in_domain": False, "held_out": False, "paradigm": "generalist", "f1": 0.9,
@@ -84,7 +84,7 @@ def test_study_page_names_a_broken_spec(monkeypatch, evaluated_settings, tmp_pat
 
 def test_study_page_gives_the_power_of_the_spec_and_the_size_a_half_width_needs(monkeypatch, evaluated_settings,
                                                                                tmp_path):
-    from diagnostics.paired import eval_size_for, f1_half_width
+    from diagnostics.analyses.paired import eval_size_for, f1_half_width
 
     studies = tmp_path / "studies"
     _write_spec(studies, evaluated_settings.model)

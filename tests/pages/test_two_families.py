@@ -88,7 +88,7 @@ def test_a_job_started_from_a_page_runs_on_the_scorer_picked(monkeypatch, two_fa
     gemma_generalist = catalogue[(catalogue["kind"] == "adapter") & (catalogue["training_set"] == "generalist")
                                  & catalogue["model"].str.contains("gemma")]["id"].iloc[0]
     started: list[JobRequest] = []
-    monkeypatch.setattr("pages._grid_view.start_job", lambda s, request: started.append(request) or _job())
+    monkeypatch.setattr("pages._kinds.start_job", lambda s, request: started.append(request) or _job())
     at = open_app_page(monkeypatch, settings, "pages/heads.py", max_tokens=96, tab="Direct logit attribution")
     at.selectbox(key="heads_direct-logit-attribution_set").set_value(gemma_generalist)
     at.number_input(key="heads_direct-logit-attribution_size").set_value(2)

@@ -1,7 +1,7 @@
 """Diagnostics over a seeded sample of test emails whose result is a small grid of values with
 intervals (rows × columns: counterfactual × measure, layer × accuracy, …), stored in the store's
 diagnostic_values table and drawn by the page the registry names. The job shape
-(diagnostics.executor) is written once here: a subclass says what one part of the sample
+(diagnostics.runners.local) is written once here: a subclass says what one part of the sample
 measures (`measure`, on a worker) and how the parts sum up (`summarize`, on the driver).
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 from data.records import DiagnosticRequest, Email, ScorerRef
 from data.splits import test_sample
 from data.store import Store
-from diagnostics.executor import Plan, Progress, WorkerEnv
+from diagnostics.contracts.job import Plan, Progress, WorkerEnv
 from models.loading import LoadedModel, load_model, scorer_ref
 
 GRID_COLUMNS = ["row", "column", "value", "low", "high", "n"]

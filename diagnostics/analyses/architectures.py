@@ -1,7 +1,7 @@
 """Architectures side by side: each base model's F1 per paradigm (specialist, generalist, FTICL) in
 domain, out of domain and on held-out corpora, with the spread over its adapters (seeds, and the
 specialists of a paradigm); and two architectures' adapters of one training set compared on the
-same test emails, seed with seed (diagnostics.paired).
+same test emails, seed with seed (diagnostics.analyses.paired).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 
 from data.records import PairedComparison
 from data.scorers import REFERENCE_MODEL
-from diagnostics.matrix import SCOPE_COLUMNS, cell_scope
+from diagnostics.analyses.matrix import SCOPE_COLUMNS, cell_scope
 
 SUMMARY_COLUMNS = ["model", "paradigm", "scope", "mean_f1", "sd_f1", "adapters", "seeds"]
 
@@ -61,7 +61,7 @@ def seed_pairs(scorers: pd.DataFrame, model_a: str, model_b: str, training_set: 
 
 
 def comparison_rows(name_a: str, name_b: str, compared: dict[str, PairedComparison]) -> list[dict]:
-    """One table row per corpus of a paired comparison (diagnostics.paired.compare_on_corpora)."""
+    """One table row per corpus of a paired comparison (diagnostics.analyses.paired.compare_on_corpora)."""
     return [{"A": name_a, "B": name_b, "corpus": corpus, "n": c.n, "F1 A": c.f1_a, "F1 B": c.f1_b,
              "ΔF1 (A − B)": c.delta_f1, "95% CI low": c.delta_low, "95% CI high": c.delta_high,
              "only A right": c.only_a_right, "only B right": c.only_b_right, "McNemar p": c.mcnemar_p,

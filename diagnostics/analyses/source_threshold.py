@@ -1,7 +1,7 @@
 """The threshold a practitioner would pick without target labels: tuned for F1 on the adapter's own
 training corpora, on their training-split emails the adapter was not trained on (validation
 emails), then applied to every test corpus. Beside F1 at 0 and the oracle threshold
-(diagnostics.calibration), it says how much of an out-of-domain drop a threshold chosen at the
+(diagnostics.analyses.calibration), it says how much of an out-of-domain drop a threshold chosen at the
 source recovers, which needs no email of the target at all.
 
 Scores the validation emails with the adapter (a stratified sample of `sample_size` per training
@@ -20,10 +20,10 @@ from data.metrics import confusion
 from data.records import Email, VERDICT_THRESHOLD
 from data.splits import sample_stratified
 from data.store import Store
-from diagnostics.calibration import best_threshold, f1_at
-from diagnostics.executor import Progress
-from diagnostics.matrix import bootstrap_f1_interval
-from diagnostics.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart
+from diagnostics.analyses.calibration import best_threshold, f1_at
+from diagnostics.contracts.job import Progress
+from diagnostics.analyses.matrix import bootstrap_f1_interval
+from diagnostics.analyses.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart
 from models.loading import LoadedModel, read_adapter_info
 from models.scoring import score_emails
 

@@ -16,10 +16,10 @@ import pandas as pd
 
 from data.records import Email, verdict
 from data.store import Store
-from diagnostics.executor import Progress
-from diagnostics.fingerprint import top_fingerprints
-from diagnostics.paired import compare_scorers
-from diagnostics.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart
+from diagnostics.contracts.job import Progress
+from diagnostics.analyses.fingerprint import top_fingerprints
+from diagnostics.analyses.paired import compare_scorers
+from diagnostics.analyses.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart
 from models.loading import LoadedModel, read_adapter_info
 from models.scoring import score_emails
 

@@ -1,5 +1,5 @@
 """The head sweep: every attention head's ablation effect on the score and on the matrix's F1
-over a seeded sample of one corpus' test split, for one scorer, stored (diagnostics.executor's
+over a seeded sample of one corpus' test split, for one scorer, stored (diagnostics.runners.local's
 shape). Two rounds: attribution patching of every head (the parts' head sums give the
 mean-ablation values), then exact ablation of the top_k heads as a check. A sweep is a mean
 over its emails, so it is stored once, when both rounds are in; a stored sweep is not redone.
@@ -18,13 +18,14 @@ import pandas as pd
 import torch
 
 from data.metrics import f1_at_zero
-from data.records import EvaluationTarget, HeadSweep, ScorerRef
+from data.records import DiagnosticRequest, EvaluationTarget, HeadSweep, ScorerRef
 from data.settings import load_settings
 from data.store import Store
-from diagnostics.bridge import HeadModel, boot_bridge
-from diagnostics.executor import Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
-from diagnostics.heads import ABLATIONS, AttributionPass, ablate_heads_exact, attribution_patching
-from diagnostics.per_head import PromptPart, prompt_parts
+from diagnostics.analyses.bridge import HeadModel, boot_bridge
+from diagnostics.contracts.job import Executor, Plan, Progress, WorkerEnv
+from diagnostics.runners.local import LocalExecutor, run_job
+from diagnostics.analyses.heads import ABLATIONS, AttributionPass, ablate_heads_exact, attribution_patching
+from diagnostics.analyses.per_head import PromptPart, prompt_parts
 from models.loading import load_model, scorer_ref
 
 SWEEP_METHODS = ("attribution", "exact")
@@ -210,3 +211,9 @@ def sweep_corpus(store: Store, target: EvaluationTarget, corpus: str, sample_siz
                        Path(executor.env.models_dir), executor.part_size("heads"))
     outcome = run_job(store, job, executor, progress)
     return None if outcome.plan is None else outcome.plan.state["sweep"]
+
+
+def job_for_request(request: DiagnosticRequest, models_dir: Path, emails_per_item: int | None = None) -> HeadSweepJob:
+    """The registry's way in (`cli.py diagnose head-sweep`): mean ablation, the top 10 checked exactly."""
+    return HeadSweepJob(request.target, request.corpus, request.sample_size, request.max_tokens, request.seed,
+                        batch_size=request.batch_size, models_dir=models_dir, emails_per_item=emails_per_item)

@@ -3,7 +3,7 @@ that are closest to it in the scorer's own representation (the final hidden stat
 position, cosine similarity), with their label, corpus and the adapter's score on them. "It was
 called legitimate because it looks like these ham emails from that corpus."
 
-The index is a stored job (diagnostics.executor's shape): each training email's state and score
+The index is a stored job (diagnostics.runners.local's shape): each training email's state and score
 once per (adapter, training set), resumable, on either executor; a query is one forward pass for
 the email asked about and one SQL ranking (data.store.nearest_training_emails).
 """
@@ -17,7 +17,7 @@ import pandas as pd
 
 from data.records import DiagnosticRequest, Email
 from data.store import Store
-from diagnostics.executor import EmailBatch, Plan, Progress, WorkerEnv
+from diagnostics.contracts.job import EmailBatch, Plan, Progress, WorkerEnv
 from models.classifier import Classifier
 from models.loading import LoadedModel, load_model, read_adapter_info, scorer_ref
 from models.scoring import answer_states

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from data.records import Email
-from diagnostics.executor import Progress
-from diagnostics.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart, wilson_interval
+from diagnostics.contracts.job import Progress
+from diagnostics.analyses.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart, wilson_interval
 from models.loading import LoadedModel
 from models.scoring import answer_states, render_email
 

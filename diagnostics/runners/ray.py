@@ -1,4 +1,4 @@
-"""The Ray executor: any job's work items (diagnostics.executor) as Ray tasks.
+"""The Ray executor: any job's work items (diagnostics.runners.local) as Ray tasks.
 
 Only the driver touches the DuckDB store (one writer). Each task carries its work item (the
 emails' text included) and its adapter's files (a few MB, put in Ray's object store once per
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from data.settings import PROJECT_ROOT, Settings
-from diagnostics.executor import Executor, Job, LocalExecutor, ModelSlot, Progress, Shard, WorkerEnv, set_threads
+from diagnostics.contracts.job import Executor, Job, Progress, Shard, WorkerEnv
+from diagnostics.runners.local import LocalExecutor, ModelSlot, set_threads
 
 EXECUTORS = ("local", "ray")
 # Emails per Ray task: enough work to amortise a task's overhead, small enough to spread.

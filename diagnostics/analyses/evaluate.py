@@ -1,5 +1,5 @@
 """Score adapters (and the zero-shot base model) on corpora' test splits → predictions: the
-evaluate job (plan → run → ingest, diagnostics.executor) and the bag-of-words reference.
+evaluate job (plan → run → ingest, diagnostics.runners.local) and the bag-of-words reference.
 
 Metrics are not computed here: F1, precision, recall and accuracy come from SQL over
 the predictions table (data.store.METRICS_SQL). Evaluation is resumable: emails an
@@ -16,11 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.records import Email, EvaluationTarget, Prediction, ScorerRef, verdict
+from data.records import DiagnosticRequest, Email, EvaluationTarget, Prediction, ScorerRef, verdict
 from data.settings import Settings
 from data.splits import sample_stratified, test_sample
 from data.store import Store
-from diagnostics.executor import EmailBatch, Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
+from diagnostics.contracts.job import EmailBatch, Executor, Plan, Progress, WorkerEnv
+from diagnostics.runners.local import LocalExecutor, run_job
 from models.classifier import Classifier
 from models.loading import LoadedModel, load_model, pick_device, scorer_id, scorer_ref, zero_shot_id
 from models.precision import (PrecisionCheck, at_precision, check_precision, compare_with_fp32, describe_precision,
@@ -169,7 +170,7 @@ class CheckBatch:
 
 @dataclass
 class EvaluateJob:
-    """Every target on every corpus' seeded test sample → predictions (diagnostics.executor's shape)."""
+    """Every target on every corpus' seeded test sample → predictions (diagnostics.runners.local's shape)."""
 
     targets: Sequence[EvaluationTarget]
     corpora: Sequence[str]
@@ -190,11 +191,12 @@ class EvaluateJob:
         scoring_device = pick_device(self.device)[0]
         check_precision(self.precision, scoring_device)
         batch_size = self.batch_size or default_batch_size(scoring_device)
-        samples = evaluation_samples(store, self.corpora, self.sample_size, self.seed)
-        calibration = tuple(calibration_emails(store, self.corpora, self.seed)) if self.precision == "int8" else ()
-        check_emails = tuple(precision_check_emails(store, self.corpora, self.seed, calibration)) \
+        corpora = list(self.corpora) or store.corpus_names()  # none named: every corpus
+        samples = evaluation_samples(store, corpora, self.sample_size, self.seed)
+        calibration = tuple(calibration_emails(store, corpora, self.seed)) if self.precision == "int8" else ()
+        check_emails = tuple(precision_check_emails(store, corpora, self.seed, calibration)) \
             if self.precision != "fp32" else ()
-        plan = Plan([], evaluation_params(self.targets, self.corpora, self.sample_size, self.max_tokens, self.seed,
+        plan = Plan([], evaluation_params(self.targets, corpora, self.sample_size, self.max_tokens, self.seed,
                                           self.precision), {"check_scores": {}})
         for target in self.targets:
             adapter_id = scorer_id(target.model, target.adapter_dir)
@@ -289,7 +291,7 @@ def evaluate_as_configured(store: Store, settings: Settings, targets: Sequence[E
                            corpora: Sequence[str], sample_size: int | None, max_tokens: int,
                            batch_size: int | None = None, progress: bool = True) -> str:
     """`evaluate` with the settings' seed, device, compilation, precision and executor."""
-    from diagnostics.distributed import executor_for
+    from diagnostics.runners.ray import executor_for
 
     return evaluate(store, targets, corpora, settings.models_dir, sample_size, max_tokens, settings.seed,
                     settings.device, batch_size, progress, settings.compile, settings.precision,
@@ -327,3 +329,10 @@ def evaluate_reference(store: Store, training_sets: Sequence[str], corpora: Sequ
                                score=float(s), predicted=verdict(s), true_label=m.label)
                     for m, s in zip(test, scores)])
     return run_id
+
+
+def job_for_request(request: DiagnosticRequest, models_dir: Path, emails_per_item: int | None = None) -> EvaluateJob:
+    """The registry's way in (`cli.py diagnose evaluate`): one scorer on one corpus' sampled test
+    split, or on every corpus when the request names none."""
+    return EvaluateJob([request.target], [request.corpus] if request.corpus else [], request.sample_size,
+                       request.max_tokens, request.seed, batch_size=request.batch_size, emails_per_item=emails_per_item)

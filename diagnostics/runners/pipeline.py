@@ -17,8 +17,8 @@ from data.settings import Settings
 from data.splits import build_generalist, build_specialist, specialist_name, split_corpus
 from data.store import Store
 from data.synthetic import generate_synthetic_corpora
-from diagnostics.collapse_check import CollapseCheck, check_collapse, held_back_emails
-from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
+from diagnostics.analyses.collapse_check import CollapseCheck, check_collapse, held_back_emails
+from diagnostics.analyses.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
 from models.finetune import adapter_id, finetune_adapter
 from models.loading import load_base, prepare_model
 from models.registry import resolve_model
@@ -35,7 +35,7 @@ class ProtocolPlan:
     test_fraction: float = 0.2
     held_out: tuple[str, ...] = ()  # corpora of the data folder ingested for evaluation only
     # Test emails per corpus for the Live demo walk-through's stored diagnostics
-    # (diagnostics.walkthrough); None: leave them to the user.
+    # (diagnostics.analyses.walkthrough); None: leave them to the user.
     walkthrough_sample: int | None = None
 
 
@@ -128,7 +128,7 @@ def train_training_set(store: Store, settings: Settings, training_set: str, lora
 
 def check_trained_adapter(store: Store, settings: Settings, training_set: str, folder: Path,
                           max_tokens: int) -> CollapseCheck:
-    """The new adapter's verdicts on a few held-back emails of each label (diagnostics.collapse_check)."""
+    """The new adapter's verdicts on a few held-back emails of each label (diagnostics.analyses.collapse_check)."""
     from models.loading import load_with_adapter
 
     emails, held_back = held_back_emails(store, training_set, seed=settings.seed)
@@ -158,8 +158,8 @@ def prepare_walkthrough(store: Store, settings: Settings, plan: ProtocolPlan, pr
     """Store the diagnostics the Live demo's walk-through opens, for its largest specialist failure."""
     from tqdm.auto import tqdm
 
-    from diagnostics.executor import LocalExecutor
-    from diagnostics.walkthrough import plan_walkthrough, walkthrough_steps
+    from diagnostics.runners.local import LocalExecutor
+    from diagnostics.analyses.walkthrough import plan_walkthrough, walkthrough_steps
 
     walk = plan_walkthrough(store, resolve_model(settings.model).name)
     if walk is None:

@@ -1,16 +1,21 @@
-"""The view of a registered sample diagnostic (diagnostics/sample_grid.py): a form that starts it
-as a job, and its stored results side by side as one heatmap with 95% intervals in the hover."""
+"""One drawer per result kind (diagnostics/contracts/registry.py's KINDS) for the registered
+diagnostics a page lists: a form that starts the diagnostic as a job, and its stored results read
+by kind (pages._cache.kind_results / kind_result). A page draws every entry of a kind with
+`show_registered`, so a new diagnostic of an existing kind appears on its page with no page code.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
-from diagnostics.launcher import start_job
-from pages._cache import diagnostic_results, diagnostic_values
-from pages._charts import grid_heatmap
+from diagnostics.runners.background import start_job
+from pages._cache import kind_result, kind_results
+from diagnostics.analyses.per_head import REMAINDER, head_grid
+from pages._charts import grid_heatmap, head_heatmap
 from pages._safe import code, md, started_message
 from pages._scorers import pick_scorer
 
@@ -37,11 +42,12 @@ def start_form(settings, entry, key: str, scorers, corpora: list[str], expanded:
                 st.success(started_message(job))
 
 
-def show_grid_diagnostic(settings, entry, scorers, corpora: list[str]) -> None:
-    """Start form and stored results of one registry entry whose `shows` is "grid"."""
+def show_sample_grid(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:
+    """Kind "sample_grid": start form and stored results side by side as one heatmap with 95%
+    intervals in the hover."""
     key = f"grid_{entry.name}"
     st.caption(entry.question)
-    stored = diagnostic_results(settings.store_path, entry.name)
+    stored = kind_results(settings.store_path, entry.kind, entry.name)
     start_form(settings, entry, key, scorers, corpora, expanded=stored.empty)
     if stored.empty:
         st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
@@ -55,7 +61,7 @@ def show_grid_diagnostic(settings, entry, scorers, corpora: list[str]) -> None:
                             default=(on_corpus or labels)[:2], key=f"{key}_results")
     if not picked:
         return
-    frames = [(label, diagnostic_values(settings.store_path, entry.name, choices[label].adapter_id,
+    frames = [(label, kind_result(settings.store_path, entry.kind, entry.name, choices[label].adapter_id,
                                         choices[label].params)) for label in picked]
     counts = frames[0][1]["column"].value_counts()
     measures = [c for c in dict.fromkeys(frames[0][1]["column"]) if counts[c] > 2] or [entry.measure]
@@ -69,3 +75,40 @@ def show_grid_diagnostic(settings, entry, scorers, corpora: list[str]) -> None:
             st.dataframe(others, hide_index=True, key=f"{key}_others_{label}")
         st.download_button(f"{md(label)} (CSV)", spreadsheet_safe_csv(frame), download_name(entry.name, label),
                            "text/csv", key=f"{key}_csv_{label}")
+
+
+def show_head_grid(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:
+    """Kind "head_grid": start form, then one stored result as a layer × head heatmap, its largest
+    heads, and the remainder (embedding, MLPs) where the diagnostic has one."""
+    st.caption(entry.question)
+    key = f"heads_{entry.name}"
+    stored = kind_results(settings.store_path, entry.kind, entry.name)
+    start_form(settings, entry, key, scorers, corpora, expanded=stored.empty, adapter=adapter, min_size=2)
+    if stored.empty:
+        st.info(f"Nothing stored yet: start it above (or `python cli.py diagnose {entry.name} --corpus NAME`).")
+        return
+    names = names_by_id(scorers)
+    choices = {f"{names.get(r.adapter_id, r.training_set)} · {r.corpus} · {r.n_emails} emails": r
+               for r in stored.itertuples()}
+    label = st.selectbox("Result", list(choices), key=f"{key}_result")
+    result = choices[label]
+    values = kind_result(settings.store_path, entry.kind, entry.name, result.adapter_id, result.params)
+    st.plotly_chart(head_heatmap(head_grid(values, "value"), f"{entry.title}: {label}", "mean"), key=f"{key}_grid")
+    rest = values[(values["layer"] == REMAINDER[0]) & (values["head"] == REMAINDER[1])]
+    if len(rest) and np.isfinite(rest["value"].iloc[0]):
+        heads_total = float(values[values["layer"] >= 0]["value"].sum())
+        st.caption(f"All heads together: {heads_total:+.3f}; everything else (embedding, MLPs): "
+                   f"{float(rest['value'].iloc[0]):+.3f} (means over {result.n_emails} emails; the spread per "
+                   "head is in the table).")
+    st.dataframe(values[values["layer"] >= 0].sort_values("value", key=abs, ascending=False).head(20),
+                 hide_index=True, key=f"{key}_top")
+
+
+VIEWS = {"sample_grid": show_sample_grid, "head_grid": show_head_grid}
+
+
+def show_registered(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:
+    """Draw a registered diagnostic by its kind."""
+    if entry.kind not in VIEWS:
+        raise ValueError(f"no generic view of kind {entry.kind!r} ({entry.name}); its page draws it")
+    VIEWS[entry.kind](settings, entry, scorers, corpora, adapter)

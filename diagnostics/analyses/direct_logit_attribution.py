@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from data.records import ScorerRef
-from diagnostics.bridge import HeadModel
-from diagnostics.executor import Progress, WorkerEnv
-from diagnostics.per_head import HeadValues, PerHeadDiagnostic
+from diagnostics.analyses.bridge import HeadModel
+from diagnostics.contracts.job import Progress, WorkerEnv
+from diagnostics.analyses.per_head import HeadValues, PerHeadDiagnostic
 
 
 class DirectLogitAttribution(PerHeadDiagnostic):

@@ -10,8 +10,8 @@ from dataclasses import replace
 import numpy as np
 
 from data.records import Explanation, Faithfulness
-from diagnostics.coalitions import CoalitionScorer
-from diagnostics.layout import Units, fixed_tokens, spans_and_fields, unit_keeps
+from diagnostics.analyses.coalitions import CoalitionScorer
+from diagnostics.analyses.layout import Units, fixed_tokens, spans_and_fields, unit_keeps
 
 
 def faithfulness(scorer: CoalitionScorer, values: Sequence[float], unit_tokens: list[np.ndarray] | None = None,

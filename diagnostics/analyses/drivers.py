@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.records import Email, EvaluationTarget, Explanation, ScorerRef
+from data.records import DiagnosticRequest, Email, EvaluationTarget, Explanation, ScorerRef
 from data.settings import load_settings
 from data.splits import test_sample
 from data.store import Store
-from diagnostics.executor import EmailBatch, Executor, LocalExecutor, Plan, Progress, WorkerEnv, run_job
-from diagnostics.explainers import METHODS, explainer, method_params  # noqa: F401 (METHODS: the CLI's choices)
-from diagnostics.layout import layout_email
+from diagnostics.contracts.job import EmailBatch, Executor, Plan, Progress, WorkerEnv
+from diagnostics.runners.local import LocalExecutor, run_job
+from diagnostics.analyses.explainers import METHODS, explainer, method_params  # noqa: F401 (METHODS: the CLI's choices)
+from diagnostics.analyses.layout import layout_email
 from models.classifier import Classifier
 from models.loading import LoadedModel, load_model, scorer_ref
 from models.scoring import prompt_builder
@@ -49,7 +50,7 @@ def features(explanation: Explanation) -> list[tuple[str, float]]:
 
 
 def explain_one(loaded: Classifier, mail: Email, method: str, max_tokens: int, seed: int = 0) -> Explanation:
-    """A word-level explanation of one email by the named explainer (diagnostics.explainers.EXPLAINERS)."""
+    """A word-level explanation of one email by the named explainer (diagnostics.analyses.explainers.EXPLAINERS)."""
     return explainer(method)(loaded, layout_email(prompt_builder(loaded, max_tokens), mail), mail.id, max_tokens,
                              seed)
 
@@ -180,3 +181,9 @@ def explanation_shift(first: pd.DataFrame, second: pd.DataFrame, top: int | None
     joined["change"] = joined["mean_value_second"] - joined["mean_value_first"]
     ranked = joined.reindex(joined["change"].abs().sort_values(ascending=False, kind="stable").index)
     return (ranked.head(top) if top else ranked).reset_index(drop=True)
+
+
+def job_for_request(request: DiagnosticRequest, models_dir: Path, emails_per_item: int | None = None) -> ExplainJob:
+    """The registry's way in (`cli.py diagnose drivers`): SHAP over a seeded sample of the corpus."""
+    return ExplainJob(request.target, request.corpus, request.sample_size, "shap", request.max_tokens, request.seed,
+                      emails_per_item or 1)

@@ -20,8 +20,8 @@ import pandas as pd
 
 from data.parse import URL_PATTERN, extract_urls
 from data.records import Email, verdict
-from diagnostics.executor import Progress
-from diagnostics.sample_grid import GRID_COLUMNS, SamplePart, SampleDiagnostic, mean_interval, wilson_interval
+from diagnostics.contracts.job import Progress
+from diagnostics.analyses.sample_grid import GRID_COLUMNS, SamplePart, SampleDiagnostic, mean_interval, wilson_interval
 from models.loading import LoadedModel
 from models.scoring import score_emails
 

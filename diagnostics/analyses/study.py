@@ -21,8 +21,8 @@ from data.records import ZERO_SHOT, LoraSettings, StudyPlan, StudySpec  # noqa: 
 from data.settings import Settings
 from data.splits import build_generalist, build_specialist, fticl_name, specialist_name
 from data.store import Store
-from diagnostics.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
-from diagnostics.matrix import cell_scope, with_f1_intervals
+from diagnostics.analyses.evaluate import evaluate_as_configured, evaluate_reference, evaluation_targets
+from diagnostics.analyses.matrix import cell_scope, with_f1_intervals
 from models.finetune import adapter_id
 from models.loading import zero_shot_id
 from models.registry import resolve_model
@@ -167,7 +167,7 @@ def reference_sets(plan: StudyPlan) -> tuple[str, ...]:
 
 def run_study(store: Store, settings: Settings, spec: StudySpec, progress: bool = True) -> StudyPlan:
     """Build, train and evaluate whatever the spec needs and the store lacks."""
-    from diagnostics.jobs import train_training_set
+    from diagnostics.runners.pipeline import train_training_set
 
     plan = plan_study(store, spec)
     for name in plan.training_sets:
@@ -193,7 +193,7 @@ def remaining_work(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: in
     with the seconds this store's history says each takes (NaN where it has none yet): training
     seconds per email and epoch from the stored adapters, scoring seconds per email from the
     finished evaluate runs."""
-    from diagnostics.evaluate import evaluation_samples
+    from diagnostics.analyses.evaluate import evaluation_samples
 
     samples = {i for ids in evaluation_samples(store, plan.test_corpora, spec.eval_size, data_seed).values()
                for i in ids}
@@ -224,7 +224,7 @@ def cell_power(store: Store, spec: StudySpec, plan: StudyPlan, f1: float = 0.85,
     """Per test corpus: the emails a cell is scored on (eval_size or the whole test split, if
     smaller), their share of phishing, and the expected 95% half-width of F1 there for a scorer near
     `f1` — a corpus with few phishing test emails stays wide however large eval_size is."""
-    from diagnostics.paired import f1_half_width
+    from diagnostics.analyses.paired import f1_half_width
 
     counts = store.split_counts()
     rows = []

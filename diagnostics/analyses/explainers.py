@@ -1,10 +1,10 @@
 """Why an adapter scored an email as it did: the explainers, by stable name.
 
 SHAP ("shap"): shap's Partition explainer computes Owen values over the email's field →
-sentence → word tree (diagnostics.layout), so its evaluation budget goes to coalitions a
+sentence → word tree (diagnostics.analyses.layout), so its evaluation budget goes to coalitions a
 reader can name ("the signature line", "the second URL") instead of to arbitrary token runs,
 and a coarse (field or sentence) map comes first and cheaply; coalitions are scored by
-diagnostics.coalitions. SHAP values are additive: base_value + sum(values) == score.
+diagnostics.analyses.coalitions. SHAP values are additive: base_value + sum(values) == score.
 Integrated gradients ("integrated-gradients", captum) averages the gradient along the straight
 path from zeroed word embeddings to the email's and multiplies by the difference: its values
 sum to the score minus the blanked prompt's, up to the path integral's error, and it costs
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from data.records import Email, Explanation
-from diagnostics.coalitions import CoalitionScorer
-from diagnostics.faithfulness import with_faithfulness_curves
-from diagnostics.layout import EmailLayout, Units, layout_email, linkage, spans_and_fields
+from diagnostics.analyses.coalitions import CoalitionScorer
+from diagnostics.analyses.faithfulness import with_faithfulness_curves
+from diagnostics.analyses.layout import EmailLayout, Units, layout_email, linkage, spans_and_fields
 from models.classifier import Classifier
 from models.scoring import label_token_ids, prompt_builder
 

@@ -11,6 +11,7 @@ the interval excludes 0 and p < alpha, and say "no detectable difference at n = 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.stats import binomtest
 
 from data import metrics
@@ -132,3 +133,17 @@ def eval_size_for(half_width: float, f1: float = 0.85, prevalence: float = 0.5, 
         middle = (low + high) // 2
         low, high = (middle, high) if f1_half_width(middle, f1, prevalence) > half_width else (low, middle)
     return high
+
+
+def paired_grid(store, scorer_ids: tuple[str, ...]) -> pd.DataFrame:
+    """The registry's "paired-comparison" analysis as a sample grid (row: corpus; columns: n, F1 of
+    each, ΔF1 with its paired-bootstrap 95% interval, McNemar's p)."""
+    first, second = scorer_ids
+    rows = []
+    for corpus, c in compare_on_corpora(store.paired_verdicts(first, second)).items():
+        for column, value, low, high in [("n", c.n, None, None), ("F1 A", c.f1_a, None, None),
+                                         ("F1 B", c.f1_b, None, None),
+                                         ("ΔF1 (A − B)", c.delta_f1, c.delta_low, c.delta_high),
+                                         ("McNemar p", c.mcnemar_p, None, None)]:
+            rows.append({"row": corpus, "column": column, "value": value, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["row", "column", "value", "low", "high"])

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from data.records import DiagnosticRequest, EvaluationTarget
 from data.store import Store
-from diagnostics.executor import Executor, run_job
-from diagnostics.registry import diagnostic
+from diagnostics.contracts.job import Executor
+from diagnostics.runners.local import run_job
+from diagnostics.contracts.registry import diagnostic
 
 # About 2.6 s per email on 2 CPU cores, where SHAP takes tens; gradient × input (0.4 s) gives the
-# demo's planted link domain the wrong sign (diagnostics/explainers.py).
+# demo's planted link domain the wrong sign (diagnostics/analyses/explainers.py).
 WALKTHROUGH_METHOD = "integrated-gradients"
 
 
@@ -83,7 +84,7 @@ def walkthrough_steps(store: Store, walk: Walkthrough, model: str, executor: Exe
                       sample_size: int, max_tokens: int, seed: int = 0) -> list[tuple[str, Callable[[], bool]]]:
     """What each walk-through step shows, as (name, run) pairs; run() stores it and says whether
     anything was computed (False: already stored)."""
-    from diagnostics.drivers import explain_sample
+    from diagnostics.analyses.drivers import explain_sample
 
     specialist = EvaluationTarget(model, Path(walk.adapter_path))
     beside = [(walk.training_set, specialist)]

@@ -127,3 +127,19 @@ def threshold_transfer(predictions: pd.DataFrame, fractions: Sequence[float] = R
                         f"retuned_{fraction:g}_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def calibration_grid(store, scorer_ids: tuple[str, ...]) -> pd.DataFrame:
+    """The registry's "calibration" analysis as a sample grid (row: corpus; columns: n, ECE, F1 at 0,
+    oracle threshold and F1, F1 re-tuned on 10%, with its 95% range as the interval)."""
+    transfer = threshold_transfer(store.scores(scorer_ids[0]))
+    rows = []
+    for r in transfer.to_dict("records"):
+        for column, value, low, high in [("n", r["n"], None, None), ("ECE", r["ece"], None, None),
+                                         ("F1 at 0", r["f1_at_0"], None, None),
+                                         ("oracle threshold", r["oracle_threshold"], None, None),
+                                         ("oracle F1", r["oracle_f1"], None, None),
+                                         ("F1 re-tuned on 10%", r["retuned_0.1"], r["retuned_0.1_low"],
+                                          r["retuned_0.1_high"])]:
+            rows.append({"row": r["corpus"], "column": column, "value": value, "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["row", "column", "value", "low", "high"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from diagnostics.bridge import (HeadModel, batches, hook_resid_post, hook_resid_pre, score_from_logits,
+from diagnostics.analyses.bridge import (HeadModel, batches, hook_resid_post, hook_resid_pre, score_from_logits,
                                 score_from_residual)
 
 ABLATIONS = ("mean", "zero")

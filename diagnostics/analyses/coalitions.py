@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from diagnostics.layout import EmailLayout
+from diagnostics.analyses.layout import EmailLayout
 from models.classifier import Classifier
 from models.scoring import label_token_ids
 

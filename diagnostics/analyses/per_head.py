@@ -1,9 +1,9 @@
 """Per-head diagnostics: one number per attention head (and one for everything else: the
 embedding, the MLPs, biases), averaged over a seeded sample of a corpus' test split for one
 scorer, stored in the store's head_values table and drawn as a layer × head grid on the Heads
-page. The job shape (diagnostics.executor) is written once here: a new per-head diagnostic is a
+page. The job shape (diagnostics.runners.local) is written once here: a new per-head diagnostic is a
 subclass that says how to open the model and what `values` are, and one line in
-diagnostics.registry.
+diagnostics.contracts.registry.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pandas as pd
 from data.records import DiagnosticRequest, Email, EvaluationTarget, ScorerRef
 from data.splits import test_sample
 from data.store import Store
-from diagnostics.bridge import HeadModel, boot_bridge, sample_prompts
-from diagnostics.executor import Plan, Progress, WorkerEnv
+from diagnostics.analyses.bridge import HeadModel, boot_bridge, sample_prompts
+from diagnostics.contracts.job import Plan, Progress, WorkerEnv
 from models.loading import load_model, scorer_ref
 
 REMAINDER = (-1, -1)  # the (layer, head) row that holds what no head accounts for

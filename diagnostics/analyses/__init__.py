@@ -1,0 +1,1 @@
+"""The analyses themselves: one module per diagnostic or shared computation."""

@@ -1,0 +1,1 @@
+"""What every diagnostic agrees on: the job shape, the registry, the result kinds."""

@@ -1,0 +1,1 @@
+"""How jobs run: here, on Ray, as background processes; and the pipelines built from them."""
