@@ -112,11 +112,14 @@ class PerHeadDiagnostic:
 
 def summarize(per_head: np.ndarray, remainder: np.ndarray) -> pd.DataFrame:
     """Rows (layer, head, value, spread, n_emails): the mean and standard deviation over the emails
-    of each head's value, and of the remainder as (layer, head) = REMAINDER."""
+    of each head's value, and of the remainder as (layer, head) = REMAINDER (none where the
+    remainder is all NaN: a non-additive diagnostic)."""
     n, layers, heads = per_head.shape
     layer, head = np.meshgrid(np.arange(layers), np.arange(heads), indexing="ij")
     frame = pd.DataFrame({"layer": layer.ravel(), "head": head.ravel(), "value": per_head.mean(0).ravel(),
                           "spread": per_head.std(0).ravel()})
+    if np.isnan(remainder).all():  # a diagnostic that does not add up to anything has no remainder row
+        return frame.assign(n_emails=n)
     rest = pd.DataFrame({"layer": [REMAINDER[0]], "head": [REMAINDER[1]], "value": [remainder.mean()],
                          "spread": [remainder.std()]})
     return pd.concat([frame, rest], ignore_index=True).assign(n_emails=n)
