@@ -92,6 +92,9 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
     Diagnostic("direct-logit-attribution", "Direct logit attribution", "How much of the score does each head write "
                "straight into the answer position?", "heads", "head_grid",
                job=A + "direct_logit_attribution:DirectLogitAttribution"),
+    Diagnostic("attention-entropy", "Attention entropy", "How spread out is each head's attention from the answer "
+               "position (bits): does it read one token or the whole email?", "heads", "head_grid",
+               job=A + "attention_entropy:AttentionEntropy"),
     Diagnostic("field-counterfactuals", "Field reliance", "Which field does the verdict rest on: how often does it flip "
                "when a field is removed, swapped with an email of the other label, or rewritten in another corpus' "
                "form?", "drivers", "sample_grid", job=A + "field_counterfactuals:FieldCounterfactuals",
