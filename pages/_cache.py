@@ -181,6 +181,22 @@ def source_threshold(path: Path, scorer: str):
 # ---------------------------------------------------------------- reads that compute
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def _analysis(path: str, stamp: float, name: str, scorer_ids: tuple[str, ...]) -> pd.DataFrame:
+    from diagnostics.contracts.registry import diagnostic
+
+    store = _open(path)
+    with store.connection():
+        return diagnostic(name).run_analysis(store, scorer_ids)
+
+
+@_stops_page_on_store_error()
+def analysis(path: Path, name: str, scorer_ids: list[str]) -> pd.DataFrame:
+    """A registered analysis of stored results (a registry entry with `compute`) for these scorers,
+    cached until the store changes."""
+    return _analysis(str(path), _stamp(path), name, tuple(scorer_ids))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def _drivers(path: str, stamp: float, adapter_id: str, method: str, params: str, corpora: tuple[str, ...],
              top: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     from diagnostics.analyses.drivers import ShortcutRule, shortcut_candidates

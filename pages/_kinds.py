@@ -13,7 +13,7 @@ from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
 from diagnostics.runners.background import start_job
-from pages._cache import kind_result, kind_results
+from pages._cache import analysis, kind_result, kind_results
 from diagnostics.analyses.per_head import REMAINDER, head_grid
 from pages._charts import grid_heatmap, head_heatmap
 from pages._safe import code, md, started_message
@@ -104,11 +104,38 @@ def show_head_grid(settings, entry, scorers, corpora: list[str], adapter: str | 
                  hide_index=True, key=f"{key}_top")
 
 
+def draw_sample_grid(frame, entry, key: str) -> None:
+    """An analysis' sample grid: rows × columns, coloured by the entry's measure, and the table."""
+    st.plotly_chart(grid_heatmap([("", frame)], entry.measure, entry.title), key=f"{key}_heatmap")
+    st.dataframe(frame, hide_index=True, key=f"{key}_table")
+
+
+# Stored results by kind (a job's), and analyses of stored results by kind (an entry's `compute`).
 VIEWS = {"sample_grid": show_sample_grid, "head_grid": show_head_grid}
+ANALYSIS_VIEWS = {"sample_grid": draw_sample_grid}
 
 
 def show_registered(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:
-    """Draw a registered diagnostic by its kind."""
+    """Draw a registered diagnostic by its kind: a job's stored results with its start form, or an
+    analysis of stored results for the scorer(s) picked here."""
+    if entry.compute:
+        if entry.kind not in ANALYSIS_VIEWS:
+            raise ValueError(f"no generic view of an analysis of kind {entry.kind!r} ({entry.name})")
+        st.caption(entry.question)
+        key = f"analysis_{entry.name}"
+        columns = st.columns(entry.scorers)
+        ids = [pick_scorer(f"Scorer {'AB'[i]}" if entry.scorers > 1 else "Scorer", scorers, f"{key}_{i}", f"{key}_{i}",
+                           default=adapter, kinds=("adapter", "zero-shot", "bag-of-words"), container=columns[i])
+               for i in range(entry.scorers)]
+        if None in ids:
+            st.info("No evaluated scorer yet.")
+            return
+        frame = analysis(settings.store_path, entry.name, ids)
+        if frame.empty:
+            st.info("Nothing stored to analyse for this scorer.")
+            return
+        ANALYSIS_VIEWS[entry.kind](frame, entry, key)
+        return
     if entry.kind not in VIEWS:
         raise ValueError(f"no generic view of kind {entry.kind!r} ({entry.name}); its page draws it")
     VIEWS[entry.kind](settings, entry, scorers, corpora, adapter)

@@ -12,7 +12,7 @@ from pages._cache import curated_examples, walkthrough
 from pages._email_view import label_name
 from pages._page import open_page
 from pages._safe import md
-from pages._scorers import choices, record
+from pages._scorers import choices, pick_scorers, record
 
 settings, results = open_page(
     "Live demo",
@@ -22,8 +22,7 @@ scorers = results["scorers"]
 names = names_by_id(scorers)
 offered = list(choices(scorers)["id"])
 adapter_ids = [i for i in offered if record(scorers, i)["kind"] == "adapter"]
-picked = st.multiselect("Explain with", offered, default=adapter_ids[:2] or offered[:1], format_func=names.get,
-                        key="demo_adapters")
+picked = pick_scorers("Explain with", scorers, "demo_adapters", "explain_with", default=adapter_ids[:2] or offered[:1])
 adapters = [names[i] for i in picked]  # what the Explain links carry (data.scorers: unique display names)
 examples = curated_examples(settings.store_path)
 

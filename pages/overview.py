@@ -7,9 +7,11 @@ from diagnostics.analyses.calibration import RETUNE_FRACTIONS
 from diagnostics.analyses.architectures import (architecture_summary, architectures, comparison_rows, seed_pairs,
                                        shared_training_sets)
 from diagnostics.analyses.paired import difference_sentence
+from diagnostics.contracts.registry import for_page
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from pages._cache import paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
+from pages._kinds import show_registered
 from pages._page import warn_of_collapsed
 from pages._safe import md
 
@@ -133,8 +135,8 @@ st.caption("Two scorers compared on the test emails both scored: the paired-boot
 if len(scorer_names) >= 2:
     names = list(scorer_names)
     left, right = st.columns(2)
-    first = left.selectbox("Scorer A", names, key="overview_pair_a")
-    second = right.selectbox("Scorer B", [n for n in names if n != first], key="overview_pair_b")
+    first = pick_from(left, "Scorer A", names, "pair_a", 0)
+    second = pick_from(right, "Scorer B", [n for n in names if n != first], "pair_b", 0)
     compared = paired_comparisons(settings.store_path, scorer_names[first], scorer_names[second])
     if not compared:
         st.caption("These two scorers share no test emails.")
@@ -157,9 +159,7 @@ st.caption("Per corpus, from the scores already stored: calibration (reliability
            "scored on the rest (mean and 95% range over 200 seeded splits).")
 if scorer_names:
     names = list(scorer_names)
-    wanted_scorer = st.query_params.get("threshold")
-    picked_scorer = st.selectbox("Scorer", names, key="overview_threshold_scorer",
-                                 index=names.index(wanted_scorer) if wanted_scorer in names else 0)
+    picked_scorer = pick_from(st, "Scorer", names, "threshold_scorer", 0)
     transfer, curves = threshold_and_calibration(settings.store_path, scorer_names[picked_scorer])
     left, right = st.columns(2)
     left.plotly_chart(_charts.reliability_figure(curves), key="overview_reliability")
@@ -193,6 +193,12 @@ if scorer_names:
                 f"{row['oracle_f1']:.2f} (oracle, n = {row['n']}){at_source}; re-tuned on 10 % of its labelled "
                 f"emails it reaches {row['retuned_0.1']:.2f} [{row['retuned_0.1_low']:.2f}, "
                 f"{row['retuned_0.1_high']:.2f}].")
+
+# Registered diagnostics of this page that it does not draw itself above: drawn by their kind.
+DRAWN_ABOVE = {"evaluate", "calibration", "paired-comparison", "source-threshold"}
+for entry in [d for d in for_page("overview") if d.name not in DRAWN_ABOVE]:
+    st.subheader(entry.title)
+    show_registered(settings, entry, evaluated, list(corpora["name"]))
 
 st.subheader("All figures")
 st.dataframe(
