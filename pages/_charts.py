@@ -314,3 +314,18 @@ def shift_bars(shift: pd.DataFrame, first: str, second: str, n: int = 15) -> go.
                       title="Explanation shift: largest changes in mean attribution per email",
                       xaxis_title="mean attribution per explained email (> 0 pushes towards phishing/spam)")
     return fig
+
+
+def curve_figure(frame: pd.DataFrame, title: str) -> go.Figure:
+    """One line per series (x → y) with a shaded 95% band (low, high)."""
+    fig = go.Figure()
+    for series, rows in frame.groupby("series", sort=False):
+        name = _safe(series)
+        fig.add_scatter(x=list(rows["x"]) + list(rows["x"])[::-1], y=list(rows["high"]) + list(rows["low"])[::-1],
+                        fill="toself", line=dict(width=0), opacity=0.15, showlegend=False, hoverinfo="skip",
+                        legendgroup=name)
+        fig.add_scatter(x=rows["x"], y=rows["y"], mode="lines", name=name, legendgroup=name)
+    fig.add_vline(x=0, line=dict(color="#999", dash="dot"))
+    fig.update_layout(title=_safe(title), height=380, xaxis=dict(title="threshold (score)"), yaxis=dict(range=[0, 1]),
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    return fig

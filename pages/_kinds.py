@@ -15,7 +15,7 @@ from data.scorers import names_by_id
 from diagnostics.runners.background import start_job
 from pages._cache import analysis, kind_result, kind_results
 from diagnostics.analyses.per_head import REMAINDER, head_grid
-from pages._charts import grid_heatmap, head_heatmap
+from pages._charts import curve_figure, grid_heatmap, head_heatmap
 from pages._safe import code, md, started_message
 from pages._scorers import pick_scorer
 
@@ -110,9 +110,14 @@ def draw_sample_grid(frame, entry, key: str) -> None:
     st.dataframe(frame, hide_index=True, key=f"{key}_table")
 
 
+def draw_curve(frame, entry, key: str) -> None:
+    """An analysis' curves: one line per series with its 95% band."""
+    st.plotly_chart(curve_figure(frame, entry.title), key=f"{key}_curve")
+
+
 # Stored results by kind (a job's), and analyses of stored results by kind (an entry's `compute`).
 VIEWS = {"sample_grid": show_sample_grid, "head_grid": show_head_grid}
-ANALYSIS_VIEWS = {"sample_grid": draw_sample_grid}
+ANALYSIS_VIEWS = {"sample_grid": draw_sample_grid, "curve": draw_curve}
 
 
 def show_registered(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:

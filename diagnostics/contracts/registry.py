@@ -28,6 +28,7 @@ KINDS = {
     "head_grid": "one value per attention head (layer × head), with a remainder for everything else",
     "sample_grid": "a small grid of values with 95% intervals per (scorer, corpus sample): rows × columns",
     "neighbours": "for one email, the nearest training emails of a scorer",
+    "curve": "one line per series (x → y, with a 95% band): e.g. a measure across thresholds, per corpus",
 }
 SCOPES = ("corpus", "store")  # a diagnostic samples one corpus' test split, or every corpus
 
@@ -81,6 +82,9 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
     Diagnostic("paired-comparison", "Is a difference real?", "Two scorers on the same test emails: ΔF1 with its "
                "paired-bootstrap interval and McNemar's exact test, per corpus.", "overview", "sample_grid",
                compute=A + "paired:paired_grid", measure="ΔF1 (A − B)", scorers=2),
+    Diagnostic("f1-by-threshold", "F1 by threshold", "Per corpus, F1 at every threshold of one scorer's stored "
+               "scores: does an out-of-domain curve peak away from 0 (a shifted threshold) or stay low (a lost ranking)?",
+               "overview", "curve", compute=A + "threshold_curves:f1_by_threshold"),
     Diagnostic("source-threshold", "Threshold tuned at the source", "How much of an out-of-domain drop does a "
                "threshold tuned on the adapter's own training corpora (on emails it never trained on) recover, with "
                "no label from the target?", "overview", "sample_grid", job=A + "source_threshold:SourceThreshold",
