@@ -112,3 +112,28 @@ def _job():
     from data.records import BackgroundJob
 
     return BackgroundJob("job-1", "cli.py", 0.0, 1, Path("/dev/null"), "queued", None, "")
+
+
+def test_overview_url_reopens_the_same_pair_and_architectures(monkeypatch, two_family_settings, catalogue):
+    at = open_app_page(monkeypatch, two_family_settings, "pages/overview.py")
+    assert not at.exception, at.exception
+    options = at.selectbox(key="overview_pair_a").options
+    at.selectbox(key="overview_pair_a").set_value(options[-1]).run()
+    at.selectbox(key="overview_arch_b").set_value(at.selectbox(key="overview_arch_b").options[-1]).run()
+    assert not at.exception, at.exception
+    picked = {k: at.selectbox(key=k).value for k in ("overview_pair_a", "overview_pair_b", "overview_arch_a",
+                                                      "overview_arch_b", "overview_arch_set")}
+    # Overview is the default page: open_app_page's first run would already give its widgets their
+    # defaults, so the link is opened the way a browser does, with the query in the first request.
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import APP
+
+    again = AppTest.from_file(APP, default_timeout=300)
+    for name in ("pair_a", "pair_b", "arch_a", "arch_b", "arch_set"):
+        again.query_params[name] = at.query_params[name]
+    again.run()
+    assert not again.exception, again.exception
+    assert {k: again.selectbox(key=k).value for k in picked} == picked
+    pairs = next(d.value for d in again.dataframe if "ΔF1 (A − B)" in d.value.columns and "A" in d.value.columns)
+    assert len(pairs) > 0 and set(pairs["A"]) <= set(catalogue["long_name"])
