@@ -44,10 +44,10 @@ MODELS = ("smollm2-135m", "gemma3-270m")
 SEEDS = (13, 14)
 
 
-def runs_to_do(sizes: list[int]) -> list[dict]:
+def runs_to_do(sizes: list[int], models: list[str] = MODELS) -> list[dict]:
     """(model, size, seed, lr, role) of every run: the family defaults, then the baseline."""
     runs = [{"model": m, "n": n, "seed": s, "lr": default_lora_lr(m), "role": "family default"}
-            for n in sizes for m in MODELS for s in SEEDS]
+            for n in sizes for m in models for s in SEEDS]
     runs += [{"model": "gemma3-270m", "n": min(sizes), "seed": s, "lr": LoraSettings.lr, "role": "baseline: generic lr"}
              for s in SEEDS]
     return runs
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=100, help="test emails per corpus")
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / ".phishlens" / "bench-collapse")
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="families to run (default: both)")
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ def main() -> None:
     log = args.work / "runs.jsonl"
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     key = ("model", "n", "seed", "lr")
-    for run in runs_to_do(args.sizes):
+    for run in runs_to_do(args.sizes, args.models):
         if any(all(r[k] == run[k] for k in key) for r in done):
             continue
         prepare_model(resolve_model(run["model"]), settings.models_dir)

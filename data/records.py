@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,10 @@ class PairedComparison:
     level: float = 0.95
 
     def significant(self, alpha: float = 0.05) -> bool:
-        """A difference the data supports: the interval excludes 0 and McNemar's p is below alpha."""
+        """A difference in F1 the data supports: the interval excludes 0 and McNemar's p is below alpha
+        (never on a one-class sample, where F1 and its interval are undefined)."""
+        if math.isnan(self.delta_low) or math.isnan(self.delta_high):
+            return False
         return (not (self.delta_low <= 0 <= self.delta_high)) and self.mcnemar_p < alpha
 
 

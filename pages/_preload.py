@@ -29,8 +29,8 @@ NOT_PRELOADED = ("ray", "torchao")
 def import_page_libraries() -> None:
     """Import every module of PROJECT_PACKAGES and every LAZY_LIBRARIES entry (about 6 s on
     the 2-core machine, most of it torch, transformers and peft, which a page would load anyway)."""
-    for package in PROJECT_PACKAGES:
-        for module in pkgutil.iter_modules([str(PROJECT_ROOT / package)]):
-            importlib.import_module(f"{package}.{module.name}")
+    for package in PROJECT_PACKAGES:  # subpackages too (diagnostics.contracts, .runners, .analyses)
+        for module in pkgutil.walk_packages([str(PROJECT_ROOT / package)], prefix=f"{package}."):
+            importlib.import_module(module.name)
     for name in LAZY_LIBRARIES:
         importlib.import_module(name)

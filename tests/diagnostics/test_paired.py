@@ -76,3 +76,15 @@ def test_power_figures_follow_the_bootstrap():
     assert f1_half_width(40) > 0.1 > f1_half_width(600)
     needed = eval_size_for(0.04)
     assert f1_half_width(needed) <= 0.04 < f1_half_width(int(needed * 0.8))
+
+
+def test_a_one_class_sample_is_never_called_a_significant_f1_difference():
+    import numpy as np
+
+    from diagnostics.analyses.paired import compare_scorers
+
+    labels = np.ones(60, dtype=int)  # all phishing (Nazario): F1's interval is undefined
+    a, b = np.zeros(60, dtype=int), np.r_[np.ones(12, dtype=int), np.zeros(48, dtype=int)]
+    result = compare_scorers(labels, a, b)
+    assert result.mcnemar_p < 0.05 and np.isnan(result.delta_low)
+    assert not result.significant()

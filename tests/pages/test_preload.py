@@ -26,7 +26,7 @@ def _imported_modules(path) -> set[str]:
 def test_every_library_a_page_can_reach_is_imported_before_serving():
     sources = [PROJECT_ROOT / "app.py", *(PROJECT_ROOT / "pages").glob("*.py")]
     for package in PROJECT_PACKAGES:
-        sources += (PROJECT_ROOT / package).glob("*.py")
+        sources += (PROJECT_ROOT / package).rglob("*.py")
     wanted = {name for path in sources for name in _imported_modules(path)
               if name.split(".")[0] not in OURS | set(NOT_PRELOADED) | set(sys.stdlib_module_names)}
     assert {"torch", "shap", "scipy.stats", "plotly.graph_objects"} <= wanted  # the scan sees what it should
