@@ -132,39 +132,14 @@ def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, 
     return stored(path, Store.explanation, adapter_id, email_id, method, params) if path.exists() else None
 
 
-def run_params(path: Path, run_id: str) -> dict:
-    """What a run was asked to do and what it recorded while running."""
-    return stored(path, Store.run_params, run_id)
-
-
 def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
     """The emails an adapter got most wrong (any emails without an adapter)."""
     return stored(path, Store.inbox, adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)[0]
 
 
-def explanation_sweeps(path: Path) -> pd.DataFrame:
-    """Which corpus-level explanation sweeps the store holds."""
-    return stored(path, Store.explanation_sweeps)
-
-
-def disagreements(path: Path, corpus: str, adapter_ids: list[str]) -> pd.DataFrame:
-    """Emails of a corpus on which the given adapters' verdicts differ."""
-    return stored(path, Store.disagreements, corpus, tuple(adapter_ids))
-
-
-def curated_examples(path: Path) -> pd.DataFrame:
-    """Emails worth showing in a live demo (see Store.curated_examples)."""
-    return stored(path, Store.curated_examples)
-
-
 def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stored head sweeps and their dataset-averaged logit lens curves."""
     return stored(path, Store.head_sweeps), stored(path, Store.logit_lens)
-
-
-def head_effects(path: Path, adapter_id: str, params: str) -> pd.DataFrame:
-    """One stored sweep's per-head effects (estimated and, where checked, exact)."""
-    return stored(path, Store.head_effects, adapter_id, params)
 
 
 def source_threshold(path: Path, scorer: str):
@@ -217,7 +192,10 @@ def drivers_and_shortcuts(path: Path, adapter_id: str, method: str, params: str,
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _threshold(path: str, stamp: float, scorer: str):
-    from diagnostics.analyses.calibration import reliability_by_corpus, threshold_transfer
+    from diagnostics.analyses.calibration import (
+        reliability_by_corpus,
+        threshold_transfer,
+    )
 
     scores = _open(path).scores(scorer)
     return threshold_transfer(scores), reliability_by_corpus(scores)
@@ -257,8 +235,16 @@ def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
-    from diagnostics.analyses.study import (cell_power, eta_sentence, load_spec, plan_study, remaining_work, study_findings,
-                                   study_results, summarize_study)
+    from diagnostics.analyses.study import (
+        cell_power,
+        eta_sentence,
+        load_spec,
+        plan_study,
+        remaining_work,
+        study_findings,
+        study_results,
+        summarize_study,
+    )
 
     spec = load_spec(Path(spec_path))
     store = _open(path)

@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from data.records import label_name, verdict
+from data.store import Store
 from diagnostics.analyses.comparison import agreement
-from pages._cache import classifier, disagreements
+from pages._cache import classifier, stored
 from pages._charts import agreement_heatmap
 from pages._explain_view import ExplanationView, pick_email, pick_method
 from pages._page import open_page
@@ -65,7 +66,7 @@ st.plotly_chart(agreement_heatmap(names, matrix), key="compare_agreement")
 
 st.subheader("Where adapters disagree")
 corpus = st.selectbox("Corpus", list(results["corpora"]["name"]), key="compare_corpus")
-found = disagreements(settings.store_path, corpus, picked)
+found = stored(settings.store_path, Store.disagreements, corpus, tuple(picked))
 if found.empty:
     st.caption("No email of this corpus was scored by all of them with different verdicts.")
 else:

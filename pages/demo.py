@@ -7,8 +7,9 @@ right (from the results in the store, synthetic demo or real), plus emails the u
 import streamlit as st
 
 from data.scorers import names_by_id
+from data.store import Store
 from diagnostics.analyses.walkthrough import WALKTHROUGH_METHOD
-from pages._cache import curated_examples, walkthrough
+from pages._cache import stored, walkthrough
 from pages._email_view import label_name
 from pages._page import open_page
 from pages._safe import md
@@ -24,7 +25,7 @@ offered = list(choices(scorers)["id"])
 adapter_ids = [i for i in offered if record(scorers, i)["kind"] == "adapter"]
 picked = pick_scorers("Explain with", scorers, "demo_adapters", "explain_with", default=adapter_ids[:2] or offered[:1])
 adapters = [names[i] for i in picked]  # what the Explain links carry (data.scorers: unique display names)
-examples = curated_examples(settings.store_path)
+examples = stored(settings.store_path, Store.curated_examples)
 
 # A presenter's walk through one failure, in order; each step one click. The failure is the
 # specialist's largest in- vs out-of-domain F1 drop in the store (diagnostics/analyses/walkthrough.py).

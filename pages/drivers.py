@@ -11,16 +11,17 @@ import streamlit as st
 from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
+from data.store import Store
 from diagnostics.analyses.drivers import explanation_shift
 from diagnostics.analyses.explainers import METHODS
-from diagnostics.runners.background import start_job
 from diagnostics.contracts.registry import for_page
-from pages._cache import drivers_and_shortcuts, explanation_sweeps
+from diagnostics.runners.background import start_job
+from pages._cache import drivers_and_shortcuts, stored
 from pages._charts import driver_bars, shift_bars
 from pages._kinds import show_registered
 from pages._page import open_page
-from pages._scorers import pick_scorer
 from pages._safe import md, started_message, tab_param
+from pages._scorers import pick_scorer
 
 settings, results = open_page(
     "Drivers",
@@ -44,7 +45,7 @@ words_tab, shift_tab, *grid_tabs = st.tabs(tab_names, default=tab_param(tab_name
 def show_word_drivers() -> None:
     st.caption("Attributions summed per word over a sample of a test split. ⚠ marks shortcut candidates: top "
                "drivers at least 5× more frequent in one corpus than in the others (any label), in ≥ 5% of its emails.")
-    sweeps = explanation_sweeps(settings.store_path)
+    sweeps = stored(settings.store_path, Store.explanation_sweeps)
     with st.expander("Explain a sample of a test split (runs as a job)", expanded=sweeps.empty):
         with st.form("drivers_start"):
             cols = st.columns(4)
@@ -97,7 +98,7 @@ def show_word_drivers() -> None:
 
 def show_explanation_shift() -> None:
     """One adapter in domain beside out of domain, or two adapters on one split, from stored sweeps."""
-    sweeps = explanation_sweeps(settings.store_path)
+    sweeps = stored(settings.store_path, Store.explanation_sweeps)
     if len(sweeps) < 2:
         st.info("Explain at least two samples (an adapter on two corpora, or two adapters on one) in the Word "
                 "drivers tab; their drivers are then compared here.")

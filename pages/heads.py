@@ -10,12 +10,13 @@ import streamlit as st
 from data.export import spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
+from data.store import Store
 from diagnostics.analyses.heads import ABLATIONS
-from diagnostics.runners.background import start_job
 from diagnostics.analyses.lora_heads import update_effect_correlation
 from diagnostics.analyses.per_head import head_grid
 from diagnostics.contracts.registry import for_page
-from pages._cache import attention_view, head_effects, head_sweeps_and_lens, lora_norms, results_or_stop
+from diagnostics.runners.background import start_job
+from pages._cache import attention_view, head_sweeps_and_lens, lora_norms, results_or_stop, stored
 from pages._charts import attention_to_tokens, head_heatmap, logit_lens_figure, pattern_heatmap, update_vs_effect
 from pages._explain_view import pick_email
 from pages._kinds import show_registered
@@ -122,7 +123,7 @@ with effects_tab:
         grids = []
         for column, label in zip(st.columns(max(len(picked), 1)), picked):
             sweep = choices[label]
-            effects = head_effects(settings.store_path, sweep.adapter_id, sweep.params)
+            effects = stored(settings.store_path, Store.head_effects, sweep.adapter_id, sweep.params)
             values = head_grid(effects, measure)
             grids.append(values)
             with column:
@@ -178,7 +179,7 @@ with update_tab:
                     st.info("Sweep this adapter's heads (Head effects tab) to compare update size with effect.")
                 else:
                     sweep = own.iloc[0]
-                    effects = head_effects(settings.store_path, sweep["adapter_id"], sweep["params"])
+                    effects = stored(settings.store_path, Store.head_effects, sweep["adapter_id"], sweep["params"])
                     joined, rho = update_effect_correlation(norms, effects)
                     st.plotly_chart(update_vs_effect(joined), key="heads_update_vs_effect")
                     st.caption(f"Effects from the {md(sweep['corpus'])} sweep ({sweep['ablation']} ablation, "

@@ -7,8 +7,9 @@ import streamlit as st
 
 from data.export import spreadsheet_safe_csv
 from data.records import PRECISIONS, JobRequest
+from data.store import Store
 from diagnostics.runners.background import list_jobs, start_job
-from pages._cache import matmul_rates_here, results_or_stop, run_params
+from pages._cache import matmul_rates_here, results_or_stop, stored
 from pages._page import warn_of_collapsed
 from pages._safe import started_message
 from pages._scorers import pick_scorer
@@ -104,4 +105,4 @@ else:
         chosen = st.selectbox("Run details", runs["id"], key="runs_detail",
                               help="What the run was asked to do, and what it recorded while running: an evaluation "
                                    "in bf16 or int8 records how far that precision moved scores against fp32.")
-        st.json(run_params(settings.store_path, chosen), expanded=2)
+        st.json(stored(settings.store_path, Store.run_params, chosen), expanded=2)
