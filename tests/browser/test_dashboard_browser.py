@@ -302,6 +302,9 @@ def test_two_families_side_by_side_and_a_url_reopens_the_same_scorers(served_two
     query = "&".join(f"adapters={quote(n)}" for n in (second_seed, gemma))
     page, events = _open(browser, f"{url}/explain?{query}&method=gradxinput")
     _wait_for_text(page, "map by words", 180_000)
+    # The second scorer's section starts once the first's map and faithfulness curves are done.
+    page.locator("h3", has_text=gemma).first.wait_for(timeout=180_000)
+    page.get_by_text("map by words").nth(1).wait_for(timeout=180_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "two-families-explain.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
