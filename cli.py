@@ -353,7 +353,7 @@ def _sample_target(store, settings: Settings, corpus: str | None, scorer: str | 
     every corpus is sampled) and return what to load (data.records.EvaluationTarget): the scorer
     `--scorer` names, else the `--model` adapter on `--training-set`, else the `--model` base."""
     from data.records import EvaluationTarget
-    from data.scorers import resolve
+    from data.scorers import resolve, zero_shot_id
     from models.registry import resolve_model
 
     if corpus is not None and not store.has_corpus(corpus):
@@ -371,7 +371,7 @@ def _sample_target(store, settings: Settings, corpus: str | None, scorer: str | 
             _fail(f"{len(found)} adapters of {model} are trained on {training_set!r}: "
                   + "; ".join(f"{r.name} (--scorer {r.id})" for r in found.itertuples()) + ". Name one with --scorer")
         scorer = str(found["id"].iloc[0])
-    row = scorers.set_index("id").loc[resolve(scorers, scorer or f"zero-shot:{model}")]
+    row = scorers.set_index("id").loc[resolve(scorers, scorer or zero_shot_id(model))]
     if row["kind"] == "bag-of-words":
         _fail(f"{row['name']} is the bag-of-words reference: it has no model to look inside; pick an adapter or a "
               "zero-shot base")

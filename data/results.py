@@ -207,7 +207,6 @@ class MatrixResults:
             [int(per_corpus), int(user_limit)])
 
 
-
 class TokenMapResults:
     """Kind 'token_map' — explanations: one email's attributions per scorer and method, and their word features (drivers)."""
 
@@ -321,8 +320,22 @@ class TokenMapResults:
             [str(seed), int(sample_per_corpus), list(features)])
 
 
+class KeyedResults:
+    """What the two registered-diagnostic tables (head_values, diagnostic_values) share: rows keyed by
+    (diagnostic, adapter, params), replaced whole."""
 
-class HeadGridResults:
+    def _replace_result(self, table: str, key: list[str], rows: pd.DataFrame) -> None:
+        """Write one result's rows, replacing what was stored under its (diagnostic, adapter, params) key."""
+        with self.transaction() as con, self._frames(con, new_rows=rows):
+            con.execute(f"DELETE FROM {table} WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+
+    def _has_result(self, table: str, diagnostic: str, adapter_id: str, params: str) -> bool:
+        return bool(self.scalar(f"SELECT count(*) FROM {table} WHERE diagnostic = ? AND adapter_id = ? AND params = ?",
+                                [diagnostic, adapter_id, params]))
+
+
+class HeadGridResults(KeyedResults):
     """Kind 'head_grid' — per-head values: head sweeps (estimated and exact effects, the logit lens) and registered per-head diagnostics."""
 
     def add_head_sweep(self, run_id: str, corpus: str, params: str, sweep) -> None:
@@ -382,18 +395,6 @@ class HeadGridResults:
     def has_head_values(self, diagnostic: str, adapter_id: str, params: str) -> bool:
         return self._has_result("head_values", diagnostic, adapter_id, params)
 
-    # The two diagnostic result tables (head_values, diagnostic_values) are keyed alike.
-
-    def _replace_result(self, table: str, key: list[str], rows: pd.DataFrame) -> None:
-        """Write one result's rows, replacing what was stored under its (diagnostic, adapter, params) key."""
-        with self.transaction() as con, self._frames(con, new_rows=rows):
-            con.execute(f"DELETE FROM {table} WHERE diagnostic = ? AND adapter_id = ? AND params = ?", key)
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
-
-    def _has_result(self, table: str, diagnostic: str, adapter_id: str, params: str) -> bool:
-        return bool(self.scalar(f"SELECT count(*) FROM {table} WHERE diagnostic = ? AND adapter_id = ? AND params = ?",
-                                [diagnostic, adapter_id, params]))
-
     def head_value_results(self, diagnostic: str) -> pd.DataFrame:
         """One row per stored result of a per-head diagnostic: adapter, training set, corpus, emails."""
         return self.query(
@@ -408,8 +409,7 @@ class HeadGridResults:
                           "AND adapter_id = ? AND params = ? ORDER BY layer, head", [diagnostic, adapter_id, params])
 
 
-
-class SampleGridResults:
+class SampleGridResults(KeyedResults):
     """Kind 'sample_grid' — sample grids: rows × columns of values with 95% intervals per scorer and corpus sample."""
 
     def add_diagnostic_values(self, run_id: str, diagnostic: str, corpus: str, params: str, adapter_id: str,
@@ -435,7 +435,6 @@ class SampleGridResults:
         """One stored grid: row, column, value, low, high, n."""
         return self.query('SELECT "row", "column", value, low, high, n FROM diagnostic_values WHERE diagnostic = ? '
                           'AND adapter_id = ? AND params = ? ORDER BY position', [diagnostic, adapter_id, params])
-
 
 
 class NeighbourResults:

@@ -77,8 +77,8 @@ def kind_result(path: Path, kind: str, diagnostic: str, adapter_id: str, params:
 def _read(path: str, stamp: float, what: str, model: str) -> dict[str, pd.DataFrame]:
     store = _open(path)
     with store.connection():  # one connection for all of the page's reads
-        # Every page that names a scorer: the catalogue (data.scorers), with the sidebar model's zero-shot base.
-        scorers = store.scorer_catalogue([model] if model else [])
+        if what in ("overview", "scorers"):  # pages that name a scorer: the catalogue, with the sidebar model's base
+            scorers = store.scorer_catalogue([model] if model else [])
         if what == "overview":
             adapters = store.adapters()
             metrics = with_seed_labels(with_f1_intervals(store.metrics()), adapters)

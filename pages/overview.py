@@ -141,11 +141,7 @@ if len(scorer_names) >= 2:
     if not compared:
         st.caption("These two scorers share no test emails.")
     else:
-        st.dataframe(pd.DataFrame([{"corpus": corpus, "n": c.n, "F1 A": c.f1_a, "F1 B": c.f1_b, "ΔF1 (A − B)": c.delta_f1,
-                                    "95% CI low": c.delta_low, "95% CI high": c.delta_high,
-                                    "only A right": c.only_a_right, "only B right": c.only_b_right,
-                                    "McNemar p": c.mcnemar_p, "significant": c.significant()}
-                                   for corpus, c in compared.items()]),
+        st.dataframe(pd.DataFrame(comparison_rows(first, second, compared)).drop(columns=["A", "B"]),
                      hide_index=True, key="overview_pairs", column_config={
                          name: st.column_config.NumberColumn(format="%.3f")
                          for name in ("F1 A", "F1 B", "ΔF1 (A − B)", "95% CI low", "95% CI high", "McNemar p")})

@@ -55,14 +55,13 @@ def held_back_emails(store: Store, training_set: str, per_label: int = HELD_BACK
     """Up to `per_label` emails of each label from the training set's corpora's training splits that
     are not in the set (seeded); the set's own emails where none are left. (emails, held_back)."""
     record = store.training_set(training_set)
-    members = set(store.query("SELECT email_id FROM training_set_emails WHERE training_set = ?",
-                              [training_set])["email_id"])
+    members = store.query("SELECT e.id, e.label FROM training_set_emails t JOIN emails e ON e.id = t.email_id "
+                          "WHERE t.training_set = ? ORDER BY e.id", [training_set])
     pool = [store.split_ids(corpus, "train") for corpus in record["corpora"]]
-    rest = pd.concat([frame[~frame["id"].isin(members)] for frame in pool], ignore_index=True)
+    rest = pd.concat([frame[~frame["id"].isin(members["id"])] for frame in pool], ignore_index=True)
     held_back = rest["label"].nunique() == 2
     if not held_back:
-        rest = store.query("SELECT e.id, e.label FROM training_set_emails t JOIN emails e ON e.id = t.email_id "
-                           "WHERE t.training_set = ? ORDER BY e.id", [training_set])
+        rest = members
     ids = []
     for label in (POSITIVE, 1 - POSITIVE):
         mine = rest[rest["label"] == label]
