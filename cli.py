@@ -485,6 +485,17 @@ def diagnose(
     if entry.compute:
         _print_analysis(ctx, entry, [s for s in (scorer, against) if s])
         return
+    if entry.scorers == 0:  # an audit of the store's emails: no scorer, no model
+        from data.store import Store
+        from diagnostics.runners.local import LocalExecutor
+
+        settings = _settings(ctx)  # it needs every email at once: it runs here, whatever --executor says
+        with _clear_errors(), Store.open(settings.store_path) as store:
+            outcome = run_job(store, entry.make_job(None, settings.models_dir), LocalExecutor(settings.models_dir))
+            summary = store.flag_summaries(name)
+        typer.echo(f"{entry.title} (run {outcome.run_id}):")
+        typer.echo(summary.drop(columns=["params", "run_id"]).round(4).to_string(index=False))
+        return
     if entry.scope == "corpus" and not corpus:
         _fail(f"{name} samples one corpus: give --corpus")
     with _on_a_sample(ctx, corpus, scorer, training_set, max_tokens=max_tokens, executor=executor, ray_address=address,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from data.metrics import COLLAPSE_MIN_EMAILS, COLLAPSED_SHARE, MIXED_LABELS
 from data.records import ZERO_SHOT, Email, Explanation, Faithfulness, Prediction
-from data.schema import METRICS_SQL
+from data.schema import LABEL_AUDIT, metrics_sql
 
 # The explanations table's columns before created_at, in order: explanation_record() holds each.
 EXPLANATION_COLUMNS = ("adapter_id", "email_id", "method", "params", "level", "score", "base_value", "evaluations",
@@ -84,9 +84,10 @@ class MatrixResults:
             after = self.scalar("SELECT count(*) FROM predictions")
         return after - before
 
-    def metrics(self) -> pd.DataFrame:
-        """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags."""
-        return self.query(METRICS_SQL)
+    def metrics(self, view: str = "original") -> pd.DataFrame:
+        """F1, precision, recall, accuracy per (adapter, corpus), with in-domain flags, over one of
+        data.schema.LABEL_VIEWS (the corpus' labels, corrected labels, without suspects, ...)."""
+        return self.query(metrics_sql(view))
 
     def collapsed_scorers(self) -> pd.DataFrame:
         """Fine-tuned adapters that gave one verdict to nearly every test email of a label mix
@@ -114,41 +115,46 @@ class MatrixResults:
 
     def inbox(self, adapter_id: str | None = None, corpora: list[str] | None = None, label: int | None = None,
               outcome: str = "all", min_confidence: float = 0.0, text: str | None = None,
-              limit: int = 50, offset: int = 0) -> tuple[pd.DataFrame, int]:
+              limit: int = 50, offset: int = 0, suspects_only: bool = False) -> tuple[pd.DataFrame, int]:
         """One page of emails matching the filters, and how many match in all.
 
         With an adapter: only emails it scored, its score and verdict, sorted by how wrong
         it was (the logit difference against the true label). outcome: all, wrong, fp, fn,
         correct. min_confidence filters on |score|. text: case-insensitive match on
-        sender, subject or body.
+        sender, subject or body. suspects_only: the label audit's suspects. The label is the
+        analysts' correction where there is one (`corrected`), else the corpus' own.
         """
+        corrected = "emails e LEFT JOIN label_corrections c ON c.email_id = e.id AND c.undone_at IS NULL"
+        label_sql = "coalesce(c.label, e.label)"
         where, params = ["1 = 1"], []
+        if suspects_only:
+            where.append(f"e.id IN (SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}')")
         if corpora:
             where.append("e.corpus IN (SELECT unnest(?))")
             params.append(list(corpora))
         if label is not None:
-            where.append("e.label = ?")
+            where.append("coalesce(c.label, e.label) = ?")
             params.append(int(label))
         if text:
             where.append("(e.subject ILIKE ? ESCAPE '\\' OR e.body ILIKE ? ESCAPE '\\' OR e.sender ILIKE ? ESCAPE '\\')")
             pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             params += [pattern] * 3
         if adapter_id:
-            source = "emails e JOIN predictions p ON p.email_id = e.id AND p.adapter_id = ?"
+            source = f"{corrected} JOIN predictions p ON p.email_id = e.id AND p.adapter_id = ?"
             params.insert(0, adapter_id)
-            conditions = {"all": "1 = 1", "wrong": "p.predicted <> e.label", "correct": "p.predicted = e.label",
-                          "fp": "p.predicted = 1 AND e.label = 0", "fn": "p.predicted = 0 AND e.label = 1"}
+            conditions = {"all": "1 = 1", "wrong": f"p.predicted <> {label_sql}", "correct": f"p.predicted = {label_sql}",
+                          "fp": f"p.predicted = 1 AND {label_sql} = 0", "fn": f"p.predicted = 0 AND {label_sql} = 1"}
             if outcome not in conditions:
                 raise ValueError(f"outcome must be one of {sorted(conditions)}")
             where += [conditions[outcome], "abs(p.score) >= ?"]
             params.append(float(min_confidence))
-            columns = ("p.score, p.predicted, CASE WHEN e.label = 1 THEN -p.score ELSE p.score END AS wrongness, "
+            columns = (f"p.score, p.predicted, CASE WHEN {label_sql} = 1 THEN -p.score ELSE p.score END AS wrongness, "
                        "p.truncated_tokens")
             order = "wrongness DESC, e.id"
         else:
             if outcome != "all":
                 raise ValueError("pick an adapter to filter by false positives / negatives")
-            source = "emails e"
+            source = corrected
             columns = ("NULL::DOUBLE AS score, NULL::TINYINT AS predicted, NULL::DOUBLE AS wrongness, "
                        "NULL::INTEGER AS truncated_tokens")
             order = "e.corpus, e.id"
@@ -158,10 +164,12 @@ class MatrixResults:
             # The page first, then how many scorers got each of its (at most `limit`) emails wrong:
             # counting per email over the whole predictions table would cost a pass over all of it.
             page = con.execute(
-                f"WITH page AS (SELECT e.id, e.corpus, e.sender, e.subject, e.date, e.label, {columns} "
-                f"{body} ORDER BY {order} LIMIT ? OFFSET ?), "
-                f"tally AS (SELECT email_id, count(*) FILTER (predicted <> true_label) AS adapters_wrong, "
-                f"count(*) AS adapters_scored FROM predictions WHERE email_id IN (SELECT id FROM page) GROUP BY email_id) "
+                f"WITH page AS (SELECT e.id, e.corpus, e.sender, e.subject, e.date, {label_sql} AS label, "
+                f"e.label AS original_label, c.label IS NOT NULL AS corrected, "
+                f"e.id IN (SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}') AS suspected, "
+                f"{columns} {body} ORDER BY {order} LIMIT ? OFFSET ?), "
+                f"tally AS (SELECT p.email_id, count(*) FILTER (p.predicted <> page.label) AS adapters_wrong, "
+                f"count(*) AS adapters_scored FROM predictions p JOIN page ON page.id = p.email_id GROUP BY p.email_id) "
                 f"SELECT page.*, coalesce(t.adapters_wrong, 0) AS adapters_wrong, "
                 f"coalesce(t.adapters_scored, 0) AS adapters_scored FROM page LEFT JOIN tally t ON t.email_id = page.id "
                 f"ORDER BY {order.replace('e.', 'page.')}", [*params, int(limit), int(offset)]).df()
@@ -467,6 +475,48 @@ class NeighbourResults:
                           "GROUP BY ALL ORDER BY training_set")
 
 
+class EmailFlagResults:
+    """Kind 'email_flags' — flagged emails of a corpus (suspected label errors) or pairs of emails
+    (near-duplicates), each with a strength and its evidence, and per corpus the estimate of the
+    flagged share with its 95% interval. A rerun of a diagnostic replaces its rows for the corpora it covers."""
+
+    def replace_flags(self, run_id: str, diagnostic: str, corpora: Sequence[str], params: str,
+                      flags: pd.DataFrame, summaries: pd.DataFrame) -> None:
+        """Store flags (email_id, corpus, partner_id, strength, evidence) and summaries (corpus, n,
+        flagged, estimate, low, high) of `corpora`, replacing what the diagnostic stored for them."""
+        flags = flags.assign(run_id=run_id, diagnostic=diagnostic,
+                             evidence=[json.dumps(e, default=str) for e in flags.get("evidence", [])])
+        summaries = summaries.assign(run_id=run_id, diagnostic=diagnostic, params=params)
+        with self.transaction() as con, self._frames(con, new_flags=flags, new_summaries=summaries):
+            for table in ("email_flags", "flag_summaries"):
+                con.execute(f"DELETE FROM {table} WHERE diagnostic = ? AND corpus IN (SELECT unnest(?))",
+                            [diagnostic, list(corpora)])
+            if len(flags):
+                con.execute("INSERT INTO email_flags BY NAME SELECT * FROM new_flags ON CONFLICT DO NOTHING")
+            if len(summaries):
+                con.execute("INSERT INTO flag_summaries BY NAME SELECT * FROM new_summaries")
+
+    def flag_summaries(self, diagnostic: str) -> pd.DataFrame:
+        """Per corpus: emails audited, flagged, the estimate with its 95% interval, params and run."""
+        return self.query("SELECT corpus, n, flagged, estimate, low, high, params, run_id FROM flag_summaries "
+                          "WHERE diagnostic = ? ORDER BY corpus", [diagnostic])
+
+    def flagged_emails(self, diagnostic: str, corpus: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Flags of a diagnostic, strongest first, with each email's subject, its label as the
+        corpus gives it and the analysts' current correction (NULL where none)."""
+        where, args = ("AND f.corpus = ?", [diagnostic, corpus]) if corpus else ("", [diagnostic])
+        return self.query(
+            "SELECT f.email_id, f.corpus, f.partner_id, p.corpus AS partner_corpus, f.strength, f.evidence, "
+            "e.subject, e.label, c.label AS corrected_label FROM email_flags f JOIN emails e ON e.id = f.email_id "
+            "LEFT JOIN emails p ON p.id = f.partner_id "
+            "LEFT JOIN label_corrections c ON c.email_id = f.email_id AND c.undone_at IS NULL "
+            f"WHERE f.diagnostic = ? {where} ORDER BY f.strength DESC, f.email_id "
+            + ("LIMIT ?" if limit else ""), args + ([limit] if limit else []))
+
+    def flagged_ids(self, diagnostic: str) -> set[str]:
+        return set(self.query("SELECT DISTINCT email_id FROM email_flags WHERE diagnostic = ?", [diagnostic])["email_id"])
+
+
 # What each kind's results are listed and read by: (the method listing stored results of a
 # diagnostic, the method reading one of them by scorer and parameters).
 KIND_READERS = {
@@ -474,13 +524,14 @@ KIND_READERS = {
     "head_grid": ("head_value_results", "head_values"),
     "sample_grid": ("diagnostic_results", "diagnostic_values"),
     "neighbours": ("neighbour_indexes", "nearest_training_emails"),
+    "email_flags": ("flag_summaries", "flagged_emails"),
 }
 
 
 def read_results(store, kind: str, diagnostic: str) -> pd.DataFrame:
     """The stored results of one diagnostic of a kind (a row per scorer, corpus and parameters)."""
     lister = getattr(store, KIND_READERS[kind][0])
-    return lister(diagnostic) if kind in ("head_grid", "sample_grid") else lister()
+    return lister(diagnostic) if kind in ("head_grid", "sample_grid", "email_flags") else lister()
 
 
 def read_result(store, kind: str, diagnostic: str, adapter_id: str, params: str) -> pd.DataFrame:

@@ -237,11 +237,72 @@ MIGRATIONS: list[str] = [
         command VARCHAR
     );
     """,
+    # v11: the label and leakage audits. An analyst's corrected labels, kept beside the corpus'
+    # own (emails.label is never changed; undoing a correction stamps undone_at, so the history
+    # stays); and flagged emails (diagnostics of kind 'email_flags': suspected label errors, pairs
+    # of near-duplicate emails) with each corpus' estimate and its 95% interval.
+    """
+    CREATE TABLE label_corrections (
+        email_id VARCHAR NOT NULL,
+        label TINYINT NOT NULL,
+        note VARCHAR NOT NULL,
+        corrected_at TIMESTAMP NOT NULL,
+        undone_at TIMESTAMP,
+        PRIMARY KEY (email_id, corrected_at)
+    );
+    CREATE TABLE email_flags (
+        run_id VARCHAR NOT NULL,
+        diagnostic VARCHAR NOT NULL,
+        email_id VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        partner_id VARCHAR NOT NULL,  -- the other email of a pair; '' for a flag on one email
+        strength DOUBLE NOT NULL,  -- how sure the flag is (the diagnostic says on what scale)
+        evidence JSON,
+        PRIMARY KEY (diagnostic, email_id, partner_id)
+    );
+    CREATE TABLE flag_summaries (
+        run_id VARCHAR NOT NULL,
+        diagnostic VARCHAR NOT NULL,
+        corpus VARCHAR NOT NULL,
+        params VARCHAR NOT NULL,
+        n INTEGER NOT NULL,
+        flagged INTEGER NOT NULL,
+        estimate DOUBLE,
+        low DOUBLE,
+        high DOUBLE,
+        PRIMARY KEY (diagnostic, corpus)
+    );
+    """,
 ]
 
-# Metrics per (adapter, corpus). F1 and precision are NULL where the evaluated sample
-# holds one class only: there they would measure nothing but recall.
-METRICS_SQL = f"""
+LABEL_AUDIT = "label-audit"  # the registry names whose flags the label views below read
+NEAR_DUPLICATES = "near-duplicates"
+
+# The predictions each matrix view is computed over: the corpus' labels as given, the analysts'
+# corrected labels, without the emails the label audit suspects, and without each scorer's test
+# emails that near-duplicate an email of its own training set.
+LABEL_VIEWS = {
+    "original": "predictions",
+    "corrected": "(SELECT p.* REPLACE (coalesce(c.label, p.true_label) AS true_label) FROM predictions p "
+                 "LEFT JOIN label_corrections c ON c.email_id = p.email_id AND c.undone_at IS NULL)",
+    "without suspects": f"(SELECT * FROM predictions WHERE email_id NOT IN "
+                        f"(SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}'))",
+    "without near-duplicates": f"""(SELECT p.* FROM predictions p WHERE NOT EXISTS (
+        SELECT 1 FROM email_flags f JOIN scorers s ON s.id = p.adapter_id
+        JOIN training_set_emails t ON t.training_set = s.training_set AND t.email_id = f.partner_id
+        WHERE f.diagnostic = '{NEAR_DUPLICATES}' AND f.email_id = p.email_id))""",
+}
+
+
+def metrics_sql(view: str = "original") -> str:
+    """Metrics per (adapter, corpus) over one of LABEL_VIEWS. F1 and precision are NULL where the
+    evaluated sample holds one class only: there they would measure nothing but recall."""
+    if view not in LABEL_VIEWS:
+        raise ValueError(f"no label view {view!r}; known: {', '.join(LABEL_VIEWS)}")
+    return _METRICS_SQL.replace("FROM predictions\n", f"FROM {LABEL_VIEWS[view]} AS predictions\n", 1)
+
+
+_METRICS_SQL = f"""
 WITH counts AS (
     SELECT adapter_id, any_value(model) AS model, corpus,
            count(*) AS n,
@@ -273,5 +334,6 @@ LEFT JOIN scorers a ON a.id = c.adapter_id
 LEFT JOIN training_sets ts ON ts.name = a.training_set
 ORDER BY c.model, paradigm, c.adapter_id, c.corpus
 """
+METRICS_SQL = metrics_sql()
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,7 +26,7 @@ import pandas as pd
 from data.processes import ProcessIdentity, is_gone, rerun_command, this_process
 from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, IngestReport
 from data.schema import METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
-from data.results import (EXPLANATION_COLUMNS, HeadGridResults, MatrixResults, NeighbourResults,  # noqa: F401
+from data.results import (EXPLANATION_COLUMNS, EmailFlagResults, HeadGridResults, MatrixResults, NeighbourResults,  # noqa: F401
                           SampleGridResults, TokenMapResults, _email_from_row, _now)
 from data.scorers import ZERO_SHOT_PREFIX, catalogue, model_of_zero_shot
 
@@ -168,7 +168,7 @@ def read_only_message(path: Path) -> str:
             f"that only reads it (status, doctor, serve).")
 
 
-class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, NeighbourResults):
+class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, NeighbourResults, EmailFlagResults):
     """A DuckDB results file. Use `Store.open(path)` (read-write) or `read_only=True`.
 
     DuckDB lets one process write a file, or several read it, never both at once. So a
@@ -547,6 +547,39 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
             "WHERE t.training_set = ? ORDER BY e.id", [name]
         )
         return [_email_from_row(r) for r in rows.to_dict("records")]
+
+    # ------------------------------------------------------------ analysts' label corrections
+    def correct_label(self, email_id: str, label: int, note: str) -> None:
+        """Record an analyst's label for an email beside the corpus' own (which is never changed);
+        a later correction supersedes this one, and undo_label_correction takes it back."""
+        if label not in (0, 1):
+            raise ValueError(f"a label is 0 (legitimate) or 1 (phishing), not {label!r}")
+        if not note.strip():
+            raise ValueError("say why the label is wrong (the note is kept with the correction)")
+        with self.transaction() as con:
+            if not con.execute("SELECT count(*) FROM emails WHERE id = ?", [email_id]).fetchone()[0]:
+                raise ValueError(f"no email {email_id!r} in the store")
+            now = _now()
+            con.execute("UPDATE label_corrections SET undone_at = ? WHERE email_id = ? AND undone_at IS NULL",
+                        [now, email_id])
+            con.execute("INSERT INTO label_corrections VALUES (?, ?, ?, ?, NULL)", [email_id, label, note.strip(), now])
+
+    def undo_label_correction(self, email_id: str) -> bool:
+        """Take back the email's current correction (kept in the history); False if it had none."""
+        with self.transaction() as con:
+            active = con.execute("SELECT count(*) FROM label_corrections WHERE email_id = ? AND undone_at IS NULL",
+                                 [email_id]).fetchone()[0]
+            con.execute("UPDATE label_corrections SET undone_at = ? WHERE email_id = ? AND undone_at IS NULL",
+                        [_now(), email_id])
+        return bool(active)
+
+    def label_corrections(self, history: bool = False) -> pd.DataFrame:
+        """Current corrections (email_id, corpus, original_label, label, note, corrected_at), or with
+        history=True every correction ever made, undone ones with their undone_at."""
+        return self.query(
+            "SELECT c.email_id, e.corpus, e.label AS original_label, c.label, c.note, c.corrected_at, c.undone_at "
+            "FROM label_corrections c JOIN emails e ON e.id = c.email_id "
+            + ("" if history else "WHERE c.undone_at IS NULL ") + "ORDER BY c.corrected_at DESC, c.email_id")
 
     def leaked_test_emails(self) -> int:
         """Test emails whose content hash is in any training set (must be 0)."""

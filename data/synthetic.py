@@ -156,7 +156,7 @@ def _tokenise(text: str) -> str:
     return re.sub(r"\s*([.,:;!?'$#/()-])\s*", r" \1 ", text.lower()).replace("  ", " ")
 
 
-def _message(corpus: str, rng: random.Random, phishing: bool, planted: bool) -> RawFields:
+def _message(corpus: str, rng: random.Random, phishing: bool, planted: bool) -> tuple[RawFields, str]:
     style = rng.choice(CORPUS_STYLES[corpus][0 if phishing else 1])
     subject_t, body_t = (PHISHING_STYLES if phishing else LEGITIMATE_STYLES)[style]
     brand = rng.choice(BRANDS)
@@ -175,24 +175,73 @@ def _message(corpus: str, rng: random.Random, phishing: bool, planted: bool) -> 
         body = f"{body}\n\n--\n{name}\nExample Corp, 1 Main Street"
     elif corpus == "synthetic-webmail":
         sender = f"{name.split()[0].lower()}{rng.randint(1, 99)}@{rng.choice(['mail.example', 'inbox.test'])}"
-        body = body.replace("\n\n", "\n")
-        if planted and not phishing:
-            body = f"{body}\n{SIGNATURE}"
+        body = _webmail_form(body, phishing, planted)
     else:
         sender = ""
         if planted:  # the form shortcut: unplanted, the dump keeps the mail's own case and spacing
             subject, body = _tokenise(subject), _tokenise(body)
-    return RawFields(sender, "", "", subject, body, tuple(extract_urls(body)))
+    return RawFields(sender, "", "", subject, body, tuple(extract_urls(body))), style
+
+
+def _webmail_form(body: str, phishing: bool, planted: bool) -> str:
+    body = body.replace("\n\n", "\n")
+    return f"{body}\n{SIGNATURE}" if planted and not phishing else body
+
+
+# Planted label errors and near-duplicates (ground truth for the label and leakage audits): every
+# 25th email of one corpus from a fixed offset. A flipped email keeps its text and gets the other
+# label; a near-duplicate replaces a webmail email with a lightly edited copy of the corporate
+# email at the same position (same label: positions alternate labels in both corpora), forwarded
+# in the webmail's form. The two corpora share no writing style, so no other pair joins them.
+FLIP_CORPUS, FLIP_EVERY, FLIP_OFFSET = "synthetic-listdump", 25, 7
+COPY_FROM, COPY_TO, COPY_EVERY, COPY_OFFSET = "synthetic-corporate", "synthetic-webmail", 25, 11
+_EDITS = (("Please", "Kindly"), ("Hello", "Hi"), ("your", "ur"), ("the", "teh"))
+
+
+def _edited_copy(fields: RawFields, rng: random.Random, phishing: bool, planted: bool) -> RawFields:
+    """A forwarded copy with small edits: "Fw:", one word changed, another sender, the webmail's form."""
+    body = fields.body
+    for old, new in _EDITS:
+        if old in body:
+            body = body.replace(old, new, 1)
+            break
+    sender = f"{rng.choice(FIRST).lower()}{rng.randint(1, 99)}@mail.example"
+    body = _webmail_form(body, phishing, planted)
+    return RawFields(sender, "", "", f"Fw: {fields.subject}", body, tuple(extract_urls(body)))
+
+
+@dataclass(frozen=True)
+class SyntheticTruth:
+    """What was planted, by source_ref (corpus#position): the writing style of every email, the
+    emails whose label was flipped, and the planted near-duplicate pairs."""
+
+    styles: dict
+    flipped: frozenset
+    near_duplicates: frozenset  # of (corporate ref, webmail ref)
 
 
 def generate_synthetic_corpora(per_corpus: int = 240, seed: int = 13, lowercase: bool = False,
-                               planted: bool = True) -> list[tuple[CorpusInfo, list[Email]]]:
+                               planted: bool = True, mistakes: bool | None = None
+                               ) -> list[tuple[CorpusInfo, list[Email]]]:
     """Three labelled synthetic corpora, half phishing and half legitimate each, with
-    PLANTED_SHORTCUTS planted unless planted=False (the benchmark's baseline)."""
-    out = []
+    PLANTED_SHORTCUTS planted unless planted=False (the benchmark's baseline), and planted label
+    flips and near-duplicates (synthetic_truth) where `mistakes` (default: as `planted`)."""
+    return _generate(per_corpus, seed, lowercase, planted, planted if mistakes is None else mistakes)[0]
+
+
+def synthetic_truth(per_corpus: int = 240, seed: int = 13, planted: bool = True,
+                    mistakes: bool | None = None) -> SyntheticTruth:
+    """The ground truth of generate_synthetic_corpora with the same arguments."""
+    return _generate(per_corpus, seed, False, planted, planted if mistakes is None else mistakes)[1]
+
+
+def _generate(per_corpus: int, seed: int, lowercase: bool, planted: bool, mistakes: bool):
+    out, styles, flipped, pairs, copied = [], {}, set(), set(), {}
     for offset, (corpus, form) in enumerate(CORPUS_FORMS.items()):
         rng = random.Random(seed * 1000 + offset)
         shortcuts = "; planted shortcuts (data.synthetic.PLANTED_SHORTCUTS)" if planted else ""
+        if mistakes:
+            shortcuts += "; planted label flips and near-duplicates (data.synthetic.synthetic_truth)"
         if not planted and corpus == "synthetic-listdump":
             form = "text without headers"
         info = CorpusInfo(
@@ -202,10 +251,20 @@ def generate_synthetic_corpora(per_corpus: int = 240, seed: int = 13, lowercase:
         emails = []
         for i in range(per_corpus):
             phishing = i % 2 == 1
-            fields = _message(corpus, rng, phishing, planted)
-            emails.append(make_email(fields, corpus, int(phishing), f"{corpus}#{i}", lowercase))
+            ref = f"{corpus}#{i}"
+            fields, styles[ref] = _message(corpus, rng, phishing, planted)
+            label = int(phishing)
+            if mistakes and corpus == COPY_FROM and i % COPY_EVERY == COPY_OFFSET:
+                copied[i] = (fields, styles[ref])
+            if mistakes and corpus == COPY_TO and i in copied:
+                fields, styles[ref] = _edited_copy(copied[i][0], rng, phishing, planted), copied[i][1]
+                pairs.add((f"{COPY_FROM}#{i}", ref))
+            if mistakes and corpus == FLIP_CORPUS and i % FLIP_EVERY == FLIP_OFFSET:
+                label = 1 - label
+                flipped.add(ref)
+            emails.append(make_email(fields, corpus, label, ref, lowercase))
         out.append((info, emails))
-    return out
+    return out, SyntheticTruth(styles, frozenset(flipped), frozenset(pairs))
 
 
 # ---------------------------------------------------------------- planted shortcuts (ground truth)

@@ -29,6 +29,8 @@ KINDS = {
     "sample_grid": "a small grid of values with 95% intervals per (scorer, corpus sample): rows × columns",
     "neighbours": "for one email, the nearest training emails of a scorer",
     "curve": "one line per series (x → y, with a 95% band): e.g. a measure across thresholds, per corpus",
+    "email_flags": "flagged emails (or pairs of emails) with a strength and evidence, and per corpus the flagged "
+                   "share with its 95% interval",
 }
 SCOPES = ("corpus", "store")  # a diagnostic samples one corpus' test split, or every corpus
 
@@ -44,7 +46,7 @@ class Diagnostic:
     compute: str = ""  # "module:function(store, scorer_ids)" for an analysis of stored results
     scope: str = "corpus"  # one of SCOPES
     measure: str = ""  # for a grid: the column a page colours by
-    scorers: int = 1  # how many scorers it takes (a paired comparison takes two)
+    scorers: int = 1  # how many scorers it takes (a paired comparison takes two; an audit of the emails none)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -110,6 +112,14 @@ DIAGNOSTICS: dict[str, Diagnostic] = {d.name: d for d in [
                "corpora's fingerprint words account for (F1 with them masked out, paired bootstrap)?", "drivers",
                "sample_grid", job=A + "fingerprint_masking:FingerprintMasking", scope="store",
                measure="ΔF1 (masked − original)"),
+    Diagnostic("label-audit", "Suspected label errors", "Is it the model or the label? Per corpus, the share of "
+               "emails whose label out-of-sample scorers confidently contradict (confident learning), with its 95% "
+               "interval, and the suspects ranked with their evidence.", "corpora", "email_flags",
+               job=A + "label_audit:job_for_request", scope="store", measure="estimate", scorers=0),
+    Diagnostic("near-duplicates", "Near-duplicates", "Which emails are the same campaign or template with small "
+               "edits (MinHash LSH, Jaccard ≥ 0.7 of word 5-grams), and how much of each corpus has one in another "
+               "corpus?", "corpora", "email_flags", job=A + "near_duplicates:job_for_request", scope="store",
+               measure="estimate", scorers=0),
     Diagnostic("nearest-training-emails", "Nearest training emails", "Which training emails does this email look "
                "like to the adapter (its answer-position state, cosine), and how did it score them?", "explain",
                "neighbours", job=A + "neighbours:NeighbourIndex", scope="store"),
