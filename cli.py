@@ -163,14 +163,36 @@ def ingest(
             typer.echo(f"  … and {r.parse_errors - 5} more (`status` and the Corpora page list them)")
 
 
-def _build_one_corpus_set(ctx: typer.Context, corpus: str, size: int | None, seed: int | None, kind: str) -> None:
+def _left_out(store, corpora: list[str], without_near_duplicates: bool) -> frozenset:
+    """With --without-near-duplicates: the training emails of `corpora` that near-duplicate another
+    corpus' test email (the near-duplicate audit must have run); said, with how many."""
+    from data.schema import NEAR_DUPLICATES
+    from diagnostics.analyses.near_duplicates import near_duplicates_of_test_emails
+
+    if not without_near_duplicates:
+        return frozenset()
+    if store.flag_summaries(NEAR_DUPLICATES).empty:
+        _fail("--without-near-duplicates needs the near-duplicate audit: run `python cli.py diagnose near-duplicates`")
+    left_out = frozenset(near_duplicates_of_test_emails(store, corpora))
+    typer.echo(f"left out {len(left_out)} training email(s) that near-duplicate another corpus' test emails")
+    return left_out
+
+
+WithoutNearDuplicates = Annotated[bool, typer.Option(
+    "--without-near-duplicates", help="Leave out training emails that near-duplicate another corpus' test emails "
+                                      "(needs `diagnose near-duplicates` first)")]
+
+
+def _build_one_corpus_set(ctx: typer.Context, corpus: str, size: int | None, seed: int | None, kind: str,
+                          without_near_duplicates: bool = False) -> None:
     from data.splits import build_specialist
     from data.store import Store
 
     settings = _settings(ctx)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed, kind=kind)
+            name = build_specialist(store, corpus, size, seed if seed is not None else settings.seed, kind=kind,
+                                    exclude=_left_out(store, [corpus], without_near_duplicates))
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
 
 
@@ -180,9 +202,10 @@ SamplingSeed = Annotated[Optional[int], typer.Option(help="Sampling seed [env PH
 
 
 @trainset_app.command("specialist")
-def trainset_specialist(ctx: typer.Context, corpus: TrainingCorpus, size: SetSize = None, seed: SamplingSeed = None):
+def trainset_specialist(ctx: typer.Context, corpus: TrainingCorpus, size: SetSize = None, seed: SamplingSeed = None,
+                        without_near_duplicates: WithoutNearDuplicates = False):
     """A specialist set: one corpus' training split, named specialist-CORPUS."""
-    _build_one_corpus_set(ctx, corpus, size, seed, "specialist")
+    _build_one_corpus_set(ctx, corpus, size, seed, "specialist", without_near_duplicates)
 
 
 @trainset_app.command("fticl")
@@ -198,6 +221,7 @@ def trainset_generalist(
     corpora: Annotated[Optional[list[str]], typer.Option("--corpus", help="Corpora to mix (repeat; default: all)")] = None,
     name: Annotated[str, typer.Option(help="Name of the set")] = "generalist",
     seed: SamplingSeed = None,
+    without_near_duplicates: WithoutNearDuplicates = False,
 ):
     """A generalist set: a label-balanced mix of several corpora' training splits."""
     from data.splits import build_generalist
@@ -206,8 +230,9 @@ def trainset_generalist(
     settings = _settings(ctx)
     with _clear_errors():
         with Store.open(settings.store_path) as store:
-            build_generalist(store, corpora or store.training_corpora(), size,
-                             seed if seed is not None else settings.seed, name)
+            corpora = corpora or store.training_corpora()
+            build_generalist(store, corpora, size, seed if seed is not None else settings.seed, name,
+                             exclude=_left_out(store, corpora, without_near_duplicates))
             typer.echo(f"training set {name}: {store.training_set(name)['size']} emails")
 
 
@@ -504,6 +529,28 @@ def diagnose(
         outcome = run_job(store, entry.make_job(request, settings.models_dir, run_on.part_size(name)), run_on)
     typer.echo(f"{name} of {corpus or 'every corpus'}: " + ("already stored; nothing to do" if outcome.run_id is None else
                                            f"stored (run {outcome.run_id})"))
+
+
+@app.command("correct-label")
+def correct_label(
+    ctx: typer.Context,
+    email_id: Annotated[str, typer.Argument(help="The email's id (the Inbox and `diagnose label-audit` list them)")],
+    label: Annotated[Optional[str], typer.Argument(help="phishing or legitimate")] = None,
+    note: Annotated[str, typer.Option(help="Why the label is wrong (kept with the correction)")] = "",
+    undo: Annotated[bool, typer.Option("--undo", help="Take back the email's current correction")] = False,
+):
+    """Record an analyst's label for an email beside the corpus' own (never overwritten), or undo it."""
+    from data.store import Store
+
+    labels = {"phishing": 1, "spam": 1, "legitimate": 0, "ham": 0}
+    if not undo and (label or "").lower() not in labels:
+        _fail("give the correct label: phishing or legitimate (or --undo)")
+    with _clear_errors(), Store.open(_settings(ctx).store_path) as store:
+        if undo:
+            typer.echo("correction undone" if store.undo_label_correction(email_id) else "that email had no correction")
+        else:
+            store.correct_label(email_id, labels[label.lower()], note)
+            typer.echo(f"recorded: {email_id} is {label.lower()} (the corpus' own label is kept)")
 
 
 def _print_analysis(ctx: typer.Context, entry, wanted: list[str]) -> None:

@@ -497,8 +497,8 @@ class EmailFlagResults:
                 con.execute("INSERT INTO flag_summaries BY NAME SELECT * FROM new_summaries")
 
     def flag_summaries(self, diagnostic: str) -> pd.DataFrame:
-        """Per corpus: emails audited, flagged, the estimate with its 95% interval, params and run."""
-        return self.query("SELECT corpus, n, flagged, estimate, low, high, params, run_id FROM flag_summaries "
+        """Per corpus: emails audited, flagged, candidates, the estimate with its 95% interval, params and run."""
+        return self.query("SELECT corpus, n, flagged, candidates, estimate, low, high, params, run_id FROM flag_summaries "
                           "WHERE diagnostic = ? ORDER BY corpus", [diagnostic])
 
     def flagged_emails(self, diagnostic: str, corpus: str | None = None, limit: int | None = None) -> pd.DataFrame:

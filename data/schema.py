@@ -267,6 +267,7 @@ MIGRATIONS: list[str] = [
         params VARCHAR NOT NULL,
         n INTEGER NOT NULL,
         flagged INTEGER NOT NULL,
+        candidates INTEGER,  -- what the diagnostic weighed (label audit: verdict against the label)
         estimate DOUBLE,
         low DOUBLE,
         high DOUBLE,

@@ -80,11 +80,12 @@ def fticl_name(corpus: str) -> str:
 
 
 def build_specialist(store: Store, corpus: str, size: int | None = None, seed: int = 13,
-                     name: str | None = None, kind: str = "specialist") -> str:
+                     name: str | None = None, kind: str = "specialist", exclude: frozenset = frozenset()) -> str:
     """A specialist set: (a stratified sample of) one corpus' training split.
 
     kind="fticl" names the same emails as the FTICL paradigm's set (fticl-<corpus>): trained
-    with in-context examples, it is its own row in every matrix.
+    with in-context examples, it is its own row in every matrix. `exclude`: email ids never to
+    draw (e.g. near-duplicates of other corpora's test emails).
     """
     _refuse_held_out(store, [corpus])
     train = store.split_ids(corpus, "train")
@@ -94,14 +95,15 @@ def build_specialist(store: Store, corpus: str, size: int | None = None, seed: i
         raise SplitError(f"corpus {corpus!r} holds one class only; a specialist needs both labels. "
                          f"Use it in a generalist mix or as a test corpus.")
     name = name or (fticl_name(corpus) if kind == "fticl" else specialist_name(corpus))
-    ids = sample_stratified(train, size, seed)
+    ids = sample_stratified(train[~train["id"].isin(exclude)], size, seed)
     store.add_training_set(name, kind, [corpus], ids, seed)
     return name
 
 
 def build_generalist(store: Store, corpora: list[str], size: int, seed: int = 13,
-                     name: str = "generalist") -> str:
-    """A label-balanced mix of training splits: size/2 per label, spread evenly over corpora."""
+                     name: str = "generalist", exclude: frozenset = frozenset()) -> str:
+    """A label-balanced mix of training splits: size/2 per label, spread evenly over corpora;
+    `exclude`: email ids never to draw."""
     _refuse_held_out(store, corpora)
     if len(corpora) < 2:
         raise SplitError("a generalist set mixes at least two corpora")
@@ -109,6 +111,7 @@ def build_generalist(store: Store, corpora: list[str], size: int, seed: int = 13
     pools: dict[int, dict[str, list[str]]] = {0: {}, 1: {}}
     for corpus in corpora:
         train = store.split_ids(corpus, "train")
+        train = train[~train["id"].isin(exclude)]
         for label in (0, 1):
             ids = train.loc[train["label"] == label, "id"].to_numpy()
             if len(ids):

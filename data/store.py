@@ -581,6 +581,21 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
             "FROM label_corrections c JOIN emails e ON e.id = c.email_id "
             + ("" if history else "WHERE c.undone_at IS NULL ") + "ORDER BY c.corrected_at DESC, c.email_id")
 
+    def label_status(self, email_id: str) -> dict:
+        """What is known about one email's label: the corpus' own, the analysts' current correction
+        and note (None: none), and the label audit's evidence if it suspects the label (None: not flagged)."""
+        with self.connection() as con:
+            original = con.execute("SELECT label FROM emails WHERE id = ?", [email_id]).fetchone()
+            correction = con.execute("SELECT label, note, corrected_at FROM label_corrections WHERE email_id = ? "
+                                     "AND undone_at IS NULL", [email_id]).fetchone()
+            suspect = con.execute("SELECT evidence FROM email_flags WHERE diagnostic = 'label-audit' AND email_id = ?",
+                                  [email_id]).fetchone()
+        return {"original": None if original is None else int(original[0]),
+                "corrected": None if correction is None else int(correction[0]),
+                "note": None if correction is None else correction[1],
+                "corrected_at": None if correction is None else correction[2],
+                "suspect": None if suspect is None else json.loads(suspect[0])}
+
     def leaked_test_emails(self) -> int:
         """Test emails whose content hash is in any training set (must be 0)."""
         return self.scalar(

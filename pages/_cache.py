@@ -15,7 +15,7 @@ import streamlit as st
 from data.results import read_result as read_kind_result
 from data.results import read_results as read_kind_results
 from data.store import Store, StoreError
-from diagnostics.analyses.matrix import generalization_gap, with_f1_intervals, with_seed_labels
+from diagnostics.analyses.matrix import generalization_gap, matrix_in_view, with_f1_intervals, with_seed_labels
 from pages._safe import md
 
 
@@ -135,6 +135,11 @@ def stored_explanation(path: Path, adapter_id: str, email_id: str, method: str, 
 def misclassified_examples(path: Path, adapter_id: str | None, limit: int = 40) -> pd.DataFrame:
     """The emails an adapter got most wrong (any emails without an adapter)."""
     return stored(path, Store.inbox, adapter_id=adapter_id, outcome="wrong" if adapter_id else "all", limit=limit)[0]
+
+
+def matrix_view(path: Path, view: str) -> pd.DataFrame:
+    """The matrix's metrics over a label view (data.schema.LABEL_VIEWS: corrected labels, without suspects, ...)."""
+    return stored(path, matrix_in_view, view)
 
 
 def head_sweeps_and_lens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -329,3 +329,17 @@ def curve_figure(frame: pd.DataFrame, title: str) -> go.Figure:
     fig.update_layout(title=_safe(title), height=380, xaxis=dict(title="threshold (score)"), yaxis=dict(range=[0, 1]),
                       margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
     return fig
+
+
+def share_bars(summary: pd.DataFrame, title: str) -> go.Figure:
+    """Per corpus (summary: corpus, n, flagged, estimate, low, high): the flagged share with its 95% interval."""
+    fig = go.Figure()
+    fig.add_bar(x=[_safe(c) for c in summary["corpus"]], y=100 * summary["estimate"], marker_color="#e76f51",
+                error_y=dict(type="data", symmetric=False, array=100 * (summary["high"] - summary["estimate"]),
+                             arrayminus=100 * (summary["estimate"] - summary["low"])),
+                text=[f"{100 * e:.2f}%<br>{k} of {n}" for e, k, n in zip(summary["estimate"], summary["flagged"],
+                                                                    summary["n"])],
+                textposition="outside", hovertemplate="%{x}: %{y:.2f}%<extra></extra>")
+    fig.update_layout(title=_safe(title), yaxis=dict(title="% of the corpus' emails", rangemode="tozero"),
+                      height=360, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

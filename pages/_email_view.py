@@ -18,14 +18,33 @@ def label_name(label: int, meaning: str = LABEL_NAMES[POSITIVE]) -> str:
     return meaning if label == POSITIVE else LABEL_NAMES[LEGITIMATE]
 
 
+def label_text(status: dict | None, label: int) -> str:
+    """The label as shown everywhere: the analysts' correction where there is one (the corpus' own
+    beside it), and the label audit's suspicion (Store.label_status)."""
+    if not status or status.get("original") is None:
+        return label_name(label)
+    text = label_name(status["original"])
+    if status.get("corrected") is not None:
+        text = (f"{label_name(status['corrected'])} (corrected by an analyst; the corpus says "
+                f"{label_name(status['original'])}: {status['note']})")
+    if status.get("suspect"):
+        text += f" · suspected label error (P(label) = {status['suspect']['p_given_label']:.2f} out of sample)"
+    return text
+
+
+def shown_label(status: dict | None, label: int) -> int:
+    """The label verdicts are judged against: the correction where there is one."""
+    return status["corrected"] if status and status.get("corrected") is not None else label
+
+
 def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "email",
-               label_known: bool = True, names: dict[str, str] | None = None) -> None:
+               label_known: bool = True, names: dict[str, str] | None = None, status: dict | None = None) -> None:
     """Headers, visible text, defanged URLs with their domains, and every scorer's verdict (`names`:
-    scorer id → display name, data.scorers)."""
+    scorer id → display name, data.scorers; `status`: Store.label_status, for a corrected label)."""
     header = pd.DataFrame({
         "field": ["From", "To", "Date", "Subject", "Corpus", "True label", "Id"],
         "value": [mail.sender, mail.receiver, mail.date, mail.subject, mail.corpus,
-                  label_name(mail.label) if label_known else "unknown", mail.id],
+                  label_text(status, mail.label) if label_known else "unknown", mail.id],
     })
     st.dataframe(header, hide_index=True, key=f"{key}_headers")
     if mail.truncated:
@@ -43,7 +62,7 @@ def show_email(mail: Email, verdicts: pd.DataFrame | None = None, key: str = "em
     if verdicts is not None and len(verdicts):
         st.caption("Verdicts (score = logit(phishing) − logit(legitimate); > 0 means phishing/spam)")
         shown = verdicts.assign(verdict=verdicts["predicted"].map(LABEL_NAMES),
-                                correct=verdicts["predicted"] == verdicts["true_label"])
+                                correct=verdicts["predicted"] == shown_label(status, mail.label))
         if names and "adapter_id" in shown:  # each scorer by its one display name (two seeds look alike otherwise)
             shown = shown.assign(scorer=[names.get(i, t) for i, t in zip(shown["adapter_id"], shown["training_set"])])
         columns = (["scorer"] if "scorer" in shown else []) + ["training_set", "model", "verdict", "score"] + \

@@ -13,9 +13,10 @@ from data.export import download_name, spreadsheet_safe_csv
 from data.records import JobRequest
 from data.scorers import names_by_id
 from diagnostics.runners.background import start_job
-from pages._cache import analysis, kind_result, kind_results
+from data.store import Store
+from pages._cache import analysis, kind_result, kind_results, stored
 from diagnostics.analyses.per_head import REMAINDER, head_grid
-from pages._charts import curve_figure, grid_heatmap, head_heatmap
+from pages._charts import curve_figure, grid_heatmap, head_heatmap, share_bars
 from pages._safe import code, md, started_message
 from pages._scorers import pick_scorer
 
@@ -104,6 +105,49 @@ def show_head_grid(settings, entry, scorers, corpora: list[str], adapter: str | 
                  hide_index=True, key=f"{key}_top")
 
 
+def flag_rows(flags):
+    """Flagged emails as a table: the evidence's plain values as columns (lists stay in the email view)."""
+    import json
+
+    import pandas as pd
+
+    evidence = pd.DataFrame([{k: v for k, v in (json.loads(e) if isinstance(e, str) else e).items()
+                              if not isinstance(v, (list, dict))} for e in flags["evidence"]], index=flags.index)
+    columns = ["email_id", "corpus", "subject", "label", "corrected_label", "strength"]
+    if (flags["partner_id"] != "").any():
+        columns[2:2] = ["partner_id", "partner_corpus"]
+    return pd.concat([flags[columns], evidence], axis=1)
+
+
+def show_email_flags(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:
+    """Kind "email_flags": a button that runs the audit over the store, the flagged share per corpus
+    with its 95% interval, and the flagged emails (or pairs), strongest first, with their evidence."""
+    key = f"flags_{entry.name}"
+    st.caption(entry.question)
+    summary = kind_results(settings.store_path, entry.kind, entry.name)
+    if st.button(f"{'Run' if summary.empty else 'Rerun'} {entry.title.lower()} (a job over every email)",
+                 key=f"{key}_start"):
+        st.success(started_message(start_job(settings, JobRequest("diagnose", (entry.name,)))))
+    if summary.empty:
+        st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
+        return
+    st.plotly_chart(share_bars(summary, entry.title), key=f"{key}_bars")
+    st.dataframe(summary.drop(columns=["params", "run_id"]), hide_index=True, key=f"{key}_summary", column_config={
+        "estimate": st.column_config.NumberColumn("share", format="percent"),
+        "low": st.column_config.NumberColumn("95% CI low", format="percent"),
+        "high": st.column_config.NumberColumn("95% CI high", format="percent")})
+    corpus = st.selectbox("Flagged emails of", ["every corpus", *summary["corpus"]], key=f"{key}_corpus")
+    flags = stored(settings.store_path, Store.flagged_emails, entry.name,
+                   None if corpus == "every corpus" else corpus, 200)
+    if flags.empty:
+        st.caption("None flagged.")
+        return
+    rows = flag_rows(flags)
+    st.dataframe(rows, hide_index=True, key=f"{key}_flags")
+    st.download_button("Flagged emails (CSV)", spreadsheet_safe_csv(rows), download_name(entry.name, corpus),
+                       "text/csv", key=f"{key}_csv")
+
+
 def draw_sample_grid(frame, entry, key: str) -> None:
     """An analysis' sample grid: rows × columns, coloured by the entry's measure, and the table."""
     st.plotly_chart(grid_heatmap([("", frame)], entry.measure, entry.title), key=f"{key}_heatmap")
@@ -116,7 +160,7 @@ def draw_curve(frame, entry, key: str) -> None:
 
 
 # Stored results by kind (a job's), and analyses of stored results by kind (an entry's `compute`).
-VIEWS = {"sample_grid": show_sample_grid, "head_grid": show_head_grid}
+VIEWS = {"sample_grid": show_sample_grid, "head_grid": show_head_grid, "email_flags": show_email_flags}
 ANALYSIS_VIEWS = {"sample_grid": draw_sample_grid, "curve": draw_curve}
 
 

@@ -1,9 +1,13 @@
-"""Corpora: what was ingested, how it was normalised, deduplicated and split."""
+"""Corpora: what was ingested, how it was normalised, deduplicated and split; and the audits of the
+emails themselves (suspected label errors, near-duplicates across corpora)."""
 
+import pandas as pd
 import streamlit as st
 
 from data.records import LABEL_NAMES
+from diagnostics.contracts.registry import for_page
 from pages._cache import results_or_stop
+from pages._kinds import show_registered
 
 settings = st.session_state["settings"]
 st.title("Corpora")
@@ -37,3 +41,11 @@ st.dataframe(results["training_sets"], hide_index=True, key="corpora_training_se
 if len(results["errors"]):
     st.subheader("Inputs that could not be parsed")
     st.dataframe(results["errors"], hide_index=True, key="corpora_errors")
+
+# The audits of the emails (registered diagnostics of this page), drawn by their kind.
+for entry in for_page("corpora"):
+    st.subheader(entry.title)
+    show_registered(settings, entry, pd.DataFrame(), list(corpora["name"]))
+    if entry.name == "label-audit":
+        st.page_link("pages/inbox.py", label="Open the suspects in the Inbox (evidence, correct a label)",
+                     icon=":material/inbox:", query_params={"suspects": "1"})

@@ -8,7 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from diagnostics.analyses.comparison import adapter_disabled, lora_delta
-from pages._cache import classifier, email_with_verdicts
+from data.store import Store
+from pages._cache import classifier, email_with_verdicts, stored
+from pages._email_view import label_text
 from pages._explain_view import ExplanationView, pick_email, pick_method
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
@@ -34,6 +36,8 @@ with right:
 with left:
     first = record(scorers, picked[0]) if picked else None
     mail, from_store = pick_email(settings, "explain", first["id"] if first and first["kind"] == "adapter" else None)
+    if from_store:  # the label as the Inbox shows it: corrected, suspected (the note is an analyst's text: as text)
+        st.text(f"Label: {label_text(stored(settings.store_path, Store.label_status, mail.id), mail.label)}")
 
 st.query_params.update({"email": mail.id if from_store else "", "method": method,
                         "delta": "1" if show_delta else "0", "source": "store" if from_store else "paste"})

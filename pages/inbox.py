@@ -1,12 +1,15 @@
-"""Inbox: browse emails with every adapter's verdict, misclassified (most wrong) first."""
+"""Inbox: browse emails with every adapter's verdict, misclassified (most wrong) first; suspected label
+errors marked (and filtered), and an analyst's corrected label recorded beside the corpus' own."""
 
 import streamlit as st
 
 from data.export import spreadsheet_safe_csv
 from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE
 from data.scorers import names_by_id, resolve_all
-from pages._cache import email_with_verdicts, inbox_page, results_or_stop
+from data.store import Store
+from pages._cache import email_with_verdicts, inbox_page, results_or_stop, stored
 from pages._email_view import show_email
+from pages._label_view import show_label_editor, show_suspicion
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import warn_of_collapsed
 from pages._safe import md
@@ -48,17 +51,21 @@ chosen = top[1].multiselect("Corpora", corpora, default=[c for c in shared.get_a
                             key="inbox_corpora")
 label = top[2].selectbox("True label", LABELS, index=LABELS.index(shared.get("label", "any"))
                          if shared.get("label") in LABELS else 0, key="inbox_label")
-row = st.columns([2, 2, 3])
+row = st.columns([2, 2, 3, 2])
 outcome = row[0].selectbox("Show", list(OUTCOMES), format_func=OUTCOMES.get,
                            index=list(OUTCOMES).index(shared.get("show")) if shared.get("show") in OUTCOMES else 0,
                            key="inbox_outcome") if adapter else "all"
 confidence = row[1].slider("Min |score|", 0.0, 10.0, 0.0, 0.5, disabled=adapter is None, key="inbox_confidence")
 text = row[2].text_input("Search sender, subject, body", value=shared.get("q", ""), key="inbox_text")
-st.query_params.update({"adapter": names[adapter] if adapter else NONE, "corpus": chosen, "label": label, "show": outcome, "q": text})
+suspects = row[3].checkbox("Suspected label errors only", value=shared.get("suspects") == "1", key="inbox_suspects",
+                           help="Emails the label audit (Corpora page) flags: out-of-sample scorers confidently "
+                                "contradict their label.")
+st.query_params.update({"adapter": names[adapter] if adapter else NONE, "corpus": chosen, "label": label, "show": outcome,
+                        "q": text, "suspects": "1" if suspects else "0"})
 
 filters = {"adapter_id": adapter, "corpora": tuple(chosen) or None,
            "label": {"any": None, LABEL_NAMES[POSITIVE]: POSITIVE, LABEL_NAMES[LEGITIMATE]: LEGITIMATE}[label],
-           "outcome": outcome, "min_confidence": confidence, "text": text.strip() or None}
+           "outcome": outcome, "min_confidence": confidence, "text": text.strip() or None, "suspects_only": suspects}
 _, total = inbox_page(settings.store_path, filters, 1, 0)
 pages = max(1, -(-total // PAGE_SIZE))
 page_number = st.number_input(f"Page (of {pages}; {total} emails)", 1, pages, 1, key="inbox_page")
@@ -71,8 +78,10 @@ table = page.assign(
     label=page["label"].map(LABEL_NAMES),
     verdict=page["predicted"].map(LABEL_NAMES),
     wrong_of=page["adapters_wrong"].astype(str) + "/" + page["adapters_scored"].astype(str),
-)[["corpus", "label", "verdict", "score", "wrongness", "wrong_of", "truncated_tokens", "subject", "sender", "date",
-   "id"]]
+    mark=[" · ".join(m for m, on in (("⚠ suspected label error", s), ("✎ corrected", c)) if on)
+          for s, c in zip(page["suspected"], page["corrected"])],
+)[["corpus", "label", "mark", "verdict", "score", "wrongness", "wrong_of", "truncated_tokens", "subject", "sender",
+   "date", "id"]]
 selection = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                          key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None,
                                                            "truncated_tokens": "tokens cut"})
@@ -90,7 +99,12 @@ if email_id:
         st.subheader("Email")
         st.page_link("pages/explain.py", label="Explain this email", icon=":material/insights:",
                      query_params={"email": email_id})
-        show_email(mail, verdicts, key="inbox_email", names=names_by_id(scorers))
+        status = stored(settings.store_path, Store.label_status, email_id)
+        show_email(mail, verdicts, key="inbox_email", names=names_by_id(scorers), status=status)
+        if status["suspect"]:
+            show_suspicion(status, "inbox_suspicion")
+        with st.expander("Correct the label", expanded=bool(status["suspect"])):
+            show_label_editor(settings.store_path, mail, status, "inbox_label_editor")
         scorer = record(scorers, adapter) if adapter else None
         if scorer is not None and scorer["kind"] == "adapter":
             with st.expander(f"Nearest training emails of {md(scorer['name'])}"):

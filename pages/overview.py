@@ -10,7 +10,8 @@ from diagnostics.analyses.paired import difference_sentence
 from diagnostics.contracts.registry import for_page
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
-from pages._cache import paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
+from diagnostics.analyses.matrix import cell_moves
+from pages._cache import matrix_view, paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
 from pages._kinds import show_registered
 from pages._page import warn_of_collapsed
 from pages._safe import md
@@ -92,7 +93,23 @@ wanted = st.query_params.get("model")
 model = st.selectbox("Base model", models, index=models.index(wanted) if wanted in models else 0,
                      key="overview_model") if len(models) > 1 else models[0]
 st.query_params["model"] = model  # a link to this page reopens the same model's matrix
-shown = pd.concat([metrics[metrics["model"] == model], reference]) if model != REFERENCE_MODEL else reference
+
+# Is it the model or the label? The same matrix over corrected labels, without the label audit's
+# suspects, or without each scorer's test emails that near-duplicate its own training emails.
+LABEL_VIEW_TITLES = {"original": "as the corpora label them", "corrected": "with analysts' corrections",
+                     "without suspects": "without suspected label errors",
+                     "without near-duplicates": "without near-duplicates of training emails"}
+views = list(LABEL_VIEW_TITLES)
+view = st.radio("Labels", views, format_func=LABEL_VIEW_TITLES.get, horizontal=True, key="overview_labels",
+                index=views.index(st.query_params.get("labels")) if st.query_params.get("labels") in views else 0,
+                help="The label audit and the near-duplicate audit run on the Corpora page; corrections are "
+                     "recorded in the Inbox.")
+st.query_params["labels"] = view
+viewed = metrics if view == "original" else matrix_view(settings.store_path, view)
+viewed_reference = viewed[viewed["model"] == REFERENCE_MODEL]
+viewed_reference = viewed_reference.assign(training_set="bag of words · " + viewed_reference["training_set"])
+shown = (pd.concat([viewed[viewed["model"] == model], viewed_reference]) if model != REFERENCE_MODEL
+         else viewed_reference)
 
 st.subheader(f"F1 matrix — {md(model)}")
 st.caption("Rows: training set (zero-shot = base model without adapter; *bag of words* = TF-IDF + logistic "
@@ -101,6 +118,22 @@ st.caption("Rows: training set (zero-shot = base model without adapter; *bag of 
            "corpora marked *held out* (ingested with `--eval-only`) come last, after a dotted rule: no adapter "
            "was trained on them.")
 st.plotly_chart(_charts.f1_heatmap(shown, corpora), key="overview_matrix")
+if view != "original":
+    moves = cell_moves(metrics[metrics["adapter_id"].isin(shown["adapter_id"])], shown)
+    changed = moves[(moves["emails_left_out"] > 0) | (moves["positives_moved"] != 0)]
+    if changed.empty:
+        st.info(f"No cell changes {LABEL_VIEW_TITLES[view]}: " + {
+            "corrected": "no scored test email has a corrected label (record one in the Inbox).",
+            "without suspects": "no scored test email is a suspected label error (or the label audit has not run: "
+                                "Corpora page).",
+            "without near-duplicates": "no scored test email near-duplicates its scorer's training emails (or the "
+                                       "near-duplicate audit has not run: Corpora page)."}[view])
+    else:
+        st.caption(f"How much each cell moves {LABEL_VIEW_TITLES[view]}: test emails left out, positives "
+                   "relabelled, F1 as the corpora label them and in this view (the cells' 95% intervals are in "
+                   "*All figures*).")
+        st.dataframe(changed, hide_index=True, key="overview_label_moves", column_config={
+            name: st.column_config.NumberColumn(format="%.3f") for name in ("f1", "f1_view", "delta_f1")})
 
 one_class = sorted(shown.loc[~shown["both_classes"], "corpus"].unique())
 if one_class:

@@ -27,6 +27,7 @@ from data.store import Store
 from diagnostics.contracts.job import Plan, Progress
 
 FOLDS = 5
+SUMMARY_COLUMNS = ["corpus", "n", "flagged", "candidates", "estimate", "low", "high"]
 NEIGHBOURS = 5
 SCORER = ScorerRef(model="tfidf-lr", adapter_id=LABEL_AUDIT)  # what the job "runs on": no model to load
 
@@ -42,7 +43,7 @@ def wilson_interval(flagged: int, n: int) -> tuple[float, float]:
 
 
 def cross_validated_bag_of_words(texts: Sequence[str], labels: np.ndarray, strata: Sequence[str],
-                                 folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+                                 folds: int = FOLDS, seed: int = 0, on_progress: Progress | None = None) -> np.ndarray:
     """P(phishing) of each text from a TF-IDF + logistic regression fitted on the other folds."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -62,6 +63,8 @@ def cross_validated_bag_of_words(texts: Sequence[str], labels: np.ndarray, strat
     for train, test in splitter.split(texts, strata):
         model = pipeline.fit(texts[train], labels[train])
         out[test] = model.predict_proba(texts[test])[:, 1]
+        if on_progress:
+            on_progress(len(test))
     return out
 
 
@@ -76,7 +79,7 @@ class AuditedLabels:
     """The label audit's result: per-email flags (ranked) and per-corpus summaries."""
 
     flags: pd.DataFrame  # email_id, corpus, partner_id, strength, evidence
-    summaries: pd.DataFrame  # corpus, n, flagged, estimate, low, high
+    summaries: pd.DataFrame  # SUMMARY_COLUMNS
 
 
 def confident_learning(labels: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +124,7 @@ def audit_labels(emails: Sequence[Email], llm: Sequence[Sequence[tuple[str, floa
     texts = [render_email(m) for m in emails]
     labels = np.array([m.label for m in emails], dtype=int)
     corpora = np.array([m.corpus for m in emails])
-    bow = cross_validated_bag_of_words(texts, labels, corpora, folds, seed)
+    bow = cross_validated_bag_of_words(texts, labels, corpora, folds, seed, on_progress)
     probability = combined_probability(bow, [[p for _, p in row] for row in llm])
     mask, quality = confident_learning(labels, probability)
     suspects = np.flatnonzero(mask)
@@ -141,17 +144,16 @@ def audit_labels(emails: Sequence[Email], llm: Sequence[Sequence[tuple[str, floa
                 "neighbours": [{"email_id": emails[j].id, "corpus": corpora[j], "label": int(labels[j])} for j in near],
                 "neighbours_against_label": sum(int(labels[j] == other) for j in near),
             }})
-        if on_progress:
-            on_progress(0)
     summaries = []
     for corpus in sorted(set(corpora)):
         inside = corpora == corpus
         n, flagged = int(inside.sum()), int(mask[inside].sum())
         low, high = wilson_interval(flagged, n)
-        summaries.append({"corpus": corpus, "n": n, "flagged": flagged, "estimate": flagged / n, "low": low,
-                          "high": high})
+        summaries.append({"corpus": corpus, "n": n, "flagged": flagged,
+                          "candidates": int(((probability[inside] > 0.5) != labels[inside]).sum()),
+                          "estimate": flagged / n, "low": low, "high": high})
     return AuditedLabels(pd.DataFrame(flags, columns=["email_id", "corpus", "partner_id", "strength", "evidence"]),
-                         pd.DataFrame(summaries, columns=["corpus", "n", "flagged", "estimate", "low", "high"]))
+                         pd.DataFrame(summaries, columns=SUMMARY_COLUMNS))
 
 
 def out_of_sample_adapter_probabilities(store: Store) -> dict[str, list[tuple[str, float]]]:
@@ -209,10 +211,7 @@ class LabelAudit:
         return None
 
     def run(self, item: AuditItem, model, on_progress: Progress | None = None) -> AuditedLabels:
-        audited = audit_labels(item.emails, [list(row) for row in item.llm], self.seed, self.folds)
-        if on_progress:
-            on_progress(item.size)
-        return audited
+        return audit_labels(item.emails, [list(row) for row in item.llm], self.seed, self.folds, on_progress)
 
     def ingest(self, store: Store, run_id: str, plan: Plan, item: AuditItem, records: AuditedLabels) -> list:
         store.replace_flags(run_id, self.name, list(records.summaries["corpus"]), self.params(), records.flags,

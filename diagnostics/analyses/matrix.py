@@ -77,3 +77,20 @@ def with_f1_intervals(metrics: pd.DataFrame, draws: int = 2000, level: float = 0
     bounds = [bootstrap_f1_interval(int(r.tp), int(r.fp), int(r.fn), int(r.tn), draws, level, seed)
               if not pd.isna(r.f1) else (float("nan"), float("nan")) for r in metrics.itertuples()]
     return metrics.assign(f1_low=[b[0] for b in bounds], f1_high=[b[1] for b in bounds])
+
+
+def matrix_in_view(store, view: str) -> pd.DataFrame:
+    """The matrix's metrics (with F1 intervals and seed labels) over one of data.schema.LABEL_VIEWS."""
+    return with_seed_labels(with_f1_intervals(store.metrics(view)), store.adapters())
+
+
+def cell_moves(original: pd.DataFrame, viewed: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: F1 as the corpora label it beside F1 in another label view, the difference, and how
+    many test emails the view left out or relabelled."""
+    keys = ["adapter_id", "corpus"]
+    both = original[keys + ["training_set", "n", "f1", "tp", "fn"]].merge(
+        viewed[keys + ["n", "f1", "tp", "fn"]], on=keys, how="left", suffixes=("", "_view"))
+    return both.assign(emails_left_out=both["n"] - both["n_view"].fillna(0),
+                       positives_moved=(both["tp"] + both["fn"]) - (both["tp_view"] + both["fn_view"]).fillna(0),
+                       delta_f1=both["f1_view"] - both["f1"])[
+        keys + ["training_set", "n", "emails_left_out", "positives_moved", "f1", "f1_view", "delta_f1"]]

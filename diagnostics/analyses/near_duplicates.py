@@ -26,7 +26,7 @@ from data.metrics import confusion, f1
 from data.records import Email, ScorerRef
 from data.schema import NEAR_DUPLICATES
 from data.store import Store
-from diagnostics.analyses.label_audit import wilson_interval
+from diagnostics.analyses.label_audit import SUMMARY_COLUMNS, wilson_interval
 from diagnostics.contracts.job import Plan, Progress
 
 SHINGLE_WORDS = 5
@@ -59,7 +59,7 @@ def near_duplicate_pairs(emails: Sequence[Email], threshold: float = THRESHOLD, 
     email_a, email_b (a < b by position), corpus_a, corpus_b, similarity."""
     from datasketch import MinHash, MinHashLSH
 
-    sets = [shingles(email_text(m)) for m in emails]
+    sets = [shingles(email_text(m)) for m in emails]  # (hashing them all at once is most of the time)
     keep = [i for i, s in enumerate(sets) if s]
     signatures = MinHash.bulk([[s.encode() for s in sets[i]] for i in keep], num_perm=num_perm, seed=seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
@@ -100,8 +100,9 @@ def corpus_summaries(emails: Sequence[Email], pairs: pd.DataFrame) -> pd.DataFra
     for corpus, group in frame.groupby("corpus", sort=True):
         n, k = len(group), int(group["flag"].sum())
         low, high = wilson_interval(k, n)
-        rows.append({"corpus": corpus, "n": n, "flagged": k, "estimate": k / n, "low": low, "high": high})
-    return pd.DataFrame(rows, columns=["corpus", "n", "flagged", "estimate", "low", "high"])
+        rows.append({"corpus": corpus, "n": n, "flagged": k, "candidates": None, "estimate": k / n, "low": low,
+                     "high": high})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 # ---------------------------------------------------------------- what the pairs do to the matrix
