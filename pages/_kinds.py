@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
-from data.records import JobRequest
+from data.records import LABEL_NAMES, JobRequest
 from data.scorers import names_by_id
 from diagnostics.runners.background import start_job
 from data.store import Store
@@ -116,7 +116,11 @@ def flag_rows(flags):
     columns = ["email_id", "corpus", "subject", "label", "corrected_label", "strength"]
     if (flags["partner_id"] != "").any():
         columns[2:2] = ["partner_id", "partner_corpus"]
-    return pd.concat([flags[columns], evidence], axis=1)
+    rows = pd.concat([flags[columns], evidence.drop(columns=[c for c in evidence.columns if c in columns])], axis=1)
+    for name in ("label", "corrected_label", "given_label"):  # labels by name, as everywhere else
+        if name in rows:
+            rows[name] = rows[name].map(lambda v: None if pd.isna(v) else LABEL_NAMES[int(v)])
+    return rows.dropna(axis=1, how="all")
 
 
 def show_email_flags(settings, entry, scorers, corpora: list[str], adapter: str | None = None) -> None:
@@ -132,7 +136,7 @@ def show_email_flags(settings, entry, scorers, corpora: list[str], adapter: str 
         st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
         return
     st.plotly_chart(share_bars(summary, entry.title), key=f"{key}_bars")
-    st.dataframe(summary.drop(columns=["params", "run_id"]), hide_index=True, key=f"{key}_summary", column_config={
+    st.dataframe(summary.drop(columns=["params", "run_id"]).dropna(axis=1, how="all"), hide_index=True, key=f"{key}_summary", column_config={
         "estimate": st.column_config.NumberColumn("share", format="percent"),
         "low": st.column_config.NumberColumn("95% CI low", format="percent"),
         "high": st.column_config.NumberColumn("95% CI high", format="percent")})

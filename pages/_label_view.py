@@ -18,12 +18,16 @@ def show_suspicion(status: dict, key: str) -> None:
     evidence = status["suspect"]
     bag_of_words = evidence["bag_of_words_p_phishing"]
     bag_of_words = bag_of_words if evidence["given_label"] == POSITIVE else 1 - bag_of_words
-    st.warning(f"**Suspected label error.** Scorers that never trained on this email give its label "
+    adapters = (f"{evidence['adapters_against_label']} of the {len(evidence['adapters'])} adapters that never "
+                "trained on it say otherwise" if evidence["adapters"]
+                else "no adapter that never trained on it has scored it")
+    st.warning(f"**Suspected label error.** Scorers that never trained on this email give the corpus' label "
                f"({label_name(evidence['given_label'])}) a probability of {evidence['p_given_label']:.2f} "
-               f"(the cross-validated bag of words alone: {bag_of_words:.2f}); "
-               f"{evidence['adapters_against_label']} of {len(evidence['adapters'])} adapters and "
-               f"{evidence['neighbours_against_label']} of {len(evidence['neighbours'])} nearest emails say otherwise.")
+               f"(the cross-validated bag of words alone: {bag_of_words:.2f}). {adapters.capitalize()}; "
+               f"{evidence['neighbours_against_label']} of its {len(evidence['neighbours'])} nearest emails "
+               "carry the other label.")
     if evidence["neighbours"]:
+        st.caption("Its nearest emails in the store (TF-IDF cosine) and their labels")
         near = pd.DataFrame(evidence["neighbours"]).assign(label=lambda f: f["label"].map(LABEL_NAMES))
         st.dataframe(near, hide_index=True, key=f"{key}_neighbours")
 

@@ -312,3 +312,47 @@ def test_two_families_side_by_side_and_a_url_reopens_the_same_scorers(served_two
     assert any(second_seed in h for h in headings) and any(gemma in h for h in headings), headings
     _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def served_audits(two_family_settings, tmp_path_factory):
+    """The two-family store with both audits of the emails run and one suspect's label corrected."""
+    from data.store import Store
+    from diagnostics.contracts.registry import diagnostic
+    from diagnostics.runners.local import LocalExecutor, run_job
+
+    home = tmp_path_factory.mktemp("browser-audits")
+    shutil.copytree(two_family_settings.home, home, dirs_exist_ok=True)
+    with Store.open(home / "store.duckdb") as store:
+        for name in ("label-audit", "near-duplicates"):
+            run_job(store, diagnostic(name).make_job(None, home / "models"), LocalExecutor(home / "models"),
+                    progress=False)
+        suspects = sorted(store.flagged_ids("label-audit"))
+        store.correct_label(suspects[-1], 1 - store.email(suspects[-1]).label, "checked with the sender <b>by phone</b>")
+    with _serve(home, {"PHISHLENS_MODEL": two_family_settings.model}, "served_audits") as url:
+        yield url, suspects
+
+
+def test_the_audits_of_the_emails_on_corpora_and_inbox(served_audits, browser):
+    url, suspects = served_audits
+    page, events = _open(browser, f"{url}/corpora")
+    _wait_for_text(page, "Flagged emails of", 60_000)
+    page.get_by_text("Flagged emails of").nth(1).wait_for(timeout=60_000)  # both audits drawn
+    page.wait_for_timeout(1500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": 4400})  # the page scrolls inside: show all of it
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "audits-corpora.png"))
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+    none = quote("(none: browse all emails)")
+    page, events = _open(browser, f"{url}/inbox?suspects=1&adapter={none}&email={suspects[-1]}")
+    _wait_for_text(page, "Suspected label error.", 60_000)
+    page.wait_for_timeout(1500)
+    page.set_viewport_size({"width": 1400, "height": 3000})
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "audits-inbox.png"))
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("main b", has_text="by phone").count() == 0  # the analyst's note is text, not markup
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
+    page.close()
