@@ -518,7 +518,7 @@ def diagnose(
         with _clear_errors(), Store.open(settings.store_path) as store:
             outcome = run_job(store, entry.make_job(None, settings.models_dir), LocalExecutor(settings.models_dir))
             summary = store.flag_summaries(name)
-        typer.echo(f"{entry.title} (run {outcome.run_id}):")
+        typer.echo(f"{entry.title} ({'already stored for these emails; nothing to do' if outcome.run_id is None else 'run ' + outcome.run_id}):")
         typer.echo(summary.drop(columns=["params", "run_id"]).round(4).to_string(index=False))
         return
     if entry.scope == "corpus" and not corpus:

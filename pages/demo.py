@@ -40,7 +40,7 @@ with st.expander("Guided walk-through: why the specialist fails", expanded=True)
         beside = [specialist, *([names.get(walk.generalist_id, walk.generalist[0])] if walk.generalist else [])]
         st.markdown(f"**{md(walk.training_set)}** scores F1 {walk.home_f1:.2f} on its own corpus "
                     f"({md(walk.home_corpus)}) and {walk.failing_f1:.2f} on {md(walk.failing_corpus)} "
-                    f"(n = {walk.failing_n}). Five clicks to why:")
+                    f"(n = {walk.failing_n}). Six clicks to why:")
         steps = [
             ("pages/overview.py", "1 · The failure", "its F1 in domain against out of domain, with 95% intervals",
              {}),
@@ -57,6 +57,11 @@ with st.expander("Guided walk-through: why the specialist fails", expanded=True)
             ("pages/heads.py", "5 · Inside the model",
              f"how much each head writes into its score on {md(walk.failing_corpus)} (direct logit attribution)",
              {"adapter": specialist, "tab": "Direct logit attribution"}),
+            ("pages/inbox.py", "6 · Or is it the label?",
+             "an email whose label scorers that never trained on it confidently contradict (the label audit), "
+             "with the evidence; an analyst records the corrected label beside the corpus' own",
+             {"suspects": "1", "adapter": specialist, "email": walk.suspect_id} if walk.suspect_id else
+             {"suspects": "1"}),
         ]
         for number, (page, label, what, params) in enumerate(steps):
             left, right = st.columns([2, 5])

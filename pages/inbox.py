@@ -73,20 +73,23 @@ page, _ = inbox_page(settings.store_path, filters, PAGE_SIZE, (page_number - 1) 
 
 if page.empty:
     st.info("No email matches these filters.")
-    st.stop()
-table = page.assign(
-    label=page["label"].map(LABEL_NAMES),
-    verdict=page["predicted"].map(LABEL_NAMES),
-    wrong_of=page["adapters_wrong"].astype(str) + "/" + page["adapters_scored"].astype(str),
-    mark=[" · ".join(m for m, on in (("⚠ suspected label error", s), ("✎ corrected", c)) if on)
-          for s, c in zip(page["suspected"], page["corrected"])],
-)[["corpus", "label", "mark", "verdict", "score", "wrongness", "wrong_of", "truncated_tokens", "subject", "sender",
-   "date", "id"]]
-selection = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
-                         key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None,
-                                                           "truncated_tokens": "tokens cut"})
-st.download_button("Download this page (CSV)", spreadsheet_safe_csv(table), "phishlens-inbox.csv", "text/csv",
-                   key="inbox_download")
+    if not st.query_params.get("email"):  # a link that names an email still opens it below
+        st.stop()
+    selection = None
+else:
+    table = page.assign(
+        label=page["label"].map(LABEL_NAMES),
+        verdict=page["predicted"].map(LABEL_NAMES),
+        wrong_of=page["adapters_wrong"].astype(str) + "/" + page["adapters_scored"].astype(str),
+        mark=[" · ".join(m for m, on in (("⚠ suspected label error", s), ("✎ corrected", c)) if on)
+              for s, c in zip(page["suspected"], page["corrected"])],
+    )[["corpus", "label", "mark", "verdict", "score", "wrongness", "wrong_of", "truncated_tokens", "subject", "sender",
+       "date", "id"]]
+    selection = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
+                             key="inbox_table", column_config={"wrong_of": "adapters wrong", "id": None,
+                                                               "truncated_tokens": "tokens cut"})
+    st.download_button("Download this page (CSV)", spreadsheet_safe_csv(table), "phishlens-inbox.csv", "text/csv",
+                       key="inbox_download")
 
 rows = selection.selection.rows if selection else []
 email_id = page.iloc[rows[0]]["id"] if rows else st.query_params.get("email")

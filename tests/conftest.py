@@ -116,7 +116,10 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
     plan = ProtocolPlan(specialists=("synthetic-corporate",), train_size=32, eval_size=20,
                         lora=LoraSettings(r=4, alpha=8, lr=5e-3, max_tokens=96, batch_size=8))
     with Store.open(built.store_path) as opened:
-        ingest_synthetic(opened, built, per_corpus=60)
+        # Without the planted label flips and near-duplicates: the tiny adapters' verdicts (which way a
+        # collapsed one leans) move with every training email, and many tests read them. The audits'
+        # tests plant their own (tests/pages/test_audits.py) or use synthetic_store_path.
+        ingest_synthetic(opened, built, per_corpus=60, mistakes=False)
         run_protocol(opened, built, plan, progress=False)
     return built
 

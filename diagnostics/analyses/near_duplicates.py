@@ -180,16 +180,20 @@ class NearDuplicateAudit:
     def __init__(self, threshold: float = THRESHOLD, num_perm: int = NUM_PERM) -> None:
         self.threshold, self.num_perm = threshold, num_perm
 
-    def params(self) -> str:
+    def params(self, emails: int) -> str:
+        """The result's key: the method's settings and how many emails it compared."""
         return json.dumps({"threshold": self.threshold, "num_perm": self.num_perm, "shingle_words": SHINGLE_WORDS,
-                           "min_words": MIN_WORDS}, sort_keys=True)
+                           "min_words": MIN_WORDS, "emails": emails}, sort_keys=True)
 
-    def plan(self, store: Store) -> Plan:
+    def plan(self, store: Store) -> Plan | None:
         ids = list(store.query("SELECT id FROM emails ORDER BY id")["id"])
         if not ids:
             raise ValueError("the store holds no emails: ingest corpora first")
-        return Plan([PairsItem(SCORER, tuple(store.emails_by_ids(ids)))],
-                    {"diagnostic": self.name, "params": self.params()})
+        params = self.params(len(ids))
+        stored = store.flag_summaries(self.name)
+        if len(stored) and set(stored["params"]) == {params}:
+            return None  # the same emails were compared with the same settings
+        return Plan([PairsItem(SCORER, tuple(store.emails_by_ids(ids)))], {"diagnostic": self.name, "params": params})
 
     def open(self, scorer, adapter_dir, env):
         return None
@@ -199,7 +203,7 @@ class NearDuplicateAudit:
         return FoundPairs(pairs, corpus_summaries(item.emails, pairs))
 
     def ingest(self, store: Store, run_id: str, plan: Plan, item: PairsItem, records: FoundPairs) -> list:
-        store.replace_flags(run_id, self.name, list(records.summaries["corpus"]), self.params(),
+        store.replace_flags(run_id, self.name, list(records.summaries["corpus"]), plan.run_params["params"],
                             pair_flags(records.pairs), records.summaries)
         return []
 

@@ -4,7 +4,8 @@
 furthest below its in-domain F1, the corpus it fails on worst, and its most confident wrong
 verdict there. `walkthrough_steps` lists the stored diagnostics the steps show, for that
 specialist and the generalist beside it: word drivers on every corpus, field counterfactuals,
-direct logit attribution, the corpus-fingerprint audit and the nearest-training-email index.
+direct logit attribution, the corpus-fingerprint audit, the nearest-training-email index and the
+label audit (is the "mistake" the label's?).
 The demo job runs them, so that in a live demo every click opens a result rather than a start
 button. Each is an ordinary stored job: skipped when stored, resumable when interrupted.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.records import DiagnosticRequest, EvaluationTarget
+from data.schema import LABEL_AUDIT
 from data.store import Store
 from diagnostics.contracts.job import Executor
 from diagnostics.runners.local import run_job
@@ -41,6 +43,7 @@ class Walkthrough:
     mistake_id: str | None  # its most confident wrong verdict on the failing corpus
     generalist: tuple[str, str] | None  # (training set, adapter path) of the same model, if trained
     generalist_id: str | None = None  # that generalist's adapter id (its first seed where there are several)
+    suspect_id: str | None = None  # a suspected label error it scored (the label audit's), wrong by the corpus first
 
     @property
     def drop(self) -> float:
@@ -72,8 +75,13 @@ def plan_walkthrough(store: Store, model: str | None = None) -> Walkthrough | No
     mistake = store.scalar(
         "SELECT email_id FROM predictions WHERE adapter_id = ? AND corpus = ? AND predicted <> true_label "
         "ORDER BY abs(score) DESC, email_id LIMIT 1", [adapter_id, worst["corpus"]])
+    suspects = store.rows(
+        "SELECT f.email_id FROM email_flags f LEFT JOIN predictions p ON p.email_id = f.email_id AND p.adapter_id = ? "
+        f"WHERE f.diagnostic = '{LABEL_AUDIT}' ORDER BY p.email_id IS NULL, (p.predicted <> p.true_label) DESC, "
+        "f.strength DESC, f.email_id LIMIT 1", [adapter_id])
+    suspect = suspects[0][0] if suspects else None
     return Walkthrough(
-        training_set=str(record["training_set"]), adapter_id=str(adapter_id), adapter_path=str(record["path"]),
+        suspect_id=suspect, training_set=str(record["training_set"]), adapter_id=str(adapter_id), adapter_path=str(record["path"]),
         home_corpus=str(home["corpus"]), home_f1=float(home["f1"]), failing_corpus=str(worst["corpus"]),
         failing_f1=float(worst["f1"]), failing_n=int(worst["n"]), mistake_id=mistake,
         generalist=(str(generalist.iloc[0]["training_set"]), str(generalist.iloc[0]["path"]))
@@ -109,5 +117,7 @@ def walkthrough_steps(store: Store, walk: Walkthrough, model: str, executor: Exe
     steps += [("corpus fingerprints", stored_job("corpus-fingerprint", specialist, "")),
               ("nearest training emails", stored_job("nearest-training-emails", specialist, "")),
               (f"heads · {walk.failing_corpus}",
-               stored_job("direct-logit-attribution", specialist, walk.failing_corpus))]
+               stored_job("direct-logit-attribution", specialist, walk.failing_corpus)),
+              ("label audit", lambda: run_job(store, diagnostic(LABEL_AUDIT).make_job(None, models_dir), executor,
+                                              progress=False).run_id is not None)]
     return steps

@@ -76,10 +76,11 @@ def check_held_out(store: Store, held_out: Sequence[str], found: Sequence[str]) 
 
 
 def ingest_synthetic(store: Store, settings: Settings, per_corpus: int = 240,
-                     test_fraction: float = 0.2) -> list[IngestReport]:
-    """Generate and ingest the synthetic demo corpora (skipping those already stored)."""
+                     test_fraction: float = 0.2, mistakes: bool = True) -> list[IngestReport]:
+    """Generate and ingest the synthetic demo corpora (skipping those already stored), with their
+    planted label flips and near-duplicates unless mistakes=False (data.synthetic.synthetic_truth)."""
     reports = []
-    for info, emails in generate_synthetic_corpora(per_corpus, settings.seed, settings.lowercase):
+    for info, emails in generate_synthetic_corpora(per_corpus, settings.seed, settings.lowercase, mistakes=mistakes):
         if store.has_corpus(info.name):
             continue
         reports.append(ingest_emails(store, info, emails, settings.lowercase))

@@ -316,14 +316,17 @@ def test_two_families_side_by_side_and_a_url_reopens_the_same_scorers(served_two
 
 @pytest.fixture(scope="module")
 def served_audits(two_family_settings, tmp_path_factory):
-    """The two-family store with both audits of the emails run and one suspect's label corrected."""
+    """The two-family store with planted label errors, both audits of the emails run and one
+    suspect's label corrected."""
     from data.store import Store
+    from tests.pages.test_audits import PLANTED
     from diagnostics.contracts.registry import diagnostic
     from diagnostics.runners.local import LocalExecutor, run_job
 
     home = tmp_path_factory.mktemp("browser-audits")
     shutil.copytree(two_family_settings.home, home, dirs_exist_ok=True)
     with Store.open(home / "store.duckdb") as store:
+        store.execute("UPDATE emails SET label = 1 - label WHERE source_ref IN (SELECT unnest(?))", [PLANTED])
         for name in ("label-audit", "near-duplicates"):
             run_job(store, diagnostic(name).make_job(None, home / "models"), LocalExecutor(home / "models"),
                     progress=False)

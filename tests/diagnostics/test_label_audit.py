@@ -33,7 +33,7 @@ def test_planted_flips_are_found_and_clean_corpora_get_an_interval_that_contains
     found = {refs[i] for i in audited.flags["email_id"]}
     precision, recall = _precision_recall(found, set(truth.flipped))
     assert len(truth.flipped) == 10
-    assert precision >= 0.8 and recall >= 0.5, (precision, recall, sorted(found))  # measured: 7 of 7, 7 of 10
+    assert precision >= 0.8 and recall >= 0.5, (precision, recall, sorted(found))  # measured: 9 of 9 flagged, 9 of 10 planted
     summary = audited.summaries.set_index("corpus")
     flipped = summary.loc["synthetic-listdump"]
     assert flipped["low"] > 0 and flipped["flagged"] == len(found & {r for r in found if "listdump" in r})

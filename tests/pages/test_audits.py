@@ -14,6 +14,9 @@ from data.store import Store
 from tests.conftest import open_app_page
 
 
+PLANTED = [f"synthetic-listdump#{i}" for i in (7, 32, 57)]
+
+
 @pytest.fixture(scope="module")
 def audited(two_family_settings, tmp_path_factory):
     """A copy of the two-family store with both audits run as `cli.py diagnose` runs them."""
@@ -22,6 +25,10 @@ def audited(two_family_settings, tmp_path_factory):
     home = tmp_path_factory.mktemp("audited")
     shutil.copytree(two_family_settings.home, home, dirs_exist_ok=True)
     settings = two_family_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    with Store.open(settings.store_path) as store:  # plant label errors where the generator would (its every 25th)
+        store.execute("UPDATE emails SET label = 1 - label WHERE source_ref IN (SELECT unnest(?))", [PLANTED])
+        store.execute("UPDATE predictions SET true_label = 1 - true_label WHERE email_id IN "
+                      "(SELECT id FROM emails WHERE source_ref IN (SELECT unnest(?)))", [PLANTED])
     for name in ("label-audit", "near-duplicates"):
         arguments = JobRequest("diagnose", (name,)).arguments()
         result = CliRunner().invoke(app, ["--home", str(home), "--store", str(settings.store_path), *arguments])
@@ -51,6 +58,9 @@ def test_corpora_page_starts_the_audits_and_draws_them(monkeypatch, two_family_s
     assert suspects
     flagged = next(f.value for f in at.dataframe if "p_given_label" in f.value.columns)
     assert set(flagged["email_id"]) == suspects  # all of them (fewer than the 200 shown)
+    with Store.open(audited.store_path, read_only=True) as store:
+        planted = set(store.query("SELECT id FROM emails WHERE source_ref IN (SELECT unnest(?))", [PLANTED])["id"])
+    assert suspects & planted  # the planted errors are among the suspects
     pairs = next(f.value for f in at.dataframe if "jaccard" in f.value.columns)
     assert (pairs["jaccard"] >= 0.7).all() and (pairs["partner_id"] != "").all()
     assert len(at.get("plotly_chart")) >= 2

@@ -35,11 +35,11 @@ def test_demo_page_links_curated_examples_to_explain(monkeypatch, evaluated_sett
     assert all("explain" in str(link.proto.page) for link in links)
 
 
-def test_demo_page_walks_a_presenter_through_the_failure_in_five_clicks(monkeypatch, evaluated_settings):
+def test_demo_page_walks_a_presenter_through_the_failure_in_six_clicks(monkeypatch, evaluated_settings):
     at = open_app_page(monkeypatch, evaluated_settings, "pages/demo.py")
     assert not at.exception, at.exception
     steps = [b for b in at.button if b.key.startswith("demo_step_")]
-    assert [b.label.split(" · ")[0] for b in steps] == ["1", "2", "3", "4", "5"]
+    assert [b.label.split(" · ")[0] for b in steps] == ["1", "2", "3", "4", "5", "6"]
     with Store.open(evaluated_settings.store_path, read_only=True) as store:
         walk = plan_walkthrough(store)
     from pages._safe import md
@@ -76,3 +76,24 @@ def _default_tabs(at) -> list[str]:
 
     walk(at._tree)
     return found
+
+
+def test_the_last_step_opens_a_suspected_label_error_in_the_inbox(monkeypatch, evaluated_copy):
+    """Step 6, "or is it the label?": with the label audit stored, the Inbox opens on a suspect the
+    specialist scored, with the evidence."""
+    from diagnostics.contracts.registry import diagnostic
+    from diagnostics.runners.local import LocalExecutor, run_job
+
+    with Store.open(evaluated_copy.store_path) as store:  # plant three label errors, then audit
+        store.execute("UPDATE emails SET label = 1 - label WHERE source_ref IN (SELECT unnest(?))",
+                      [[f"synthetic-listdump#{i}" for i in (7, 32, 57)]])
+        run_job(store, diagnostic("label-audit").make_job(None, evaluated_copy.models_dir),
+                LocalExecutor(evaluated_copy.models_dir), progress=False)
+        walk = plan_walkthrough(store)
+        suspects = store.flagged_ids("label-audit")
+    assert walk.suspect_id in suspects
+    at = open_app_page(monkeypatch, evaluated_copy, "pages/demo.py")
+    at.button(key="demo_step_5").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params.get("suspects") == "1" and at.query_params.get("email") == walk.suspect_id
+    assert any("Suspected label error" in w.value for w in at.warning)
