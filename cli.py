@@ -519,7 +519,8 @@ def diagnose(
             outcome = run_job(store, entry.make_job(None, settings.models_dir), LocalExecutor(settings.models_dir))
             summary = store.flag_summaries(name)
         typer.echo(f"{entry.title} ({'already stored for these emails; nothing to do' if outcome.run_id is None else 'run ' + outcome.run_id}):")
-        typer.echo(summary.drop(columns=["params", "run_id"]).round(4).to_string(index=False))
+        typer.echo(summary.drop(columns=["params", "run_id"]).dropna(axis=1, how="all").round(4).to_string(index=False))
+        _echo_audit_details(settings, name)
         return
     if entry.scope == "corpus" and not corpus:
         _fail(f"{name} samples one corpus: give --corpus")
@@ -551,6 +552,35 @@ def correct_label(
         else:
             store.correct_label(email_id, labels[label.lower()], note)
             typer.echo(f"recorded: {email_id} is {label.lower()} (the corpus' own label is kept)")
+
+
+def _echo_audit_details(settings: Settings, name: str, top: int = 8) -> None:
+    """After an audit of the emails: the top suspects with why, or what near-duplicates do to each matrix cell."""
+    import json
+
+    from data.schema import LABEL_AUDIT
+    from data.store import Store
+    from diagnostics.analyses.near_duplicates import leakage_by_cell
+
+    with Store.open_to_read(settings.store_path) as store, store.connection():
+        if name == LABEL_AUDIT:
+            flags = store.flagged_emails(name, limit=top)
+            if len(flags):
+                typer.echo(f"top {len(flags)} suspects (P(label) out of sample; adapters and nearest emails against it):")
+            for r in flags.to_dict("records"):
+                e = json.loads(r["evidence"])
+                typer.echo(f"  {r['email_id']}  {r['corpus']}  label {e['given_label']}  P(label) {e['p_given_label']:.3f}  "
+                           f"adapters {e['adapters_against_label']}/{len(e['adapters'])}  nearest "
+                           f"{e['neighbours_against_label']}/{len(e['neighbours'])}  {r['subject'][:60]!r}")
+            return
+        cells = leakage_by_cell(store)
+        if cells.empty:
+            return
+        names = dict(zip(*store.scorer_catalogue()[["id", "name"]].to_numpy().T))
+    cells = cells.assign(scorer=cells["adapter_id"].map(names).fillna(cells["adapter_id"]))
+    typer.echo("per matrix cell: test emails that near-duplicate an email of the scorer's training set, F1 without them")
+    typer.echo(cells[["scorer", "corpus", "n", "near_duplicates", "share", "f1", "f1_without", "delta_f1"]]
+               .round(3).to_string(index=False))
 
 
 def _print_analysis(ctx: typer.Context, entry, wanted: list[str]) -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 from diagnostics.analyses.comparison import adapter_disabled, lora_delta
 from data.store import Store
 from pages._cache import classifier, email_with_verdicts, stored
-from pages._email_view import label_text
+from pages._email_view import label_text, shown_label
 from pages._explain_view import ExplanationView, pick_email, pick_method
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
@@ -66,5 +66,8 @@ if from_store:
     _, verdicts = email_with_verdicts(settings.store_path, mail.id)
     with st.expander("Stored verdicts of every adapter"):
         names = names_by_id(scorers)
-        st.dataframe(pd.DataFrame(verdicts).assign(scorer=lambda v: v["adapter_id"].map(names)), hide_index=True,
-                     key="explain_verdicts")
+        status = stored(settings.store_path, Store.label_status, mail.id)
+        # true_label: the label verdicts are judged against, the analysts' correction where there is one
+        st.dataframe(pd.DataFrame(verdicts).assign(scorer=lambda v: v["adapter_id"].map(names),
+                                                   true_label=shown_label(status, mail.label)),
+                     hide_index=True, key="explain_verdicts")

@@ -133,7 +133,8 @@ if view != "original":
                    "relabelled, F1 as the corpora label them and in this view (the cells' 95% intervals are in "
                    "*All figures*).")
         st.dataframe(changed, hide_index=True, key="overview_label_moves", column_config={
-            name: st.column_config.NumberColumn(format="%.3f") for name in ("f1", "f1_view", "delta_f1")})
+            "share_left_out": st.column_config.NumberColumn("share left out", format="percent"),
+            **{name: st.column_config.NumberColumn(format="%.3f") for name in ("f1", "f1_view", "delta_f1")}})
 
 one_class = sorted(shown.loc[~shown["both_classes"], "corpus"].unique())
 if one_class:

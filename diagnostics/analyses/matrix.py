@@ -90,7 +90,9 @@ def cell_moves(original: pd.DataFrame, viewed: pd.DataFrame) -> pd.DataFrame:
     keys = ["adapter_id", "corpus"]
     both = original[keys + ["training_set", "n", "f1", "tp", "fn"]].merge(
         viewed[keys + ["n", "f1", "tp", "fn"]], on=keys, how="left", suffixes=("", "_view"))
-    return both.assign(emails_left_out=both["n"] - both["n_view"].fillna(0),
+    left_out = both["n"] - both["n_view"].fillna(0)
+    return both.assign(emails_left_out=left_out, share_left_out=left_out / both["n"],
                        positives_moved=(both["tp"] + both["fn"]) - (both["tp_view"] + both["fn_view"]).fillna(0),
                        delta_f1=both["f1_view"] - both["f1"])[
-        keys + ["training_set", "n", "emails_left_out", "positives_moved", "f1", "f1_view", "delta_f1"]]
+        keys + ["training_set", "n", "emails_left_out", "share_left_out", "positives_moved", "f1", "f1_view",
+                "delta_f1"]]

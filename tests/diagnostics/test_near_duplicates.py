@@ -5,7 +5,6 @@ matrix view that leaves them out, and training sets built without them."""
 from __future__ import annotations
 
 import itertools
-import shutil
 from dataclasses import replace
 
 import numpy as np

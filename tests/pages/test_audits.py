@@ -107,3 +107,18 @@ def test_overview_shows_the_matrix_in_every_label_view(monkeypatch, audited, vie
             assert moves and moves[0]["emails_left_out"].sum() == scored_suspects
         else:
             assert any("No cell changes" in i.value for i in at.info)
+
+
+def test_explain_shows_the_label_as_corrected_and_suspected(monkeypatch, audited):
+    with Store.open(audited.store_path) as store:
+        suspect = sorted(store.flagged_ids("label-audit"))[0]
+        original = store.label_status(suspect)["original"]
+        store.correct_label(suspect, 1 - original, "checked by hand")
+    try:
+        at = open_app_page(monkeypatch, audited, "pages/explain.py", max_tokens=96, email=suspect, method="gradxinput")
+        assert not at.exception, at.exception
+        label = next(t.value for t in at.text if t.value.startswith("Label: "))
+        assert "corrected by an analyst" in label and "checked by hand" in label and "suspected label error" in label
+    finally:
+        with Store.open(audited.store_path) as store:
+            store.undo_label_correction(suspect)
