@@ -22,8 +22,9 @@ LAZY_LIBRARIES = ("captum.attr", "peft", "plotly.graph_objects", "safetensors.to
                   "shap", "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.model_selection",
                   "sklearn.pipeline", "sklearn.preprocessing", "transformer_lens.model_bridge",
                   "transformer_lens.model_bridge.sources", "transformer_lens.tools.analysis")
-# Only the CLI's jobs use these (distributed evaluation, int8 scoring), in processes of their own.
-NOT_PRELOADED = ("ray", "torchao")
+# Only the CLI's jobs use these (distributed evaluation, int8 scoring, the label and near-duplicate
+# audits), in processes of their own.
+NOT_PRELOADED = ("ray", "torchao", "cleanlab", "datasketch")
 
 
 def import_page_libraries() -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from data.metrics import confusion, f1
+from data.metrics import confusion, matrix_value
 from data.records import Email, ScorerRef
 from data.schema import NEAR_DUPLICATES
 from data.store import Store
@@ -121,8 +121,8 @@ def leakage_by_cell(store: Store) -> pd.DataFrame:
 
 
 def _f1(predicted, labels) -> float:
-    """F1 as the matrix defines it (data.metrics); NaN where the cell holds one class."""
-    value = f1(*confusion(predicted, labels))
+    """The matrix's value (data.metrics): F1, or recall where the cell holds positives only."""
+    value = matrix_value(*confusion(predicted, labels))
     return float("nan") if value is None else value
 
 
