@@ -790,15 +790,23 @@ def compare(
 
 
 @app.command()
-def status(ctx: typer.Context):
-    """What the store holds: corpora, training sets, adapters, runs."""
+def status(
+    ctx: typer.Context,
+    labels: Annotated[str, typer.Option(help="The matrix's labels: original, corrected (analysts' corrections), "
+                                             "'without suspects' (the label audit's) or 'without near-duplicates' "
+                                             "(of each scorer's training emails)")] = "original",
+):
+    """What the store holds: corpora, training sets, adapters, runs, the F1 matrix."""
+    from data.schema import LABEL_VIEWS
     from data.store import Store
 
+    if labels not in LABEL_VIEWS:
+        _fail(f"--labels must be one of: {', '.join(LABEL_VIEWS)}")
     settings = _settings(ctx)
     with _clear_errors():
         with Store.open_to_read(settings.store_path) as store, store.connection():
             typer.echo(f"store {settings.store_path} (schema {store.schema_version()})")
-            metrics = store.metrics().round({"f1": 3, "recall": 3})
+            metrics = store.metrics(labels).round({"f1": 3, "recall": 3})
             for title, frame in [
                 ("corpora", store.corpora()[["name", "label_meaning", "synthetic", "parsed", "duplicates_within",
                                              "duplicates_across", "kept"]]),
@@ -808,7 +816,7 @@ def status(ctx: typer.Context):
                 ("adapters", store.adapters()[["id", "model", "training_set", "seed", "n_train", "seconds"]]
                  .round({"seconds": 0})),
                 ("runs", store.runs()[["id", "status", "error"]].head(10)),
-                ("F1 matrix per scorer (recall where a test sample has one class)",
+                (f"F1 matrix per scorer (recall where a test sample has one class), labels: {labels}",
                  _matrix_rows(metrics, store.scorer_catalogue())),
             ]:
                 typer.echo(f"\n{title}:\n" + (frame.to_string(index=False) if len(frame) else "  (none)"))

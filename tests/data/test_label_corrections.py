@@ -76,5 +76,8 @@ def test_the_cli_records_and_undoes_a_correction(evaluated_copy, monkeypatch):
     with Store.open(evaluated_copy.store_path, read_only=True) as store:
         assert store.label_status(email_id)["corrected"] == 1 - original
     assert runner.invoke(app, [*home, "correct-label", email_id, "maybe"]).exit_code == 1
+    shown = runner.invoke(app, [*home, "status", "--labels", "corrected"])
+    assert shown.exit_code == 0 and "labels: corrected" in shown.output, shown.output
+    assert runner.invoke(app, [*home, "status", "--labels", "mine"]).exit_code == 1
     result = runner.invoke(app, [*home, "correct-label", email_id, "--undo"])
     assert result.exit_code == 0 and "undone" in result.output
