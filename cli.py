@@ -518,7 +518,8 @@ def diagnose(
         with _clear_errors(), Store.open(settings.store_path) as store:
             outcome = run_job(store, entry.make_job(None, settings.models_dir), LocalExecutor(settings.models_dir))
             summary = store.flag_summaries(name)
-        typer.echo(f"{entry.title} ({'already stored for these emails; nothing to do' if outcome.run_id is None else 'run ' + outcome.run_id}):")
+        said = "already stored for these emails; nothing to do" if outcome.run_id is None else f"run {outcome.run_id}"
+        typer.echo(f"{entry.title} ({said}):")
         typer.echo(summary.drop(columns=["params", "run_id"]).dropna(axis=1, how="all").round(4).to_string(index=False))
         _echo_audit_details(settings, name)
         return
@@ -566,12 +567,14 @@ def _echo_audit_details(settings: Settings, name: str, top: int = 8) -> None:
         if name == LABEL_AUDIT:
             flags = store.flagged_emails(name, limit=top)
             if len(flags):
-                typer.echo(f"top {len(flags)} suspects (P(label) out of sample; adapters and nearest emails against it):")
+                typer.echo(f"top {len(flags)} suspects (P(label) out of sample; adapters and nearest emails "
+                           "against it):")
             for r in flags.to_dict("records"):
                 e = json.loads(r["evidence"])
-                typer.echo(f"  {r['email_id']}  {r['corpus']}  label {e['given_label']}  P(label) {e['p_given_label']:.3f}  "
-                           f"adapters {e['adapters_against_label']}/{len(e['adapters'])}  nearest "
-                           f"{e['neighbours_against_label']}/{len(e['neighbours'])}  {r['subject'][:60]!r}")
+                typer.echo(f"  {r['email_id']}  {r['corpus']}  label {e['given_label']}  "
+                           f"P(label) {e['p_given_label']:.3f}  "
+                           f"adapters {e['adapters_against_label']}/{len(e['adapters'])}  "
+                           f"nearest {e['neighbours_against_label']}/{len(e['neighbours'])}  {r['subject'][:60]!r}")
             return
         cells = leakage_by_cell(store)
         if cells.empty:

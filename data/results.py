@@ -142,8 +142,9 @@ class MatrixResults:
         if adapter_id:
             source = f"{corrected} JOIN predictions p ON p.email_id = e.id AND p.adapter_id = ?"
             params.insert(0, adapter_id)
-            conditions = {"all": "1 = 1", "wrong": f"p.predicted <> {label_sql}", "correct": f"p.predicted = {label_sql}",
-                          "fp": f"p.predicted = 1 AND {label_sql} = 0", "fn": f"p.predicted = 0 AND {label_sql} = 1"}
+            conditions = {"all": "1 = 1", "wrong": f"p.predicted <> {label_sql}",
+                          "correct": f"p.predicted = {label_sql}", "fp": f"p.predicted = 1 AND {label_sql} = 0",
+                          "fn": f"p.predicted = 0 AND {label_sql} = 1"}
             if outcome not in conditions:
                 raise ValueError(f"outcome must be one of {sorted(conditions)}")
             where += [conditions[outcome], "abs(p.score) >= ?"]
@@ -498,8 +499,8 @@ class EmailFlagResults:
 
     def flag_summaries(self, diagnostic: str) -> pd.DataFrame:
         """Per corpus: emails audited, flagged, candidates, the estimate with its 95% interval, params and run."""
-        return self.query("SELECT corpus, n, flagged, candidates, estimate, low, high, params, run_id FROM flag_summaries "
-                          "WHERE diagnostic = ? ORDER BY corpus", [diagnostic])
+        return self.query("SELECT corpus, n, flagged, candidates, estimate, low, high, params, run_id "
+                          "FROM flag_summaries WHERE diagnostic = ? ORDER BY corpus", [diagnostic])
 
     def flagged_emails(self, diagnostic: str, corpus: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Flags of a diagnostic, strongest first, with each email's subject, its label as the
@@ -514,7 +515,8 @@ class EmailFlagResults:
             + ("LIMIT ?" if limit else ""), args + ([limit] if limit else []))
 
     def flagged_ids(self, diagnostic: str) -> set[str]:
-        return set(self.query("SELECT DISTINCT email_id FROM email_flags WHERE diagnostic = ?", [diagnostic])["email_id"])
+        return set(self.query("SELECT DISTINCT email_id FROM email_flags WHERE diagnostic = ?",
+                              [diagnostic])["email_id"])
 
 
 # What each kind's results are listed and read by: (the method listing stored results of a

@@ -6,7 +6,10 @@ by kind (pages._cache.kind_results / kind_result). A page draws every entry of a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from data.export import download_name, spreadsheet_safe_csv
@@ -105,12 +108,8 @@ def show_head_grid(settings, entry, scorers, corpora: list[str], adapter: str | 
                  hide_index=True, key=f"{key}_top")
 
 
-def flag_rows(flags):
+def flag_rows(flags: pd.DataFrame) -> pd.DataFrame:
     """Flagged emails as a table: the evidence's plain values as columns (lists stay in the email view)."""
-    import json
-
-    import pandas as pd
-
     evidence = pd.DataFrame([{k: v for k, v in (json.loads(e) if isinstance(e, str) else e).items()
                               if not isinstance(v, (list, dict))} for e in flags["evidence"]], index=flags.index)
     columns = ["email_id", "corpus", "subject", "label", "corrected_label", "strength"]
@@ -136,7 +135,8 @@ def show_email_flags(settings, entry, scorers, corpora: list[str], adapter: str 
         st.info(f"Nothing stored yet: start it above (or {code(f'python cli.py diagnose {entry.name}')}).")
         return
     st.plotly_chart(share_bars(summary, entry.title), key=f"{key}_bars")
-    st.dataframe(summary.drop(columns=["params", "run_id"]).dropna(axis=1, how="all"), hide_index=True, key=f"{key}_summary", column_config={
+    shown = summary.drop(columns=["params", "run_id"]).dropna(axis=1, how="all")  # no candidates: column left out
+    st.dataframe(shown, hide_index=True, key=f"{key}_summary", column_config={
         "estimate": st.column_config.NumberColumn("share", format="percent"),
         "low": st.column_config.NumberColumn("95% CI low", format="percent"),
         "high": st.column_config.NumberColumn("95% CI high", format="percent")})
