@@ -295,6 +295,12 @@ LABEL_VIEWS = {
 }
 
 
+# How a page names each view (Overview's and the Study page's Labels switch).
+LABEL_VIEW_TITLES = {"original": "as the corpora label them", "corrected": "with analysts' corrections",
+                     "without suspects": "without suspected label errors",
+                     "without near-duplicates": "without near-duplicates of training emails"}
+
+
 def metrics_sql(view: str = "original") -> str:
     """Metrics per (adapter, corpus) over one of LABEL_VIEWS. F1 and precision are NULL where the
     evaluated sample holds one class only: there they would measure nothing but recall."""

@@ -239,7 +239,7 @@ def paired_comparisons(path: Path, scorer_a: str, scorer_b: str) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int):
+def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed: int, view: str):
     from diagnostics.analyses.study import (
         cell_power,
         eta_sentence,
@@ -255,20 +255,20 @@ def _study(path: str, stamp: float, spec_path: str, spec_stamp: float, data_seed
     store = _open(path)
     with store.connection():
         plan = plan_study(store, spec)
-        results = study_results(store, spec, plan, data_seed)
+        results = study_results(store, spec, plan, data_seed, view)
         to_do = eta_sentence(remaining_work(store, spec, plan, data_seed))
         power = cell_power(store, spec, plan)
     summary = summarize_study(results) if len(results) else pd.DataFrame()
     return spec, plan, results, summary, study_findings(summary) if len(summary) else [], to_do, power
 
 
-def study_report(path: Path, spec_path: Path, data_seed: int):
+def study_report(path: Path, spec_path: Path, data_seed: int, view: str = "original"):
     """(spec, plan, results, summary, findings, what is left to do, per-corpus power) of a study spec
-    against the store.
+    against the store, its matrix over a label view (data.schema.LABEL_VIEWS).
 
     Raises diagnostics.analyses.study.SpecError for a bad spec, data.store.StoreError for an unreadable store.
     """
-    return _study(str(path), _stamp(path), str(spec_path), spec_path.stat().st_mtime, data_seed)
+    return _study(str(path), _stamp(path), str(spec_path), spec_path.stat().st_mtime, data_seed, view)
 
 
 def save_explanation(path: Path, explanation, corpus: str) -> str | None:

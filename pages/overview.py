@@ -13,7 +13,8 @@ from pages import _charts
 from diagnostics.analyses.matrix import cell_moves
 from pages._cache import matrix_view, paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
 from pages._kinds import show_registered
-from pages._page import warn_of_collapsed
+from data.schema import LABEL_VIEW_TITLES
+from pages._page import pick_label_view, warn_of_collapsed
 from pages._safe import md
 
 
@@ -96,15 +97,7 @@ st.query_params["model"] = model  # a link to this page reopens the same model's
 
 # Is it the model or the label? The same matrix over corrected labels, without the label audit's
 # suspects, or without each scorer's test emails that near-duplicate its own training emails.
-LABEL_VIEW_TITLES = {"original": "as the corpora label them", "corrected": "with analysts' corrections",
-                     "without suspects": "without suspected label errors",
-                     "without near-duplicates": "without near-duplicates of training emails"}
-views = list(LABEL_VIEW_TITLES)
-view = st.radio("Labels", views, format_func=LABEL_VIEW_TITLES.get, horizontal=True, key="overview_labels",
-                index=views.index(st.query_params.get("labels")) if st.query_params.get("labels") in views else 0,
-                help="The label audit and the near-duplicate audit run on the Corpora page; corrections are "
-                     "recorded in the Inbox.")
-st.query_params["labels"] = view
+view = pick_label_view("overview_labels")
 viewed = metrics if view == "original" else matrix_view(settings.store_path, view)
 viewed_reference = viewed[viewed["model"] == REFERENCE_MODEL]
 viewed_reference = viewed_reference.assign(training_set="bag of words · " + viewed_reference["training_set"])

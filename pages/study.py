@@ -11,7 +11,9 @@ from diagnostics.runners.background import start_job
 from diagnostics.analyses.paired import power_note
 from diagnostics.analyses.study import SpecError
 from diagnostics.analyses.study_report import spec_fields, study_figures, study_html
+from data.schema import LABEL_VIEW_TITLES
 from pages._cache import study_report
+from pages._page import pick_label_view
 from pages._safe import md, started_message
 
 settings = st.session_state["settings"]
@@ -28,8 +30,10 @@ names = list(specs)
 wanted = st.query_params.get("spec")
 name = st.selectbox("Study spec", names, index=names.index(wanted) if wanted in names else 0, key="study_spec")
 st.query_params["spec"] = name
+view = pick_label_view("study_labels")
 try:
-    spec, plan, results, summary, findings, to_do, power = study_report(settings.store_path, specs[name], settings.seed)
+    spec, plan, results, summary, findings, to_do, power = study_report(settings.store_path, specs[name], settings.seed,
+                                                                        view)
 except (SpecError, StoreError) as exc:
     st.error(md(exc, 2000))
     st.stop()
@@ -66,6 +70,8 @@ if len(collapsed):
                + ". Retrain them with a lower learning rate (a `[lora.<model>]` table in the spec).")
 
 st.subheader("Findings")
+if view != "original":
+    st.caption(f"Every figure below is computed {LABEL_VIEW_TITLES[view]} (the Labels switch above).")
 for line in findings:
     st.text("• " + line)
 figures = study_figures(results, summary)
@@ -73,7 +79,8 @@ for i, figure in enumerate(figures):
     st.plotly_chart(figure, key=f"study_figure_{i}")
 st.subheader("Summary")
 st.dataframe(summary, hide_index=True, key="study_summary")
-st.download_button("Report (self-contained HTML)", study_html(spec, summary, findings, figures),
+report = study_html(spec, summary, findings, figures, LABEL_VIEW_TITLES[view])
+st.download_button("Report (self-contained HTML)", report,
                    download_name("phishlens-study", name, suffix=".html"), "text/html", key="study_html")
 st.download_button("All runs (CSV)", spreadsheet_safe_csv(results), download_name("phishlens-study", name), "text/csv",
                    key="study_csv")

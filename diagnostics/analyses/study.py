@@ -260,8 +260,10 @@ def eta_sentence(work: pd.DataFrame) -> str:
     return said
 
 
-def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int) -> pd.DataFrame:
-    """One row per (model, training set, seed, corpus) the study covers, with F1 intervals.
+def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int,
+                  view: str = "original") -> pd.DataFrame:
+    """One row per (model, training set, seed, corpus) the study covers, with F1 intervals, over one
+    of data.schema.LABEL_VIEWS (the corpora's labels, corrected ones, without suspects, ...).
 
     Zero-shot and reference rows have seed NaN; the reference's model is 'tfidf-lr'. `collapsed`
     marks an adapter that gave one verdict to nearly every test email (Store.collapsed_scorers).
@@ -272,7 +274,7 @@ def study_results(store: Store, spec: StudySpec, plan: StudyPlan, data_seed: int
     wanted = set(seeds) | {zero_shot_id(resolve_model(m).name) for m in spec.models}
     if spec.reference:
         wanted |= {reference_id(t, data_seed) for t in reference_sets(plan)}
-    metrics = store.metrics()
+    metrics = store.metrics(view)
     rows = metrics[metrics["adapter_id"].isin(wanted) & metrics["corpus"].isin(plan.test_corpora)]
     collapsed = set(store.collapsed_scorers()["adapter_id"])
     return with_f1_intervals(rows).assign(seed=lambda f: f["adapter_id"].map(seeds),

@@ -120,8 +120,10 @@ def spec_fields(spec: StudySpec) -> dict[str, str]:
     return shown
 
 
-def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figures: list[go.Figure]) -> str:
-    """One self-contained HTML page: spec, findings, figures (plotly.js inlined once), summary table."""
+def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figures: list[go.Figure],
+               labels: str = "as the corpora label them") -> str:
+    """One self-contained HTML page: spec, findings, figures (plotly.js inlined once), summary table;
+    `labels`: which labels the figures are computed over (data.schema.LABEL_VIEW_TITLES)."""
     charts = [pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
               for i, fig in enumerate(figures)]
     spec_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
@@ -133,7 +135,8 @@ def study_html(spec: StudySpec, summary: pd.DataFrame, findings: list[str], figu
             "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}"
             "</style></head><body>"
-            f"<h1>PhishLens study: {html.escape(spec.name)}</h1><p>Generated {stamp}.</p>"
+            f"<h1>PhishLens study: {html.escape(spec.name)}</h1><p>Generated {stamp}. Labels: "
+            f"{html.escape(labels)}.</p>"
             f"<h2>Findings</h2><ul>{findings_html}</ul>"
             f"<h2>Figures</h2>{''.join(charts)}"
             f"<h2>Summary</h2>{table}<h2>Spec</h2><table>{spec_rows}</table></body></html>")

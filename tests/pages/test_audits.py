@@ -122,3 +122,32 @@ def test_explain_shows_the_label_as_corrected_and_suspected(monkeypatch, audited
     finally:
         with Store.open(audited.store_path) as store:
             store.undo_label_correction(suspect)
+
+
+def test_the_study_page_reports_over_a_label_view(monkeypatch, audited, tmp_path):
+    from tests.conftest import study_toml, tiny_study
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "tiny.toml").write_text(study_toml(tiny_study(audited.model, name="tiny")))
+    monkeypatch.setenv("PHISHLENS_STUDIES", str(studies))
+    at = open_app_page(monkeypatch, audited, "pages/study.py", spec="tiny")
+    assert not at.exception, at.exception
+    at.radio(key="study_labels").set_value("without suspects").run()
+    assert not at.exception, at.exception
+    assert at.query_params["labels"] == "without suspects"
+    assert any("without suspected label errors" in c.value for c in at.caption)
+    from diagnostics.analyses.study import load_spec, plan_study, study_results
+
+    spec = load_spec(studies / "tiny.toml")
+    with Store.open(audited.store_path, read_only=True) as store:
+        suspects = store.flagged_ids("label-audit")
+        plan = plan_study(store, spec)
+        original = study_results(store, spec, plan, audited.seed)
+        viewed = study_results(store, spec, plan, audited.seed, "without suspects")
+        scored = store.query("SELECT adapter_id, count(*) AS n FROM predictions WHERE email_id IN (SELECT unnest(?)) "
+                             "GROUP BY adapter_id", [sorted(suspects)]).set_index("adapter_id")["n"]
+    moved = original.set_index(["adapter_id", "corpus"])["n"].groupby("adapter_id").sum() - \
+        viewed.set_index(["adapter_id", "corpus"])["n"].groupby("adapter_id").sum()
+    for adapter, n in moved.items():
+        assert n == scored.get(adapter, 0)  # each run loses exactly its scored suspects
