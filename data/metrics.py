@@ -9,10 +9,13 @@ data.records.VERDICT_THRESHOLD.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
 from data.records import VERDICT_THRESHOLD
+
+Z95 = NormalDist().inv_cdf(0.975)  # 1.95996…: the two-sided 95% normal quantile
 
 # SQL over columns tp, fp, fn, tn (counts); NULL where undefined.
 _BOTH_CLASSES = "(tp + fn) > 0 AND (tn + fp) > 0"
@@ -70,3 +73,13 @@ def f1_at_zero(scores: np.ndarray, labels: np.ndarray) -> float:
     neither is defined (a sample of legitimate emails only)."""
     value = matrix_value(*confusion(np.asarray(scores) > VERDICT_THRESHOLD, labels))
     return math.nan if value is None else value
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound at 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))

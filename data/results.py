@@ -17,7 +17,7 @@ import pandas as pd
 
 from data.metrics import COLLAPSE_MIN_EMAILS, COLLAPSED_SHARE, MIXED_LABELS
 from data.records import ZERO_SHOT, Email, Explanation, Faithfulness, Prediction
-from data.schema import LABEL_AUDIT, metrics_sql
+from data.schema import SUSPECT_IDS_SQL, metrics_sql
 
 # The explanations table's columns before created_at, in order: explanation_record() holds each.
 EXPLANATION_COLUMNS = ("adapter_id", "email_id", "method", "params", "level", "score", "base_value", "evaluations",
@@ -128,7 +128,7 @@ class MatrixResults:
         label_sql = "coalesce(c.label, e.label)"
         where, params = ["1 = 1"], []
         if suspects_only:
-            where.append(f"e.id IN (SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}')")
+            where.append(f"e.id IN {SUSPECT_IDS_SQL}")
         if corpora:
             where.append("e.corpus IN (SELECT unnest(?))")
             params.append(list(corpora))
@@ -167,7 +167,7 @@ class MatrixResults:
             page = con.execute(
                 f"WITH page AS (SELECT e.id, e.corpus, e.sender, e.subject, e.date, {label_sql} AS label, "
                 f"e.label AS original_label, c.label IS NOT NULL AS corrected, "
-                f"e.id IN (SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}') AS suspected, "
+                f"e.id IN {SUSPECT_IDS_SQL} AS suspected, "
                 f"{columns} {body} ORDER BY {order} LIMIT ? OFFSET ?), "
                 f"tally AS (SELECT p.email_id, count(*) FILTER (p.predicted <> page.label) AS adapters_wrong, "
                 f"count(*) AS adapters_scored FROM predictions p JOIN page ON page.id = p.email_id GROUP BY p.email_id) "
@@ -496,6 +496,11 @@ class EmailFlagResults:
                 con.execute("INSERT INTO email_flags BY NAME SELECT * FROM new_flags ON CONFLICT DO NOTHING")
             if len(summaries):
                 con.execute("INSERT INTO flag_summaries BY NAME SELECT * FROM new_summaries")
+
+    def has_flags(self, diagnostic: str, params: str) -> bool:
+        """Whether the diagnostic's stored result is under these params (for every corpus it covers)."""
+        return bool(self.scalar("SELECT count(*) > 0 AND bool_and(params = ?) FROM flag_summaries WHERE diagnostic = ?",
+                                [params, diagnostic]))
 
     def flag_summaries(self, diagnostic: str) -> pd.DataFrame:
         """Per corpus: emails audited, flagged, candidates, the estimate with its 95% interval, params and run."""

@@ -282,16 +282,20 @@ NEAR_DUPLICATES = "near-duplicates"
 # The predictions each matrix view is computed over: the corpus' labels as given, the analysts'
 # corrected labels, without the emails the label audit suspects, and without each scorer's test
 # emails that near-duplicate an email of its own training set.
+# The label audit's suspects (a subquery of email ids), and whether a prediction `p` is of a test email
+# that near-duplicates an email of its scorer's own training set (a condition on `p`).
+SUSPECT_IDS_SQL = f"(SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}')"
+LEAKED_SQL = f"""EXISTS (
+        SELECT 1 FROM email_flags f JOIN scorers s ON s.id = p.adapter_id
+        JOIN training_set_emails t ON t.training_set = s.training_set AND t.email_id = f.partner_id
+        WHERE f.diagnostic = '{NEAR_DUPLICATES}' AND f.email_id = p.email_id)"""
+
 LABEL_VIEWS = {
     "original": "predictions",
     "corrected": "(SELECT p.* REPLACE (coalesce(c.label, p.true_label) AS true_label) FROM predictions p "
                  "LEFT JOIN label_corrections c ON c.email_id = p.email_id AND c.undone_at IS NULL)",
-    "without suspects": f"(SELECT * FROM predictions WHERE email_id NOT IN "
-                        f"(SELECT email_id FROM email_flags WHERE diagnostic = '{LABEL_AUDIT}'))",
-    "without near-duplicates": f"""(SELECT p.* FROM predictions p WHERE NOT EXISTS (
-        SELECT 1 FROM email_flags f JOIN scorers s ON s.id = p.adapter_id
-        JOIN training_set_emails t ON t.training_set = s.training_set AND t.email_id = f.partner_id
-        WHERE f.diagnostic = '{NEAR_DUPLICATES}' AND f.email_id = p.email_id))""",
+    "without suspects": f"(SELECT * FROM predictions WHERE email_id NOT IN {SUSPECT_IDS_SQL})",
+    "without near-duplicates": f"(SELECT p.* FROM predictions p WHERE NOT {LEAKED_SQL})",
 }
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from data.processes import ProcessIdentity, is_gone, rerun_command, this_process
 from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, IngestReport
-from data.schema import METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
+from data.schema import LABEL_AUDIT, METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
 from data.results import (EXPLANATION_COLUMNS, EmailFlagResults, HeadGridResults, MatrixResults, NeighbourResults,  # noqa: F401
                           SampleGridResults, TokenMapResults, _email_from_row, _now)
 from data.scorers import ZERO_SHOT_PREFIX, catalogue, model_of_zero_shot
@@ -588,8 +588,8 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
             original = con.execute("SELECT label FROM emails WHERE id = ?", [email_id]).fetchone()
             correction = con.execute("SELECT label, note, corrected_at FROM label_corrections WHERE email_id = ? "
                                      "AND undone_at IS NULL", [email_id]).fetchone()
-            suspect = con.execute("SELECT evidence FROM email_flags WHERE diagnostic = 'label-audit' AND email_id = ?",
-                                  [email_id]).fetchone()
+            suspect = con.execute("SELECT evidence FROM email_flags WHERE diagnostic = ? AND email_id = ?",
+                                  [LABEL_AUDIT, email_id]).fetchone()
         return {"original": None if original is None else int(original[0]),
                 "corrected": None if correction is None else int(correction[0]),
                 "note": None if correction is None else correction[1],

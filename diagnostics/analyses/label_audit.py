@@ -11,7 +11,7 @@ of the label-error rate, with a 95% Wilson interval over the corpus' emails (it 
 the corpus happens to hold, not the scorers' own error), beside the share whose out-of-sample
 verdict contradicts the label ("candidates"). The estimate is conservative: on real Ling-Spam mail
 with 3% of labels flipped on purpose it flagged 16 of the 30 flips and nothing else, while 29 of
-them were among the 34 candidates (benchmarks/bench_audits.py); read the true rate as lying
+them were among the 32 candidates (benchmarks/bench_audits.py); read the true rate as lying
 between the two. Each suspect carries its evidence: the probability against its label, which
 scorers agree, its nearest emails' labels.
 """
@@ -25,25 +25,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from data.metrics import wilson_interval
 from data.records import Email, ScorerRef
 from data.schema import LABEL_AUDIT
 from data.store import Store
-from diagnostics.contracts.job import Plan, Progress
+from diagnostics.contracts.job import ALL_CORPORA, EmailBatch, Plan, Progress
 
 FOLDS = 5
 SUMMARY_COLUMNS = ["corpus", "n", "flagged", "candidates", "estimate", "low", "high"]
 NEIGHBOURS = 5
 SCORER = ScorerRef(model="tfidf-lr", adapter_id=LABEL_AUDIT)  # what the job "runs on": no model to load
-
-
-def wilson_interval(flagged: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (scipy); (nan, nan) for n = 0."""
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return float("nan"), float("nan")
-    ci = binomtest(int(flagged), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def cross_validated_bag_of_words(texts: Sequence[str], labels: np.ndarray, strata: Sequence[str],
@@ -179,15 +170,19 @@ def out_of_sample_adapter_probabilities(store: Store) -> dict[str, list[tuple[st
 # ---------------------------------------------------------------- the job (plan → run → ingest)
 
 
-@dataclass(frozen=True)
-class AuditItem:
-    scorer: ScorerRef
-    emails: tuple[Email, ...]
-    llm: tuple = field(default=())  # per email: ((adapter id, P(phishing)), ...)
+def every_email_id(store: Store) -> list[str]:
+    """The ids of every email of the store (what the audits of the emails cover), or a clear error."""
+    ids = list(store.query("SELECT id FROM emails ORDER BY id")["id"])
+    if not ids:
+        raise ValueError("the store holds no emails: ingest corpora first")
+    return ids
 
-    @property
-    def size(self) -> int:
-        return len(self.emails)
+
+@dataclass(frozen=True)
+class AuditItem(EmailBatch):
+    """Every email of the store, with the out-of-sample adapter probabilities of each."""
+
+    llm: tuple = field(default=())  # per email: ((adapter id, P(phishing)), ...)
 
 
 class LabelAudit:
@@ -205,17 +200,15 @@ class LabelAudit:
                            "emails": emails, "adapter_predictions": predictions}, sort_keys=True)
 
     def plan(self, store: Store) -> Plan | None:
-        ids = list(store.query("SELECT id FROM emails ORDER BY id")["id"])
-        if not ids:
-            raise ValueError("the store holds no emails: ingest corpora first")
+        ids = every_email_id(store)
         adapters = out_of_sample_adapter_probabilities(store)
         params = self.params(len(ids), sum(map(len, adapters.values())))
-        stored = store.flag_summaries(self.name)
-        if len(stored) and set(stored["params"]) == {params}:
+        if store.has_flags(self.name, params):
             return None  # the store has not changed since this audit ran
         emails = store.emails_by_ids(ids)
         llm = tuple(tuple(adapters.get(m.id, ())) for m in emails)
-        return Plan([AuditItem(SCORER, tuple(emails), llm)], {"diagnostic": self.name, "params": params})
+        return Plan([AuditItem(SCORER, ALL_CORPORA, tuple(emails), llm)],
+                    {"diagnostic": self.name, "params": params})
 
     def open(self, scorer, adapter_dir, env):
         return None
@@ -233,21 +226,3 @@ def job_for_request(request, models_dir, emails_per_item=None) -> LabelAudit:
     """The registry's builder: the audit covers the whole store, whatever the request names."""
     return LabelAudit(seed=getattr(request, "seed", 0) or 0)
 
-
-def suspects_table(flags: pd.DataFrame, names: dict[str, str] | None = None) -> pd.DataFrame:
-    """The suspects as an analyst reads them: one line of evidence per email."""
-    names = names or {}
-    rows = []
-    for r in flags.to_dict("records"):
-        e = json.loads(r["evidence"]) if isinstance(r["evidence"], str) else r["evidence"]
-        given = "phishing" if e["given_label"] else "legitimate"
-        adapters = e.get("adapters", [])
-        rows.append({
-            "email_id": r["email_id"], "corpus": r["corpus"], "subject": r.get("subject", ""),
-            "given label": given, "P(given label)": e["p_given_label"],
-            "adapters against label": f"{e['adapters_against_label']} of {len(adapters)}" if adapters else "none scored it",
-            "nearest emails against label": f"{e['neighbours_against_label']} of {len(e['neighbours'])}",
-            "corrected": (None if r.get("corrected_label") is None or pd.isna(r.get("corrected_label"))
-                          else ("phishing" if r["corrected_label"] else "legitimate")),
-        })
-    return pd.DataFrame(rows)

@@ -22,16 +22,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from data.metrics import confusion, matrix_value
+from data.metrics import confusion, matrix_value, wilson_interval
 from data.records import Email, ScorerRef
-from data.schema import NEAR_DUPLICATES
+from data.schema import LEAKED_SQL, NEAR_DUPLICATES
 from data.store import Store
-from diagnostics.analyses.label_audit import SUMMARY_COLUMNS, wilson_interval
-from diagnostics.contracts.job import Plan, Progress
+from diagnostics.analyses.label_audit import SUMMARY_COLUMNS, every_email_id
+from diagnostics.contracts.job import ALL_CORPORA, EmailBatch, Plan, Progress
 
 SHINGLE_WORDS = 5
 MIN_WORDS = 12
-THRESHOLD = 0.7  # exact Jaccard of shingle sets; measured in benchmarks/bench_label_audit.py
+THRESHOLD = 0.7  # exact Jaccard of shingle sets; measured in benchmarks/bench_audits.py
 NUM_PERM = 128
 SCORER = ScorerRef(model="minhash-lsh", adapter_id=NEAR_DUPLICATES)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -111,12 +111,8 @@ def corpus_summaries(emails: Sequence[Email], pairs: pd.DataFrame) -> pd.DataFra
 def leakage_by_cell(store: Store) -> pd.DataFrame:
     """Per scorer × corpus cell: test emails scored, how many near-duplicate an email of the
     scorer's training set (share), F1 as stored and F1 without them (and the difference)."""
-    rows = store.query(
-        f"""SELECT p.adapter_id, p.corpus, p.predicted, p.true_label, EXISTS (
-                SELECT 1 FROM email_flags f JOIN scorers s ON s.id = p.adapter_id
-                JOIN training_set_emails t ON t.training_set = s.training_set AND t.email_id = f.partner_id
-                WHERE f.diagnostic = '{NEAR_DUPLICATES}' AND f.email_id = p.email_id) AS leaked
-            FROM predictions p ORDER BY p.adapter_id, p.corpus""")
+    rows = store.query(f"SELECT p.adapter_id, p.corpus, p.predicted, p.true_label, {LEAKED_SQL} AS leaked "
+                       "FROM predictions p ORDER BY p.adapter_id, p.corpus")
     return leakage_table(rows)
 
 
@@ -156,16 +152,6 @@ def near_duplicates_of_test_emails(store: Store, corpora: Sequence[str]) -> set[
 
 
 @dataclass(frozen=True)
-class PairsItem:
-    scorer: ScorerRef
-    emails: tuple[Email, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.emails)
-
-
-@dataclass(frozen=True)
 class FoundPairs:
     pairs: pd.DataFrame
     summaries: pd.DataFrame
@@ -186,23 +172,21 @@ class NearDuplicateAudit:
                            "min_words": MIN_WORDS, "emails": emails}, sort_keys=True)
 
     def plan(self, store: Store) -> Plan | None:
-        ids = list(store.query("SELECT id FROM emails ORDER BY id")["id"])
-        if not ids:
-            raise ValueError("the store holds no emails: ingest corpora first")
+        ids = every_email_id(store)
         params = self.params(len(ids))
-        stored = store.flag_summaries(self.name)
-        if len(stored) and set(stored["params"]) == {params}:
+        if store.has_flags(self.name, params):
             return None  # the same emails were compared with the same settings
-        return Plan([PairsItem(SCORER, tuple(store.emails_by_ids(ids)))], {"diagnostic": self.name, "params": params})
+        return Plan([EmailBatch(SCORER, ALL_CORPORA, tuple(store.emails_by_ids(ids)))],
+                    {"diagnostic": self.name, "params": params})
 
     def open(self, scorer, adapter_dir, env):
         return None
 
-    def run(self, item: PairsItem, model, on_progress: Progress | None = None) -> FoundPairs:
+    def run(self, item: EmailBatch, model, on_progress: Progress | None = None) -> FoundPairs:
         pairs = near_duplicate_pairs(item.emails, self.threshold, self.num_perm, on_progress=on_progress)
         return FoundPairs(pairs, corpus_summaries(item.emails, pairs))
 
-    def ingest(self, store: Store, run_id: str, plan: Plan, item: PairsItem, records: FoundPairs) -> list:
+    def ingest(self, store: Store, run_id: str, plan: Plan, item: EmailBatch, records: FoundPairs) -> list:
         store.replace_flags(run_id, self.name, list(records.summaries["corpus"]), plan.run_params["params"],
                             pair_flags(records.pairs), records.summaries)
         return []

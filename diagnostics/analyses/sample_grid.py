@@ -8,7 +8,6 @@ measures (`measure`, on a worker) and how the parts sum up (`summarize`, on the 
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,13 @@ import numpy as np
 import pandas as pd
 
 from data.records import DiagnosticRequest, Email, ScorerRef
+from data.metrics import Z95, wilson_interval  # noqa: F401 (wilson_interval: re-exported)
 from data.splits import test_sample
 from data.store import Store
-from diagnostics.contracts.job import Plan, Progress, WorkerEnv
+from diagnostics.contracts.job import ALL_CORPORA, Plan, Progress, WorkerEnv  # noqa: F401 (ALL_CORPORA: re-exported)
 from models.loading import LoadedModel, load_model, scorer_ref
 
 GRID_COLUMNS = ["row", "column", "value", "low", "high", "n"]
-ALL_CORPORA = "all corpora"  # the corpus a store-wide diagnostic's result is stored under
-Z95 = NormalDist().inv_cdf(0.975)  # 1.95996…: the two-sided 95% normal quantile
 
 
 @dataclass(frozen=True)
@@ -39,16 +37,6 @@ class SamplePart:
     @property
     def size(self) -> int:
         return len(self.emails)
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound at 0 and 1, unlike the normal one)."""
-    if n == 0:
-        return math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))
 
 
 def mean_interval(values: np.ndarray, z: float = Z95) -> tuple[float, float, float]:

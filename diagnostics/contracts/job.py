@@ -30,6 +30,7 @@ from data.records import Email, ScorerRef
 from data.store import Store
 
 Progress = Callable[[int], None]
+ALL_CORPORA = "all corpora"  # the corpus of a store-wide work item, and what its result is stored under
 
 
 @dataclass

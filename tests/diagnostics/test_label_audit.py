@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from data.synthetic import generate_synthetic_corpora, synthetic_truth
-from diagnostics.analyses.label_audit import audit_labels, wilson_interval
+from data.metrics import wilson_interval
+from diagnostics.analyses.label_audit import audit_labels
 
 
 def _unique(corpora):
