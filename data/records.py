@@ -133,6 +133,12 @@ class AdapterInfo:
     # FTICL adapters: the in-context examples every scoring prompt starts with (chosen once from
     # the training set with the adapter's seed, label-balanced). Empty for plain adapters.
     demonstrations: tuple[Demonstration, ...] = ()
+    # Adapters trained elsewhere (models.imported): their own prompt template and label words (empty:
+    # the base model's), how the score is read (models.registry.READOUTS), and the folder imported.
+    prompt_template: str = ""
+    label_words: tuple[str, ...] = ()
+    readout: str = "label-words"
+    imported_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from data.records import AdapterInfo, Demonstration, EvaluationTarget, ScorerRef
 from data.scorers import zero_shot_id  # noqa: F401 (re-exported: callers import it from here)
 from models.adapter_check import AdapterMismatch, check_adapter_weights
-from models.registry import REGISTRY, ModelSpec, resolve_model
+from models.registry import CLASSIFICATION_HEAD, REGISTRY, ModelSpec, resolve_model, scorer_spec
 
 ADAPTER_INFO_FILE = "phishlens_adapter.json"
 HASH_FILE = "weights.sha256"
@@ -212,6 +212,7 @@ def read_adapter_info(adapter_dir: Path) -> AdapterInfo:
             raise TypeError(f"a JSON {type(raw).__name__}, not an object")
         raw["train_loss"] = tuple(raw.get("train_loss", ()))
         raw["demonstrations"] = tuple(Demonstration(**d) for d in raw.get("demonstrations", ()))
+        raw["label_words"] = tuple(raw.get("label_words", ()))
         return AdapterInfo(**raw)
     except OSError as exc:
         raise ModelError(f"cannot read {meta} ({exc}); check the file, or retrain the adapter") from exc
@@ -239,6 +240,10 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
         )
     if not (Path(adapter_dir) / "adapter_model.safetensors").exists():
         raise ModelError(f"{adapter_dir} has no adapter_model.safetensors; PhishLens loads safetensors only")
+    if info.readout == CLASSIFICATION_HEAD:  # an imported sequence classifier (models.imported)
+        from models.imported import open_head_adapter
+
+        return open_head_adapter(base, prepare_model(base.spec, models_dir), Path(adapter_dir), info)
     try:
         check_adapter_weights(adapter_dir, base.model)
     except AdapterMismatch as exc:
@@ -250,7 +255,7 @@ def load_with_adapter(adapter_dir: Path, models_dir: Path, device: str = "auto",
     if quantize == "none":
         model.to(base.device)
     model.eval()
-    return LoadedModel(base.spec, model, base.tokenizer, base.device, base.dtype,
+    return LoadedModel(scorer_spec(base.spec, info), model, base.tokenizer, base.device, base.dtype,
                        base.weights_sha256, base.architecture, info)
 
 

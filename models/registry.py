@@ -2,7 +2,9 @@
 
 The classifier is a causal LM read at the last prompt position: score = logit of the
 positive label word minus logit of the negative one. This works for every architecture
-TransformerLens' bridge supports, so the model explained is the model evaluated.
+TransformerLens' bridge supports, so the model explained is the model evaluated. A
+sequence-classification adapter (models.imported) is read the same way: its head's two rows
+become two rows of the unembedding (HEAD_ROWS), so its score is the head's logit difference.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from data.records import AdapterInfo
 
 # "{email}" marks where the (truncatable) email text goes; the rest is never truncated.
 DEFAULT_TEMPLATE = (
@@ -17,6 +23,14 @@ DEFAULT_TEMPLATE = (
     "{email}\n\n"
     "Is this email phishing or legitimate?\nAnswer:"
 )
+
+
+LABEL_WORDS = "label-words"  # the LM head's logits of two label words
+CLASSIFICATION_HEAD = "classification-head"  # a trained score head's two logits (peft SEQ_CLS)
+READOUTS = (LABEL_WORDS, CLASSIFICATION_HEAD)
+# The unembedding rows that carry a classification head's (negative, positive) rows: every other row
+# is zero, so reading these two rows is reading the head (models.imported.head_as_unembedding).
+HEAD_ROWS = (0, 1)
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,7 @@ class ModelSpec:
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     # The family's peak learning rate where LoraSettings' does not suit it (None: LoraSettings.lr).
     lora_lr: float | None = None
+    readout: str = LABEL_WORDS
 
 
 # Per-family defaults for any hub id or local folder (by the config's model_type).
@@ -91,3 +106,12 @@ def resolve_model(name_or_path: str, model_type: str | None = None) -> ModelSpec
     family = family_of(model_type or "llama")
     spec = ModelSpec(name=name_or_path, source=name_or_path, family=family)
     return replace(spec, **FAMILY_DEFAULTS.get(family, {}))
+
+
+def scorer_spec(spec: ModelSpec, adapter: AdapterInfo | None) -> ModelSpec:
+    """The spec a scorer reads emails with: the base model's, with an imported adapter's own prompt
+    template, label words and readout in place of the base model's."""
+    if adapter is None or not (adapter.prompt_template or adapter.label_words or adapter.readout != LABEL_WORDS):
+        return spec
+    return replace(spec, prompt_template=adapter.prompt_template or spec.prompt_template,
+                   label_words=tuple(adapter.label_words) or spec.label_words, readout=adapter.readout)

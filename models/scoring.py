@@ -15,7 +15,7 @@ import torch
 
 from data.records import AdapterInfo, Demonstration, Email
 from models.classifier import Classifier, PromptReader
-from models.registry import ModelSpec
+from models.registry import CLASSIFICATION_HEAD, HEAD_ROWS, ModelSpec, scorer_spec
 
 
 def render_email(mail: Email) -> str:
@@ -24,7 +24,10 @@ def render_email(mail: Email) -> str:
 
 
 def label_token_ids(tokenizer, spec: ModelSpec) -> tuple[int, int]:
-    """Token ids of the (negative, positive) label words: the first token of each."""
+    """Token ids of the (negative, positive) label words: the first token of each. A classification
+    head's rows sit at HEAD_ROWS of its unembedding (models.imported)."""
+    if spec.readout == CLASSIFICATION_HEAD:
+        return HEAD_ROWS
     ids = [tokenizer(word, add_special_tokens=False).input_ids for word in spec.label_words]
     if not all(ids) or ids[0][0] == ids[1][0]:
         raise ValueError(f"label words {spec.label_words} do not start with distinct tokens for this tokenizer")
@@ -92,7 +95,9 @@ def prompt_builder(model: PromptReader, max_tokens: int) -> PromptBuilder:
 
 
 def adapter_prompt_builder(tokenizer, spec: ModelSpec, adapter: AdapterInfo | None, max_tokens: int) -> PromptBuilder:
-    """The prompt builder of a scorer: the base model's template, plus an FTICL adapter's examples."""
+    """The prompt builder of a scorer: the base model's template (or an imported adapter's own), plus an
+    FTICL adapter's examples."""
+    spec = scorer_spec(spec, adapter)
     if adapter is None or not adapter.demonstrations:
         return PromptBuilder(tokenizer, spec, max_tokens)
     return PromptBuilder(tokenizer, spec, max_tokens, adapter.demonstrations,

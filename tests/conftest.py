@@ -71,6 +71,47 @@ def tiny_model_dir(default_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma_dir(default_model_dir, tmp_path_factory) -> Path:
+    """A random-weight 2-layer Gemma 3 with the default model's real tokenizer."""
+    from models.tiny import build_tiny_model
+
+    return build_tiny_model("gemma3", default_model_dir, tmp_path_factory.mktemp("tiny-gemma3"))
+
+
+# The prompt and label words of the causal-LM adapters trained "elsewhere" (plain peft) in the tests.
+FOREIGN_TEMPLATE = "Message:\n{email}\nIs it a scam?\nAnswer:"
+FOREIGN_WORDS = (" no", " yes")
+FOREIGN_HEAD_TEMPLATE = "{email}"
+
+
+def plain_peft_adapter(base_dir: Path, out_dir: Path, task: str, seed: int = 0, **meta) -> Path:
+    """A LoRA adapter saved by plain peft (not PhishLens' trainer), as a user's own script would, with
+    random non-zero LoRA weights (and head) so that it moves the score: task CAUSAL_LM or SEQ_CLS.
+    `meta` is written to the folder's phishlens_import.json when given."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    if task == "SEQ_CLS":
+        model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=2)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(task_type=task, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if parameter.requires_grad:  # LoRA A and B (B starts at zero) and the head
+                parameter.normal_(0.0, 0.2 if "lora_B" in name else 0.05)
+    peft_model.save_pretrained(out_dir, safe_serialization=True)
+    if meta:
+        (Path(out_dir) / "phishlens_import.json").write_text(json.dumps(meta))
+    return Path(out_dir)
+
+
+@pytest.fixture(scope="session")
 def synthetic_emails():
     from data.synthetic import generate_synthetic_corpora
 
@@ -125,7 +166,7 @@ def evaluated_settings(tiny_model_dir, tmp_path_factory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def two_family_settings(evaluated_settings, default_model_dir, tmp_path_factory) -> Settings:
+def two_family_settings(evaluated_settings, tiny_gemma_dir, tmp_path_factory) -> Settings:
     """The evaluated store with what a study adds: a second model family (a tiny random-weight Gemma 3)
     with its own specialist and generalist, a second seed of the Llama generalist, and both
     families' zero-shot bases, all evaluated on the same test samples."""
@@ -134,12 +175,11 @@ def two_family_settings(evaluated_settings, default_model_dir, tmp_path_factory)
     from data.records import LoraSettings
     from diagnostics.analyses.evaluate import evaluate_as_configured, evaluation_targets
     from diagnostics.runners.pipeline import train_training_set
-    from models.tiny import build_tiny_model
 
     home = tmp_path_factory.mktemp("two-family")
     shutil.copytree(evaluated_settings.home, home, dirs_exist_ok=True)
     llama = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
-    gemma_dir = build_tiny_model("gemma3", default_model_dir, tmp_path_factory.mktemp("tiny-gemma3"))
+    gemma_dir = tiny_gemma_dir
     gemma = llama.with_overrides(model=str(gemma_dir))
     lora = LoraSettings(r=4, alpha=8, lr=5e-3, max_tokens=96, batch_size=8)
     with Store.open(llama.store_path) as opened:
