@@ -342,6 +342,90 @@ def evaluate(
                                     store.scorer_catalogue(), ["accuracy", "cut_share"]).to_string(index=False))
 
 
+@app.command("import-adapter")
+def import_adapter_command(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="A LoRA adapter folder saved by peft (adapter_config.json + adapter_model.safetensors)")],
+    model: Annotated[str, typer.Option("--model", help="The base model it was trained on: a registry name or a local folder")],
+    name: Annotated[Optional[str], typer.Option(help="What pages call it (default: the folder's name)")] = None,
+    prompt_template: Annotated[Optional[str], typer.Option(help="The text the adapter was trained on, {email} where the email goes (or phishlens_import.json)")] = None,
+    negative_word: Annotated[Optional[str], typer.Option(help="Causal-LM adapters: the label word for legitimate, spaces included, e.g. ' no'")] = None,
+    positive_word: Annotated[Optional[str], typer.Option(help="Causal-LM adapters: the label word for phishing/spam, e.g. ' yes'")] = None,
+    positive_label: Annotated[Optional[int], typer.Option(help="Classification heads: the head's label index of phishing/spam (default 1)")] = None,
+    seed: Annotated[int, typer.Option(help="The seed it was trained with (names it apart from its other seeds)")] = 0,
+    evaluate: Annotated[bool, typer.Option(help="Evaluate it on every corpus' test split once imported")] = True,
+    sample_size: Annotated[Optional[int], typer.Option(help="Seeded stratified sample per test split (default: all; use the sample your other scorers were evaluated on)")] = None,
+    max_tokens: MaxTokensOption = None,
+):
+    """Import a LoRA adapter trained elsewhere (plain peft: causal LM or sequence classification): checked
+    against the base model, copied under the store's adapters, evaluated into the matrix."""
+    from data.store import Store
+    from diagnostics.runners.pipeline import import_trained_adapter
+    from models.imported import ImportRequest
+
+    words = None
+    if negative_word is not None or positive_word is not None:
+        words = (negative_word or "", positive_word or "")
+    request = ImportRequest(folder, model, prompt_template, words, positive_label, name, seed)
+    settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
+    with _clear_errors(), Store.open(settings.store_path) as store:
+        info, run_id = import_trained_adapter(store, settings, request, evaluate, sample_size)
+        how = ("its classification head's logit difference" if info.readout == "classification-head"
+               else f"logit({info.label_words[1]!r}) − logit({info.label_words[0]!r})")
+        typer.echo(f"imported {info.id} (read as {how}) into {info.path}")
+        if run_id:
+            typer.echo(f"evaluated: run {run_id}")
+            metrics = store.metrics()
+            typer.echo(_matrix_rows(metrics[metrics["adapter_id"] == info.id].round({"f1": 3, "recall": 3}),
+                                    store.scorer_catalogue()).to_string(index=False))
+
+
+@app.command("import-scores")
+def import_scores_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet: email_id (or subject and body, or raw_message) and score or probability")],
+    name: Annotated[str, typer.Option("--name", help="What pages call this detector (its id is scores--NAME)")],
+    threshold: Annotated[Optional[float], typer.Option(help="Verdict above this (default: 0 for score, 0.5 for probability)")] = None,
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Import the usable rows and record the others (default: a file with any bad row is refused whole)")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Write every row not used (row, value, problem) to this CSV")] = None,
+):
+    """Store another detector's scores (an API model, a mail filter) as a scores-only scorer: in every
+    matrix, paired comparison, calibration view and the Inbox; nothing explains it."""
+    import pandas as pd
+
+    from data.imported_scores import ScoreFileError, match_scores, read_score_file
+    from data.store import Store
+
+    settings = _settings(ctx)
+    with _clear_errors(), Store.open(settings.store_path) as store:
+        try:
+            frame = read_score_file(file)
+            emails = store.test_emails()
+            matched = match_scores(frame, emails, set(emails.loc[emails["test"], "id"]), name, threshold)
+        except ScoreFileError as exc:
+            _fail(str(exc))
+        unused = pd.concat([matched.problems.assign(used="refused"), matched.left_out.assign(used="left out")])
+        if report is not None:
+            unused.to_csv(report, index=False)
+        if matched.blocked and not skip_bad_rows:
+            typer.secho(f"{len(matched.problems)} of {len(frame)} rows could not be used; nothing was imported:",
+                        fg="red", err=True)
+            typer.echo(matched.problems.head(20).to_string(index=False), err=True)
+            if len(matched.problems) > 20:
+                typer.echo(f"... and {len(matched.problems) - 20} more" + ("" if report else " (--report FILE lists all)"),
+                           err=True)
+            typer.echo("fix those rows, or import the others with --skip-bad-rows", err=True)
+            raise typer.Exit(1)
+        run_id = store.add_imported_scores(matched, str(file), skip_bad_rows)
+        typer.echo(f"imported {len(matched.predictions)} scores as {matched.scorer_id} (run {run_id}); "
+                   f"{len(matched.problems)} rows skipped, {len(matched.left_out)} outside every test split")
+        if not unused.empty:
+            typer.echo(unused.head(10).to_string(index=False))
+        metrics = store.metrics()
+        typer.echo(_matrix_rows(metrics[metrics["adapter_id"] == matched.scorer_id].round({"f1": 3, "recall": 3}),
+                                store.scorer_catalogue()).to_string(index=False))
+
+
 def _matrix_rows(metrics, scorers, extra: list[str] | None = None):
     """F1 matrix rows that name their scorer: the base model for adapters and zero-shot, "bag of
     words" for the TF-IDF + logistic regression reference trained on the same training set, the

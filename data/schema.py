@@ -274,6 +274,30 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (diagnostic, corpus)
     );
     """,
+    # v12: scores from detectors PhishLens does not run (data.imported_scores): each imported score file
+    # as a scorer (its predictions carry its id), and the rows it could not use, kept to be listed.
+    """
+    CREATE TABLE imported_scorers (
+        id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        score_column VARCHAR NOT NULL,
+        threshold DOUBLE NOT NULL,
+        n_rows INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL
+    );
+    CREATE TABLE score_import_problems (
+        scorer_id VARCHAR NOT NULL,
+        "row" INTEGER NOT NULL,
+        value VARCHAR,
+        problem VARCHAR NOT NULL,
+        skipped BOOLEAN NOT NULL  -- true: a refused row the import was told to skip; false: left out of the matrix
+    );
+    CREATE OR REPLACE VIEW scorers AS
+        SELECT id, model, training_set FROM adapters
+        UNION ALL SELECT id, model, training_set FROM reference_models
+        UNION ALL SELECT id, 'scores', name || ' (scores only)' FROM imported_scorers;
+    """,
 ]
 
 LABEL_AUDIT = "label-audit"  # the registry names whose flags the label views below read

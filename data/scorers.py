@@ -21,8 +21,13 @@ from data.records import ZERO_SHOT
 ZERO_SHOT_PREFIX = f"{ZERO_SHOT}:"
 REFERENCE_MODEL = "tfidf-lr"  # models.bag_of_words trains it; its rows carry this model name
 REFERENCE_LABEL = "bag of words"
-KINDS = ("adapter", "zero-shot", "bag-of-words")
-COLUMNS = ["id", "kind", "model", "training_set", "seed", "precision", "from_layer", "path", "name", "long_name"]
+KINDS = ("adapter", "zero-shot", "bag-of-words", "scores")  # scores: imported from a file (data.imported_scores)
+SCORES_ONLY = "scores only"  # what a scores-only scorer's training set reads as (no model PhishLens can run)
+# How a scorer's score is read (readout): an LLM's label words, an imported classification head, or scores
+# from a file, which nothing can explain or open.
+READOUT_NAMES = {"label-words": "label words", "classification-head": "classification head", "scores": SCORES_ONLY}
+COLUMNS = ["id", "kind", "model", "training_set", "seed", "precision", "from_layer", "path", "readout", "name",
+           "long_name"]
 
 
 class ScorerNotFound(ValueError):
@@ -42,21 +47,27 @@ def model_of_zero_shot(scorer_id: str) -> str:
     return scorer_id[len(ZERO_SHOT_PREFIX):]
 
 
-def catalogue(adapters: pd.DataFrame, references: pd.DataFrame, zero_shot_models: list[str]) -> pd.DataFrame:
-    """One row per scorer (COLUMNS): adapters, then each model's zero-shot base, then references."""
+def catalogue(adapters: pd.DataFrame, references: pd.DataFrame, zero_shot_models: list[str],
+              imported: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per scorer (COLUMNS): adapters, then each model's zero-shot base, then references, then
+    imported score files."""
     rows = []
     for r in adapters.to_dict("records"):
         hyper = r.get("hyperparameters") or {}
         hyper = json.loads(hyper) if isinstance(hyper, str) else hyper
+        readout = "classification-head" if hyper.get("task_type") == "SEQ_CLS" else "label-words"
         rows.append({"id": r["id"], "kind": "adapter", "model": r["model"], "training_set": r["training_set"],
                      "seed": _int(r.get("seed")), "precision": hyper.get("precision", "fp32"),
-                     "from_layer": int(hyper.get("from_layer") or 0), "path": r.get("path")})
+                     "from_layer": int(hyper.get("from_layer") or 0), "path": r.get("path"), "readout": readout})
     models = list(dict.fromkeys([*adapters.get("model", []), *zero_shot_models]))
     rows += [{"id": zero_shot_id(m), "kind": "zero-shot", "model": m, "training_set": ZERO_SHOT, "seed": None,
-              "precision": "fp32", "from_layer": 0, "path": None} for m in models]
+              "precision": "fp32", "from_layer": 0, "path": None, "readout": "label-words"} for m in models]
     rows += [{"id": r["id"], "kind": "bag-of-words", "model": REFERENCE_MODEL, "training_set": r["training_set"],
-              "seed": _int(r.get("seed")), "precision": "fp32", "from_layer": 0, "path": None}
+              "seed": _int(r.get("seed")), "precision": "fp32", "from_layer": 0, "path": None, "readout": "scores"}
              for r in references.to_dict("records")]
+    rows += [{"id": r["id"], "kind": "scores", "model": "scores", "training_set": r["name"], "seed": None,
+              "precision": "fp32", "from_layer": 0, "path": None, "readout": "scores"}
+             for r in (imported if imported is not None else pd.DataFrame()).to_dict("records")]
     frame = pd.DataFrame(rows, columns=COLUMNS[:-2])
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
@@ -70,7 +81,7 @@ def _int(value):
 
 
 def _names(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
-    llm_models = frame.loc[frame["kind"] != "bag-of-words", "model"].unique()
+    llm_models = frame.loc[frame["kind"].isin(["adapter", "zero-shot"]), "model"].unique()
     several_models = len(llm_models) > 1
     per_set = frame.groupby(["kind", "model", "training_set"])["seed"].transform("nunique")
     names, long_names = [], []
@@ -81,6 +92,9 @@ def _names(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
         if row.kind == "bag-of-words":  # named like its row of every F1 matrix
             names.append(f"{REFERENCE_LABEL} · {short}")
             long_names.append(f"{short} · {REFERENCE_LABEL}")
+        elif row.kind == "scores":  # the name it was imported under, marked as what it is
+            names.append(f"{short} ({SCORES_ONLY})")
+            long_names.append(f"{short} ({SCORES_ONLY}, imported)")
         else:
             names.append(f"{short} · {short_model(row.model)}" if several_models else short)
             long_names.append(f"{short} · {row.model}")

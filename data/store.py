@@ -623,7 +623,7 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
         store (and of `extra_models`), each bag-of-words reference, with unique display names."""
         zero_shot = [model_of_zero_shot(r[0]) for r in self.rows(
             "SELECT DISTINCT adapter_id FROM predictions WHERE starts_with(adapter_id, ?) ORDER BY 1", [ZERO_SHOT_PREFIX])]
-        return catalogue(self.adapters(), self.reference_models(), [*zero_shot, *extra_models])
+        return catalogue(self.adapters(), self.reference_models(), [*zero_shot, *extra_models], self.imported_scorers())
 
     def evaluated_scorers(self) -> pd.DataFrame:
         """Every scorer with predictions (adapters, zero-shot bases, references): id, model, training set."""
@@ -642,6 +642,51 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
 
     def reference_models(self) -> pd.DataFrame:
         return self.query("SELECT * FROM reference_models ORDER BY id")
+
+    def add_imported_scores(self, matched, source: str, skip_bad_rows: bool = False) -> str:
+        """Store a checked score file (data.imported_scores.MatchedScores) as a scores-only scorer, in one
+        transaction: its predictions (replacing an earlier import under the same name), its record, and
+        the rows it left out. A file with refused rows is stored only when told to skip them."""
+        if matched.blocked and not skip_bad_rows:
+            raise StoreError(f"{len(matched.problems)} rows of {Path(source).name} could not be used; nothing was "
+                             f"imported (fix them, or skip them explicitly)")
+        if matched.predictions.empty:
+            raise StoreError(f"no row of {Path(source).name} scores a test email; nothing was imported")
+        predictions = matched.predictions.assign(adapter_id=matched.scorer_id, model="scores")
+        problems = pd.concat([matched.problems.assign(skipped=True), matched.left_out.assign(skipped=False)])
+        problems = problems.assign(scorer_id=matched.scorer_id, value=problems["value"].astype(str))
+        params = {"name": matched.name, "source": str(source), "rows": len(predictions),
+                  "skipped": len(matched.problems), "left_out": len(matched.left_out)}
+        with self.run("import-scores", params) as run_id:
+            with self.transaction() as con, self._frames(con, new_predictions=predictions.assign(run_id=run_id),
+                                                         new_problems=problems):
+                con.execute("DELETE FROM predictions WHERE adapter_id = ?", [matched.scorer_id])
+                con.execute("DELETE FROM imported_scorers WHERE id = ?", [matched.scorer_id])
+                con.execute("DELETE FROM score_import_problems WHERE scorer_id = ?", [matched.scorer_id])
+                con.execute("INSERT INTO predictions (run_id, adapter_id, model, email_id, corpus, score, predicted, "
+                            "true_label) SELECT run_id, adapter_id, model, email_id, corpus, score, predicted, "
+                            "true_label FROM new_predictions")
+                con.execute("INSERT INTO imported_scorers VALUES (?,?,?,?,?,?,?)",
+                            [matched.scorer_id, matched.name, str(source), matched.score_column, matched.threshold,
+                             len(predictions), _now()])
+                con.execute('INSERT INTO score_import_problems SELECT scorer_id, "row", value, problem, skipped '
+                            "FROM new_problems")
+        return run_id
+
+    def imported_scorers(self) -> pd.DataFrame:
+        """Every imported score file (scores-only scorers): id, name, source, column, threshold, rows."""
+        return self.query("SELECT * FROM imported_scorers ORDER BY id")
+
+    def score_import_problems(self, scorer_id: str | None = None) -> pd.DataFrame:
+        """The rows imports could not use (skipped) or left out of the matrix (no test split)."""
+        where = " WHERE scorer_id = ?" if scorer_id else ""
+        return self.query('SELECT scorer_id, "row", value, problem, skipped FROM score_import_problems'
+                          f'{where} ORDER BY scorer_id, "row"', [scorer_id] if scorer_id else [])
+
+    def test_emails(self) -> pd.DataFrame:
+        """Every email (id, corpus, label) and whether it is in a test split."""
+        return self.query("SELECT e.id, e.corpus, e.label, coalesce(s.split = 'test', false) AS test FROM emails e "
+                          "LEFT JOIN splits s ON s.email_id = e.id")
 
     def start_run(self, kind: str, params: dict) -> str:
         """A new 'running' run, recording the process that runs it and the command that reruns it."""

@@ -32,7 +32,7 @@ if results["corpora"]["synthetic"].any():
 
 scorers = results["scorers"]
 evaluated = set(results["evaluated"]["adapter_id"])  # the scorers with stored verdicts
-offered = choices(scorers, ("adapter", "zero-shot", "bag-of-words"))
+offered = choices(scorers, ("adapter", "zero-shot", "bag-of-words", "scores"))
 offered = offered[offered["id"].isin(evaluated)]
 names = names_by_id(offered)
 adapters = list(names)
@@ -109,6 +109,9 @@ if email_id:
         with st.expander("Correct the label", expanded=bool(status["suspect"])):
             show_label_editor(settings.store_path, mail, status, "inbox_label_editor")
         scorer = record(scorers, adapter) if adapter else None
+        if scorer is not None and scorer["kind"] == "scores":
+            st.caption(f"{md(scorer['name'])} is an imported score file: a detector PhishLens does not run, so it has "
+                       "a verdict here but no explanation, attention or heads.")
         if scorer is not None and scorer["kind"] == "adapter":
             with st.expander(f"Nearest training emails of {md(scorer['name'])}"):
                 show_nearest_training_emails(settings, scorer, mail, "inbox_nearest")

@@ -8,10 +8,12 @@ from diagnostics.analyses.architectures import (architecture_summary, architectu
                                        shared_training_sets)
 from diagnostics.analyses.paired import difference_sentence
 from diagnostics.contracts.registry import for_page
+from data.imported_scores import SCORES_MODEL
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from diagnostics.analyses.matrix import cell_moves
-from pages._cache import matrix_view, paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
+from data.store import Store
+from pages._cache import stored, matrix_view, paired_comparisons, results_or_stop, source_threshold, threshold_and_calibration
 from pages._kinds import show_registered
 from data.schema import LABEL_VIEW_TITLES
 from pages._page import pick_label_view, warn_of_collapsed
@@ -86,10 +88,18 @@ if corpora["synthetic"].any():
     st.warning("**Synthetic data.** Corpora marked *synthetic* were generated from templates for the offline demo; "
                "their figures say nothing about real phishing.")
 
-# The bag-of-words reference is a row of every model's matrix, not a model of its own.
-reference = metrics[metrics["model"] == REFERENCE_MODEL]
-reference = reference.assign(training_set="bag of words · " + reference["training_set"])
-models = sorted(set(metrics["model"]) - {REFERENCE_MODEL}) or [REFERENCE_MODEL]
+# The bag-of-words reference and imported score files are rows of every model's matrix, not models of their own.
+BESIDE_EVERY_MODEL = (REFERENCE_MODEL, SCORES_MODEL)
+
+
+def beside_every_model(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows every model's matrix shows beside its own: the bag of words (named so) and score files."""
+    reference = frame[frame["model"] == REFERENCE_MODEL]
+    return pd.concat([reference.assign(training_set="bag of words · " + reference["training_set"]),
+                      frame[frame["model"] == SCORES_MODEL]])
+
+
+models = sorted(set(metrics["model"]) - set(BESIDE_EVERY_MODEL)) or [REFERENCE_MODEL]
 wanted = st.query_params.get("model")
 model = st.selectbox("Base model", models, index=models.index(wanted) if wanted in models else 0,
                      key="overview_model") if len(models) > 1 else models[0]
@@ -99,17 +109,16 @@ st.query_params["model"] = model  # a link to this page reopens the same model's
 # suspects, or without each scorer's test emails that near-duplicate its own training emails.
 view = pick_label_view("overview_labels")
 viewed = metrics if view == "original" else matrix_view(settings.store_path, view)
-viewed_reference = viewed[viewed["model"] == REFERENCE_MODEL]
-viewed_reference = viewed_reference.assign(training_set="bag of words · " + viewed_reference["training_set"])
-shown = (pd.concat([viewed[viewed["model"] == model], viewed_reference]) if model != REFERENCE_MODEL
-         else viewed_reference)
+shown = (pd.concat([viewed[viewed["model"] == model], beside_every_model(viewed)]) if model != REFERENCE_MODEL
+         else beside_every_model(viewed))
 
 st.subheader(f"F1 matrix — {md(model)}")
 st.caption("Rows: training set (zero-shot = base model without adapter; *bag of words* = TF-IDF + logistic "
            "regression trained on the same set and scored on the same test emails, the reference to beat). "
            "Columns: test corpus and what its positive label means. ◆ and a frame mark in-domain cells; "
            "corpora marked *held out* (ingested with `--eval-only`) come last, after a dotted rule: no adapter "
-           "was trained on them.")
+           "was trained on them. Rows marked *scores only* were imported from a score file (`cli.py import-scores`): "
+           "a detector PhishLens does not run, so nothing explains them.")
 st.plotly_chart(_charts.f1_heatmap(shown, corpora), key="overview_matrix")
 if view != "original":
     moves = cell_moves(metrics[metrics["adapter_id"].isin(shown["adapter_id"])], shown)
@@ -128,6 +137,25 @@ if view != "original":
         st.dataframe(changed, hide_index=True, key="overview_label_moves", column_config={
             "share_left_out": st.column_config.NumberColumn("share left out", format="percent"),
             **{name: st.column_config.NumberColumn(format="%.3f") for name in ("f1", "f1_view", "delta_f1")}})
+
+imported = stored(settings.store_path, Store.imported_scorers)
+if not imported.empty:
+    problems = stored(settings.store_path, Store.score_import_problems)
+    counts = problems.groupby(["scorer_id", "skipped"]).size().unstack(fill_value=0)
+    files = imported.assign(
+        rows_not_matched=imported["id"].map(counts.get(True, pd.Series(dtype=int))).fillna(0).astype(int),
+        rows_outside_test_splits=imported["id"].map(counts.get(False, pd.Series(dtype=int))).fillna(0).astype(int))
+    with st.expander(f"Imported score files ({len(imported)}): what each row of the file became", expanded=False):
+        st.dataframe(files[["name", "source", "score_column", "threshold", "n_rows", "rows_not_matched",
+                            "rows_outside_test_splits"]], hide_index=True, key="overview_imported_files",
+                     column_config={"n_rows": "rows in the matrix"})
+        if problems.empty:
+            st.caption("Every row of every file matched a test email.")
+        else:
+            st.caption("Rows not used: *skipped* rows could not be matched or read (the import was told to skip "
+                       "them); the others name emails in no test split, so no matrix cell holds them.")
+            st.dataframe(problems.assign(scorer_id=problems["scorer_id"].map(dict(zip(imported["id"], imported["name"])))),
+                         hide_index=True, key="overview_import_problems", column_config={"scorer_id": "file"})
 
 one_class = sorted(shown.loc[~shown["both_classes"], "corpus"].unique())
 if one_class:

@@ -196,6 +196,58 @@ def two_family_settings(evaluated_settings, tiny_gemma_dir, tmp_path_factory) ->
     return llama
 
 
+def spam_words_scores(emails) -> list[float]:
+    """The probabilities a crude external filter gives (a stand-in for an API model or a mail filter the
+    user scored elsewhere): high when the email has money words, low otherwise."""
+    words = ("free", "money", "$", "click", "offer", "remove", "order")
+    return [0.9 if any(w in (m.subject + " " + m.body).lower() for w in words) else 0.1 for m in emails]
+
+
+@pytest.fixture(scope="session")
+def byod_settings(evaluated_settings, shared_data, tmp_path_factory) -> Settings:
+    """The evaluated store plus what a user brings: the real Ling-Spam corpus, a classification-head adapter
+    trained with plain peft on the same tiny Llama (imported, evaluated on every corpus), and an external
+    filter's score file for Ling-Spam's test emails (imported with its bad rows skipped: two unknown ids,
+    a duplicate, a non-number; and some training emails, left out of the matrix)."""
+    import shutil
+
+    import pandas as pd
+
+    from data.corpora import ingest_source, source_for_path
+    from data.imported_scores import match_scores
+    from data.splits import split_corpus
+    from diagnostics.analyses.evaluate import evaluate_as_configured, evaluation_targets
+    from diagnostics.runners.pipeline import import_trained_adapter
+    from models.imported import ImportRequest
+
+    home = tmp_path_factory.mktemp("byod")
+    shutil.copytree(evaluated_settings.home, home, dirs_exist_ok=True)
+    built = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    head = plain_peft_adapter(Path(built.model), tmp_path_factory.mktemp("foreign") / "seq-cls", "SEQ_CLS", seed=2,
+                              prompt_template=FOREIGN_HEAD_TEMPLATE, name="seq-cls head")
+    with Store.open(built.store_path) as opened:
+        opened.execute("UPDATE adapters SET path = replace(path, ?, ?)", [str(evaluated_settings.home), str(home)])
+        ingest_source(opened, source_for_path(shared_data / "LingSpam.csv.gz"), progress=False)
+        split_corpus(opened, "LingSpam", seed=built.seed)
+        generalist = opened.adapters().query("training_set == 'generalist'")["path"].iloc[0]
+        evaluate_as_configured(opened, built, evaluation_targets(built.model, [Path(generalist)]), ["LingSpam"],
+                               20, 96, progress=False)
+        import_trained_adapter(opened, built, ImportRequest(head, built.model), sample_size=20, progress=False)
+        emails = opened.test_emails()
+        test = emails[emails["test"] & (emails["corpus"] == "LingSpam")]["id"].tolist()
+        train = emails[~emails["test"] & (emails["corpus"] == "LingSpam")]["id"].tolist()[:3]
+        mails = {m.id: m for m in opened.emails_by_ids(test + train)}
+        frame = pd.DataFrame({"email_id": test + train,
+                              "probability": spam_words_scores([mails[i] for i in test + train])})
+        bad = pd.DataFrame({"email_id": ["0" * 24, "f" * 64, test[0], test[1]],
+                            "probability": [0.5, 0.5, 0.2, "n/a"]})
+        frame = pd.concat([frame, bad], ignore_index=True).assign(row=lambda f: range(1, len(f) + 1))
+        frame["probability"] = frame["probability"].astype(str)
+        matched = match_scores(frame, emails, set(emails.loc[emails["test"], "id"]), "spam-words filter")
+        opened.add_imported_scores(matched, "filter-scores.csv", skip_bad_rows=True)
+    return built
+
+
 @pytest.fixture
 def evaluated_copy(evaluated_settings, tmp_path) -> Settings:
     """A private copy of the evaluated_settings home (store and adapters) for tests that write to it."""

@@ -36,7 +36,7 @@ def architecture_summary(metrics: pd.DataFrame, scorers: pd.DataFrame) -> pd.Dat
 
 def architectures(scorers: pd.DataFrame) -> list[str]:
     """The base models of the store's adapters and zero-shot scorers (the bag of words is not one)."""
-    return sorted(set(scorers.loc[scorers["kind"] != "bag-of-words", "model"]) - {REFERENCE_MODEL})
+    return sorted(set(scorers.loc[scorers["kind"].isin(["adapter", "zero-shot"]), "model"]) - {REFERENCE_MODEL})
 
 
 def shared_training_sets(scorers: pd.DataFrame, model_a: str, model_b: str) -> list[str]:

@@ -184,3 +184,20 @@ def build_demo(settings: Settings, data_dir: Path | None = None, plan: ProtocolP
             ingest_synthetic(store, settings)
             plan = plan or DEMO_PLAN
         return run_protocol(store, settings, plan, progress)
+
+
+def import_trained_adapter(store: Store, settings: Settings, request, evaluate: bool = True,
+                           sample_size: int | None = None, progress: bool = True) -> tuple:
+    """Import an adapter trained elsewhere (models.imported.ImportRequest), record it in the store, and
+    evaluate it on every corpus' test split (sample_size per corpus) unless told not to.
+    Returns (AdapterInfo, the evaluation's run id or None)."""
+    from models.imported import import_adapter
+
+    info = import_adapter(request, settings.models_dir, settings.adapters_dir)
+    store.add_adapter(info)
+    if not evaluate:
+        return info, None
+    targets = evaluation_targets(info.model, [Path(info.path)], settings.quantize, zero_shot=False)
+    run_id = evaluate_as_configured(store, settings, targets, store.corpus_names(), sample_size,
+                                    settings.max_tokens, progress=progress)
+    return info, run_id
