@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from data.scorers import names_by_id, resolve_all
+from pages._safe import md
 
 
 def choices(scorers: pd.DataFrame, kinds: tuple[str, ...] = ("adapter", "zero-shot")) -> pd.DataFrame:
@@ -54,3 +55,12 @@ def pick_scorer(label: str, scorers: pd.DataFrame, key: str, param: str, default
 def record(scorers: pd.DataFrame, scorer_id: str) -> dict:
     """One scorer's catalogue row as a dict."""
     return scorers.set_index("id").loc[scorer_id].to_dict() | {"id": scorer_id}
+
+
+def show_readout_note(scorer: dict, container=st) -> None:
+    """Say how a scorer trained elsewhere is read, where it is not PhishLens' own label-word reading."""
+    if scorer.get("readout") == "classification-head":
+        container.caption(f"{md(scorer['name'])} is an imported sequence-classification adapter: its score is its "
+                          "classification head's logit difference (phishing/spam − legitimate) at the last token. "
+                          "Where a view reads the unembedding (logit lens, direct logit attribution), it reads the "
+                          "head's difference direction instead.")

@@ -15,7 +15,7 @@ from pages._explain_view import ExplanationView, pick_email, pick_method
 from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
 from pages._safe import md
-from pages._scorers import pick_scorers, record
+from pages._scorers import pick_scorers, record, show_readout_note
 from data.scorers import names_by_id
 
 settings, results = open_page(
@@ -52,9 +52,12 @@ for scorer_id in picked:
     loaded = classifier(scorer["model"], scorer["path"] if adapter else None, str(settings.models_dir), settings.device)
     st.divider()
     st.subheader(name)
+    show_readout_note(scorer)
     key = f"explain_{scorer_id}"
     adapted = view.explained(loaded, mail, method, key, save=from_store)
-    if show_delta and adapter is not None and adapted is not None:
+    if show_delta and adapter is not None and scorer["readout"] == "classification-head":
+        st.caption("No LoRA delta: the base model has no classification head, so it has no score to subtract.")
+    elif show_delta and adapter is not None and adapted is not None:
         st.caption("The base model with the adapter switched off, then the difference: what fine-tuning changed.")
         with adapter_disabled(loaded) as base_view:
             base = view.explained(base_view, mail, method, f"{key}_base", save=from_store)

@@ -23,7 +23,7 @@ from pages._kinds import show_registered
 from pages._page import warn_of_collapsed
 from pages._safe import int_param, md, started_message, tab_param
 from pages._scorers import choices as choices_of
-from pages._scorers import pick_scorer, record
+from pages._scorers import pick_scorer, record, show_readout_note
 
 settings = st.session_state["settings"]
 st.title("Heads")
@@ -59,6 +59,7 @@ def named(frame):
 
 first_adapter = next(iter(scorers.loc[scorers["kind"] == "adapter", "id"]), None)
 adapter = pick_scorer("Adapter", scorers, "heads_adapter", "adapter", default=first_adapter)
+show_readout_note(record(scorers, adapter))
 # Registered per-head diagnostics (diagnostics/contracts/registry.py), each in a tab of its own; the head
 # sweep has the "Head effects" tab, with its exact-ablation checks.
 per_head = [d for d in for_page("heads", kind="head_grid") if d.name != "head-sweep"]
