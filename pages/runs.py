@@ -75,6 +75,47 @@ if submitted:
         st.success(started_message(job))
 
 
+st.subheader("Bring your own detector")
+st.caption("An adapter trained elsewhere (a peft LoRA folder: a causal LM read at two label words, or a sequence "
+           "classifier with its head), or another detector's scores (CSV or Parquet). Both run as jobs; see the "
+           "README's *Bring your own detector* for the files' formats.")
+adapter_tab, scores_tab = st.tabs(["Import an adapter", "Import a score file"])
+with adapter_tab, st.form("runs_import_adapter"):
+    folder = st.text_input("Adapter folder (adapter_config.json + adapter_model.safetensors)", key="runs_import_folder")
+    left, right = st.columns(2)
+    base = left.text_input("Base model it was trained on", value=settings.model, key="runs_import_base")
+    name = right.text_input("Name (default: the folder's)", key="runs_import_name")
+    template = st.text_area("Prompt template, {email} where the email goes (empty: from phishlens_import.json)",
+                            key="runs_import_template")
+    left, right = st.columns(2)
+    negative = left.text_input("Label word for legitimate (causal LM; spaces count)", key="runs_import_negative")
+    positive = right.text_input("Label word for phishing/spam", key="runs_import_positive")
+    import_sample = st.number_input("Test emails per corpus to evaluate it on (0 = all)", 0, 100_000, 100,
+                                    key="runs_import_sample")
+    import_adapter_clicked = st.form_submit_button("Import and evaluate")
+if import_adapter_clicked:
+    if not folder.strip() or not base.strip():
+        st.error("Give the adapter's folder and its base model.")
+    else:
+        job = start_job(settings, JobRequest("import-adapter", (folder.strip(),), sample_size=import_sample, options=(
+            ("model", base.strip()), ("name", name.strip()), ("prompt-template", template),
+            ("negative-word", negative), ("positive-word", positive))))
+        st.success(started_message(job))
+with scores_tab, st.form("runs_import_scores"):
+    score_file = st.text_input("Score file (.csv, .tsv or .parquet)", key="runs_scores_file")
+    score_name = st.text_input("Name of the detector", key="runs_scores_name")
+    skip = st.checkbox("Import the usable rows when some cannot be used (they are listed on Overview)",
+                       key="runs_scores_skip")
+    import_scores_clicked = st.form_submit_button("Import scores")
+if import_scores_clicked:
+    if not score_file.strip() or not score_name.strip():
+        st.error("Give the score file and a name for the detector.")
+    else:
+        job = start_job(settings, JobRequest("import-scores", (score_file.strip(),), options=(
+            ("name", score_name.strip()), ("skip-bad-rows", skip))))
+        st.success(started_message(job))
+
+
 @st.fragment(run_every=2)
 def show_jobs() -> None:
     jobs = list_jobs(settings)

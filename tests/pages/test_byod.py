@@ -72,3 +72,37 @@ def test_explain_and_heads_open_an_imported_classification_head(monkeypatch, byo
     assert "head's difference direction" in " ".join(c.value for c in at.caption)
     titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
     assert "Logit lens" in titles
+
+
+def test_runs_page_imports_a_causal_adapter_with_its_own_prompt_and_evaluates_it(monkeypatch, evaluated_settings,
+                                                                                 tmp_path):
+    import shutil
+    import time
+    from pathlib import Path
+
+    from diagnostics.runners.background import list_jobs
+    from tests.conftest import FOREIGN_TEMPLATE, FOREIGN_WORDS, plain_peft_adapter
+
+    home = tmp_path / "home"
+    shutil.copytree(evaluated_settings.home, home)
+    settings = evaluated_settings.with_overrides(home=home, store_path=home / "store.duckdb")
+    folder = plain_peft_adapter(Path(settings.model), tmp_path / "yes-no", "CAUSAL_LM", seed=3)
+    at = open_app_page(monkeypatch, settings, "pages/runs.py")
+    assert not at.exception, at.exception
+    at.text_input(key="runs_import_folder").set_value(str(folder))
+    at.text_input(key="runs_import_name").set_value("yes-no detector")
+    at.text_area(key="runs_import_template").set_value(FOREIGN_TEMPLATE)
+    at.text_input(key="runs_import_negative").set_value(FOREIGN_WORDS[0])
+    at.text_input(key="runs_import_positive").set_value(FOREIGN_WORDS[1])
+    at.number_input(key="runs_import_sample").set_value(5)
+    next(b for b in at.button if b.proto.label == "Import and evaluate").click().run()
+    assert any("Started" in s.value and "import-adapter" in s.value for s in at.success), [s.value for s in at.success]
+    deadline = time.time() + 240
+    while list_jobs(settings)[0].status in ("running", "queued") and time.time() < deadline:
+        time.sleep(0.5)
+    assert list_jobs(settings)[0].status == "done", list_jobs(settings)[0].last_line
+    with Store.open_to_read(settings.store_path) as store:
+        adapter = store.adapters().query("training_set == 'imported:yes-no detector'").iloc[0]
+        assert store.scalar("SELECT count(DISTINCT corpus) FROM predictions WHERE adapter_id = ?", [adapter["id"]]) == 3
+    info = json.loads((Path(adapter["path"]) / "phishlens_adapter.json").read_text())
+    assert info["prompt_template"] == FOREIGN_TEMPLATE and info["label_words"] == list(FOREIGN_WORDS)
