@@ -484,6 +484,9 @@ def _sample_target(store, settings: Settings, corpus: str | None, scorer: str | 
     if row["kind"] == "bag-of-words":
         _fail(f"{row['name']} is the bag-of-words reference: it has no model to look inside; pick an adapter or a "
               "zero-shot base")
+    if row["kind"] == "scores":
+        _fail(f"{row['name']} was imported from a score file: a detector PhishLens does not run, so it has no model "
+              "to look inside; pick an adapter or a zero-shot base")
     return EvaluationTarget(row["model"], Path(row["path"]) if row["kind"] == "adapter" else None, settings.quantize)
 
 

@@ -359,3 +359,46 @@ def test_the_audits_of_the_emails_on_corpora_and_inbox(served_audits, browser):
     assert page.locator("main b", has_text="by phone").count() == 0  # the analyst's note is text, not markup
     _assert_no_script_ran_and_nothing_fetched(page, events, url)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def served_byod(byod_settings, tmp_path_factory):
+    """The app on a copy of the bring-your-own-detector store (an imported classification-head adapter,
+    an imported score file, real Ling-Spam), with the imported head's name and a Ling-Spam test email."""
+    from data.store import Store
+
+    home = tmp_path_factory.mktemp("browser-byod")
+    shutil.copytree(byod_settings.home, home, dirs_exist_ok=True)
+    with Store.open(home / "store.duckdb") as store:
+        store.execute("UPDATE adapters SET path = replace(path, ?, ?)", [str(byod_settings.home), str(home)])
+        scorers = store.scorer_catalogue()
+        email_id = store.split_ids("LingSpam", "test")["id"].iloc[0]
+    head = scorers[scorers["readout"] == "classification-head"]["name"].iloc[0]
+    with _serve(home, {"PHISHLENS_MODEL": byod_settings.model, "PHISHLENS_MAX_TOKENS": "96"}, "served_byod") as url:
+        yield url, head, email_id
+
+
+def test_explain_and_heads_on_an_imported_classification_head(served_byod, browser):
+    from urllib.parse import quote
+
+    url, head, email_id = served_byod
+    page, events = _open(browser, f"{url}/explain?adapters={quote(head)}&email={email_id}&method=shap")
+    _wait_for_text(page, "map by words", 180_000)
+    page.wait_for_timeout(1500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-explain-imported-head.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("classification head's logit difference").count() >= 1
+    assert page.locator("span[title^='+'], span[title^='-']").count() > 10
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
+    page.close()
+
+    page, events = _open(browser, f"{url}/heads?adapter={quote(head)}&email={email_id}")
+    _wait_for_text(page, "Top attended tokens", 180_000)
+    page.get_by_role("tab", name="Logit lens").click()
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(ARTIFACTS / "page-heads-imported-head.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("head's difference direction").count() >= 1
+    _assert_no_script_ran_and_nothing_fetched(page, events, url)
+    page.close()
