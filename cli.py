@@ -689,6 +689,9 @@ def _print_analysis(ctx: typer.Context, entry, wanted: list[str]) -> None:
     if grid.empty:
         typer.echo("  nothing stored to analyse: evaluate the scorer(s) first")
         return
+    if entry.kind == "curve":  # series × x → y with its interval: one line per series' point
+        typer.echo(grid.round(3).to_string(index=False))
+        return
     typer.echo(grid.pivot(index="row", columns="column", values="value").round(3).to_string())
 
 

@@ -30,6 +30,17 @@ COLUMNS = ["id", "kind", "model", "training_set", "seed", "precision", "from_lay
            "long_name"]
 
 
+IMPORTED_SET_PREFIX = "imported:"  # the training set of an adapter trained elsewhere (models.imported)
+
+
+def training_set_missing(training_set: str, what: str) -> str:
+    """Why a diagnostic that needs an adapter's training emails cannot run: an imported adapter brought none."""
+    if training_set.startswith(IMPORTED_SET_PREFIX):
+        return (f"the adapter of {training_set!r} was trained elsewhere: its training emails are not in the store, and {what} "
+                "needs them")
+    return f"training set {training_set!r} is not in this store"
+
+
 class ScorerNotFound(ValueError):
     """A scorer named on a command line or in a URL that the store does not hold (or holds twice)."""
 

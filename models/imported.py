@@ -30,6 +30,7 @@ import torch
 from safetensors import safe_open
 
 from data.records import AdapterInfo
+from data.scorers import IMPORTED_SET_PREFIX
 from models.adapter_check import (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, AdapterMismatch, check_adapter_weights,
                                   read_adapter_config)
 from models.loading import (ADAPTER_INFO_FILE, LoadedModel, ModelError, check_base_is_local, load_tokenizer,
@@ -287,7 +288,7 @@ def import_adapter(request: ImportRequest, models_dir: Path, adapters_dir: Path)
     target = Path(adapters_dir) / _slug(adapter_id)
     info = AdapterInfo(
         id=adapter_id, model=base.spec.name, base_weights_sha256=base.weights_sha256, architecture=base.architecture,
-        training_set=f"imported:{name}", path=str(target),
+        training_set=f"{IMPORTED_SET_PREFIX}{name}", path=str(target),
         hyperparameters={"imported": True, "task_type": config.get("task_type") or "CAUSAL_LM", "r": config.get("r"),
                          "alpha": config.get("lora_alpha"), "target_modules": config.get("target_modules"),
                          "positive_label": chosen["positive_label"],

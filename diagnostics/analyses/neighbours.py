@@ -19,6 +19,7 @@ from data.records import DiagnosticRequest, Email
 from data.store import Store
 from diagnostics.contracts.job import EmailBatch, Plan, Progress, WorkerEnv
 from models.classifier import Classifier
+from data.scorers import training_set_missing
 from models.loading import LoadedModel, load_model, read_adapter_info, scorer_ref
 from models.scoring import answer_states
 
@@ -45,7 +46,7 @@ class NeighbourIndex:
         scorer, training_set = scorer_ref(self.request.target), self.training_set()
         emails = store.training_set_emails(training_set)
         if not emails:
-            raise ValueError(f"training set {training_set!r} is not in this store")
+            raise ValueError(training_set_missing(training_set, "the nearest-training-emails index"))
         indexed = store.indexed_email_ids(scorer.adapter_id, training_set)
         todo = [m for m in emails if m.id not in indexed]
         if not todo:

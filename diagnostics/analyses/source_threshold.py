@@ -24,6 +24,7 @@ from diagnostics.analyses.calibration import best_threshold, f1_at
 from diagnostics.contracts.job import Progress
 from diagnostics.analyses.matrix import bootstrap_f1_interval
 from diagnostics.analyses.sample_grid import ALL_CORPORA, GRID_COLUMNS, SampleDiagnostic, SamplePart
+from data.scorers import training_set_missing
 from models.loading import LoadedModel, read_adapter_info
 from models.scoring import score_emails
 
@@ -35,7 +36,7 @@ def validation_ids(store: Store, training_set: str, size: int | None, seed: int)
     that are not in the training set (they were never trained on)."""
     record = store.training_set(training_set)
     if record is None:
-        raise ValueError(f"training set {training_set!r} is not in the store")
+        raise ValueError(training_set_missing(training_set, "a threshold tuned on its training corpora"))
     trained = {m.id for m in store.training_set_emails(training_set)}
     ids: list[str] = []
     for corpus in record["corpora"]:
