@@ -388,6 +388,7 @@ def import_scores_command(
     threshold: Annotated[Optional[float], typer.Option(help="Verdict above this (default: 0 for score, 0.5 for probability)")] = None,
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="Import the usable rows and record the others (default: a file with any bad row is refused whole)")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write every row not used (row, value, problem) to this CSV")] = None,
+    new_corpus: Annotated[Optional[str], typer.Option("--corpus", help="Add raw messages the store lacks (with a label column) to this held-out corpus")] = None,
 ):
     """Store another detector's scores (an API model, a mail filter) as a scores-only scorer: in every
     matrix, paired comparison, calibration view and the Inbox; nothing explains it."""
@@ -401,7 +402,8 @@ def import_scores_command(
         try:
             frame = read_score_file(file)
             emails = store.test_emails()
-            matched = match_scores(frame, emails, set(emails.loc[emails["test"], "id"]), name, threshold)
+            matched = match_scores(frame, emails, set(emails.loc[emails["test"], "id"]), name, threshold, new_corpus,
+                                   settings.lowercase, str(file))
         except ScoreFileError as exc:
             _fail(str(exc))
         unused = pd.concat([matched.problems.assign(used="refused"), matched.left_out.assign(used="left out")])
@@ -418,7 +420,9 @@ def import_scores_command(
             raise typer.Exit(1)
         run_id = store.add_imported_scores(matched, str(file), skip_bad_rows)
         typer.echo(f"imported {len(matched.predictions)} scores as {matched.scorer_id} (run {run_id}); "
-                   f"{len(matched.problems)} rows skipped, {len(matched.left_out)} outside every test split")
+                   f"{len(matched.problems)} rows skipped, {len(matched.left_out)} outside every test split"
+                   + (f"; {len(matched.new_emails)} new emails in the held-out corpus {new_corpus}"
+                      if matched.new_emails else ""))
         if not unused.empty:
             typer.echo(unused.head(10).to_string(index=False))
         metrics = store.metrics()

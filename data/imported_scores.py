@@ -7,6 +7,9 @@ A file has one column that names the email and one that scores it:
   and hashed as ingest does (under either normalisation);
 - `score` (a logit or any real number, verdict above the threshold, default 0) or `probability`
   (of phishing/spam, in [0, 1], verdict above the threshold, default 0.5).
+A raw message the store does not hold yet is added, when the caller names a new corpus for such
+emails and the row has a `label` (phishing/spam/1 or legitimate/ham/0): a held-out corpus (every email
+a test email, never trained on), stored in the same transaction as the scores.
 
 The stored score is shifted so that 0 is the file's threshold (logit(p) − logit(threshold) for
 probabilities): every view's verdict (score > 0) is then the file's own. Every row is checked before
@@ -26,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from data.normalise import content_hash, normalise_text
-from data.parse import ParseError, parse_message_bytes
+from data.parse import ParseError, make_email, parse_message_bytes
+from data.records import CorpusInfo, Email
 
 ID_COLUMNS = ("email_id", "raw_message")  # or both of SUBJECT_BODY
 SUBJECT_BODY = ("subject", "body")
@@ -36,6 +40,7 @@ SCORES_MODEL = "scores"  # the `model` of a scores-only scorer's predictions
 SCORER_PREFIX = "scores--"
 PROBABILITY_CLIP = 1e-9  # p of exactly 0 or 1 is stored as a finite logit (±20.7)
 PROBLEM_COLUMNS = ["row", "value", "problem"]
+LABELS = {"1": 1, "phishing": 1, "spam": 1, "0": 0, "legitimate": 0, "ham": 0}
 _HEX = re.compile(r"^[0-9a-f]{24}([0-9a-f]{40})?$")
 
 
@@ -55,6 +60,8 @@ class MatchedScores:
     predictions: pd.DataFrame  # email_id, corpus, score, predicted, true_label
     problems: pd.DataFrame  # row (1-based, as a spreadsheet counts data rows), value, problem
     left_out: pd.DataFrame  # the same columns: emails in no test split
+    new_emails: tuple[Email, ...] = ()  # raw messages not yet stored, for the held-out corpus below
+    new_corpus: CorpusInfo | None = None
 
     @property
     def blocked(self) -> bool:
@@ -108,10 +115,10 @@ def _id_column(frame: pd.DataFrame) -> str:
     return found[0]
 
 
-def candidate_ids(frame: pd.DataFrame, id_column: str) -> tuple[list[tuple[str, ...]], list[str | None]]:
-    """Per row, the email ids it may name (a raw message's under both normalisations) and why it names
-    none (None where it does)."""
-    ids, problems = [], []
+def candidate_ids(frame: pd.DataFrame, id_column: str) -> tuple[list[tuple[str, ...]], list[str | None], list]:
+    """Per row, the email ids it may name (a raw message's under both normalisations), why it names
+    none (None where it does), and a raw message's parsed fields (None for other columns)."""
+    ids, problems, parsed = [], [], []
     for record in frame.to_dict("records"):
         try:
             if id_column == "email_id":
@@ -124,11 +131,15 @@ def candidate_ids(frame: pd.DataFrame, id_column: str) -> tuple[list[tuple[str, 
             else:
                 fields, _ = parse_message_bytes(str(record["raw_message"]).encode("utf-8", "surrogatepass"))
                 ids.append(_hashes(fields.subject, fields.body))
+                parsed.append(fields)
+                problems.append(None)
+                continue
             problems.append(None)
         except (ValueError, ParseError) as exc:
             ids.append(())
             problems.append(str(exc))
-    return ids, problems
+        parsed.append(None)
+    return ids, problems, parsed
 
 
 def _hashes(subject: str, body: str) -> tuple[str, ...]:
@@ -153,25 +164,44 @@ def stored_score(value: float, column: str, threshold: float) -> float:
 
 
 def match_scores(frame: pd.DataFrame, emails: pd.DataFrame, test_ids: set[str], name: str,
-                 threshold: float | None = None) -> MatchedScores:
+                 threshold: float | None = None, new_corpus: str | None = None, lowercase: bool = False,
+                 source: str = "") -> MatchedScores:
     """Check every row of a score file (read_score_file) against the store's emails (id, corpus, label) and
-    its test emails; nothing is stored here."""
+    its test emails; nothing is stored here. With new_corpus, labelled raw messages the store lacks become
+    that held-out corpus' emails (normalised as `lowercase` says)."""
     scorer_id = scorer_id_for(name)
     column, id_column = _score_column(frame), _id_column(frame)
+    if new_corpus is not None and id_column != "raw_message":
+        raise ScoreFileError("only raw messages can add emails to the store: give a raw_message column (and a "
+                             "label column), or leave the new corpus out")
+    if new_corpus is not None and "label" not in frame.columns:
+        raise ScoreFileError("emails added to a new corpus need their labels: add a label column "
+                             "(phishing/spam/1 or legitimate/ham/0)")
     threshold = DEFAULT_THRESHOLDS[column] if threshold is None else float(threshold)
     if column == "probability" and not 0 < threshold < 1:
         raise ScoreFileError(f"a probability threshold must lie strictly between 0 and 1, not {threshold}")
     known = emails.set_index("id")
-    ids, id_problems = candidate_ids(frame, id_column)
-    problems, left_out, rows, first_row_of = [], [], [], {}
-    for record, candidates, id_problem in zip(frame.to_dict("records"), ids, id_problems):
+    ids, id_problems, parsed = candidate_ids(frame, id_column)
+    problems, left_out, rows, first_row_of, new_emails = [], [], [], {}, {}
+    for record, candidates, id_problem, fields in zip(frame.to_dict("records"), ids, id_problems, parsed):
         row, shown = int(record["row"]), _shown(record, id_column)
         value = _number(record[column])
-        matched = next((i for i in candidates if i in known.index), None)
+        matched = next((i for i in candidates if i in known.index or i in new_emails), None)
+        label = LABELS.get(str(record.get("label", "")).strip().lower())
+        if matched is None and new_corpus is not None and fields is not None and id_problem is None:
+            if label is None:
+                problems.append((row, shown, f"not in the store, and its label {str(record.get('label'))[:20]!r} is "
+                                             "not phishing/spam/1 or legitimate/ham/0"))
+                continue
+            mail = make_email(fields, new_corpus, label, f"{Path(source).name}:row {row}", lowercase)
+            if value is not None and not (column == "probability" and not 0 <= value <= 1):
+                new_emails[mail.id] = mail
+            matched = mail.id
         if id_problem:
             problems.append((row, shown, id_problem))
         elif matched is None:
-            problems.append((row, shown, "no such email in the store (ingest its corpus first)"))
+            problems.append((row, shown, "no such email in the store (ingest its corpus first, or give a new corpus "
+                                         "for raw messages not stored)"))
         elif value is None:
             problems.append((row, str(record[column])[:40], f"the {column} is not a finite number"))
         elif column == "probability" and not 0 <= value <= 1:
@@ -180,15 +210,24 @@ def match_scores(frame: pd.DataFrame, emails: pd.DataFrame, test_ids: set[str], 
             problems.append((row, shown, f"a second row for email {matched} (first at row {first_row_of[matched]})"))
         else:
             first_row_of[matched] = row
-            if matched not in test_ids:
+            if matched in new_emails:
+                corpus, true_label = new_corpus, new_emails[matched].label
+            elif matched not in test_ids:
                 left_out.append((row, shown, f"email {matched} is in no test split: left out of the matrix"))
                 continue
+            else:
+                corpus, true_label = known.at[matched, "corpus"], int(known.at[matched, "label"])
             score = stored_score(value, column, threshold)
-            rows.append({"email_id": matched, "corpus": known.at[matched, "corpus"], "score": score,
-                         "predicted": int(score > 0), "true_label": int(known.at[matched, "label"])})
+            rows.append({"email_id": matched, "corpus": corpus, "score": score, "predicted": int(score > 0),
+                         "true_label": int(true_label)})
     predictions = pd.DataFrame(rows, columns=["email_id", "corpus", "score", "predicted", "true_label"])
+    info = None
+    if new_emails:
+        info = CorpusInfo(new_corpus, str(source), "score-file", "phishing",
+                          f"labels from the score file's label column ({Path(source).name})", eval_only=True)
     return MatchedScores(scorer_id, name, column, threshold, predictions,
-                         pd.DataFrame(problems, columns=PROBLEM_COLUMNS), pd.DataFrame(left_out, columns=PROBLEM_COLUMNS))
+                         pd.DataFrame(problems, columns=PROBLEM_COLUMNS), pd.DataFrame(left_out, columns=PROBLEM_COLUMNS),
+                         tuple(new_emails.values()), info)
 
 
 def _shown(record: dict, id_column: str) -> str:

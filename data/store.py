@@ -660,6 +660,8 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
         with self.run("import-scores", params) as run_id:
             with self.transaction() as con, self._frames(con, new_predictions=predictions.assign(run_id=run_id),
                                                          new_problems=problems):
+                if matched.new_emails:
+                    self._add_scored_corpus(con, matched.new_corpus, list(matched.new_emails))
                 con.execute("DELETE FROM predictions WHERE adapter_id = ?", [matched.scorer_id])
                 con.execute("DELETE FROM imported_scorers WHERE id = ?", [matched.scorer_id])
                 con.execute("DELETE FROM score_import_problems WHERE scorer_id = ?", [matched.scorer_id])
@@ -672,6 +674,22 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
                 con.execute('INSERT INTO score_import_problems SELECT scorer_id, "row", value, problem, skipped '
                             "FROM new_problems")
         return run_id
+
+    def _add_scored_corpus(self, con: duckdb.DuckDBPyConnection, info: CorpusInfo, emails: list[Email]) -> None:
+        """A score file's raw messages the store lacked, as a held-out corpus (every email a test email), on
+        the caller's transaction; an existing corpus of that name must be held out (it grows)."""
+        held_out = con.execute("SELECT name IN (SELECT name FROM held_out_corpora) FROM corpora WHERE name = ?",
+                               [info.name]).fetchall()
+        if held_out and not held_out[0][0]:
+            raise StoreError(f"corpus {info.name!r} is a training corpus; name a new corpus for the score file's emails")
+        if not held_out:
+            con.execute("INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [info.name, info.source, info.format, info.label_meaning, info.label_convention, False,
+                         emails[0].normalisation, len(emails), 0, 0, 0, 0, len(emails), _now()])
+            con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
+        self.insert_emails(con, emails)
+        with self._frames(con, new_split_ids=pd.DataFrame({"email_id": [m.id for m in emails]})):
+            con.execute("INSERT INTO splits SELECT email_id, ?, 'test', 0 FROM new_split_ids", [info.name])
 
     def imported_scorers(self) -> pd.DataFrame:
         """Every imported score file (scores-only scorers): id, name, source, column, threshold, rows."""

@@ -88,3 +88,37 @@ def test_a_file_pandas_cannot_read_or_without_the_columns_is_refused(tmp_path, b
     with pytest.raises(ScoreFileError, match="exactly one of the columns score, probability"):
         match_scores(read_score_file(no_score), emails, set(), "x")
     assert stored_score(0.5, "probability", 0.5) == 0 and stored_score(1.0, "probability", 0.5) > 20
+
+
+def test_raw_messages_not_yet_stored_join_a_held_out_corpus_with_their_scores(byod_settings, shared_data, tmp_path):
+    """Real .eml files the store lacks (SpamAssassin samples), in a Parquet file with labels and a filter's
+    probabilities: stored as a held-out corpus and scored in one transaction; an unlabelled one is listed."""
+    import shutil
+
+    from cli import app
+
+    manifest = pd.read_csv(shared_data / "raw_samples" / "MANIFEST.csv").groupby("label").head(6)
+    raw = [(shared_data / "raw_samples" / f).read_bytes().decode("utf-8", errors="replace") for f in manifest["file"]]
+    labels = ["spam" if label else "ham" for label in manifest["label"]]
+    labels[-1] = "unknown"
+    frame = pd.DataFrame({"raw_message": raw, "label": labels,
+                          "probability": [0.8 if label == "spam" else 0.3 for label in labels]})
+    path = tmp_path / "filter.parquet"
+    frame.to_parquet(path)
+    home = tmp_path / "home"
+    shutil.copytree(byod_settings.home, home)
+    env = {"PHISHLENS_HOME": str(home), "PHISHLENS_STORE": str(home / "store.duckdb")}
+    refused = CliRunner().invoke(app, ["import-scores", str(path), "--name", "filter", "--corpus", "filter-inbox"],
+                                 env=env)
+    assert refused.exit_code == 1 and "label 'unknown'" in refused.output
+    with Store.open_to_read(home / "store.duckdb") as store:
+        assert not store.has_corpus("filter-inbox")  # nothing half-imported
+    result = CliRunner().invoke(app, ["import-scores", str(path), "--name", "filter", "--corpus", "filter-inbox",
+                                      "--skip-bad-rows"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "11 new emails in the held-out corpus filter-inbox" in result.output
+    with Store.open_to_read(home / "store.duckdb") as store:
+        assert "filter-inbox" in store.held_out_corpora()
+        assert len(store.split_ids("filter-inbox", "test")) == 11
+        cell = store.metrics().query("adapter_id == 'scores--filter' and corpus == 'filter-inbox'").iloc[0]
+        assert cell["n"] == 11 and cell["f1"] == 1.0  # the stand-in filter gave each spam 0.8 and each ham 0.3
