@@ -375,9 +375,7 @@ def import_adapter_command(
         typer.echo(f"imported {info.id} (read as {how}) into {info.path}")
         if run_id:
             typer.echo(f"evaluated: run {run_id}")
-            metrics = store.metrics()
-            typer.echo(_matrix_rows(metrics[metrics["adapter_id"] == info.id].round({"f1": 3, "recall": 3}),
-                                    store.scorer_catalogue()).to_string(index=False))
+            _echo_scorer_rows(store, info.id)
 
 
 @app.command("import-scores")
@@ -425,9 +423,14 @@ def import_scores_command(
                       if matched.new_emails else ""))
         if not unused.empty:
             typer.echo(unused.head(10).to_string(index=False))
-        metrics = store.metrics()
-        typer.echo(_matrix_rows(metrics[metrics["adapter_id"] == matched.scorer_id].round({"f1": 3, "recall": 3}),
-                                store.scorer_catalogue()).to_string(index=False))
+        _echo_scorer_rows(store, matched.scorer_id)
+
+
+def _echo_scorer_rows(store, scorer_id: str) -> None:
+    """One scorer's rows of the F1 matrix, as `evaluate` prints them."""
+    metrics = store.metrics()
+    typer.echo(_matrix_rows(metrics[metrics["adapter_id"] == scorer_id].round({"f1": 3, "recall": 3}),
+                            store.scorer_catalogue()).to_string(index=False))
 
 
 def _matrix_rows(metrics, scorers, extra: list[str] | None = None):

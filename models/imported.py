@@ -202,7 +202,7 @@ def check_named_base(config: dict, base: "BaseParts") -> None:
                             f"is a {base.spec.family} model: {how_to}")
 
 
-def check_against_base(folder: Path, config: dict, readout: str, base: torch.nn.Module, positive: int) -> HeadShape | None:
+def check_against_base(folder: Path, readout: str, base: torch.nn.Module, positive: int) -> HeadShape | None:
     """Refuse an adapter made for another base model: target modules absent, another hidden size or
     rank, a head that does not fit. Reads headers only."""
     head = None
@@ -281,7 +281,7 @@ def import_adapter(request: ImportRequest, models_dir: Path, adapters_dir: Path)
         model = base.modules
     else:
         model = sequence_classifier_modules(base.path, head_shape(request.folder).num_labels)
-    head = check_against_base(request.folder, config, readout, model, chosen["positive_label"])
+    head = check_against_base(request.folder, readout, model, chosen["positive_label"])
     digest = _weights_digest(request.folder)
     name = chosen["name"]
     adapter_id = f"{base.spec.name}--imported-{_slug(name)}--{digest[:6]}"
@@ -334,12 +334,11 @@ def open_head_adapter(base: LoadedModel, model_dir: Path, adapter_dir: Path, inf
     unembedding."""
     from peft import PeftModel
 
-    num_labels = int(info.hyperparameters.get("num_labels") or head_shape(adapter_dir).num_labels)
-    causal = base.model
-    classifier = sequence_classifier_modules(model_dir, num_labels)
-    setattr(classifier, classifier.base_model_prefix, getattr(causal, causal.base_model_prefix))
     head = head_shape(adapter_dir)
-    classifier.score = torch.nn.Linear(head.hidden_size, num_labels, bias=head.has_bias,
+    causal = base.model
+    classifier = sequence_classifier_modules(model_dir, head.num_labels)
+    setattr(classifier, classifier.base_model_prefix, getattr(causal, causal.base_model_prefix))
+    classifier.score = torch.nn.Linear(head.hidden_size, head.num_labels, bias=head.has_bias,
                                        device=base.device, dtype=base.dtype)
     classifier.config.pad_token_id = base.tokenizer.pad_token_id
     try:
