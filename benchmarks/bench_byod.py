@@ -58,10 +58,13 @@ def train_elsewhere(base_dir: Path, emails, out_dir: Path, max_tokens: int, seed
     return time.perf_counter() - started
 
 
+def _num(value: float, digits: int = 3):
+    """A figure for JSON: rounded, None where undefined (F1 on a one-class sample)."""
+    return None if value is None or value != value else round(float(value), digits)
+
+
 def main(store_path: Path = typer.Option(..., "--store"), training_set: str = "generalist-160",
          max_tokens: int = 128, seed: int = 13, lr: float = 1e-3):
-    import numpy as np
-
     from data.imported_scores import match_scores
     from data.settings import load_settings
     from data.store import Store
@@ -97,12 +100,11 @@ def main(store_path: Path = typer.Option(..., "--store"), training_set: str = "g
             cell = {"corpus": corpus}
             for label, scorer in (("imported_seqcls", info.id), ("own_adapter", own["id"])):
                 m = metrics[(metrics["adapter_id"] == scorer) & (metrics["corpus"] == corpus)].iloc[0]
-                cell[label] = {"n": int(m["n"]), "f1": None if np.isnan(m["f1"]) else round(float(m["f1"]), 3),
-                               "recall": round(float(m["recall"]), 3)}
+                cell[label] = {"n": int(m["n"]), "f1": _num(m["f1"]), "recall": _num(m["recall"])}
             pairs = store.paired_verdicts(info.id, own["id"])
             pairs = pairs[pairs["corpus"] == corpus]
             c = compare_scorers(pairs["true_label"], pairs["verdict_a"], pairs["verdict_b"])
-            cell["paired_delta_f1"] = [round(c.delta_f1, 3), round(c.delta_low, 3), round(c.delta_high, 3)]
+            cell["paired_delta_f1"] = [_num(c.delta_f1), _num(c.delta_low), _num(c.delta_high)]
             cell["mcnemar_p"] = round(c.mcnemar_p, 4)
             cell["claimed"] = c.significant()
             rows.append(cell)
@@ -137,9 +139,8 @@ def main(store_path: Path = typer.Option(..., "--store"), training_set: str = "g
         result["score_file_vs_own"] = {}
         for corpus, group in pairs.groupby("corpus"):
             c = compare_scorers(group["true_label"], group["verdict_a"], group["verdict_b"])
-            result["score_file_vs_own"][corpus] = {"f1_filter": round(c.f1_a, 3), "f1_own": round(c.f1_b, 3),
-                                                   "delta": [round(c.delta_f1, 3), round(c.delta_low, 3),
-                                                             round(c.delta_high, 3)],
+            result["score_file_vs_own"][corpus] = {"f1_filter": _num(c.f1_a), "f1_own": _num(c.f1_b),
+                                                   "delta": [_num(c.delta_f1), _num(c.delta_low), _num(c.delta_high)],
                                                    "mcnemar_p": round(c.mcnemar_p, 4), "claimed": c.significant()}
     OUT.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
