@@ -373,6 +373,8 @@ def import_adapter_command(
         how = ("its classification head's logit difference" if info.readout == "classification-head"
                else f"logit({info.label_words[1]!r}) − logit({info.label_words[0]!r})")
         typer.echo(f"imported {info.id} (read as {how}) into {info.path}")
+        if info.hyperparameters.get("warning"):
+            typer.secho(f"warning: {info.hyperparameters['warning']}", fg="yellow", err=True)
         if run_id:
             typer.echo(f"evaluated: run {run_id}")
             _echo_scorer_rows(store, info.id)

@@ -256,6 +256,26 @@ def base_model_parts(model: str, models_dir: Path, adapter_folder: Path) -> Base
     return BaseParts(spec, path, load_tokenizer(path), sha, config.model_type, modules)
 
 
+SEAM_PROBE = "From: alerts@bank.example\nSubject: Verify your account\n\nClick the link below today."
+
+
+def seam_warning(tokenizer, template: str) -> str | None:
+    """Why the adapter may read other tokens than it was trained on, or None. PhishLens tokenizes the
+    template's text and the email apart (so that the email alone is cut to the budget); a script that
+    tokenized the whole prompt at once got other tokens where the two meet when, say, the template puts
+    "Email: " right before the email (" From" is one token, " " + "From" two)."""
+
+    head, tail = template.split("{email}")
+    whole = tokenizer(template.replace("{email}", SEAM_PROBE), add_special_tokens=False).input_ids
+    parts = [tokenizer(text, add_special_tokens=False).input_ids for text in (head, SEAM_PROBE, tail)]
+    if whole == parts[0] + parts[1] + parts[2]:
+        return None
+    return ("the template's text next to {email} merges with the email's first or last token when the prompt is "
+            "tokenized whole; PhishLens tokenizes them apart (to cut the email alone to the budget), so this adapter "
+            "reads other tokens at that seam than a script that tokenized the whole prompt. Ending the text before "
+            "{email} with a newline, and starting the text after it with one, avoids it")
+
+
 def _weights_digest(folder: Path) -> str:
     digest = hashlib.sha256((Path(folder) / ADAPTER_WEIGHTS_FILE).read_bytes())
     return digest.hexdigest()
@@ -293,7 +313,8 @@ def import_adapter(request: ImportRequest, models_dir: Path, adapters_dir: Path)
                          "alpha": config.get("lora_alpha"), "target_modules": config.get("target_modules"),
                          "positive_label": chosen["positive_label"],
                          "num_labels": head.num_labels if head else None,
-                         "adapter_sha256": digest, "max_tokens": None},
+                         "adapter_sha256": digest, "max_tokens": None,
+                         "warning": seam_warning(base.tokenizer, chosen["prompt_template"])},
         seed=request.seed, train_loss=(), n_train=0, seconds=0.0,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         prompt_template=chosen["prompt_template"], label_words=chosen["label_words"], readout=readout,

@@ -189,3 +189,14 @@ def test_a_missing_or_unusable_label_word_is_refused(imported, bases, tmp_path):
         import_adapter(ImportRequest(bare, str(bases["llama"]), prompt_template="no slot", label_words=FOREIGN_WORDS),
                        tmp_path / "models", tmp_path / "adapters")
     assert not (tmp_path / "adapters").exists()
+
+
+def test_a_template_whose_seam_merges_tokens_is_imported_with_a_warning(imported, bases, default_model_dir):
+    from models.imported import seam_warning
+    from models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(default_model_dir)
+    assert seam_warning(tokenizer, FOREIGN_TEMPLATE) is None and seam_warning(tokenizer, "{email}") is None
+    assert "merges with the email's first or last token" in seam_warning(tokenizer, "Email: {email} Verdict:")
+    _, _, _, causal_info, _, head_info = imported["llama"]
+    assert causal_info.hyperparameters["warning"] is None and head_info.hyperparameters["warning"] is None
