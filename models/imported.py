@@ -264,7 +264,6 @@ def seam_warning(tokenizer, template: str) -> str | None:
     template's text and the email apart (so that the email alone is cut to the budget); a script that
     tokenized the whole prompt at once got other tokens where the two meet when, say, the template puts
     "Email: " right before the email (" From" is one token, " " + "From" two)."""
-
     head, tail = template.split("{email}")
     whole = tokenizer(template.replace("{email}", SEAM_PROBE), add_special_tokens=False).input_ids
     parts = [tokenizer(text, add_special_tokens=False).input_ids for text in (head, SEAM_PROBE, tail)]
