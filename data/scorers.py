@@ -38,7 +38,7 @@ def training_set_missing(training_set: str, what: str) -> str:
     if training_set.startswith(IMPORTED_SET_PREFIX):
         return (f"the adapter of {training_set!r} was trained elsewhere: its training emails are not in the store, and {what} "
                 "needs them")
-    return f"training set {training_set!r} is not in this store"
+    return f"training set {training_set!r} is not in the store"
 
 
 class ScorerNotFound(ValueError):
