@@ -360,6 +360,7 @@ def import_adapter_command(
     """Import a LoRA adapter trained elsewhere (plain peft: causal LM or sequence classification): checked
     against the base model, copied under the store's adapters, evaluated into the matrix."""
     from data.store import Store
+    from data.records import CLASSIFICATION_HEAD
     from diagnostics.runners.pipeline import import_trained_adapter
     from models.imported import ImportRequest
 
@@ -370,7 +371,7 @@ def import_adapter_command(
     settings = _settings(ctx).with_overrides(max_tokens=max_tokens)
     with _clear_errors(), Store.open(settings.store_path) as store:
         info, run_id = import_trained_adapter(store, settings, request, evaluate, sample_size)
-        how = ("its classification head's logit difference" if info.readout == "classification-head"
+        how = ("its classification head's logit difference" if info.readout == CLASSIFICATION_HEAD
                else f"logit({info.label_words[1]!r}) − logit({info.label_words[0]!r})")
         typer.echo(f"imported {info.id} (read as {how}) into {info.path}")
         if info.hyperparameters.get("warning"):
@@ -471,7 +472,7 @@ def _sample_target(store, settings: Settings, corpus: str | None, scorer: str | 
     every corpus is sampled) and return what to load (data.records.EvaluationTarget): the scorer
     `--scorer` names, else the `--model` adapter on `--training-set`, else the `--model` base."""
     from data.records import EvaluationTarget
-    from data.scorers import resolve, zero_shot_id
+    from data.scorers import SCORES, resolve, zero_shot_id
     from models.registry import resolve_model
 
     if corpus is not None and not store.has_corpus(corpus):
@@ -493,7 +494,7 @@ def _sample_target(store, settings: Settings, corpus: str | None, scorer: str | 
     if row["kind"] == "bag-of-words":
         _fail(f"{row['name']} is the bag-of-words reference: it has no model to look inside; pick an adapter or a "
               "zero-shot base")
-    if row["kind"] == "scores":
+    if row["kind"] == SCORES:
         _fail(f"{row['name']} was imported from a score file: a detector PhishLens does not run, so it has no model "
               "to look inside; pick an adapter or a zero-shot base")
     return EvaluationTarget(row["model"], Path(row["path"]) if row["kind"] == "adapter" else None, settings.quantize)

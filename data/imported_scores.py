@@ -36,7 +36,6 @@ ID_COLUMNS = ("email_id", "raw_message")  # or both of SUBJECT_BODY
 SUBJECT_BODY = ("subject", "body")
 SCORE_COLUMNS = ("score", "probability")
 DEFAULT_THRESHOLDS = {"score": 0.0, "probability": 0.5}
-SCORES_MODEL = "scores"  # the `model` of a scores-only scorer's predictions
 SCORER_PREFIX = "scores--"
 PROBABILITY_CLIP = 1e-9  # p of exactly 0 or 1 is stored as a finite logit (±20.7)
 PROBLEM_COLUMNS = ["row", "value", "problem"]

@@ -20,6 +20,11 @@ LABEL_NAMES = {LEGITIMATE: "legitimate", POSITIVE: "phishing/spam"}
 VERDICT_THRESHOLD = 0.0
 # The base model without an adapter: its scorer id is "zero-shot:<model>", its training set this.
 ZERO_SHOT = "zero-shot"
+# How an LLM scorer's score is read: the LM head's logits of two label words, or a trained classification
+# head's two logits (a peft SEQ_CLS adapter imported by models.imported).
+LABEL_WORDS = "label-words"
+CLASSIFICATION_HEAD = "classification-head"
+READOUTS = (LABEL_WORDS, CLASSIFICATION_HEAD)
 PRECISIONS = ("fp32", "bf16", "int8")  # scoring precisions (models.precision)
 
 
@@ -137,7 +142,7 @@ class AdapterInfo:
     # the base model's), how the score is read (models.registry.READOUTS), and the folder imported.
     prompt_template: str = ""
     label_words: tuple[str, ...] = ()
-    readout: str = "label-words"
+    readout: str = LABEL_WORDS
     imported_from: str = ""
 
 

@@ -16,16 +16,16 @@ from collections import Counter
 
 import pandas as pd
 
-from data.records import ZERO_SHOT
+from data.records import CLASSIFICATION_HEAD, LABEL_WORDS, ZERO_SHOT
 
 ZERO_SHOT_PREFIX = f"{ZERO_SHOT}:"
 REFERENCE_MODEL = "tfidf-lr"  # models.bag_of_words trains it; its rows carry this model name
 REFERENCE_LABEL = "bag of words"
-KINDS = ("adapter", "zero-shot", "bag-of-words", "scores")  # scores: imported from a file (data.imported_scores)
-SCORES_ONLY = "scores only"  # what a scores-only scorer's training set reads as (no model PhishLens can run)
-# How a scorer's score is read (readout): an LLM's label words, an imported classification head, or scores
-# from a file, which nothing can explain or open.
-READOUT_NAMES = {"label-words": "label words", "classification-head": "classification head", "scores": SCORES_ONLY}
+# A score file's scorer (data.imported_scores): its kind, the `model` of its predictions, and its readout (scores
+# nothing can explain or open, as the bag of words' are).
+SCORES = "scores"
+SCORES_ONLY = "scores only"  # how its name is marked
+KINDS = ("adapter", "zero-shot", "bag-of-words", SCORES)
 COLUMNS = ["id", "kind", "model", "training_set", "seed", "precision", "from_layer", "path", "readout", "name",
            "long_name"]
 
@@ -66,18 +66,18 @@ def catalogue(adapters: pd.DataFrame, references: pd.DataFrame, zero_shot_models
     for r in adapters.to_dict("records"):
         hyper = r.get("hyperparameters") or {}
         hyper = json.loads(hyper) if isinstance(hyper, str) else hyper
-        readout = "classification-head" if hyper.get("task_type") == "SEQ_CLS" else "label-words"
+        readout = CLASSIFICATION_HEAD if hyper.get("task_type") == "SEQ_CLS" else LABEL_WORDS
         rows.append({"id": r["id"], "kind": "adapter", "model": r["model"], "training_set": r["training_set"],
                      "seed": _int(r.get("seed")), "precision": hyper.get("precision", "fp32"),
                      "from_layer": int(hyper.get("from_layer") or 0), "path": r.get("path"), "readout": readout})
     models = list(dict.fromkeys([*adapters.get("model", []), *zero_shot_models]))
     rows += [{"id": zero_shot_id(m), "kind": "zero-shot", "model": m, "training_set": ZERO_SHOT, "seed": None,
-              "precision": "fp32", "from_layer": 0, "path": None, "readout": "label-words"} for m in models]
+              "precision": "fp32", "from_layer": 0, "path": None, "readout": LABEL_WORDS} for m in models]
     rows += [{"id": r["id"], "kind": "bag-of-words", "model": REFERENCE_MODEL, "training_set": r["training_set"],
-              "seed": _int(r.get("seed")), "precision": "fp32", "from_layer": 0, "path": None, "readout": "scores"}
+              "seed": _int(r.get("seed")), "precision": "fp32", "from_layer": 0, "path": None, "readout": SCORES}
              for r in references.to_dict("records")]
-    rows += [{"id": r["id"], "kind": "scores", "model": "scores", "training_set": r["name"], "seed": None,
-              "precision": "fp32", "from_layer": 0, "path": None, "readout": "scores"}
+    rows += [{"id": r["id"], "kind": SCORES, "model": SCORES, "training_set": r["name"], "seed": None,
+              "precision": "fp32", "from_layer": 0, "path": None, "readout": SCORES}
              for r in (imported if imported is not None else pd.DataFrame()).to_dict("records")]
     frame = pd.DataFrame(rows, columns=COLUMNS[:-2])
     if frame.empty:
@@ -103,7 +103,7 @@ def _names(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
         if row.kind == "bag-of-words":  # named like its row of every F1 matrix
             names.append(f"{REFERENCE_LABEL} · {short}")
             long_names.append(f"{short} · {REFERENCE_LABEL}")
-        elif row.kind == "scores":  # the name it was imported under, marked as what it is
+        elif row.kind == SCORES:  # the name it was imported under, marked as what it is
             names.append(f"{short} ({SCORES_ONLY})")
             long_names.append(f"{short} ({SCORES_ONLY}, imported)")
         else:

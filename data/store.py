@@ -28,7 +28,7 @@ from data.records import ZERO_SHOT, AdapterInfo, CorpusInfo, Email, IngestReport
 from data.schema import LABEL_AUDIT, METRICS_SQL, MIGRATIONS, SCHEMA_VERSION  # noqa: F401 (SCHEMA_VERSION: re-exported)
 from data.results import (EXPLANATION_COLUMNS, EmailFlagResults, HeadGridResults, MatrixResults, NeighbourResults,  # noqa: F401
                           SampleGridResults, TokenMapResults, _email_from_row, _now)
-from data.scorers import ZERO_SHOT_PREFIX, catalogue, model_of_zero_shot
+from data.scorers import SCORES, ZERO_SHOT_PREFIX, catalogue, model_of_zero_shot
 
 INGEST_MEMORY_LIMIT = "512MB"  # DuckDB's cap while a staged corpus is deduplicated and written
 
@@ -652,7 +652,7 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
                              f"imported (fix them, or skip them explicitly)")
         if matched.predictions.empty:
             raise StoreError(f"no row of {Path(source).name} scores a test email; nothing was imported")
-        predictions = matched.predictions.assign(adapter_id=matched.scorer_id, model="scores")
+        predictions = matched.predictions.assign(adapter_id=matched.scorer_id, model=SCORES)
         problems = pd.concat([matched.problems.assign(skipped=True), matched.left_out.assign(skipped=False)])
         problems = problems.assign(scorer_id=matched.scorer_id, value=problems["value"].astype(str))
         params = {"name": matched.name, "source": str(source), "rows": len(predictions),

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from data.records import CLASSIFICATION_HEAD, LABEL_WORDS, READOUTS  # noqa: F401 (re-exported: the readouts)
+
 if TYPE_CHECKING:
     from data.records import AdapterInfo
 
@@ -25,9 +27,6 @@ DEFAULT_TEMPLATE = (
 )
 
 
-LABEL_WORDS = "label-words"  # the LM head's logits of two label words
-CLASSIFICATION_HEAD = "classification-head"  # a trained score head's two logits (peft SEQ_CLS)
-READOUTS = (LABEL_WORDS, CLASSIFICATION_HEAD)
 # The unembedding rows that carry a classification head's (negative, positive) rows: every other row
 # is zero, so reading these two rows is reading the head (models.imported.head_as_unembedding).
 HEAD_ROWS = (0, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from data.records import CLASSIFICATION_HEAD
 from data.scorers import names_by_id, resolve_all
 from pages._safe import md
 
@@ -59,7 +60,7 @@ def record(scorers: pd.DataFrame, scorer_id: str) -> dict:
 
 def show_readout_note(scorer: dict, container=st) -> None:
     """Say how a scorer trained elsewhere is read, where it is not PhishLens' own label-word reading."""
-    if scorer.get("readout") == "classification-head":
+    if scorer.get("readout") == CLASSIFICATION_HEAD:
         container.caption(f"{md(scorer['name'])} is an imported sequence-classification adapter: its score is its "
                           "classification head's logit difference (phishing/spam − legitimate) at the last token. "
                           "Where a view reads the unembedding (logit lens, direct logit attribution), it reads the "

@@ -16,6 +16,7 @@ from pages._neighbours_view import show_nearest_training_emails
 from pages._page import open_page
 from pages._safe import md
 from pages._scorers import pick_scorers, record, show_readout_note
+from data.records import CLASSIFICATION_HEAD
 from data.scorers import names_by_id
 
 settings, results = open_page(
@@ -55,7 +56,7 @@ for scorer_id in picked:
     show_readout_note(scorer)
     key = f"explain_{scorer_id}"
     adapted = view.explained(loaded, mail, method, key, save=from_store)
-    if show_delta and adapter is not None and scorer["readout"] == "classification-head":
+    if show_delta and adapter is not None and scorer["readout"] == CLASSIFICATION_HEAD:
         st.caption("No LoRA delta: the base model has no classification head, so it has no score to subtract.")
     elif show_delta and adapter is not None and adapted is not None:
         st.caption("The base model with the adapter switched off, then the difference: what fine-tuning changed.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from data.export import spreadsheet_safe_csv
 from data.records import LABEL_NAMES, LEGITIMATE, POSITIVE
-from data.scorers import names_by_id, resolve_all
+from data.scorers import SCORES, names_by_id, resolve_all
 from data.store import Store
 from pages._cache import email_with_verdicts, inbox_page, results_or_stop, stored
 from pages._email_view import show_email
@@ -32,7 +32,7 @@ if results["corpora"]["synthetic"].any():
 
 scorers = results["scorers"]
 evaluated = set(results["evaluated"]["adapter_id"])  # the scorers with stored verdicts
-offered = choices(scorers, ("adapter", "zero-shot", "bag-of-words", "scores"))
+offered = choices(scorers, ("adapter", "zero-shot", "bag-of-words", SCORES))
 offered = offered[offered["id"].isin(evaluated)]
 names = names_by_id(offered)
 adapters = list(names)
@@ -109,7 +109,7 @@ if email_id:
         with st.expander("Correct the label", expanded=bool(status["suspect"])):
             show_label_editor(settings.store_path, mail, status, "inbox_label_editor")
         scorer = record(scorers, adapter) if adapter else None
-        if scorer is not None and scorer["kind"] == "scores":
+        if scorer is not None and scorer["kind"] == SCORES:
             st.caption(f"{md(scorer['name'])} is an imported score file: a detector PhishLens does not run, so it has "
                        "a verdict here but no explanation, attention or heads.")
         if scorer is not None and scorer["kind"] == "adapter":

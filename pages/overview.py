@@ -8,7 +8,7 @@ from diagnostics.analyses.architectures import (architecture_summary, architectu
                                        shared_training_sets)
 from diagnostics.analyses.paired import difference_sentence
 from diagnostics.contracts.registry import for_page
-from data.imported_scores import SCORES_MODEL
+from data.scorers import SCORES as SCORES_MODEL
 from models.bag_of_words import REFERENCE_MODEL
 from pages import _charts
 from diagnostics.analyses.matrix import cell_moves
