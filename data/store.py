@@ -383,20 +383,22 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
     def has_corpus(self, name: str) -> bool:
         return bool(self.scalar("SELECT count(*) FROM corpora WHERE name = ?", [name]))
 
+    @staticmethod
+    def _insert_corpus(con: duckdb.DuckDBPyConnection, info: CorpusInfo, report: IngestReport) -> None:
+        """A corpus' row with its ingest counts (and its held-out mark), on the caller's transaction."""
+        con.execute("INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [info.name, info.source, info.format, info.label_meaning, info.label_convention, info.synthetic,
+                     report.normalisation, report.parsed, report.parse_errors, report.duplicates_within,
+                     report.label_conflicts, report.duplicates_across, report.kept, _now()])
+        if info.eval_only:
+            con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
+
     def add_corpus(self, info: CorpusInfo, report: IngestReport, emails: list[Email]) -> None:
         """Write a corpus, its emails and its ingest errors in one transaction."""
         errors = pd.DataFrame([(info.name, ref, message) for ref, message in report.errors],
                               columns=["corpus", "source_ref", "error"])
         with self.transaction() as con, self._frames(con, new_errors=errors):
-            con.execute(
-                "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [info.name, info.source, info.format, info.label_meaning, info.label_convention,
-                 info.synthetic, report.normalisation, report.parsed, report.parse_errors,
-                 report.duplicates_within, report.label_conflicts, report.duplicates_across,
-                 report.kept, _now()],
-            )
-            if info.eval_only:
-                con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
+            self._insert_corpus(con, info, report)
             self.insert_emails(con, emails)
             if len(errors):
                 con.execute("INSERT INTO ingest_errors SELECT * FROM new_errors")
@@ -435,13 +437,7 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
                     report = IngestReport(info.name, int(parsed), n_errors, int(parsed) - distinct, conflicts,
                                           unique - kept, kept, normalisation, examples)
                     if kept:
-                        con.execute(
-                            "INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            [info.name, info.source, info.format, info.label_meaning, info.label_convention,
-                             info.synthetic, normalisation, int(parsed), n_errors, report.duplicates_within, conflicts,
-                             report.duplicates_across, kept, _now()])
-                        if info.eval_only:
-                            con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
+                        self._insert_corpus(con, info, report)
                         con.execute("INSERT INTO emails BY NAME SELECT e.* EXCLUDE (seq) FROM staged.emails e "
                                     "SEMI JOIN staged_ids k ON e.seq = k.seq")
                         con.execute("INSERT INTO ingest_errors SELECT ?, source_ref, error FROM staged.errors", [info.name])
@@ -683,10 +679,8 @@ class Store(MatrixResults, TokenMapResults, HeadGridResults, SampleGridResults, 
         if held_out and not held_out[0][0]:
             raise StoreError(f"corpus {info.name!r} is a training corpus; name a new corpus for the score file's emails")
         if not held_out:
-            con.execute("INSERT INTO corpora VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        [info.name, info.source, info.format, info.label_meaning, info.label_convention, False,
-                         emails[0].normalisation, len(emails), 0, 0, 0, 0, len(emails), _now()])
-            con.execute("INSERT INTO held_out_corpora VALUES (?)", [info.name])
+            n = len(emails)
+            self._insert_corpus(con, info, IngestReport(info.name, n, 0, 0, 0, 0, n, emails[0].normalisation))
         self.insert_emails(con, emails)
         with self._frames(con, new_split_ids=pd.DataFrame({"email_id": [m.id for m in emails]})):
             con.execute("INSERT INTO splits SELECT email_id, ?, 'test', 0 FROM new_split_ids", [info.name])

@@ -19,7 +19,6 @@ the user's folder is never written to.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, replace
@@ -34,7 +33,7 @@ from data.scorers import IMPORTED_SET_PREFIX
 from models.adapter_check import (ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, AdapterMismatch, check_adapter_weights,
                                   read_adapter_config)
 from models.loading import (ADAPTER_INFO_FILE, LoadedModel, ModelError, check_base_is_local, load_tokenizer,
-                            prepare_model, weights_hash)
+                            prepare_model, sha256_file, weights_hash)
 from models.registry import CLASSIFICATION_HEAD, HEAD_ROWS, LABEL_WORDS, ModelSpec, resolve_model, scorer_spec
 
 IMPORT_META_FILE = "phishlens_import.json"  # optional, beside the adapter: see README "Bring your own detector"
@@ -202,12 +201,10 @@ def check_named_base(config: dict, base: "BaseParts") -> None:
                             f"is a {base.spec.family} model: {how_to}")
 
 
-def check_against_base(folder: Path, readout: str, base: torch.nn.Module, positive: int) -> HeadShape | None:
+def check_against_base(folder: Path, head: HeadShape | None, base: torch.nn.Module, positive: int) -> None:
     """Refuse an adapter made for another base model: target modules absent, another hidden size or
-    rank, a head that does not fit. Reads headers only."""
-    head = None
-    if readout == CLASSIFICATION_HEAD:
-        head = head_shape(folder)
+    rank, a head (None for a causal-LM adapter) that does not fit. Reads headers only."""
+    if head is not None:
         hidden = base.config.hidden_size
         if head.hidden_size != hidden:
             raise ImportRefused(f"the adapter's classification head reads {head.hidden_size}-wide states, but the base "
@@ -221,7 +218,6 @@ def check_against_base(folder: Path, readout: str, base: torch.nn.Module, positi
         check_adapter_weights(folder, base)
     except AdapterMismatch as exc:
         raise ImportRefused(f"{folder} does not fit the base model: {exc}") from exc
-    return head
 
 
 @dataclass
@@ -275,11 +271,6 @@ def seam_warning(tokenizer, template: str) -> str | None:
             "{email} with a newline, and starting the text after it with one, avoids it")
 
 
-def _weights_digest(folder: Path) -> str:
-    digest = hashlib.sha256((Path(folder) / ADAPTER_WEIGHTS_FILE).read_bytes())
-    return digest.hexdigest()
-
-
 def import_adapter(request: ImportRequest, models_dir: Path, adapters_dir: Path) -> AdapterInfo:
     """Check the folder against the base model, copy it under adapters_dir with its AdapterInfo, return the
     info (the caller records it in the store). Nothing is written unless every check passes."""
@@ -292,16 +283,17 @@ def import_adapter(request: ImportRequest, models_dir: Path, adapters_dir: Path)
     check_named_base(config, base)
     spec = replace(base.spec, prompt_template=chosen["prompt_template"],
                    label_words=chosen["label_words"] or base.spec.label_words, readout=readout)
-    if readout == LABEL_WORDS:
+    head = head_shape(request.folder) if readout == CLASSIFICATION_HEAD else None
+    if head is None:
         try:
             label_token_ids(base.tokenizer, spec)
         except ValueError as exc:
             raise ImportRefused(f"{exc}: pick label words whose first tokens differ, as the adapter was trained") from exc
         model = base.modules
     else:
-        model = sequence_classifier_modules(base.path, head_shape(request.folder).num_labels)
-    head = check_against_base(request.folder, readout, model, chosen["positive_label"])
-    digest = _weights_digest(request.folder)
+        model = sequence_classifier_modules(base.path, head.num_labels)
+    check_against_base(request.folder, head, model, chosen["positive_label"])
+    digest = sha256_file(Path(request.folder) / ADAPTER_WEIGHTS_FILE)
     name = chosen["name"]
     adapter_id = f"{base.spec.name}--imported-{_slug(name)}--{digest[:6]}"
     target = Path(adapters_dir) / _slug(adapter_id)

@@ -73,7 +73,8 @@ def pick_device(requested: str = "auto") -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of one file, read in 4 MiB chunks (weights can be gigabytes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):
@@ -89,7 +90,7 @@ def weights_hash(model_dir: Path) -> str:
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise ModelError(f"{model_dir} holds no .safetensors weights; PhishLens loads safetensors only")
-    digest = hashlib.sha256("".join(_sha256_file(f) for f in files).encode()).hexdigest()
+    digest = hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
     try:
         cached.write_text(digest)
     except OSError:
